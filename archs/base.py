@@ -1,0 +1,233 @@
+"""The mixer contract, and the Block and LM every mixer is trained and measured in.
+
+A *mixer* maps (B, T, D) -> (B, T, D) causally and offers two modes that must agree:
+  forward(x)                parallel mode (training, prefill)
+  step(x_t, state)          one token (decode), x_t of shape (B, D)
+plus `init_state`, `prefill`, `state_bytes` (measured from the real state tensors, never written by
+hand) and `flops` (analytic forward FLOPs of one sequence). Kernel choice is a run option, not part
+of the config: `set_backend("auto" | name)`, and `last_backend` says which path actually ran.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+State = Any  # a dict / list / tuple of tensors (nested), owned by the mixer that made it
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes held by every tensor inside a nested dict / list / tuple (meta tensors count too)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+class Mixer(nn.Module, abc.ABC):
+    """Base class of every sequence mixer. Subclasses set the class flags and the `Config`."""
+
+    name: ClassVar[str] = "?"  # set by @register
+    Config: ClassVar[type]  # frozen dataclass; its defaults describe a tiny model
+    complexity: ClassVar[str]  # "quadratic" | "linear": how forward time grows with T
+    supports_step: ClassVar[bool] = True
+    # Backends in order of preference; the last one is the pure-PyTorch reference that runs anywhere.
+    backends: ClassVar[tuple[str, ...]] = ("reference",)
+    # True when the mixer carries its own residual sub-blocks (hybrid): the Block then adds only x.
+    owns_blocks: ClassVar[bool] = False
+
+    def __init__(self, d_model: int, cfg: Any):
+        super().__init__()
+        self.d_model = d_model
+        self.cfg = cfg
+        self.backend = "auto"
+        self.last_backend: str | None = None
+
+    # -- backends --------------------------------------------------------------------------------
+    @classmethod
+    def backend_unavailable(cls, backend: str, device: torch.device | str) -> str | None:
+        """Why `backend` cannot run on `device` here, or None if it can. Override for optional kernels."""
+        return None
+
+    @classmethod
+    def available_backends(cls, device: torch.device | str = "cpu") -> list[str]:
+        return [b for b in cls.backends if cls.backend_unavailable(b, device) is None]
+
+    @property
+    def reference_backend(self) -> str:
+        return self.backends[-1]
+
+    def set_backend(self, backend: str) -> Mixer:
+        if backend not in ("auto", "reference", *self.backends):
+            raise ValueError(f"unknown backend {backend!r} for {self.name}; choose from: auto, "
+                             f"reference, {', '.join(self.backends)}")
+        self.backend = self.reference_backend if backend == "reference" else backend
+        return self
+
+    def resolve_backend(self, device: torch.device | str) -> str:
+        """The backend this call will use: the chosen one, or the first available for 'auto'."""
+        if self.backend == "auto":
+            return self.available_backends(device)[0]
+        reason = self.backend_unavailable(self.backend, device)
+        if reason:
+            raise RuntimeError(f"backend {self.backend!r} of {self.name} is unavailable: {reason}")
+        return self.backend
+
+    # -- the two modes ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Parallel mode: (B, T, D) -> (B, T, D), causal."""
+
+    @abc.abstractmethod
+    def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> State:
+        """Empty recurrent state, or a KV cache preallocated for `max_len` tokens."""
+
+    @abc.abstractmethod
+    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Recurrent mode: one token (B, D) -> (B, D). May update `state` in place."""
+
+    def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, State]:
+        """Run a prompt (B, T, D), returning its outputs and the state after it.
+
+        This default steps token by token; mixers override it with their parallel path.
+        """
+        batch, seq_len, _ = x.shape
+        state = self.init_state(batch, max_len or seq_len, device=x.device, dtype=x.dtype)
+        ys = []
+        for t in range(seq_len):
+            y_t, state = self.step(x[:, t], state)
+            ys.append(y_t)
+        return torch.stack(ys, 1), state
+
+    # -- costs --------------------------------------------------------------------------------------
+    def state_bytes(self, batch: int, seq_len: int) -> int:
+        """Bytes of decode state after `seq_len` tokens, measured from the tensors `init_state` makes."""
+        dtype = next(self.parameters()).dtype
+        return tensor_bytes(self.init_state(batch, seq_len, device="meta", dtype=dtype))
+
+    @abc.abstractmethod
+    def flops(self, seq_len: int) -> int:
+        """Analytic forward FLOPs (multiply-add = 2) for one sequence of `seq_len` tokens."""
+
+    def param_dtype_device(self, device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
+        """Defaults for state tensors: the parameters' device and dtype unless given."""
+        p = next(self.parameters())
+        return torch.device(device) if device is not None else p.device, dtype or p.dtype
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: D -> ratio*D -> D with GELU."""
+
+    def __init__(self, d_model: int, ratio: int = 4):
+        super().__init__()
+        self.up = nn.Linear(d_model, ratio * d_model)
+        self.down = nn.Linear(ratio * d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(nn.functional.gelu(self.up(x)))
+
+    def flops(self, seq_len: int) -> int:
+        return 2 * seq_len * 2 * self.up.in_features * self.up.out_features
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + mixer(norm(x)), then x + mlp(norm(x)) (mlp_ratio 0 drops the MLP)."""
+
+    def __init__(self, mixer: Mixer, mlp_ratio: int = 4):
+        super().__init__()
+        d = mixer.d_model
+        self.mixer = mixer
+        self.owns = mixer.owns_blocks
+        self.norm1 = nn.Identity() if self.owns else nn.RMSNorm(d)
+        self.mlp = MLP(d, mlp_ratio) if mlp_ratio and not self.owns else None
+        self.norm2 = nn.RMSNorm(d) if self.mlp is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mixer(self.norm1(x))
+        if self.mlp is not None:
+            x = x + self.mlp(self.norm2(x))
+        return x
+
+    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        y_t, state = self.mixer.step(self.norm1(x_t), state)
+        x_t = x_t + y_t
+        if self.mlp is not None:
+            x_t = x_t + self.mlp(self.norm2(x_t))
+        return x_t, state
+
+    def prefill(self, x: torch.Tensor, max_len: int) -> tuple[torch.Tensor, State]:
+        y, state = self.mixer.prefill(self.norm1(x), max_len)
+        x = x + y
+        if self.mlp is not None:
+            x = x + self.mlp(self.norm2(x))
+        return x, state
+
+    def flops(self, seq_len: int) -> int:
+        return self.mixer.flops(seq_len) + (self.mlp.flops(seq_len) if self.mlp is not None else 0)
+
+
+class LM(nn.Module):
+    """Token embedding, `n_layer` Blocks of one registered mixer, final norm and output head."""
+
+    def __init__(self, arch: str, vocab_size: int, d_model: int, n_layer: int,
+                 arch_cfg: dict[str, Any] | None = None, mlp_ratio: int = 4):
+        from archbench.archs import create  # the registry imports this module
+
+        super().__init__()
+        self.arch = arch
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.blocks = nn.ModuleList(
+            Block(create(arch, d_model, **(arch_cfg or {})), mlp_ratio) for _ in range(n_layer)
+        )
+        self.norm = nn.RMSNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.head.weight, std=0.02)
+
+    @property
+    def mixers(self) -> Iterable[Mixer]:
+        return (b.mixer for b in self.blocks)
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T) int -> (B, T, D) final-normed hidden states; apply `head` where logits are needed."""
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(tokens))  # (B, T, V)
+
+    def state_bytes(self, batch: int, seq_len: int) -> int:
+        return sum(m.state_bytes(batch, seq_len) for m in self.mixers)
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
+        """Greedy decoding: parallel prefill of `prompt` (B, T), then `n_new` recurrent steps."""
+        max_len = prompt.shape[1] + n_new
+        x = self.embed(prompt)
+        states = []
+        for block in self.blocks:
+            x, state = block.prefill(x, max_len)
+            states.append(state)
+        token = self.head(self.norm(x[:, -1])).argmax(-1)  # (B,)
+        out = [token]
+        for _ in range(n_new - 1):
+            x_t = self.embed(token)
+            for i, block in enumerate(self.blocks):
+                x_t, states[i] = block.step(x_t, states[i])
+            token = self.head(self.norm(x_t)).argmax(-1)
+            out.append(token)
+        return torch.stack(out, 1)  # (B, n_new)

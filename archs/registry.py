@@ -1,0 +1,124 @@
+"""A name -> class registry with entry-point plugins, shared by mixers and tasks.
+
+Built-ins register with a decorator; external packages register through an entry point group
+(`archbench.archs`, `archbench.tasks`). Plugins load lazily on first lookup, a plugin that fails to
+import warns and is skipped (never fatal), and `ARCHBENCH_DISABLE_PLUGINS=1` turns loading off —
+the pytest plugin model. Each entry keeps where it came from (built-in, or distribution + version)
+so result rows can carry it as provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+
+class UnknownNameError(KeyError):
+    """An unknown registry name; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ConfigFieldError(TypeError):
+    """An unknown config field; the message lists the valid ones."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a registered class came from: `builtin`, or a plugin distribution and version."""
+
+    kind: str  # "builtin" | "plugin"
+    distribution: str | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "builtin":
+            return "built-in"
+        return f"plugin {self.distribution or '?'} {self.version or ''}".strip()
+
+
+class Registry:
+    """Registered classes of one kind (`what`), plus the plugins of one entry point group."""
+
+    def __init__(self, what: str, group: str, builtin_modules: Callable[[], None]):
+        self.what = what
+        self.group = group
+        self._import_builtins = builtin_modules
+        self._classes: dict[str, type] = {}
+        self._origins: dict[str, Origin] = {}
+        self._loading: Origin | None = None
+        self._loaded = False
+
+    # -- registration ---------------------------------------------------------------------------
+    def register(self, name: str) -> Callable[[type], type]:
+        def deco(cls: type) -> type:
+            if name in self._classes and self._classes[name] is not cls:
+                raise ValueError(f"{self.what} {name!r} is already registered by {self._origins[name]}")
+            cls.name = name
+            self._classes[name] = cls
+            self._origins[name] = self._loading or Origin("builtin")
+            return cls
+
+        return deco
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        self._import_builtins()
+        if os.environ.get("ARCHBENCH_DISABLE_PLUGINS", "") not in ("", "0"):
+            return
+        for ep in entry_points(group=self.group):
+            dist = getattr(ep, "dist", None)
+            self._loading = Origin("plugin", dist.name if dist else None, dist.version if dist else None)
+            try:
+                obj = ep.load()  # importing the module runs its @register decorators
+                if isinstance(obj, type) and getattr(obj, "name", None) not in self._classes:
+                    self.register(ep.name)(obj)  # an entry point may also name the class itself
+            except Exception as exc:  # a broken plugin must not take the suite down with it
+                warnings.warn(
+                    f"archbench: skipping {self.what} plugin {ep.name!r} ({ep.value}): "
+                    f"{type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            finally:
+                self._loading = None
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def names(self, pattern: str = "*") -> list[str]:
+        self._load()
+        return sorted(n for n in self._classes if fnmatch.fnmatch(n, pattern))
+
+    def get(self, name: str) -> type:
+        self._load()
+        if name not in self._classes:
+            raise UnknownNameError(f"unknown {self.what} {name!r}; choose from: {', '.join(self.names())}")
+        return self._classes[name]
+
+    def origin(self, name: str) -> Origin:
+        self.get(name)
+        return self._origins[name]
+
+    def plugin_versions(self) -> dict[str, str]:
+        """`{name: "dist version"}` for every plugin entry, for result provenance."""
+        self._load()
+        return {n: str(o) for n, o in self._origins.items() if o.kind == "plugin"}
+
+
+def build_config(config_cls: type, what: str, overrides: dict[str, Any]) -> Any:
+    """`config_cls(**overrides)`, but an unknown field is an error that names the valid ones."""
+    fields = [f.name for f in dataclasses.fields(config_cls)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ConfigFieldError(
+            f"unknown config field(s) {', '.join(map(repr, unknown))} for {what}; valid: {', '.join(fields)}"
+        )
+    return config_cls(**overrides)

@@ -1,0 +1,335 @@
+"""RWKV-6 "Finch": a matrix-valued recurrent state with data-dependent, per-channel decay.
+
+Peng et al. 2024, "Eagle and Finch: RWKV with Matrix-Valued States and Dynamic Recurrence"
+(arXiv:2404.05892). The mixer is one RWKV-6 layer without its outer residual: time mixing (the WKV
+recurrence below) followed by channel mixing, so that Block's `x + mixer(norm1(x))` is an RWKV block.
+
+Per head, with receptance r_t, key k_t (row vectors of K), value v_t (V), decay w_t in (0, 1)^K:
+    S_t = diag(w_t) S_{t-1} + k_t^T v_t                         (state, K x V)
+    o_t = r_t (S_{t-1} + diag(u) k_t^T v_t)                     (eq. 17-19 of the paper)
+    w_t = exp(-exp(w0 + tanh(x_w A_w) B_w))                     (data-dependent decay, a LoRA)
+Inputs of every projection are mixed with the previous token by "ddlerp", a LoRA-made interpolation:
+    x_* = x_t + (x_{t-1} - x_t) * (mu_* + tanh((x_t + (x_{t-1} - x_t) mu_x) A) B_*)
+
+Glossary (code -> paper):
+    B, T, D     batch, sequence length, model width
+    H, K, V     heads, key width per head (`head_dim`), value width per head (= K)
+    r, k, v     receptance, key, value                        (B, T, H, K)
+    lw          log of the decay w, i.e. -exp(w0 + lora(x)) <= 0, (B, T, H, K)
+    u           bonus for the current token ("time_first")    (H, K)
+    g           output gate silu(W_g x_g)                     (B, T, D)
+    S           WKV state                                     (B, H, K, V)
+    mu          token-shift mixing coefficients               (5, D) for w, k, v, r, g
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archbench.archs import register
+from archbench.archs.base import Mixer, State
+
+
+@dataclass(frozen=True)
+class Config:
+    head_dim: int = 16  # K = V per head; n_head = d_model // head_dim
+    chunk_size: int = 32  # tokens per chunk in the "chunked" path
+    mix_rank: int = 8  # LoRA rank of the ddlerp token shift (paper: 32)
+    decay_rank: int = 16  # LoRA rank of the data-dependent decay (paper: 64)
+    # Channel-mix hidden width = ffn_ratio * D. RWKV-6 uses 3.5; small here because archbench's Block
+    # already adds its own MLP after every mixer.
+    ffn_ratio: float = 2.0
+
+
+_SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
+_PASS_ELEMENTS = 1 << 21  # size of the largest temporary in one pass of wkv_chunked's output loop
+
+
+# -- the WKV recurrence: sequential reference, one step, chunked form ----------------------------------
+def wkv_step(r, k, v, lw, u, S):
+    """One token: r, k, lw (B, H, K), v (B, H, V), S (B, H, K, V) -> o (B, H, V), new S."""
+    kv = k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
+    o = torch.einsum("bhk,bhkv->bhv", r, S + u.unsqueeze(-1) * kv)
+    return o, lw.exp().unsqueeze(-1) * S + kv
+
+
+def wkv_sequential(r, k, v, lw, u, S0=None):
+    """The recurrence token by token, the reference for the other paths. (B, T, H, K) layout."""
+    B, T, H, K = r.shape
+    S = S0 if S0 is not None else r.new_zeros(B, H, K, v.shape[-1])
+    out = []
+    for t in range(T):
+        o, S = wkv_step(r[:, t], k[:, t], v[:, t], lw[:, t], u, S)
+        out.append(o)
+    return torch.stack(out, 1), S  # (B, T, H, V), (B, H, K, V)
+
+
+def wkv_chunked(r, k, v, lw, u, S0=None, chunk_size: int = 32):
+    """The recurrence in chunks of C tokens: matmuls inside a chunk, a short scan over chunks.
+
+    Inside a chunk, with G_t the cumulative log decay up to and including t, token t reads token s < t
+    with weight A[t, s] = sum_k r_t[k] k_s[k] exp(G_{t-1}[k] - G_s[k]); the decay differs per channel,
+    so A is not a plain r k^T. Every exponent used is <= 0 (nothing overflows): between sub-chunks of
+    c tokens the exponent splits at the query sub-chunk's start a (t-1 >= a-1 >= s), making A a matmul
+    of r_t exp(G_{t-1} - G_{a-1}) and k_s exp(G_{a-1} - G_s); inside a sub-chunk A is computed
+    elementwise as a (c, c, K) tensor. Cost per token: O(C K V + c K) per head, so linear in T.
+    """
+    B, T, H, K = r.shape
+    V = v.shape[-1]
+    C = chunk_size
+    c = math.gcd(C, _SUB_CHUNK)
+    N, nI = -(-T // C), C // c
+    pad = N * C - T  # zero k and zero log-decay in the padding leave outputs and final state unchanged
+
+    def blocks(t):  # (B, T, H, X) -> (B, H, N, C, X)
+        return F.pad(t, (0, 0, 0, 0, 0, pad)).view(B, N, C, H, -1).permute(0, 3, 1, 2, 4)
+
+    # A one-token decay below e^floor wipes the state to below the dtype's resolution, so raising it to
+    # e^floor changes no output bit that matters, and it bounds |G| <= C |floor|: differences of G then
+    # keep their precision however strong the learned decay gets.
+    floor = math.log(torch.finfo(lw.dtype).eps) - 4  # -20 in float32, -40 in float64
+    r, k, v, lw = blocks(r), blocks(k), blocks(v), blocks(lw.clamp(min=floor))
+    G = lw.cumsum(3)  # (B, H, N, C, K) inclusive: log decay from chunk start through t
+    Gx = F.pad(G, (0, 0, 1, -1))  # exclusive, G_{t-1}; a shift, not G - lw, which would cancel badly
+
+    # Each chunk's own contribution to the state, and its total decay; then scan over chunks.
+    G_end = G[:, :, :, -1:]  # (B, H, N, 1, K)
+    dS = (k * (G_end - G).exp()).transpose(-1, -2) @ v  # (B, H, N, K, V)
+    S = S0 if S0 is not None else r.new_zeros(B, H, K, V)
+    S_in = []
+    for decay_n, dS_n in zip(G_end.exp().transpose(-1, -2).unbind(2), dS.unbind(2), strict=True):
+        S_in.append(S)
+        S = decay_n * S + dS_n  # decay_n (B, H, K, 1)
+    S_in = torch.stack(S_in, 2)  # (B, H, N, K, V) state entering each chunk
+
+    # Outputs, a few chunks at a time: the (c, C, K)-per-token temporaries then stay cache-sized, which
+    # keeps time linear in T (allocating them for 16k tokens at once made it 2x slower per token).
+    step = max(1, _PASS_ELEMENTS // (B * H * C * C // c * K))
+    o = torch.cat([_chunk_outputs(r[:, :, i:i + step], k[:, :, i:i + step], v[:, :, i:i + step],
+                                  G[:, :, i:i + step], Gx[:, :, i:i + step], S_in[:, :, i:i + step], u, c)
+                   for i in range(0, N, step)], 2)  # (B, H, N, C, V)
+    return o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T], S  # (B, T, H, V), (B, H, K, V)
+
+
+def _chunk_outputs(r, k, v, G, Gx, S_in, u, c: int):
+    """Outputs of N whole chunks (B, H, N, C, K) given the state entering each (B, H, N, K, V)."""
+    B, H, N, C, K = r.shape
+    V, nI = v.shape[-1], C // c
+    o = (r * Gx.exp()) @ S_in  # (B, H, N, C, V) what the chunk reads from earlier chunks
+
+    # Earlier sub-chunks of the same chunk: split the exponent at each query sub-chunk's start a.
+    # Exponents that are <= 0 in exact arithmetic may round to a hair above 0, which is harmless; the
+    # pairs that are not causal get -inf added instead, so their exponent cannot overflow.
+    r_s, Gx_s = r.reshape(B, H, N, nI, c, K), Gx.reshape(B, H, N, nI, c, K)
+    G_a = Gx_s[..., :1, :]  # (B, H, N, nI, 1, K) = G_{a-1}
+    q = r_s * (Gx_s - G_a).exp()  # (B, H, N, nI, c, K)
+    before = _causal_bias(torch.arange(C) < (torch.arange(nI) * c).view(nI, 1), r)  # (nI, C, 1) s < a
+    kk = k.unsqueeze(3) * (G_a - G.unsqueeze(3) + before).exp()  # (B, H, N, nI, C, K)
+    o = o + (q @ kk.transpose(-1, -2)).reshape(B, H, N, C, C) @ v
+
+    # The same sub-chunk: elementwise over (t, s, K), strictly causal, plus the bonus u on t = s.
+    k_s, v_s, G_s = k.reshape(B, H, N, nI, c, K), v.reshape(B, H, N, nI, c, V), G.reshape(B, H, N, nI, c, K)
+    later = _causal_bias(torch.ones(c, c, dtype=torch.bool).tril(-1), r)  # (c, c, 1) t > s
+    decay_ts = (Gx_s.unsqueeze(-2) - G_s.unsqueeze(-3) + later).exp()  # (B, H, N, nI, c, c, K)
+    A_d = torch.einsum("...tk,...tsk->...ts", r_s, k_s.unsqueeze(-3) * decay_ts)  # (B, H, N, nI, c, c)
+    bonus = (r_s * u.view(H, 1, 1, 1, K) * k_s).sum(-1, keepdim=True)  # (B, H, N, nI, c, 1)
+    return o + (A_d @ v_s + bonus * v_s).view(B, H, N, C, V)
+
+
+def _causal_bias(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """0 where `keep`, -inf elsewhere, with a trailing axis for K: added to a log decay, it masks."""
+    bias = torch.zeros(keep.shape, dtype=like.dtype).masked_fill(~keep, -math.inf)
+    return bias.unsqueeze(-1).to(like.device)
+
+
+# -- the optional fla kernel --------------------------------------------------------------------------
+@functools.cache
+def _fla_import_error() -> str | None:
+    try:
+        from fla.ops.rwkv6 import chunk_rwkv6  # noqa: F401
+    except Exception as exc:  # ImportError, or a Triton / CUDA failure while importing
+        return f"flash-linear-attention is not importable ({type(exc).__name__}: {exc})"
+    return None
+
+
+@functools.cache
+def _fla_backward_refusal(device: str) -> str | None:
+    """Why fla's backward fails on `device` (e.g. Hopper with Triton < 3.7.1, fla #640), else None.
+
+    The refusal is raised inside `.backward()`, too late to switch paths, so probe once per device.
+    """
+    from fla.ops.rwkv6 import chunk_rwkv6
+
+    try:
+        r, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
+        lw = (-torch.rand(1, 16, 1, 16, device=device)).requires_grad_(True)
+        u = torch.randn(1, 16, device=device, requires_grad=True)
+        chunk_rwkv6(r, k, v, lw, u, scale=1.0)[0].sum().backward()
+    except RuntimeError as exc:
+        return str(exc).strip().splitlines()[0][:120]
+    return None
+
+
+def wkv_fla(r, k, v, lw, u, S0=None, want_state: bool = False):
+    from fla.ops.rwkv6 import chunk_rwkv6
+
+    # fla takes (B, T, H, K), the log decay, and u of shape (H, K); RWKV-6 uses no 1/sqrt(K) scale.
+    return chunk_rwkv6(r, k, v, lw, u.to(r.dtype), scale=1.0, initial_state=S0,
+                       output_final_state=want_state)
+
+
+# -- the mixer ------------------------------------------------------------------------------------------
+@register("rwkv")
+class RWKV(Mixer):
+    """RWKV-6 time mixing (ddlerp, data-dependent decay, bonus, GroupNorm, gate) + channel mixing."""
+
+    Config = Config
+    complexity = "linear"
+    backends = ("fla", "chunked")
+
+    def __init__(self, d_model: int, cfg: Config):
+        super().__init__(d_model, cfg)
+        if d_model % cfg.head_dim:
+            raise ValueError(f"d_model={d_model} is not a multiple of head_dim={cfg.head_dim}")
+        D, R = d_model, cfg.mix_rank
+        self.n_head, self.head_dim = D // cfg.head_dim, cfg.head_dim
+        # RWKV-6 initialises by layer depth; the mixer does not know its depth, so use mid-depth values.
+        depth, keep = 0.5, 0.5  # ratio_0_to_1, ratio_1_to_almost0
+        ddd = torch.arange(D) / D
+        self.mu_x = nn.Parameter(1 - ddd**keep)
+        self.mu = nn.Parameter(torch.stack([1 - ddd**keep, 1 - ddd**keep, 1 - (ddd**keep + 0.3 * depth),
+                                            1 - ddd ** (0.5 * keep), 1 - ddd ** (0.5 * keep)]))  # (5, D)
+        # RWKV-6 zero-inits the first LoRA matrix, which leaves the second one's first gradient exactly
+        # zero; both start small instead so that every parameter learns from step one.
+        self.mix_a = nn.Parameter(torch.empty(D, 5 * R).uniform_(-1e-2, 1e-2))
+        self.mix_b = nn.Parameter(torch.empty(5, R, D).uniform_(-1e-2, 1e-2))
+        n = torch.arange(D) / (D - 1)
+        self.w0 = nn.Parameter(-6 + 5 * n ** (0.7 + 1.3 * depth))  # decay spread: w in [0.69, 0.9975]
+        self.decay_a = nn.Parameter(torch.empty(D, cfg.decay_rank).uniform_(-1e-2, 1e-2))
+        self.decay_b = nn.Parameter(torch.empty(cfg.decay_rank, D).uniform_(-1e-2, 1e-2))
+        zigzag = ((torch.arange(D) + 1) % 3 - 1) * 0.1
+        self.u = nn.Parameter((depth * (1 - n) + zigzag).view(self.n_head, self.head_dim))
+        self.receptance, self.key, self.value, self.gate, self.output = (
+            nn.Linear(D, D, bias=False) for _ in range(5))
+        self.ln_x = nn.GroupNorm(self.n_head, D, eps=64e-5)  # per-head norm; eps as in RWKV-6
+        # channel mixing
+        F_ = int(cfg.ffn_ratio * D)
+        self.cm_norm = nn.LayerNorm(D)
+        self.cm_mu = nn.Parameter(torch.stack([1 - ddd**keep, 1 - ddd**keep]))  # (2, D) for k, r
+        self.cm_key = nn.Linear(D, F_, bias=False)
+        self.cm_value = nn.Linear(F_, D, bias=False)
+        self.cm_receptance = nn.Linear(D, D, bias=False)
+
+    # -- backends ---------------------------------------------------------------------------------------
+    @classmethod
+    def backend_unavailable(cls, backend: str, device: torch.device | str) -> str | None:
+        if backend == "fla":
+            if torch.device(device).type != "cuda":
+                return "flash-linear-attention needs a CUDA device"
+            return _fla_import_error()
+        return None
+
+    # -- pieces shared by forward and step --------------------------------------------------------------
+    def _time_mix_in(self, x: torch.Tensor, x_prev: torch.Tensor):
+        """ddlerp token shift and projections; x, x_prev (B, T, D) -> r, k, v, lw (B, T, H, K), g."""
+        B, T, D = x.shape
+        dx = x_prev - x  # (B, T, D)
+        h = torch.tanh((x + dx * self.mu_x) @ self.mix_a).view(B, T, 5, -1)  # (B, T, 5, R)
+        mix = self.mu + torch.einsum("btfr,frd->btfd", h, self.mix_b)  # (B, T, 5, D)
+        xw, xk, xv, xr, xg = (x.unsqueeze(2) + dx.unsqueeze(2) * mix).unbind(2)
+        lw = -torch.exp(self.w0 + torch.tanh(xw @ self.decay_a) @ self.decay_b)  # (B, T, D) log decay
+        heads = (B, T, self.n_head, self.head_dim)
+        return (self.receptance(xr).view(heads), self.key(xk).view(heads), self.value(xv).view(heads),
+                lw.view(heads), F.silu(self.gate(xg)))
+
+    def _time_mix_out(self, o: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """o (B, T, H, V) -> GroupNorm per head, gate, output projection -> (B, T, D)."""
+        B, T = o.shape[:2]
+        o = self.ln_x(o.reshape(B * T, self.d_model).to(g.dtype)).view(B, T, -1)
+        return self.output(o * g)
+
+    def _channel_mix(self, x: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
+        dx = x_prev - x  # (B, T, D)
+        xk, xr = x + dx * self.cm_mu[0], x + dx * self.cm_mu[1]
+        return torch.sigmoid(self.cm_receptance(xr)) * self.cm_value(F.relu(self.cm_key(xk)).square())
+
+    @staticmethod
+    def _shift(x: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """Previous token along T, with `first` (B, D) before position 0."""
+        return torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
+
+    def _wkv_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        return torch.float64 if dtype == torch.float64 else torch.float32
+
+    # -- the two modes ----------------------------------------------------------------------------------
+    def _run(self, x: torch.Tensor, state: State | None, want_state: bool):
+        B, T, D = x.shape
+        zeros = x.new_zeros(B, D)
+        tm_first = zeros if state is None else state["tm_shift"]
+        cm_first = zeros if state is None else state["cm_shift"]
+        S0 = None if state is None else state["wkv"]
+        r, k, v, lw, g = self._time_mix_in(x, self._shift(x, tm_first))
+        backend = self.resolve_backend(x.device)
+        self.last_backend = backend
+        if backend == "fla":
+            needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.u.requires_grad)
+            refusal = _fla_backward_refusal(str(x.device)) if needs_grad else None
+            if refusal:
+                backend = "chunked"
+                self.last_backend = f"chunked (fla backward refused: {refusal})"
+            else:
+                o, S = wkv_fla(r, k, v, lw, self.u, S0, want_state)
+        if backend == "chunked":
+            wd = self._wkv_dtype(x.dtype)
+            o, S = wkv_chunked(r.to(wd), k.to(wd), v.to(wd), lw.to(wd), self.u.to(wd),
+                               S0, self.cfg.chunk_size)
+        a = self._time_mix_out(o, g)  # (B, T, D)
+        # Block hands the mixer norm1(x), so the channel-mix residual runs on that: x + a, then LayerNorm.
+        xc = self.cm_norm(x + a)
+        y = a + self._channel_mix(xc, self._shift(xc, cm_first))
+        new_state = {"tm_shift": x[:, -1], "wkv": S, "cm_shift": xc[:, -1]} if want_state else None
+        return y, new_state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, None, want_state=False)[0]  # (B, T, D)
+
+    def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, State]:
+        y, state = self._run(x, None, want_state=True)
+        state["wkv"] = state["wkv"].to(self._wkv_dtype(x.dtype))
+        return y, state
+
+    def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> State:
+        device, dtype = self.param_dtype_device(device, dtype)
+        H, K = self.n_head, self.head_dim
+        return {
+            "tm_shift": torch.zeros(batch, self.d_model, device=device, dtype=dtype),  # x_{t-1}
+            "wkv": torch.zeros(batch, H, K, K, device=device, dtype=self._wkv_dtype(dtype)),  # S
+            "cm_shift": torch.zeros(batch, self.d_model, device=device, dtype=dtype),  # channel-mix x_{t-1}
+        }
+
+    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        x = x_t.unsqueeze(1)  # (B, 1, D)
+        r, k, v, lw, g = self._time_mix_in(x, state["tm_shift"].unsqueeze(1))
+        S = state["wkv"]
+        o, S = wkv_step(*(t[:, 0].to(S.dtype) for t in (r, k, v, lw)), self.u.to(S.dtype), S)
+        a = self._time_mix_out(o.unsqueeze(1), g)  # (B, 1, D)
+        xc = self.cm_norm(x + a)
+        y = a + self._channel_mix(xc, state["cm_shift"].unsqueeze(1))
+        return y[:, 0], {"tm_shift": x_t, "wkv": S, "cm_shift": xc[:, 0]}
+
+    def flops(self, seq_len: int) -> int:
+        """Projections, both LoRAs, the recurrent-form WKV (update S and read it out: 2 K V multiply-adds
+        per head and token) and the channel mix. Elementwise work is left out."""
+        D, cfg = self.d_model, self.cfg
+        F_ = int(cfg.ffn_ratio * D)
+        per_token = (5 * D * D  # r, k, v, g, output
+                     + 2 * 5 * cfg.mix_rank * D + 2 * cfg.decay_rank * D  # ddlerp and decay LoRAs
+                     + 2 * D * self.head_dim  # WKV: H heads x K x V, twice
+                     + 2 * D * F_ + D * D)  # channel mix: key, value, receptance
+        return 2 * seq_len * per_token

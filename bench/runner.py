@@ -1,0 +1,180 @@
+"""The one run loop: cells in, rows out, for every suite.
+
+A *cell* is a JSON-able dict with a `kind` ("scaling" or "retrieval") and everything needed to
+reproduce it. The loop
+  - skips cells already in the row store for this device (resume: rerunning a command finishes it),
+  - runs each remaining cell under a per-cell time limit, turning out-of-memory, time-outs and
+    errors into rows with a `status` instead of stopping the sweep,
+  - skips longer lengths of a series (same cell but for seq_len) once a shorter one failed,
+  - appends and flushes one row per finished cell, with provenance, so an interrupt loses only the
+    cell in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from archbench.bench import measure, store
+
+
+class CellTimeout(Exception):
+    pass
+
+
+def cell_key(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def series_key(spec: dict[str, Any]) -> str:
+    """The cell without its length: cells of one series differ only in seq_len."""
+    return cell_key({k: v for k, v in spec.items() if k != "seq_len"})
+
+
+def _run_scaling(spec: dict[str, Any], budget_s: float) -> dict[str, Any]:
+    from archbench.bench.scaling import measure_cell
+
+    return measure_cell(spec, budget_s=budget_s)
+
+
+def _run_retrieval(spec: dict[str, Any], budget_s: float) -> dict[str, Any]:
+    from archbench.bench.train import run_cell
+
+    return run_cell(spec)
+
+
+EXECUTORS: dict[str, Callable[[dict[str, Any], float], dict[str, Any]]] = {
+    "scaling": _run_scaling,
+    "retrieval": _run_retrieval,
+}
+
+
+def failure_status(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, CellTimeout):
+        return "timeout"
+    if isinstance(exc, MemoryError | torch.cuda.OutOfMemoryError) or "out of memory" in text.lower() or \
+            "can't allocate memory" in text:
+        return "oom"
+    return f"error: {type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}".rstrip(": ")
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise CellTimeout in this (main) thread after `seconds`. A single long kernel finishes first:
+    Python checks for signals between operations, which is enough for a per-cell budget."""
+    if not seconds:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise CellTimeout(f"exceeded {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def row_file(out_dir: Path, kind: str, device: str) -> Path:
+    slug = "".join(c if c.isalnum() else "-" for c in measure.device_name(device).lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return Path(out_dir) / "raw" / f"{kind}_{slug}.jsonl"
+
+
+def run_cells(cells: list[dict[str, Any]], out_dir: Path, *, time_limit_s: float | None = None,
+              budget_s: float = 1.0, console: Console | None = None) -> list[dict[str, Any]]:
+    """Run every cell not yet stored for this device; return the rows written by this call."""
+    console = console or Console(stderr=True)
+    stored = [row for path in sorted((Path(out_dir) / "raw").glob("*.jsonl"))
+              for row in store.RowStore(path).rows()]
+    done = {(r.get("cell"), r.get("device_name")) for r in stored}
+    # A resumed sweep still skips the lengths beyond a stored failure.
+    failed_series: dict[str, str] = {
+        series_key(json.loads(r["cell"])): f"n={r.get('seq_len')} was {r['status']}"
+        for r in stored if r.get("status") not in ("ok", None) and not str(r["status"]).startswith("skipped")
+    }
+    provenance_by_device: dict[str, dict] = {}
+    written: list[dict[str, Any]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        job = bar.add_task("cells", total=len(cells))
+        for spec in cells:
+            device = spec["device"]
+            if device not in provenance_by_device:
+                provenance_by_device[device] = store.provenance(device, spec.get("dtype", "float32"))
+            device_name = provenance_by_device[device]["device_name"]
+            key = cell_key(spec)
+            if (key, device_name) in done:
+                bar.advance(job)
+                continue
+            label = " ".join(str(spec[k]) for k in ("arch", "mode", "task", "seq_len", "d_model") if k in spec)
+            bar.update(job, description=label)
+            row = {"kind": spec["kind"], "cell": key, **spec, "device_name": device_name}
+            failed_before = failed_series.get(series_key(spec))
+            started = time.perf_counter()
+            if failed_before:
+                row["status"] = f"skipped: {failed_before}"
+            else:
+                try:
+                    with time_limit(time_limit_s):
+                        row.update(EXECUTORS[spec["kind"]](spec, budget_s))
+                    row["status"] = "ok"
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # every failure becomes a row; the sweep goes on
+                    row["status"] = failure_status(exc)
+                    failed_series[series_key(spec)] = f"n={spec.get('seq_len')} was {row['status']}"
+                finally:
+                    if device == "cuda":
+                        torch.cuda.empty_cache()
+            row["wall_s"] = round(time.perf_counter() - started, 3)
+            row["provenance"] = provenance_by_device[device]
+            store.RowStore(row_file(out_dir, spec["kind"], device)).append(row)
+            done.add((key, device_name))
+            written.append(row)
+            bar.advance(job)
+    return written
+
+
+SUMMARY_COLUMNS = {
+    "scaling": ("arch", "mode", "seq_len", "backend", "status", "time_median_s", "peak_mem_bytes",
+                "state_bytes"),
+    "retrieval": ("arch", "task", "seq_len", "num_kv_pairs", "d_model", "lr", "status", "accuracy",
+                  "train_seconds"),
+}
+
+
+def summary_table(rows: list[dict[str, Any]]) -> Table:
+    """A compact table of the rows one command wrote, for the end of `archbench run`."""
+    table = Table(title=f"{len(rows)} cells measured this run")
+    kinds = sorted({r["kind"] for r in rows})
+    columns = [c for kind in kinds for c in SUMMARY_COLUMNS[kind]]
+    columns = list(dict.fromkeys(columns))
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(_fmt(r.get(c)) for c in columns))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

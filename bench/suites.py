@@ -1,0 +1,125 @@
+"""Suites: named lists of cells, written as data (Zoology style), that `archbench run SUITE` executes.
+
+    quick      a CPU run of at most ~10 minutes: a small scaling sweep + a slice of the retrieval grid
+    scaling    mixer x mode x n (defaults: every registered mixer, prefill/train/decode, n = 256 ... 16k)
+    retrieval  the MQAR grid: on CPU the quick grid below, on CUDA Zoology's Fig. 2 grid + other tasks
+    full       scaling + retrieval
+
+Every option the CLI takes (`--archs --lens --modes --d-model --batch --dtype --device --task`)
+overrides a suite default; cells come out ordered by increasing n within a series, which the run loop
+relies on to skip longer lengths after a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from archbench.bench.train import TrainConfig
+
+SUITES = ("quick", "scaling", "retrieval", "full")
+
+# A hybrid with exactly one attention layer: in an LM with n_layer=1 this is [mamba, attention].
+HYBRID_CFG = {"pattern": "MA"}
+
+
+@dataclass
+class Options:
+    """What the user asked for; None means "the suite's default"."""
+
+    device: str = "cpu"
+    archs: list[str] | None = None
+    lens: list[int] | None = None
+    modes: list[str] | None = None
+    d_models: list[int] | None = None
+    batch: int | None = None
+    dtype: str | None = None
+    task: str | None = None
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_dtype(device: str) -> str:
+    return "bfloat16" if device == "cuda" else "float32"
+
+
+def scaling_cells(o: Options, *, lens: list[int], modes: list[str], archs: list[str]) -> list[dict]:
+    cells = []
+    for arch in o.archs or archs:
+        for mode in o.modes or modes:
+            for batch in ([o.batch] if o.batch else [1]):
+                for d_model in o.d_models or [256]:
+                    for n in sorted(o.lens or lens):
+                        cells.append({
+                            "kind": "scaling", "arch": arch, "arch_cfg": {}, "mode": mode, "seq_len": n,
+                            "batch": batch, "d_model": d_model, "device": o.device,
+                            "dtype": o.dtype or default_dtype(o.device), "seed": o.seed,
+                        })
+    return cells
+
+
+def retrieval_model(arch: str) -> tuple[str, dict, int]:
+    """(registered mixer, its config, n_layer) for a model in the retrieval grid: two mixer layers each."""
+    if arch == "hybrid":
+        return "hybrid", dict(HYBRID_CFG), 1
+    return arch, {}, 2
+
+
+def retrieval_cells(o: Options, grid: list[tuple[int, int]], d_models: list[int], lrs: list[float],
+                    train: TrainConfig, archs: list[str], test_factor: int = 2) -> list[dict]:
+    """MQAR cells over (seq_len, num_kv_pairs) x d_model x lr, one model per mixer."""
+    cells = []
+    for seq_len, k in grid:
+        if o.lens and seq_len not in o.lens:
+            continue
+        for d_model in o.d_models or d_models:
+            for arch_name in o.archs or archs:
+                arch, arch_cfg, n_layer = retrieval_model(arch_name)
+                for lr in lrs:
+                    cells.append({
+                        "kind": "retrieval", "arch": arch, "arch_cfg": arch_cfg, "n_layer": n_layer,
+                        "task": o.task or "mqar",
+                        "task_cfg": {"seq_len": seq_len, "num_kv_pairs": k, "vocab_size": 8192},
+                        "test_lens": [seq_len * test_factor], "d_model": d_model,
+                        "train_cfg": asdict(TrainConfig(**{**asdict(train), "lr": lr, "seed": o.seed})),
+                        "device": o.device, "dtype": "float32", "seed": o.seed,
+                    })
+    return cells
+
+
+RECURRENT_AND_HYBRID = ["attention", "mamba", "mamba2", "rwkv", "hybrid"]
+
+# CPU grid: K grows until the small recurrent states run out (K relative to state bytes is what matters).
+CPU_RETRIEVAL_GRID = [(64, 4), (128, 8), (128, 16), (256, 16), (256, 32)]
+CPU_RETRIEVAL_D = [32, 64, 128]
+CPU_TRAIN = TrainConfig(batch_size=64, max_examples=60_000, n_train=20_000, target_accuracy=0.99)
+
+# GPU grid: Zoology Fig. 2 (Arora et al. 2023), four learning rates, best kept by the report.
+GPU_RETRIEVAL_GRID = [(64, 4), (128, 8), (256, 16), (512, 64)]
+GPU_RETRIEVAL_D = [64, 128, 256, 512]
+GPU_LRS = [1e-4, 3e-4, 1e-3, 3e-3]
+GPU_TRAIN = TrainConfig(batch_size=64, max_examples=64 * 20_000, n_train=100_000, target_accuracy=0.99)
+
+
+def build(suite: str, o: Options) -> list[dict]:
+    from archbench.archs import list_archs
+
+    if suite not in SUITES:
+        raise KeyError(suite)
+    everything = list_archs()
+    cells: list[dict] = []
+    if suite in ("quick",):
+        cells += scaling_cells(o, lens=[256, 1024, 4096], modes=["prefill", "decode"], archs=everything)
+        cells += retrieval_cells(o, [(64, 4)], [64], [1e-3], CPU_TRAIN, RECURRENT_AND_HYBRID)
+    if suite in ("scaling", "full"):
+        lens = [256, 1024, 4096, 16384, 65536] if o.device == "cuda" else [256, 512, 1024, 2048, 4096,
+                                                                          8192, 16384]
+        cells += scaling_cells(o, lens=lens, modes=list(("prefill", "train", "decode")), archs=everything)
+    if suite in ("retrieval", "full"):
+        if o.device == "cuda":
+            cells += retrieval_cells(o, GPU_RETRIEVAL_GRID, GPU_RETRIEVAL_D, GPU_LRS, GPU_TRAIN,
+                                     RECURRENT_AND_HYBRID)
+        else:
+            cells += retrieval_cells(o, CPU_RETRIEVAL_GRID, CPU_RETRIEVAL_D, [1e-3], CPU_TRAIN,
+                                     RECURRENT_AND_HYBRID)
+    return cells

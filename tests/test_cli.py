@@ -1,0 +1,79 @@
+"""The command line: bad input is one line on stderr naming the valid choices, exit status 2."""
+
+import json
+
+import pytest
+
+from archbench.bench.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["run", "scaling", "--archs", "attention,nope"], "unknown architecture 'nope'; choose from: attention"),
+        (["run", "scaling", "--lens", "512,-4"], "malformed length '-4'"),
+        (["run", "scaling", "--lens", "1.5k"], "malformed length '1.5k'"),
+        (["run", "scaling", "--lens", "abc"], "malformed length 'abc'"),
+        (["run", "warp"], "unknown suite 'warp'; choose from: quick, scaling, retrieval, full"),
+        (["run", "scaling", "--device", "tpu"], "unknown device 'tpu'; choose from: cpu, cuda"),
+        (["run", "scaling", "--modes", "prefill,infer"], "unknown mode 'infer'; choose from: prefill"),
+        (["run", "retrieval", "--task", "sudoku"], "unknown task 'sudoku'; choose from:"),
+        (["run", "scaling", "--dtype", "int3"], "unknown dtype 'int3'; choose from: float32"),
+        (["check", "nope"], "unknown architecture 'nope'; choose from:"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, expected) -> None:
+    code, out, err = run(capsys, *argv, *(["--out", str(tmp_path)] if argv[0] == "run" else []))
+    assert code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "raw").exists() or not any((tmp_path / "raw").iterdir())
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(capsys, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    code, _, err = run(capsys, "run", "scaling", "--device", "cuda", "--out", str(tmp_path))
+    assert code == 2 and "no CUDA device" in err
+
+
+def test_report_on_a_corrupt_middle_line_is_exit_2_and_keeps_the_file(capsys, tmp_path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    good = json.dumps({"kind": "scaling", "arch": "attention", "status": "ok"})
+    text = f"{good}\n{{not json\n{good}\n"
+    (raw / "rows.jsonl").write_text(text)
+    code, _, err = run(capsys, "report", "--results", str(tmp_path))
+    assert code == 2 and "rows.jsonl:2" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (raw / "rows.jsonl").read_text() == text  # nothing measured is lost
+
+
+def test_report_without_raw_rows_is_exit_2(capsys, tmp_path) -> None:
+    code, _, err = run(capsys, "report", "--results", str(tmp_path / "nowhere"))
+    assert code == 2 and "run 'archbench run" in err
+
+
+def test_check_prints_one_verdict_per_check(capsys) -> None:
+    from archbench.bench.conformance import CHECKS
+
+    code, out, _ = run(capsys, "check", "attention")
+    assert code == 0
+    verdicts = [line for line in out.splitlines() if line.split()[0] in ("PASS", "FAIL", "SKIP")]
+    assert len(verdicts) == len(CHECKS)
+
+
+def test_list_shows_every_builtin(capsys) -> None:
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for name in ("attention", "mamba", "mamba2", "rwkv", "hybrid"):
+        assert name in out

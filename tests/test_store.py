@@ -1,0 +1,122 @@
+"""The JSON Lines row store: round trip, torn tails, corruption, resume keys, provenance."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archbench.bench.store import CorruptResultError, RowStore, cell_key, load_rows, provenance
+
+ROWS = [
+    {"arch": "attention", "n": 128, "time_s": 0.5, "shape": [1, 2]},
+    {"arch": "mamba", "n": 128, "time_s": 0.25, "extra": {"b": 1, "a": None}},
+    {"arch": "mamba", "n": 256, "time_s": None, "status": "oom"},
+]
+
+
+def _store(tmp_path: Path, rows: list[dict] = ROWS) -> RowStore:
+    store = RowStore(tmp_path / "deep" / "dir" / "rows.jsonl")  # parents made on first append
+    for row in rows:
+        store.append(row)
+    return store
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    assert RowStore(tmp_path / "missing.jsonl").rows() == []
+    store = _store(tmp_path)
+    assert store.rows() == ROWS
+    assert store.path.read_text().count("\n") == len(ROWS)
+
+
+def test_append_converts_numpy_and_refuses_nan(tmp_path: Path) -> None:
+    store = _store(tmp_path, [{"n": np.int64(3), "t": np.float32(0.5), "v": np.arange(2)}])
+    assert store.rows() == [{"n": 3, "t": 0.5, "v": [0, 1]}]
+    with pytest.raises(ValueError, match="None for a missing figure"):
+        store.append({"t": float("nan")})
+    assert len(store.rows()) == 1  # nothing half-written
+
+
+def test_truncated_last_line_warns_and_is_skipped(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    with store.path.open("ab") as f:
+        f.write(b'{"arch": "rwkv", "n": 5')  # a run killed mid-write
+    with pytest.warns(UserWarning, match=r"rows\.jsonl:4"):
+        assert store.rows() == ROWS
+
+
+def test_corrupt_middle_line_raises_with_line_number(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    lines = store.path.read_text().splitlines()
+    lines[1] = lines[1][:10]
+    store.path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorruptResultError, match=r"rows\.jsonl:2") as err:
+        store.rows()
+    assert "\n" not in str(err.value)
+
+
+def test_non_object_line_is_corrupt(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.path.write_text("[1, 2]\n" + store.path.read_text())
+    with pytest.raises(CorruptResultError, match=r":1"):
+        store.rows()
+
+
+def test_append_after_truncated_tail_stays_parseable(tmp_path: Path) -> None:
+    store = _store(tmp_path, ROWS[:1])
+    with store.path.open("ab") as f:
+        f.write(b'{"arch": "rwk')  # killed mid-write: this cell never finished
+    with pytest.warns(UserWarning, match=r"rows\.jsonl:2"):
+        store.append(ROWS[1])
+    store.append(ROWS[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torn line left anywhere
+        assert store.rows() == ROWS
+
+
+def test_append_after_whole_row_without_newline_keeps_it(tmp_path: Path) -> None:
+    store = _store(tmp_path, ROWS[:1])
+    with store.path.open("ab") as f:
+        f.write(json.dumps(ROWS[1]).encode())  # e.g. a hand-edited file
+    store.append(ROWS[2])
+    assert store.rows() == ROWS
+
+
+def test_done_keys_and_cell_key(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    done = store.done_keys(["arch", "n"])
+    assert len(done) == 3
+    assert cell_key({"arch": "mamba", "n": np.int64(256)}, ["arch", "n"]) in done
+    assert cell_key({"arch": "mamba", "n": 512}, ["arch", "n"]) not in done
+    # JSON-stable: tuples equal lists, dict order and numpy types do not matter
+    assert cell_key({"shape": (1, 2)}, ["shape"]) == cell_key({"shape": [1, 2]}, ["shape"])
+    assert cell_key({"e": {"b": 1, "a": None}}, ["e"]) == cell_key({"e": {"a": None, "b": 1}}, ["e"])
+    assert cell_key({}, ["x"]) == cell_key({"x": None}, ["x"])
+
+
+def test_load_rows_directory_sorted(tmp_path: Path) -> None:
+    RowStore(tmp_path / "b.jsonl").append({"k": 2})
+    RowStore(tmp_path / "a.jsonl").append({"k": 1})
+    RowStore(tmp_path / "sub" / "c.jsonl").append({"k": 3, "extra": "x"})
+    (tmp_path / "notes.txt").write_text("not rows")
+    df = load_rows(tmp_path)
+    assert df["k"].tolist() == [1, 2, 3]
+    assert list(df.columns) == ["k", "extra"]
+    assert load_rows([tmp_path / "b.jsonl"])["k"].tolist() == [2]
+    assert load_rows(tmp_path / "sub").columns.tolist() == ["k", "extra"]
+    assert load_rows(tmp_path / "missing").empty  # a sweep that has written nothing yet
+
+
+def test_provenance_keys() -> None:
+    prov = provenance("cpu", "float32")
+    required = {
+        "git_commit", "git_dirty", "archbench_version", "python", "torch", "cuda", "numpy",
+        "device", "device_name", "dtype", "cpu_count", "torch_threads", "timestamp", "plugins",
+    }
+    assert required <= prov.keys()
+    assert prov["device"] == "cpu" and prov["dtype"] == "float32" and prov["device_name"]
+    assert prov["timestamp"].endswith("+00:00")
+    json.dumps(prov)  # storable as is

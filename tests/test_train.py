@@ -1,0 +1,171 @@
+"""The retrieval training loop (bench/train.py): loss falls, runs repeat, held-out rows are unseen."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from archbench.archs import list_archs
+from archbench.archs.base import LM
+from archbench.bench.train import (
+    TrainConfig,
+    lr_at,
+    make_datasets,
+    make_test_set,
+    param_groups,
+    train_and_evaluate,
+)
+from archbench.tasks import create
+from archbench.tasks.base import IGNORE, Task
+
+# Fields rows.md requires of a retrieval row, minus those the lead's run loop adds (cell, status,
+# provenance, device_name).
+ROW_FIELDS = {
+    "kind", "arch", "arch_cfg", "backend", "device", "dtype", "seed", "task", "task_cfg", "seq_len",
+    "num_kv_pairs", "d_model", "n_layer", "params", "state_bytes", "lr", "steps", "examples_seen",
+    "train_seconds", "accuracy", "accuracy_by_len", "test_len", "accuracy_by_slice", "final_loss",
+    "stopped_early",
+}
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    seq_len: int = 4
+    vocab_size: int = 3
+
+
+class Tiny(Task):
+    """Stand-in task with only V^L = 81 distinct rows, so a train and a test set drawn at random
+    would overlap: the last position must recall the first token."""
+
+    name = "tiny"
+    Config = TinyConfig
+
+    def make(self, n_examples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.integers(0, self.cfg.vocab_size, size=(n_examples, self.cfg.seq_len))  # (N, L)
+        y = np.full_like(x, IGNORE)
+        y[:, -1] = x[:, 0]
+        return x, y
+
+
+def small_mqar(**kw):
+    return create("mqar", **{"seq_len": 32, "num_kv_pairs": 2, "vocab_size": 32, **kw})
+
+
+QUICK = TrainConfig(lr=3e-3, batch_size=32, max_examples=3200, n_train=1600, eval_every=640,
+                    n_eval=128, n_test=256, target_accuracy=2.0)
+
+
+def test_loss_falls():
+    task = small_mqar()
+    row = train_and_evaluate("attention", {}, task, d_model=32, n_layer=1, train_cfg=QUICK)
+    losses = row["curve"]["loss"]
+    assert len(losses) >= 3
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert row["final_loss"] < math.log(task.vocab_size)  # below the loss of a uniform guess
+    assert row["accuracy"] > 2 / task.vocab_size  # well above chance (values are V/2 tokens)
+
+
+def test_same_seed_same_row_and_global_rng_untouched():
+    cfg = dataclasses.replace(QUICK, max_examples=640, eval_every=320, n_test=64)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    rows = [train_and_evaluate("attention", {}, small_mqar(), 32, 1, cfg, test_lens=(48,)) for _ in range(2)]
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert json.dumps(np.random.get_state()[1].tolist()) == json.dumps(np_state[1].tolist())
+    for row in rows:
+        row.pop("train_seconds")
+    assert rows[0] == rows[1]
+    other = train_and_evaluate("attention", {}, small_mqar(), 32, 1, dataclasses.replace(cfg, seed=1))
+    assert other["curve"]["loss"] != rows[0]["curve"]["loss"]
+
+
+def test_held_out_set_never_repeats_a_training_row():
+    task = Tiny()
+    cfg = TrainConfig(n_train=40, n_test=20)
+    train_x, _, test_x, test_y = make_datasets(task, cfg)
+    seen = {r.tobytes() for r in train_x}
+    assert len(test_x) == len(test_y) == 20
+    assert not any(r.tobytes() in seen for r in test_x)
+    # the check is not vacuous: drawn without exclusion, the same test stream does overlap
+    plain_x, _ = make_test_set(task, 20, cfg.seed)
+    assert any(r.tobytes() in seen for r in plain_x)
+    # a task with too few distinct rows says so instead of looping forever
+    every_row = {np.array(r, dtype=np.int64).tobytes() for r in itertools.product(range(3), repeat=4)}
+    with pytest.raises(ValueError, match="distinct rows"):
+        make_test_set(task, 5, 0, exclude=every_row)
+
+
+def test_test_set_at_a_length_does_not_depend_on_other_lengths():
+    task = small_mqar()
+    a, _ = make_test_set(task.with_length(48), 16, seed=3)
+    b, _ = make_test_set(task.with_length(48), 16, seed=3)
+    c, _ = make_test_set(task.with_length(64), 16, seed=3)
+    assert np.array_equal(a, b) and a.shape != c.shape
+
+
+def test_row_has_the_retrieval_fields():
+    task = small_mqar()
+    cfg = dataclasses.replace(QUICK, max_examples=320, eval_every=160, n_test=64)
+    seen = []
+    row = train_and_evaluate("attention", {}, task, 32, 1, cfg, test_lens=(32, 64),
+                             progress=lambda f, info: seen.append(f))
+    assert ROW_FIELDS <= set(row)
+    json.dumps(row, allow_nan=False)  # rows are strict JSON
+    assert row["kind"] == "retrieval" and row["task"] == "mqar" and row["num_kv_pairs"] == 2
+    assert row["arch_cfg"] == {"head_dim": 16, "rope_base": 10000.0}  # resolved defaults
+    assert row["task_cfg"]["vocab_size"] == 32 and row["test_len"] == 64
+    assert set(row["accuracy_by_len"]) == {"32", "64"} and row["accuracy_by_len"]["32"] == row["accuracy"]
+    assert set(row["accuracy_by_slice"]) == {"query_1", "query_2"}
+    assert row["steps"] == 10 and row["examples_seen"] == 320 and not row["stopped_early"]
+    model = LM("attention", task.vocab_size, 32, 1)
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+    assert row["state_bytes"] == model.state_bytes(1, 32)
+    assert row["backend"] == "sdpa" and row["dtype"] == "float32" and row["device"] == "cpu"
+    assert 0 < seen[0] < seen[-1] == 1.0
+
+
+def test_early_stop_at_target_accuracy():
+    cfg = dataclasses.replace(QUICK, target_accuracy=0.0, eval_every=64)
+    row = train_and_evaluate("attention", {}, small_mqar(), 32, 1, cfg)
+    assert row["stopped_early"] and row["steps"] == 2 and row["examples_seen"] == 64
+
+
+def test_train_config_round_trips_through_json():
+    cfg = TrainConfig(lr=3e-4, betas=(0.9, 0.95), seed=7)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(lr=1.0, batch_size=1, max_examples=100, warmup_frac=0.1, min_lr_frac=0.1)
+    lrs = [lr_at(s, cfg) for s in range(cfg.total_steps)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[10] == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def test_weight_decay_skips_norms_biases_and_dynamics_parameters():
+    model = LM("attention", 16, 32, 1)
+    decay, no_decay = param_groups(model, 0.1)
+    decayed = {id(p) for p in decay["params"]}
+    assert id(model.embed.weight) in decayed and id(model.head.weight) in decayed
+    assert id(model.norm.weight) not in decayed and id(model.blocks[0].mlp.up.bias) not in decayed
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("arch", list_archs())
+def test_every_mixer_trains_a_step(arch: str):
+    cfg = TrainConfig(batch_size=8, max_examples=16, n_train=16, eval_every=16, n_eval=8, n_test=8)
+    row = train_and_evaluate(arch, {}, create("mqar", seq_len=16, num_kv_pairs=2, vocab_size=16), 16, 1, cfg,
+                             test_lens=(24,))
+    assert row["steps"] == 2 and math.isfinite(row["final_loss"]) and row["backend"]
+    assert 0 <= row["accuracy"] <= 1 and 0 <= row["accuracy_by_len"]["24"] <= 1
+    json.dumps(row, allow_nan=False)
