@@ -6,7 +6,7 @@ recurrence below) followed by channel mixing, so that Block's `x + mixer(norm1(x
 
 Per head, with receptance r_t, key k_t (row vectors of K), value v_t (V), decay w_t in (0, 1)^K:
     S_t = diag(w_t) S_{t-1} + k_t^T v_t                         (state, K x V)
-    o_t = r_t (S_{t-1} + diag(u) k_t^T v_t)                     (eq. 17-19 of the paper)
+    o_t = r_t (S_{t-1} + diag(u) k_t^T v_t)                     (the bonus u weighs the current token)
     w_t = exp(-exp(w0 + tanh(x_w A_w) B_w))                     (data-dependent decay, a LoRA)
 Inputs of every projection are mixed with the previous token by "ddlerp", a LoRA-made interpolation:
     x_* = x_t + (x_{t-1} - x_t) * (mu_* + tanh((x_t + (x_{t-1} - x_t) mu_x) A) B_*)
@@ -52,6 +52,14 @@ _PASS_ELEMENTS = 1 << 21  # size of the largest temporary in one pass of wkv_chu
 
 
 # -- the WKV recurrence: sequential reference, one step, chunked form ----------------------------------
+def log_decay_floor(dtype: torch.dtype) -> float:
+    """-20 in float32, -40 in float64. A one-token decay below e^floor wipes the state to below the
+    dtype's resolution, so raising it to e^floor changes no output bit that matters; it bounds the
+    cumulative log decay of a chunk by C |floor|, so its differences keep their precision in the
+    chunked kernels however strong the learned decay gets."""
+    return math.log(torch.finfo(dtype).eps) - 4
+
+
 def wkv_step(r, k, v, lw, u, S):
     """One token: r, k, lw (B, H, K), v (B, H, V), S (B, H, K, V) -> o (B, H, V), new S."""
     kv = k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
@@ -75,26 +83,23 @@ def wkv_chunked(r, k, v, lw, u, S0=None, chunk_size: int = 32):
 
     Inside a chunk, with G_t the cumulative log decay up to and including t, token t reads token s < t
     with weight A[t, s] = sum_k r_t[k] k_s[k] exp(G_{t-1}[k] - G_s[k]); the decay differs per channel,
-    so A is not a plain r k^T. Every exponent used is <= 0 (nothing overflows): between sub-chunks of
-    c tokens the exponent splits at the query sub-chunk's start a (t-1 >= a-1 >= s), making A a matmul
-    of r_t exp(G_{t-1} - G_{a-1}) and k_s exp(G_{a-1} - G_s); inside a sub-chunk A is computed
-    elementwise as a (c, c, K) tensor. Cost per token: O(C K V + c K) per head, so linear in T.
+    so A is not a plain r k^T. Every exponent used is <= 0, so nothing overflows: between sub-chunks of
+    c = 4 tokens the exponent splits at the query sub-chunk's start a (t-1 >= a-1 >= s), making A a
+    matmul of r_t exp(G_{t-1} - G_{a-1}) and k_s exp(G_{a-1} - G_s); inside a sub-chunk A is computed
+    elementwise as a (c, c, K) tensor. Per token and head that is O(C K V / c + C K) work, linear in T.
+    Float32 or float64 inputs (the mixer upcasts); matches `wkv_sequential` to rounding, gradients too.
     """
     B, T, H, K = r.shape
     V = v.shape[-1]
     C = chunk_size
     c = math.gcd(C, _SUB_CHUNK)
-    N, nI = -(-T // C), C // c
+    N = -(-T // C)
     pad = N * C - T  # zero k and zero log-decay in the padding leave outputs and final state unchanged
 
     def blocks(t):  # (B, T, H, X) -> (B, H, N, C, X)
         return F.pad(t, (0, 0, 0, 0, 0, pad)).view(B, N, C, H, -1).permute(0, 3, 1, 2, 4)
 
-    # A one-token decay below e^floor wipes the state to below the dtype's resolution, so raising it to
-    # e^floor changes no output bit that matters, and it bounds |G| <= C |floor|: differences of G then
-    # keep their precision however strong the learned decay gets.
-    floor = math.log(torch.finfo(lw.dtype).eps) - 4  # -20 in float32, -40 in float64
-    r, k, v, lw = blocks(r), blocks(k), blocks(v), blocks(lw.clamp(min=floor))
+    r, k, v, lw = blocks(r), blocks(k), blocks(v), blocks(lw.clamp(min=log_decay_floor(lw.dtype)))
     G = lw.cumsum(3)  # (B, H, N, C, K) inclusive: log decay from chunk start through t
     Gx = F.pad(G, (0, 0, 1, -1))  # exclusive, G_{t-1}; a shift, not G - lw, which would cancel badly
 
@@ -180,6 +185,7 @@ def wkv_fla(r, k, v, lw, u, S0=None, want_state: bool = False):
     from fla.ops.rwkv6 import chunk_rwkv6
 
     # fla takes (B, T, H, K), the log decay, and u of shape (H, K); RWKV-6 uses no 1/sqrt(K) scale.
+    lw = lw.clamp(min=log_decay_floor(torch.float32))  # fla accumulates it in float32
     return chunk_rwkv6(r, k, v, lw, u.to(r.dtype), scale=1.0, initial_state=S0,
                        output_final_state=want_state)
 
@@ -268,15 +274,15 @@ class RWKV(Mixer):
         return torch.float64 if dtype == torch.float64 else torch.float32
 
     # -- the two modes ----------------------------------------------------------------------------------
-    def _run(self, x: torch.Tensor, state: State | None, want_state: bool):
-        B, T, D = x.shape
-        zeros = x.new_zeros(B, D)
-        tm_first = zeros if state is None else state["tm_shift"]
-        cm_first = zeros if state is None else state["cm_shift"]
-        S0 = None if state is None else state["wkv"]
-        r, k, v, lw, g = self._time_mix_in(x, self._shift(x, tm_first))
+    def _run(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, State | None]:
+        """Parallel mode from the empty state; the final state too if `want_state`."""
+        zeros = x.new_zeros(x.shape[0], self.d_model)  # no token before the first
+        r, k, v, lw, g = self._time_mix_in(x, self._shift(x, zeros))
         backend = self.resolve_backend(x.device)
         self.last_backend = backend
+        if backend == "fla" and x.dtype == torch.float64:  # fla's Triton kernels have no float64
+            backend = "chunked"
+            self.last_backend = "chunked (fla has no float64 kernels)"
         if backend == "fla":
             needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.u.requires_grad)
             refusal = _fla_backward_refusal(str(x.device)) if needs_grad else None
@@ -284,23 +290,23 @@ class RWKV(Mixer):
                 backend = "chunked"
                 self.last_backend = f"chunked (fla backward refused: {refusal})"
             else:
-                o, S = wkv_fla(r, k, v, lw, self.u, S0, want_state)
+                o, S = wkv_fla(r, k, v, lw, self.u, None, want_state)
         if backend == "chunked":
             wd = self._wkv_dtype(x.dtype)
             o, S = wkv_chunked(r.to(wd), k.to(wd), v.to(wd), lw.to(wd), self.u.to(wd),
-                               S0, self.cfg.chunk_size)
+                               None, self.cfg.chunk_size)
         a = self._time_mix_out(o, g)  # (B, T, D)
         # Block hands the mixer norm1(x), so the channel-mix residual runs on that: x + a, then LayerNorm.
         xc = self.cm_norm(x + a)
-        y = a + self._channel_mix(xc, self._shift(xc, cm_first))
+        y = a + self._channel_mix(xc, self._shift(xc, zeros))
         new_state = {"tm_shift": x[:, -1], "wkv": S, "cm_shift": xc[:, -1]} if want_state else None
         return y, new_state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x, None, want_state=False)[0]  # (B, T, D)
+        return self._run(x, want_state=False)[0]  # (B, T, D)
 
     def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, State]:
-        y, state = self._run(x, None, want_state=True)
+        y, state = self._run(x, want_state=True)
         state["wkv"] = state["wkv"].to(self._wkv_dtype(x.dtype))
         return y, state
 

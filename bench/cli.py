@@ -119,7 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     cells = suites.build(args.suite, options)
     console = Console(stderr=True)
-    console.print(f"archbench run {args.suite}: {len(cells)} cells on {options.device}, rows -> {args.out}/raw/")
+    console.print(f"archbench run {args.suite}: {len(cells)} cells on {options.device}, "
+                  f"rows -> {args.out}/raw/")
     try:
         rows = runner.run_cells(cells, Path(args.out), time_limit_s=args.time_limit, budget_s=args.budget,
                                 console=console)

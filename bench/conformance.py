@@ -78,7 +78,8 @@ def check_parallel_equals_recurrent(name: str) -> str:
     x = _input()
     with torch.no_grad():
         err = _rel_err(_stepwise(mixer, x), mixer(x))
-    assert err <= PARITY_TOL, f"max|forward - step| / max|forward| = {err:.2e} > {PARITY_TOL:.0e} (T={ODD_LEN})"
+    assert err <= PARITY_TOL, (f"max|forward - step| / max|forward| = {err:.2e} > {PARITY_TOL:.0e} "
+                               f"(T={ODD_LEN})")
     return f"max rel diff {err:.1e} at T={ODD_LEN}, float64"
 
 
@@ -119,7 +120,8 @@ def check_fast_matches_reference(name: str) -> str:
             outs[b] = (y.detach(), x.grad, mixer.last_backend)
         y_err = _rel_err(outs[backend][0], outs[reference][0])
         g_err = _rel_err(outs[backend][1], outs[reference][1])
-        assert y_err <= 1e-3 and g_err <= 1e-3, f"{backend} vs {reference}: output {y_err:.1e}, grad {g_err:.1e}"
+        assert y_err <= 1e-3 and g_err <= 1e-3, (f"{backend} vs {reference}: output {y_err:.1e}, "
+                                                 f"grad {g_err:.1e}")
         lines.append(f"{outs[backend][2]} vs {reference}: out {y_err:.1e}, grad {g_err:.1e}")
     return "; ".join(lines)
 

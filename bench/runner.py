@@ -28,6 +28,9 @@ from rich.table import Table
 from archbench.bench import measure, store
 
 
+LABEL_FIELDS = ("arch", "mode", "task", "seq_len", "d_model")  # what the progress bar shows per cell
+
+
 class CellTimeout(Exception):
     pass
 
@@ -122,7 +125,7 @@ def run_cells(cells: list[dict[str, Any]], out_dir: Path, *, time_limit_s: float
             if (key, device_name) in done:
                 bar.advance(job)
                 continue
-            label = " ".join(str(spec[k]) for k in ("arch", "mode", "task", "seq_len", "d_model") if k in spec)
+            label = " ".join(str(spec[k]) for k in LABEL_FIELDS if k in spec)
             bar.update(job, description=label)
             row = {"kind": spec["kind"], "cell": key, **spec, "device_name": device_name}
             failed_before = failed_series.get(series_key(spec))

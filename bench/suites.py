@@ -43,19 +43,28 @@ def default_dtype(device: str) -> str:
     return "bfloat16" if device == "cuda" else "float32"
 
 
-def scaling_cells(o: Options, *, lens: list[int], modes: list[str], archs: list[str]) -> list[dict]:
+def scaling_cells(o: Options, *, lens: list[int], modes: list[str], archs: list[str],
+                  batches: list[int] = (1,), d_model: int = 256, arch_cfgs: dict | None = None,
+                  backend: str = "auto") -> list[dict]:
     cells = []
     for arch in o.archs or archs:
         for mode in o.modes or modes:
-            for batch in ([o.batch] if o.batch else [1]):
-                for d_model in o.d_models or [256]:
+            for batch in ([o.batch] if o.batch else batches):
+                for d in o.d_models or [d_model]:
                     for n in sorted(o.lens or lens):
                         cells.append({
-                            "kind": "scaling", "arch": arch, "arch_cfg": {}, "mode": mode, "seq_len": n,
-                            "batch": batch, "d_model": d_model, "device": o.device,
-                            "dtype": o.dtype or default_dtype(o.device), "seed": o.seed,
+                            "kind": "scaling", "arch": arch, "arch_cfg": (arch_cfgs or {}).get(arch, {}),
+                            "mode": mode, "seq_len": n, "batch": batch, "d_model": d, "device": o.device,
+                            "dtype": o.dtype or default_dtype(o.device), "seed": o.seed, "backend": backend,
                         })
     return cells
+
+
+# The shape of ../shared/anchors (16 heads of 64 at d_model 1024, bf16), so GPU rows compare with them.
+GPU_D_MODEL = 1024
+GPU_ARCH_CFGS = {"attention": {"head_dim": 64}, "mamba2": {"head_dim": 64}, "rwkv": {"head_dim": 64}}
+GPU_LENS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
+CPU_LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 
 
 def retrieval_model(arch: str) -> tuple[str, dict, int]:
@@ -111,10 +120,12 @@ def build(suite: str, o: Options) -> list[dict]:
     if suite in ("quick",):
         cells += scaling_cells(o, lens=[256, 1024, 4096], modes=["prefill", "decode"], archs=everything)
         cells += retrieval_cells(o, [(64, 4)], [64], [1e-3], CPU_TRAIN, RECURRENT_AND_HYBRID)
-    if suite in ("scaling", "full"):
-        lens = [256, 1024, 4096, 16384, 65536] if o.device == "cuda" else [256, 512, 1024, 2048, 4096,
-                                                                          8192, 16384]
-        cells += scaling_cells(o, lens=lens, modes=list(("prefill", "train", "decode")), archs=everything)
+    if suite in ("scaling", "full") and o.device == "cuda":
+        # The fastest usable kernel per cell (measured), batch 1 and 8, the anchors' shape.
+        cells += scaling_cells(o, lens=GPU_LENS, modes=["prefill", "train", "decode"], archs=everything,
+                               batches=[1, 8], d_model=GPU_D_MODEL, arch_cfgs=GPU_ARCH_CFGS, backend="fastest")
+    elif suite in ("scaling", "full"):
+        cells += scaling_cells(o, lens=CPU_LENS, modes=["prefill", "train", "decode"], archs=everything)
     if suite in ("retrieval", "full"):
         if o.device == "cuda":
             cells += retrieval_cells(o, GPU_RETRIEVAL_GRID, GPU_RETRIEVAL_D, GPU_LRS, GPU_TRAIN,

@@ -190,7 +190,7 @@ def accuracy(correct: np.ndarray, mask: np.ndarray) -> float | None:
 def train_and_evaluate(arch: str, arch_cfg: dict[str, Any] | None, task: Task, d_model: int, n_layer: int,
                        train_cfg: TrainConfig | None = None, test_lens: tuple[int, ...] = (),
                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                       progress: Progress | None = None) -> dict[str, Any]:
+                       progress: Progress | None = None, mlp_ratio: int = 4) -> dict[str, Any]:
     """Train `LM(arch, ...)` on `task` and return a retrieval row (rows.md), less provenance/cell/status.
 
     Besides the schema's fields the row carries `curve`: the held-out-subset accuracy and mean
@@ -216,7 +216,7 @@ def train_and_evaluate(arch: str, arch_cfg: dict[str, Any] | None, task: Task, d
     # -- model and optimiser; init on CPU under a forked RNG, so every device starts from one model ----
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = LM(arch, task.vocab_size, d_model, n_layer, arch_cfg)
+        model = LM(arch, task.vocab_size, d_model, n_layer, arch_cfg, mlp_ratio=mlp_ratio)
     model.to(device=device, dtype=model_dtype).train()
     params = sum(p.numel() for p in model.parameters())
     # fused AdamW: one kernel per step instead of a Python loop over tensors (CPU and CUDA alike).
@@ -296,6 +296,7 @@ def train_and_evaluate(arch: str, arch_cfg: dict[str, Any] | None, task: Task, d
         "num_kv_pairs": getattr(task.cfg, "num_kv_pairs", None),
         "d_model": d_model,
         "n_layer": n_layer,
+        "mlp_ratio": mlp_ratio,
         "params": params,
         "state_bytes": model.state_bytes(1, task.seq_len),
         "device": device.type,
@@ -323,4 +324,5 @@ def run_cell(spec: dict[str, Any], progress: Progress | None = None) -> dict[str
         spec["arch"], spec.get("arch_cfg"), create(spec["task"], **spec["task_cfg"]), spec["d_model"],
         spec["n_layer"], TrainConfig.from_dict(spec["train_cfg"]), tuple(spec.get("test_lens", ())),
         device=spec["device"], dtype=getattr(torch, spec["dtype"]), progress=progress,
+        mlp_ratio=spec.get("mlp_ratio", 4),
     )

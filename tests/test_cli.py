@@ -16,7 +16,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["run", "scaling", "--archs", "attention,nope"], "unknown architecture 'nope'; choose from: attention"),
+        (["run", "scaling", "--archs", "attention,nope"], "unknown architecture 'nope'; choose from: att"),
         (["run", "scaling", "--lens", "512,-4"], "malformed length '-4'"),
         (["run", "scaling", "--lens", "1.5k"], "malformed length '1.5k'"),
         (["run", "scaling", "--lens", "abc"], "malformed length 'abc'"),

@@ -1,0 +1,55 @@
+"""pytest-benchmark ingestion for `archbench report`: one table of every benchmark in the JSON files
+that `pytest --benchmark-json` wrote under <results>/raw/pytest-benchmark/, plus a provenance line
+(machine, commit) per file for the index.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from archbench.bench.report_format import NA, _missing, _Outputs, fmt_seconds
+from archbench.bench.store import CorruptResultError
+
+
+def _pytest_benchmark(out: _Outputs, folder: Path) -> list[str]:
+    """Table of every benchmark in folder/*.json; returns provenance lines (machine, commit) per file."""
+    recs, prov = [], []
+    for f in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(f.read_text("utf-8"))
+            benches = data.get("benchmarks", [])
+        except (ValueError, AttributeError) as exc:
+            raise CorruptResultError(f"unreadable pytest-benchmark file {f}: {exc}") from None
+        machine = data.get("machine_info") or {}
+        cpu = machine.get("cpu") if isinstance(machine.get("cpu"), dict) else {}
+        commit = data.get("commit_info") or {}
+        where = cpu.get("brand_raw") or machine.get("node") or "unknown machine"
+        dirty = "+dirty" if commit.get("dirty") else ""
+        prov.append(f"`{f.name}`: {where}, commit {str(commit.get('id') or 'unknown')[:12]}{dirty}")
+        for b in benches:
+            st = b.get("stats") or {}
+            rec = {"file": f.name, "group": b.get("group") or "", "name": b.get("name"),
+                   "params": json.dumps(b["params"], sort_keys=True) if b.get("params") else "",
+                   "median_s": st.get("median"), "min_s": st.get("min"), "max_s": st.get("max"),
+                   "rounds": st.get("rounds")}
+            for k, v in sorted((b.get("extra_info") or {}).items()):
+                rec[k if k not in rec else f"extra_{k}"] = json.dumps(v, sort_keys=True) if isinstance(
+                    v, dict | list) else v
+            recs.append(rec)
+    if not recs:
+        return prov
+    df = pd.DataFrame.from_records(recs)
+    base = ["group", "name", "params", "file", "median_s", "min_s", "max_s", "rounds"]
+    df = df[base + sorted(c for c in df.columns if c not in base)]
+    df = df.sort_values(["group", "name", "params", "file"], kind="stable").reset_index(drop=True)
+    md = df.copy()
+    for c in ("median_s", "min_s", "max_s"):
+        md[c] = [NA if _missing(v) else fmt_seconds(v) for v in md[c]]
+    md = md.astype(object).map(lambda v: NA if _missing(v) else str(v))
+    md = md.rename(columns={"median_s": "median", "min_s": "min", "max_s": "max"})
+    out.table("pytest-benchmark", "pytest_benchmark", "pytest-benchmark runs (median, min, max per call; "
+              "extra_info fields as columns)", md, df)
+    return prov
