@@ -32,6 +32,10 @@ _SDPA_KERNELS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "effici
 class Config:
     head_dim: int = 16  # n_head = d_model // head_dim
     rope_base: float = 10000.0
+    # Width of an optional causal depthwise convolution before the q/k/v projections (0 = none).
+    # Zoology (Arora et al. 2023) pairs every mixer with such a short conv on its recall tasks; the
+    # recurrent mixers here carry one already (Mamba's conv1d, RWKV's token shift).
+    d_conv: int = 0
 
 
 def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
@@ -63,12 +67,22 @@ class Attention(Mixer):
         self.n_head = d_model // cfg.head_dim
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
+        self.conv = nn.Conv1d(d_model, d_model, cfg.d_conv, groups=d_model) if cfg.d_conv else None
 
     @classmethod
     def backend_unavailable(cls, backend: str, device) -> str | None:
         if backend in _SDPA_KERNELS and torch.device(device).type != "cuda":
             return f"the {backend} SDPA kernel needs a CUDA device"
         return None
+
+    def _short_conv(self, x: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
+        """Causal depthwise conv of x (B, T, D), preceded by the last d_conv-1 inputs `history`
+        (B, d_conv-1, D; zeros at the start). Returns the window (B, d_conv-1+T, D) and the output."""
+        if history is None:
+            history = x.new_zeros(x.shape[0], self.cfg.d_conv - 1, x.shape[2])
+        window = torch.cat([history, x], 1)  # (B, K-1+T, D)
+        return window, F.conv1d(window.transpose(1, 2), self.conv.weight, self.conv.bias,
+                                groups=self.d_model).transpose(1, 2)  # (B, T, D)
 
     def _heads(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, T, D) at positions pos (T,) -> rotated q, k and v, each (B, H, T, hd)."""
@@ -91,6 +105,8 @@ class Attention(Mixer):
         backend = self.resolve_backend(x.device)
         self.last_backend = backend
         B, T, D = x.shape
+        if self.conv is not None:
+            x = self._short_conv(x, None)[1]
         q, k, v = self._heads(x, torch.arange(T, device=x.device))
         y = self._attend(q, k, v, backend)  # (B, H, T, hd)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
@@ -99,14 +115,21 @@ class Attention(Mixer):
         device, dtype = self.param_dtype_device(device, dtype)
         shape = (batch, self.n_head, max_len, self.cfg.head_dim)
         # `pos` is a tensor, not an int, so a captured CUDA graph can replay the step at any position.
-        return {"k": torch.zeros(shape, device=device, dtype=dtype),
-                "v": torch.zeros(shape, device=device, dtype=dtype),
-                "pos": torch.zeros((), device=device, dtype=torch.long)}
+        state = {"k": torch.zeros(shape, device=device, dtype=dtype),
+                 "v": torch.zeros(shape, device=device, dtype=dtype),
+                 "pos": torch.zeros((), device=device, dtype=torch.long)}
+        if self.conv is not None:
+            state["conv"] = torch.zeros(batch, self.cfg.d_conv - 1, self.d_model, device=device, dtype=dtype)
+        return state
 
     def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         B, D = x_t.shape
         pos = state["pos"]
-        q, k, v = self._heads(x_t[:, None], pos.view(1))  # each (B, H, 1, hd)
+        x_t = x_t[:, None]  # (B, 1, D)
+        if self.conv is not None:
+            window, x_t = self._short_conv(x_t, state["conv"])
+            state["conv"].copy_(window[:, 1:])  # in place, for CUDA-graph replay
+        q, k, v = self._heads(x_t, pos.view(1))  # each (B, H, 1, hd)
         state["k"].index_copy_(2, pos.view(1), k)
         state["v"].index_copy_(2, pos.view(1), v)
         allowed = (torch.arange(state["k"].shape[2], device=x_t.device) <= pos)[None]  # (1, max_len)
@@ -121,8 +144,11 @@ class Attention(Mixer):
         B, T, D = x.shape
         backend = self.resolve_backend(x.device)
         self.last_backend = backend
-        q, k, v = self._heads(x, torch.arange(T, device=x.device))
         state = self.init_state(B, max_len or T, device=x.device, dtype=x.dtype)
+        if self.conv is not None:
+            window, x = self._short_conv(x, None)
+            state["conv"].copy_(window[:, T:])
+        q, k, v = self._heads(x, torch.arange(T, device=x.device))
         state["k"][:, :, :T] = k
         state["v"][:, :, :T] = v
         state["pos"].fill_(T)
@@ -132,4 +158,4 @@ class Attention(Mixer):
     def flops(self, seq_len: int) -> int:
         projections = 2 * seq_len * self.d_model * 4 * self.d_model  # qkv + out
         attention = 2 * seq_len * seq_len * self.d_model  # q kᵀ and p v, half of the T² pairs (causal)
-        return projections + attention
+        return projections + attention + 2 * seq_len * self.d_model * self.cfg.d_conv

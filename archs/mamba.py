@@ -35,9 +35,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
+from archbench.archs.kernels import optional_kernel
 
 
 @dataclass(frozen=True)
@@ -71,56 +73,160 @@ def selective_scan_sequential(x, delta, A, Bm, Cm, h0=None):
     return torch.stack(ys, 1), h
 
 
-def _block_states(dA, dBx, h0, chunk):
-    """All states of a block: dA, dBx (B, S·chunk, E, N), h0 (B, E, N) -> h (B, S·chunk, E, N)."""
-    B, L, E, N = dA.shape
-    a, b = dA.view(B, L // chunk, chunk, E, N), dBx.view(B, L // chunk, chunk, E, N)
-    # 1) within each chunk, from a zero state: every chunk advances one token per iteration.
-    hs = [b[:, :, 0]]
-    for i in range(1, chunk):
-        hs.append(a[:, :, i] * hs[-1] + b[:, :, i])
-    h_loc = torch.stack(hs, 2)  # (B, S, chunk, E, N)
-    p = torch.cumprod(a, 2)  # decay accumulated since the chunk start, a product of factors in (0, 1]
-    # 2) across chunks: the state entering chunk s is the one leaving chunk s-1.
-    h_in = [h0]
-    for s in range(L // chunk - 1):
-        h_in.append(p[:, s, -1] * h_in[-1] + h_loc[:, s, -1])
-    h = h_loc + p * torch.stack(h_in, 1)[:, :, None]  # (B, S, chunk, E, N)
-    return h.view(B, L, E, N)
+# The chunked scan keeps the state as (..., N, E), E innermost: every per-step op then runs along
+# E-long rows, and the contractions over N or E become (1, N) @ (N, E) / (1, E) @ (E, N) products.
+_LOG2E = math.log2(math.e)
+_GROUP = 1 << 17  # state elements (B·g·N·E) advanced per Python step: hides per-op overhead, fits in L2
+
+
+def _decays(delta, A2, out=None):
+    """exp(Δ A), computed as exp2(Δ · A log2 e) (several times cheaper on CPU): delta (..., E),
+    A2 = A.T · log2 e (N, E) -> (..., N, E). Δ >= 0 and A < 0, so every factor is in (0, 1]."""
+    return torch.mul(delta[..., None, :], A2, out=out).exp2_()
+
+
+def _run_chunks(hin, dl, u, Bc, A2, H, decays=None):
+    """Advance g chunks step by step from their entry states hin (B, g, N, E), writing every state into
+    H (B, g, c, N, E) (and the decays into `decays`, same shape). dl, u (B, g, c, E); Bc (B, g, c, N)."""
+    h = hin
+    for i in range(dl.shape[2]):  # all g chunks advance one token per step
+        a = _decays(dl[:, :, i], A2, None if decays is None else decays[:, :, i])
+        h = torch.mul(a, h, out=H[:, :, i]).addcmul_(Bc[:, :, i, :, None], u[:, :, i, None, :])
+
+
+def _chunk_entries(h, dl, u, Bc, A2):
+    """States entering each of g consecutive chunks, given h (B, N, E) entering the first: (B, g, N, E).
+
+    Two levels: each chunk but the last runs from a zero state (all at once), then a pass across the
+    chunks adds the entry state decayed over the whole chunk, exp(A ΣΔ) — a product of factors in (0, 1]."""
+    g = dl.shape[1]
+    if g == 1:
+        return h[:, None]
+    hl = h.new_zeros(h.shape[0], g - 1, *h.shape[1:])  # (B, g-1, N, E)
+    for i in range(dl.shape[2]):
+        hl.mul_(_decays(dl[:, :-1, i], A2)).addcmul_(Bc[:, :-1, i, :, None], u[:, :-1, i, None, :])
+    P = _decays(dl[:, :-1].sum(2), A2)  # (B, g-1, N, E)
+    hs = [h]
+    for s in range(g - 1):
+        hs.append(torch.addcmul(hl[:, s], P[:, s], hs[-1]))
+    return torch.stack(hs, 1)
+
+
+def _grad_entries(k, dl, dy, Cc, A2, decays):
+    """The same two-level scan backwards in time, for g_t = dy_t ⊗ C_t + a_{t+1} g_{t+1}: given k (B, N, E)
+    = a g entering the last chunk from the right, returns it for every chunk (B, g, N, E)."""
+    g = dl.shape[1]
+    if g == 1:
+        return k[:, None]
+    r = k.new_zeros(k.shape[0], g - 1, *k.shape[1:])  # chunks 1..g-1, each from a zero end state
+    for i in reversed(range(dl.shape[2])):
+        r.addcmul_(Cc[:, 1:, i, :, None], dy[:, 1:, i, None, :]).mul_(decays[:, 1:, i])
+    P = _decays(dl[:, 1:].sum(2), A2)  # (B, g-1, N, E)
+    ks = [k]
+    for s in reversed(range(g - 1)):
+        ks.append(torch.addcmul(r[:, s], P[:, s], ks[-1]))
+    return torch.stack(ks[::-1], 1)
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """The chunked scan on inputs padded to a multiple of c, with a hand-written backward.
+
+    Chunks of c tokens run in groups of g = _GROUP / (B·N·E) chunks (at least 1): the groups one after
+    another, the chunks of a group side by side. Forward keeps only the states entering each chunk;
+    backward, group by group from the last, recomputes the group's states and runs the reverse
+    recurrence with a_t = exp(Δ_t A), b_t = Δ_t x_t B_t, h_t = a_t h_{t-1} + b_t, y_t = C_t h_t:
+        g_t = dL/dh_t = dy_t ⊗ C_t + a_{t+1} g_{t+1},   q_t = g_t ⊙ a_t ⊙ h_{t-1} (= dL/d(Δ_t A))
+        dx_t = Δ_t Σ_n g_t B_t,  dΔ_t = x_t Σ_n g_t B_t + Σ_n q_t A,  dA = Σ_t q_t Δ_t,
+        dB_t = Σ_e g_t Δ_t x_t,  dC_t = Σ_e dy_t h_t,  dh0 = a_1 g_1.
+    Memory: O(B·T·E·N / c) saved, and O(c · _GROUP) work buffers."""
+
+    @staticmethod
+    def forward(ctx, x, delta, A, Bm, Cm, h0, c):
+        B, L, E = x.shape
+        N = A.shape[1]
+        if B * E * N >= _GROUP:  # one chunk at a time, i.e. plain sequential: short chunks keep the
+            c = max(d for d in range(1, min(c, 4) + 1) if c % d == 0)  # work buffers in cache
+        S = L // c
+        G = max(1, min(S, _GROUP // (B * E * N)))
+        A2 = A.T * _LOG2E  # (N, E)
+        dl, u, Bc, Cc = (t.reshape(B, S, c, -1) for t in (delta, delta * x, Bm, Cm))  # (B, S, c, ·)
+        h = h0.transpose(1, 2)  # (B, N, E)
+        hins, ys, H = [], [], None
+        for s0 in range(0, S, G):
+            sl = slice(s0, s0 + G)
+            g = dl[:, sl].shape[1]
+            if H is None or H.shape[1] != g:
+                H = x.new_empty(B, g, c, N, E)  # reused: fresh large buffers page-fault
+            hins.append(_chunk_entries(h, dl[:, sl], u[:, sl], Bc[:, sl], A2))
+            _run_chunks(hins[-1], dl[:, sl], u[:, sl], Bc[:, sl], A2, H)
+            ys.append((Cc[:, sl].reshape(-1, 1, N) @ H.view(-1, N, E)).view(B, g, c, E))  # y_t = C_t h_t
+            h = H[:, -1, -1].clone()
+        ctx.save_for_backward(x, delta, A, Bm, Cm, torch.cat(hins, 1))
+        ctx.c, ctx.G = c, G
+        return torch.cat(ys, 1).view(B, L, E), h.transpose(1, 2).contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, dh):
+        x, delta, A, Bm, Cm, hins = ctx.saved_tensors
+        dy = dy.contiguous()  # a sum's gradient arrives broadcast (stride 0), which bmm handles slowly
+        c, G = ctx.c, ctx.G
+        B, L, E = x.shape
+        N, S = A.shape[1], L // c
+        A2, At = A.T * _LOG2E, A.T  # (N, E)
+        dl, u, Bc, Cc, dyc = (t.reshape(B, S, c, -1) for t in (delta, delta * x, Bm, Cm, dy))
+        k = dh.transpose(1, 2)  # (B, N, E): a g entering from the right, here dL/dh_T
+        dA = torch.zeros_like(At)
+        outs, H = [], None  # per group, last first: (Σ_n g B, dB, dC, Σ_n q A)
+        for s0 in reversed(range(0, S, G)):
+            sl = slice(s0, s0 + G)
+            g = dl[:, sl].shape[1]
+            if H is None or H.shape[1] != g:
+                H, Ab, Gb = (x.new_empty(B, g, c, N, E) for _ in range(3))  # states, decays, g_t
+                rb, qb = x.new_empty(B, g, N, E), x.new_empty(B, g, N, E)
+            _run_chunks(hins[:, sl], dl[:, sl], u[:, sl], Bc[:, sl], A2, H, Ab)
+            r = _grad_entries(k, dl[:, sl], dyc[:, sl], Cc[:, sl], A2, Ab)
+            accA, qA = torch.zeros_like(rb), []
+            for i in reversed(range(c)):
+                gi = torch.addcmul(r, Cc[:, sl, i, :, None], dyc[:, sl, i, None, :], out=Gb[:, :, i])
+                r = torch.mul(Ab[:, :, i], gi, out=rb)  # a_t g_t, passed to step t-1
+                q = torch.mul(r, H[:, :, i - 1] if i else hins[:, sl], out=qb)
+                accA.addcmul_(q, dl[:, sl, i, None, :])
+                qA.append(q.mul_(At).sum(-2))  # (B, g, E)
+            k = r[:, 0].clone()
+            dA += accA.sum((0, 1))
+            b_, u_, dy_ = (t[:, sl].reshape(-1, 1, t.shape[-1]) for t in (Bc, u, dyc))  # (B·g·c, 1, ·)
+            Gf, Hf = Gb.view(-1, N, E), H.view(-1, N, E)
+            outs.append(((b_ @ Gf).view(B, g, c, E), (u_ @ Gf.mT).view(B, g, c, N),
+                         (dy_ @ Hf.mT).view(B, g, c, N), torch.stack(qA[::-1], 2)))
+        gB, dB, dC, qA = (torch.cat(t[::-1], 1).view(B, L, -1) for t in zip(*outs, strict=True))
+        return gB * delta, gB * x + qA, dA.T, dB, dC, k.transpose(1, 2), None
 
 
 def selective_scan_chunked(x, delta, A, Bm, Cm, h0=None, chunk_size: int = 16):
-    """Same contract as `selective_scan_sequential`, in O(T) work with ~2·chunk_size Python steps per
-    chunk_size² tokens. Memory is O(B · chunk_size² · E · N) beyond the (B, T, E) activations."""
+    """Same contract as `selective_scan_sequential`, in O(T) work and ~2.5 Python steps per chunk of
+    chunk_size tokens when few sequences run at once (down to one step per token when B·E·N is large
+    enough to fill a step). Beyond the (B, T, E) activations, memory is O(B·T·E·N / chunk_size) saved
+    for the backward and O(chunk_size · _GROUP) in work buffers."""
     B, T, E = x.shape
     pad = -T % chunk_size
     if pad:  # Δ = 0 is the identity step (decay 1, input 0), so padding changes neither y nor h
         x, delta, Bm, Cm = (F.pad(t, (0, 0, 0, pad)) for t in (x, delta, Bm, Cm))
-    h = h0 if h0 is not None else x.new_zeros(B, E, A.shape[1])
-    ys = []
-    for t0 in range(0, T + pad, chunk_size * chunk_size):
-        sl = slice(t0, t0 + chunk_size * chunk_size)
-        dA = torch.exp(delta[:, sl, :, None] * A)  # (B, L, E, N)
-        dBx = (delta[:, sl] * x[:, sl])[..., None] * Bm[:, sl, None]  # (B, L, E, N)
-        hs = _block_states(dA, dBx, h, chunk_size)
-        ys.append((hs @ Cm[:, sl, :, None])[..., 0])  # (B, L, E)
-        h = hs[:, -1]
-    return torch.cat(ys, 1)[:, :T], h
+    h0 = h0 if h0 is not None else x.new_zeros(B, E, A.shape[1])
+    x, delta, Bm, Cm = (t.contiguous() for t in (x, delta, Bm, Cm))
+    y, h = _ChunkedScan.apply(x, delta, A, Bm, Cm, h0, chunk_size)
+    return y[:, :T], h
 
 
 # -- optional fused kernels -------------------------------------------------------------------------
-@functools.cache
 def _mamba_ssm_kernels():
     """(selective_scan_fn, causal_conv1d_fn or None, reason or None), imported once."""
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception as exc:  # ImportError, or a CUDA extension that fails to load
-        return None, None, f"mamba_ssm does not import ({type(exc).__name__}: {exc})"
-    try:
-        from causal_conv1d import causal_conv1d_fn
-    except Exception:
-        causal_conv1d_fn = None  # optional: torch's conv1d does the same job, a little slower
-    return selective_scan_fn, causal_conv1d_fn, None
+    scan_fn, reason = optional_kernel("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn")
+    if reason:
+        return None, None, reason
+    # optional: torch's conv1d does the same job, a little slower
+    conv_fn, _ = optional_kernel("causal_conv1d", "causal_conv1d_fn")
+    return scan_fn, conv_fn, None
 
 
 @register("mamba")

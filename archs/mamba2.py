@@ -30,27 +30,17 @@ from torch import Tensor, nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
+from archbench.archs.kernels import backward_refusal, optional_kernel
 
-# Optional CUDA kernels: backend -> (module, function). Imported on first use; the result is cached.
+# Optional CUDA kernels: backend -> (module, function), imported on first use by `optional_kernel`.
 _KERNELS = {
     "fla": ("fla.ops.simple_gla", "chunk_simple_gla"),
     "mamba_ssm": ("mamba_ssm.ops.triton.ssd_combined", "mamba_chunk_scan_combined"),
 }
-_KERNEL_CACHE: dict[str, object] = {}  # backend -> the function, or the import error as a string
 
 # Working-set sizes of the pure-PyTorch path, in tensor elements (see `ssd_chunked` and `_parallel`).
 _BLOCK_ELEMENTS = 1 << 20  # of the (B, H, chunks, Q, Q) decay tensor built at once
 _SEGMENT_ELEMENTS = 1 << 20  # of the in_proj output of one segment
-
-
-def _kernel(backend: str):
-    if backend not in _KERNEL_CACHE:
-        module, fn = _KERNELS[backend]
-        try:
-            _KERNEL_CACHE[backend] = getattr(__import__(module, fromlist=[fn]), fn)
-        except Exception as exc:  # missing package, or one built for another CUDA / Triton
-            _KERNEL_CACHE[backend] = f"`from {module} import {fn}` failed: {type(exc).__name__}: {exc}"
-    return _KERNEL_CACHE[backend]
 
 
 @dataclass(frozen=True)
@@ -135,6 +125,15 @@ def _ssd_chunks(xdt: Tensor, logd: Tensor, Bc: Tensor, Cc: Tensor, h: Tensor) ->
     return y.permute(0, 2, 3, 1, 4), h
 
 
+def _probe_fla_backward(device: str) -> None:
+    """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
+    Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
+    chunk_simple_gla = optional_kernel(*_KERNELS["fla"])[0]
+    q, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
+    g = (-torch.rand(1, 16, 1, device=device)).requires_grad_(True)  # (B, T, H) log decay
+    chunk_simple_gla(q=q, k=k, v=v, g=g, scale=1.0)[0].sum().backward()
+
+
 @register("mamba2")
 class Mamba2(Mixer):
     Config = Config
@@ -169,8 +168,7 @@ class Mamba2(Mixer):
             return f"unknown backend {backend!r}"
         if torch.device(device).type != "cuda":
             return f"{backend} needs a CUDA device"
-        kernel = _kernel(backend)
-        return kernel if isinstance(kernel, str) else None
+        return optional_kernel(*_KERNELS[backend])[1]
 
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
     def _split(self, zxbcdt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -194,20 +192,13 @@ class Mamba2(Mixer):
             q, k = (m[:, :, None].expand(-1, -1, H, -1) for m in (Cm, Bm))  # (B, T, H, N): one group
             v, g = x * dt[..., None], dt * A  # g: log decay per token and head
             h0 = None if h is None else h.transpose(-1, -2).contiguous()  # fla keeps (B, H, N, P)
-            try:
-                y, h = _kernel("fla")(q=q, k=k, v=v, g=g, scale=1.0, initial_state=h0,
-                                      output_final_state=final_state)
-                return y, (h.transpose(-1, -2) if final_state else None)
-            except RuntimeError as exc:
-                # fla refuses its backward on Hopper with Triton < 3.7.1 (fla issue #640): train on the
-                # reference instead, and say so. Without gradients an error is a real error.
-                if not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, g))):
-                    raise
-                self.last_backend = f"chunked (fla backward refused: {str(exc).splitlines()[0][:80]})"
-                backend = "chunked"
+            y, h = optional_kernel(*_KERNELS["fla"])[0](q=q, k=k, v=v, g=g, scale=1.0, initial_state=h0,
+                                                        output_final_state=final_state)
+            return y, (h.transpose(-1, -2) if final_state else None)
         if backend == "mamba_ssm":
-            out = _kernel("mamba_ssm")(x, dt, A, Bm[:, :, None], Cm[:, :, None], self.cfg.chunk_size,
-                                       initial_states=h, return_final_states=final_state)
+            out = optional_kernel(*_KERNELS["mamba_ssm"])[0](
+                x, dt, A, Bm[:, :, None], Cm[:, :, None], self.cfg.chunk_size, initial_states=h,
+                return_final_states=final_state)
             return out if final_state else (out, None)
         cd = torch.float64 if x.dtype == torch.float64 else torch.float32  # the scan in >= float32
         y, h = ssd_chunked(*(t.to(cd) for t in (x, dt, A, Bm, Cm)), self.cfg.chunk_size,
@@ -226,6 +217,15 @@ class Mamba2(Mixer):
     def _parallel(self, u: torch.Tensor, final_state: bool) -> tuple[torch.Tensor, dict]:
         backend = self.resolve_backend(u.device)
         self.last_backend = backend
+        if backend == "fla" and torch.is_grad_enabled() and (
+                u.requires_grad or any(p.requires_grad for p in self.parameters())):
+            # fla may refuse its backward on this device (see `_probe_fla_backward`): then train on the
+            # reference instead, and say so.
+            device = str(u.device)
+            refusal = backward_refusal("fla.chunk_simple_gla", device, lambda: _probe_fla_backward(device))
+            if refusal:
+                backend = "chunked"
+                self.last_backend = f"chunked (fla backward refused: {refusal})"
         b, T, _ = u.shape
         conv, h = u.new_zeros(b, self.conv_dim, self.cfg.d_conv), None
         # The pure-PyTorch path runs in segments of whole chunks, carrying both states across: activations

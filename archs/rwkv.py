@@ -24,7 +24,6 @@ Glossary (code -> paper):
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer, State
+from archbench.archs.kernels import backward_refusal, optional_kernel
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def wkv_chunked(r, k, v, lw, u, S0=None, chunk_size: int = 32):
     so A is not a plain r k^T. Every exponent used is <= 0, so nothing overflows: between sub-chunks of
     c = 4 tokens the exponent splits at the query sub-chunk's start a (t-1 >= a-1 >= s), making A a
     matmul of r_t exp(G_{t-1} - G_{a-1}) and k_s exp(G_{a-1} - G_s); inside a sub-chunk A is computed
-    elementwise as a (c, c, K) tensor. Per token and head that is O(C K V / c + C K) work, linear in T.
+    elementwise as a (c, c, K) tensor. Per token and head that is O(K V + C (K + V)) work: linear in T.
     Float32 or float64 inputs (the mixer upcasts); matches `wkv_sequential` to rounding, gradients too.
     """
     B, T, H, K = r.shape
@@ -154,36 +154,21 @@ def _causal_bias(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 # -- the optional fla kernel --------------------------------------------------------------------------
-@functools.cache
-def _fla_import_error() -> str | None:
-    try:
-        from fla.ops.rwkv6 import chunk_rwkv6  # noqa: F401
-    except Exception as exc:  # ImportError, or a Triton / CUDA failure while importing
-        return f"flash-linear-attention is not importable ({type(exc).__name__}: {exc})"
-    return None
+_FLA = ("fla.ops.rwkv6", "chunk_rwkv6")  # imported on first use by `optional_kernel`
 
 
-@functools.cache
-def _fla_backward_refusal(device: str) -> str | None:
-    """Why fla's backward fails on `device` (e.g. Hopper with Triton < 3.7.1, fla #640), else None.
-
-    The refusal is raised inside `.backward()`, too late to switch paths, so probe once per device.
-    """
-    from fla.ops.rwkv6 import chunk_rwkv6
-
-    try:
-        r, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
-        lw = (-torch.rand(1, 16, 1, 16, device=device)).requires_grad_(True)
-        u = torch.randn(1, 16, device=device, requires_grad=True)
-        chunk_rwkv6(r, k, v, lw, u, scale=1.0)[0].sum().backward()
-    except RuntimeError as exc:
-        return str(exc).strip().splitlines()[0][:120]
-    return None
+def _probe_fla_backward(device: str) -> None:
+    """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
+    Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
+    chunk_rwkv6 = optional_kernel(*_FLA)[0]
+    r, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
+    lw = (-torch.rand(1, 16, 1, 16, device=device)).requires_grad_(True)
+    u = torch.randn(1, 16, device=device, requires_grad=True)
+    chunk_rwkv6(r, k, v, lw, u, scale=1.0)[0].sum().backward()
 
 
 def wkv_fla(r, k, v, lw, u, S0=None, want_state: bool = False):
-    from fla.ops.rwkv6 import chunk_rwkv6
-
+    chunk_rwkv6 = optional_kernel(*_FLA)[0]
     # fla takes (B, T, H, K), the log decay, and u of shape (H, K); RWKV-6 uses no 1/sqrt(K) scale.
     lw = lw.clamp(min=log_decay_floor(torch.float32))  # fla accumulates it in float32
     return chunk_rwkv6(r, k, v, lw, u.to(r.dtype), scale=1.0, initial_state=S0,
@@ -238,7 +223,7 @@ class RWKV(Mixer):
         if backend == "fla":
             if torch.device(device).type != "cuda":
                 return "flash-linear-attention needs a CUDA device"
-            return _fla_import_error()
+            return optional_kernel(*_FLA)[1]
         return None
 
     # -- pieces shared by forward and step --------------------------------------------------------------
@@ -285,7 +270,9 @@ class RWKV(Mixer):
             self.last_backend = "chunked (fla has no float64 kernels)"
         if backend == "fla":
             needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.u.requires_grad)
-            refusal = _fla_backward_refusal(str(x.device)) if needs_grad else None
+            device = str(x.device)
+            refusal = (backward_refusal("fla.chunk_rwkv6", device, lambda: _probe_fla_backward(device))
+                       if needs_grad else None)
             if refusal:
                 backend = "chunked"
                 self.last_backend = f"chunked (fla backward refused: {refusal})"

@@ -20,7 +20,10 @@ from archbench.bench.train import TrainConfig
 SUITES = ("quick", "scaling", "retrieval", "full")
 
 # A hybrid with exactly one attention layer: in an LM with n_layer=1 this is [mamba, attention].
-HYBRID_CFG = {"pattern": "MA"}
+HYBRID_CFG = {"pattern": "MA", "mlp_ratio": 0}
+# Recall models are mixer-only blocks (no MLP), as Zoology's MQAR models: recall is the mixer's job,
+# and the MLPs would be most of the FLOPs of a CPU training step.
+RETRIEVAL_MLP_RATIO = 0
 
 
 @dataclass
@@ -67,18 +70,20 @@ GPU_LENS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
 CPU_LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 
 
+# Attention gets Zoology's short convolution before q/k/v in the recall suites (see the README).
+RETRIEVAL_ARCH_CFGS = {"attention": {"d_conv": 4}, "hybrid": HYBRID_CFG}
+
+
 def retrieval_model(arch: str) -> tuple[str, dict, int]:
     """(registered mixer, its config, n_layer) for a model in the retrieval grid: two mixer layers each."""
-    if arch == "hybrid":
-        return "hybrid", dict(HYBRID_CFG), 1
-    return arch, {}, 2
+    return arch, dict(RETRIEVAL_ARCH_CFGS.get(arch, {})), 1 if arch == "hybrid" else 2
 
 
-def retrieval_cells(o: Options, grid: list[tuple[int, int]], d_models: list[int], lrs: list[float],
+def retrieval_cells(o: Options, grid: list[tuple[int, int, list[int]]], lrs: list[float],
                     train: TrainConfig, archs: list[str], test_factor: int = 2) -> list[dict]:
-    """MQAR cells over (seq_len, num_kv_pairs) x d_model x lr, one model per mixer."""
+    """MQAR cells over (seq_len, num_kv_pairs, d_models) x lr, one model per mixer."""
     cells = []
-    for seq_len, k in grid:
+    for seq_len, k, d_models in grid:
         if o.lens and seq_len not in o.lens:
             continue
         for d_model in o.d_models or d_models:
@@ -87,6 +92,7 @@ def retrieval_cells(o: Options, grid: list[tuple[int, int]], d_models: list[int]
                 for lr in lrs:
                     cells.append({
                         "kind": "retrieval", "arch": arch, "arch_cfg": arch_cfg, "n_layer": n_layer,
+                        "mlp_ratio": RETRIEVAL_MLP_RATIO,
                         "task": o.task or "mqar",
                         "task_cfg": {"seq_len": seq_len, "num_kv_pairs": k, "vocab_size": 8192},
                         "test_lens": [seq_len * test_factor], "d_model": d_model,
@@ -98,14 +104,20 @@ def retrieval_cells(o: Options, grid: list[tuple[int, int]], d_models: list[int]
 
 RECURRENT_AND_HYBRID = ["attention", "mamba", "mamba2", "rwkv", "hybrid"]
 
-# CPU grid: K grows until the small recurrent states run out (K relative to state bytes is what matters).
-CPU_RETRIEVAL_GRID = [(64, 4), (128, 8), (128, 16), (256, 16), (256, 32)]
-CPU_RETRIEVAL_D = [32, 64, 128]
-CPU_TRAIN = TrainConfig(batch_size=64, max_examples=60_000, n_train=20_000, target_accuracy=0.99)
+# CPU grid (seq_len, K, d_models): K grows with L until the small recurrent states run out — K
+# relative to the measured state bytes is what matters. Sized for two CPU cores: the widths that
+# show the trend at each length, one learning rate, one pass over fresh examples.
+CPU_RETRIEVAL_GRID = [(64, 4, [64]), (128, 16, [32, 64, 128]), (256, 32, [32, 64])]
+CPU_LRS = [3e-3]
+CPU_TRAIN = TrainConfig(batch_size=64, max_examples=60_000, n_train=60_000, eval_every=10_000,
+                        target_accuracy=0.99)
+QUICK_RETRIEVAL_GRID = [(64, 4, [64])]
+QUICK_TRAIN = TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=10_000,
+                          target_accuracy=0.99)
 
 # GPU grid: Zoology Fig. 2 (Arora et al. 2023), four learning rates, best kept by the report.
-GPU_RETRIEVAL_GRID = [(64, 4), (128, 8), (256, 16), (512, 64)]
-GPU_RETRIEVAL_D = [64, 128, 256, 512]
+GPU_RETRIEVAL_GRID = [(64, 4, [64, 128, 256, 512]), (128, 8, [64, 128, 256, 512]),
+                      (256, 16, [64, 128, 256, 512]), (512, 64, [64, 128, 256, 512])]
 GPU_LRS = [1e-4, 3e-4, 1e-3, 3e-3]
 GPU_TRAIN = TrainConfig(batch_size=64, max_examples=64 * 20_000, n_train=100_000, target_accuracy=0.99)
 
@@ -119,7 +131,7 @@ def build(suite: str, o: Options) -> list[dict]:
     cells: list[dict] = []
     if suite in ("quick",):
         cells += scaling_cells(o, lens=[256, 1024, 4096], modes=["prefill", "decode"], archs=everything)
-        cells += retrieval_cells(o, [(64, 4)], [64], [1e-3], CPU_TRAIN, RECURRENT_AND_HYBRID)
+        cells += retrieval_cells(o, QUICK_RETRIEVAL_GRID, CPU_LRS, QUICK_TRAIN, ["attention", "mamba2"])
     if suite in ("scaling", "full") and o.device == "cuda":
         # The fastest usable kernel per cell (measured), batch 1 and 8, the anchors' shape.
         cells += scaling_cells(o, lens=GPU_LENS, modes=["prefill", "train", "decode"], archs=everything,
@@ -128,9 +140,7 @@ def build(suite: str, o: Options) -> list[dict]:
         cells += scaling_cells(o, lens=CPU_LENS, modes=["prefill", "train", "decode"], archs=everything)
     if suite in ("retrieval", "full"):
         if o.device == "cuda":
-            cells += retrieval_cells(o, GPU_RETRIEVAL_GRID, GPU_RETRIEVAL_D, GPU_LRS, GPU_TRAIN,
-                                     RECURRENT_AND_HYBRID)
+            cells += retrieval_cells(o, GPU_RETRIEVAL_GRID, GPU_LRS, GPU_TRAIN, RECURRENT_AND_HYBRID)
         else:
-            cells += retrieval_cells(o, CPU_RETRIEVAL_GRID, CPU_RETRIEVAL_D, [1e-3], CPU_TRAIN,
-                                     RECURRENT_AND_HYBRID)
+            cells += retrieval_cells(o, CPU_RETRIEVAL_GRID, CPU_LRS, CPU_TRAIN, RECURRENT_AND_HYBRID)
     return cells

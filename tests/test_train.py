@@ -119,7 +119,7 @@ def test_row_has_the_retrieval_fields():
     assert ROW_FIELDS <= set(row)
     json.dumps(row, allow_nan=False)  # rows are strict JSON
     assert row["kind"] == "retrieval" and row["task"] == "mqar" and row["num_kv_pairs"] == 2
-    assert row["arch_cfg"] == {"head_dim": 16, "rope_base": 10000.0}  # resolved defaults
+    assert row["arch_cfg"] == {"head_dim": 16, "rope_base": 10000.0, "d_conv": 0}  # resolved defaults
     assert row["task_cfg"]["vocab_size"] == 32 and row["test_len"] == 64
     assert set(row["accuracy_by_len"]) == {"32", "64"} and row["accuracy_by_len"]["32"] == row["accuracy"]
     assert set(row["accuracy_by_slice"]) == {"query_1", "query_2"}
