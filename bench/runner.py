@@ -27,7 +27,6 @@ from rich.table import Table
 
 from archbench.bench import measure, store
 
-
 LABEL_FIELDS = ("arch", "mode", "task", "seq_len", "d_model")  # what the progress bar shows per cell
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from archbench.bench.scaling import MODES
 from archbench.bench.train import TrainConfig
 
 SUITES = ("quick", "scaling", "retrieval", "full")
@@ -134,10 +135,10 @@ def build(suite: str, o: Options) -> list[dict]:
         cells += retrieval_cells(o, QUICK_RETRIEVAL_GRID, CPU_LRS, QUICK_TRAIN, ["attention", "mamba2"])
     if suite in ("scaling", "full") and o.device == "cuda":
         # The fastest usable kernel per cell (measured), batch 1 and 8, the anchors' shape.
-        cells += scaling_cells(o, lens=GPU_LENS, modes=["prefill", "train", "decode"], archs=everything,
-                               batches=[1, 8], d_model=GPU_D_MODEL, arch_cfgs=GPU_ARCH_CFGS, backend="fastest")
+        cells += scaling_cells(o, lens=GPU_LENS, modes=list(MODES), archs=everything, batches=[1, 8],
+                               d_model=GPU_D_MODEL, arch_cfgs=GPU_ARCH_CFGS, backend="fastest")
     elif suite in ("scaling", "full"):
-        cells += scaling_cells(o, lens=CPU_LENS, modes=["prefill", "train", "decode"], archs=everything)
+        cells += scaling_cells(o, lens=CPU_LENS, modes=list(MODES), archs=everything)
     if suite in ("retrieval", "full"):
         if o.device == "cuda":
             cells += retrieval_cells(o, GPU_RETRIEVAL_GRID, GPU_LRS, GPU_TRAIN, RECURRENT_AND_HYBRID)
