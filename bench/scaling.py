@@ -87,19 +87,28 @@ def make_call(mixer, spec: dict[str, Any]):
     return call
 
 
+GRAPH_WARMUP = 3  # eager calls before capture, as torch.cuda.graphs requires
+
+
 def cuda_graph(call):
-    """Capture `call` once and return the replay: an eager decode step is a few dozen tiny kernels,
-    so without a graph the figure is launch latency, not the architecture (see shared/anchors)."""
+    """Capture `call` once and return a replay that gives the captured output: an eager decode step
+    is a few dozen tiny kernels, so without a graph the figure is launch latency, not the
+    architecture (see shared/anchors)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        for _ in range(3):  # warm up outside the capture, as torch.cuda.graphs requires
+        for _ in range(GRAPH_WARMUP):
             call()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        call()
-    return graph.replay
+        out = call()
+
+    def replay():
+        graph.replay()
+        return out
+
+    return replay
 
 
 def fastest_backend(spec: dict[str, Any], budget_s: float = 0.2) -> tuple[str, dict[str, float]]:

@@ -1,0 +1,43 @@
+"""Device checks: run by bench/device_run.sh on a lent GPU (`pytest -m gpu`), skipped without CUDA.
+
+The fast-path parity checks themselves live in the conformance suite (`fast_matches_reference` runs
+on CUDA whenever a device is present); these cover what only a GPU has: CUDA-graph decode, the
+per-cell choice of the fastest kernel, and the NVML energy counter.
+"""
+
+import pytest
+import torch
+
+from archbench.archs import list_archs
+from archbench.bench import measure, scaling
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def spec(arch: str, mode: str, n: int = 512, **extra) -> dict:
+    return {"kind": "scaling", "arch": arch, "arch_cfg": {}, "mode": mode, "seq_len": n, "batch": 2,
+            "d_model": 256, "device": "cuda", "dtype": "float32", "seed": 0, **extra}
+
+
+@pytest.mark.parametrize("arch", list_archs())
+def test_cuda_graph_decode_matches_eager(arch: str) -> None:
+    mixer = scaling.build_mixer(spec(arch, "decode"))
+    graphed = scaling.make_call(mixer, spec(arch, "decode"))  # GRAPH_WARMUP eager steps, then capture
+    eager = scaling.make_call(mixer, spec(arch, "decode", cuda_graph=False))
+    for _ in range(scaling.GRAPH_WARMUP):  # a mixer may advance its state in place at every step
+        eager()
+    assert torch.allclose(graphed()[0], eager()[0], rtol=1e-4, atol=1e-5)
+
+
+def test_fastest_backend_is_measured_per_cell() -> None:
+    best, trials = scaling.fastest_backend(spec("attention", "prefill", n=2048, dtype="bfloat16"))
+    assert best in trials and len(trials) >= 2 and trials[best] == min(trials.values())
+
+
+def test_nvml_energy_is_read_on_gpu() -> None:
+    x = torch.randn(4096, 4096, device="cuda")
+    reading = measure.energy_joules(lambda: x @ x, "cuda", min_window_s=1.0)
+    if reading is None:
+        pytest.skip("nvidia-ml-py is not installed or the driver exposes no energy counter")
+    assert reading.source == "nvml" and reading.joules_per_call > 0 and reading.window_s >= 1.0
