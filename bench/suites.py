@@ -108,9 +108,9 @@ RECURRENT_AND_HYBRID = ["attention", "mamba", "mamba2", "rwkv", "hybrid"]
 # CPU grid (seq_len, K, d_models): K grows with L until the small recurrent states run out — K
 # relative to the measured state bytes is what matters. Sized for two CPU cores: the widths that
 # show the trend at each length, one learning rate, one pass over fresh examples.
-CPU_RETRIEVAL_GRID = [(64, 4, [64]), (128, 16, [32, 64, 128]), (256, 32, [32, 64])]
+CPU_RETRIEVAL_GRID = [(64, 4, [64]), (128, 16, [32, 64, 128]), (256, 32, [64])]
 CPU_LRS = [3e-3]
-CPU_TRAIN = TrainConfig(batch_size=64, max_examples=60_000, n_train=60_000, eval_every=10_000,
+CPU_TRAIN = TrainConfig(batch_size=64, max_examples=60_000, n_train=60_000, eval_every=5_000,
                         target_accuracy=0.99)
 QUICK_RETRIEVAL_GRID = [(64, 4, [64])]
 QUICK_TRAIN = TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=10_000,
