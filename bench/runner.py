@@ -91,6 +91,11 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+# Per-cell time limits when the user gives none: a scaling cell is seconds of timed repeats, a
+# retrieval cell a whole training run.
+DEFAULT_TIME_LIMIT_S = {"scaling": 120.0, "retrieval": 3600.0}
+
+
 def row_file(out_dir: Path, kind: str, device: str) -> Path:
     slug = "".join(c if c.isalnum() else "-" for c in measure.device_name(device).lower()).strip("-")
     while "--" in slug:
@@ -133,7 +138,7 @@ def run_cells(cells: list[dict[str, Any]], out_dir: Path, *, time_limit_s: float
                 row["status"] = f"skipped: {failed_before}"
             else:
                 try:
-                    with time_limit(time_limit_s):
+                    with time_limit(time_limit_s or DEFAULT_TIME_LIMIT_S[spec["kind"]]):
                         row.update(EXECUTORS[spec["kind"]](spec, budget_s))
                     row["status"] = "ok"
                 except KeyboardInterrupt:
