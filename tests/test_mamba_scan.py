@@ -16,7 +16,7 @@ def _inputs(B: int, T: int, E: int, N: int, seed: int = 0) -> list[torch.Tensor]
     return [t.requires_grad_() for t in (x, delta, A, Bm, Cm, h0)]
 
 
-@pytest.mark.parametrize("group", [1, 12, 1 << 17])  # chunks side by side: one, some, all
+@pytest.mark.parametrize("group", [1, 24, 1 << 17])  # chunks side by side (B·E·N = 12): one, two, all
 @pytest.mark.parametrize("chunk", [1, 3, 16])
 @pytest.mark.parametrize("T", [7, 37])
 def test_chunked_matches_sequential(T: int, chunk: int, group: int, monkeypatch) -> None:
@@ -27,16 +27,18 @@ def test_chunked_matches_sequential(T: int, chunk: int, group: int, monkeypatch)
     torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-12)
     # gradients of a loss that uses both outputs, against autograd through the reference loop
-    w_y, w_h = torch.randn_like(y), torch.randn_like(h)
+    g = torch.Generator().manual_seed(1)
+    w_y, w_h = (torch.randn(t.shape, dtype=t.dtype, generator=g) for t in (y, h))
     grads = torch.autograd.grad((y * w_y).sum() + (h * w_h).sum(), inputs)
     grads_ref = torch.autograd.grad((y_ref * w_y).sum() + (h_ref * w_h).sum(), inputs)
     for got, want in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("group", [1, 1 << 17])
-@pytest.mark.parametrize(("T", "chunk"), [(7, 1), (7, 3), (37, 3), (20, 16)])
+@pytest.mark.parametrize(("T", "chunk", "group"), [(7, 1, 1 << 17), (7, 3, 1), (37, 3, 1 << 17), (20, 16, 1),
+                                                   (37, 16, 24)])
 def test_chunked_gradcheck(T: int, chunk: int, group: int, monkeypatch) -> None:
+    """Gradients of y and of the final state w.r.t. x, Δ, A, B, C and h0, against finite differences."""
     monkeypatch.setattr(mamba, "_GROUP", group)
     inputs = _inputs(2, T, 3, 2, seed=T)
     assert torch.autograd.gradcheck(lambda *a: mamba.selective_scan_chunked(*a, chunk_size=chunk), inputs)
@@ -46,5 +48,15 @@ def test_chunked_without_h0() -> None:
     x, delta, A, Bm, Cm, _ = _inputs(2, 9, 3, 2)
     y, h = mamba.selective_scan_chunked(x, delta, A, Bm, Cm, chunk_size=4)
     y_ref, h_ref = mamba.selective_scan_sequential(x, delta, A, Bm, Cm)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(h, h_ref)
+
+
+def test_chunked_large_decay_stays_finite() -> None:
+    """|Δ A| in the thousands: decays underflow to 0, and nothing overflows (no exp(+cumsum))."""
+    x, delta, A, Bm, Cm, h0 = (t.detach() for t in _inputs(2, 40, 3, 2))
+    delta = delta * 1000
+    y, h = mamba.selective_scan_chunked(x, delta, A, Bm, Cm, h0, chunk_size=16)
+    y_ref, h_ref = mamba.selective_scan_sequential(x, delta, A, Bm, Cm, h0)
     torch.testing.assert_close(y, y_ref)
     torch.testing.assert_close(h, h_ref)
