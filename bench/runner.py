@@ -12,6 +12,7 @@ reproduce it. The loop
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import time
@@ -43,19 +44,22 @@ def series_key(spec: dict[str, Any]) -> str:
     return cell_key({k: v for k, v in spec.items() if k != "seq_len"})
 
 
-def _run_scaling(spec: dict[str, Any], budget_s: float) -> dict[str, Any]:
+CellProgress = Callable[[float, str], None]  # (fraction of the cell done, one-line status)
+
+
+def _run_scaling(spec: dict[str, Any], budget_s: float, progress: CellProgress) -> dict[str, Any]:
     from archbench.bench.scaling import measure_cell
 
     return measure_cell(spec, budget_s=budget_s)
 
 
-def _run_retrieval(spec: dict[str, Any], budget_s: float) -> dict[str, Any]:
+def _run_retrieval(spec: dict[str, Any], budget_s: float, progress: CellProgress) -> dict[str, Any]:
     from archbench.bench.train import run_cell
 
-    return run_cell(spec)
+    return run_cell(spec, progress=progress)
 
 
-EXECUTORS: dict[str, Callable[[dict[str, Any], float], dict[str, Any]]] = {
+EXECUTORS: dict[str, Callable[[dict[str, Any], float, CellProgress], dict[str, Any]]] = {
     "scaling": _run_scaling,
     "retrieval": _run_retrieval,
 }
@@ -69,6 +73,11 @@ def failure_status(exc: BaseException) -> str:
             "can't allocate memory" in text:
         return "oom"
     return f"error: {type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}".rstrip(": ")
+
+
+def _describe(bar: Progress, job: Any, label: str, fraction: float, info: str) -> None:
+    """Show a cell's own progress (e.g. a training run's loss and accuracy) on the sweep's bar."""
+    bar.update(job, description=f"{label}: {info}")
 
 
 @contextmanager
@@ -139,7 +148,8 @@ def run_cells(cells: list[dict[str, Any]], out_dir: Path, *, time_limit_s: float
             else:
                 try:
                     with time_limit(time_limit_s or DEFAULT_TIME_LIMIT_S[spec["kind"]]):
-                        row.update(EXECUTORS[spec["kind"]](spec, budget_s))
+                        row.update(EXECUTORS[spec["kind"]](spec, budget_s, functools.partial(
+                            _describe, bar, job, label)))
                     row["status"] = "ok"
                 except KeyboardInterrupt:
                     raise

@@ -34,7 +34,7 @@ def test_rerun_skips_finished_cells(tmp_path: Path) -> None:
      (ValueError("bad shape"), "error: ValueError: bad shape")],
 )
 def test_failure_becomes_a_row_and_longer_lengths_are_skipped(tmp_path, monkeypatch, exc, status) -> None:
-    def fake(spec, budget_s):
+    def fake(spec, budget_s, progress):
         if spec["seq_len"] >= 32:
             raise exc
         return {"time_median_s": 1.0}
@@ -47,7 +47,7 @@ def test_failure_becomes_a_row_and_longer_lengths_are_skipped(tmp_path, monkeypa
 
 
 def test_time_limit_turns_into_a_timeout_row(tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(runner.EXECUTORS, "scaling", lambda spec, budget_s: time.sleep(5))
+    monkeypatch.setitem(runner.EXECUTORS, "scaling", lambda spec, budget_s, progress: time.sleep(5))
     start = time.perf_counter()
     rows = runner.run_cells(cells((16,)), tmp_path, time_limit_s=0.2)
     assert rows[0]["status"] == "timeout" and time.perf_counter() - start < 3
