@@ -6,21 +6,13 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from archbench.archs.base import LM, Block, Mixer, State, tensor_bytes
 from archbench.archs.registry import ConfigFieldError, Origin, Registry, UnknownNameError, build_config
 
 BUILTINS = ("attention", "mamba", "mamba2", "rwkv", "hybrid")
-
-
-def _import_builtins() -> None:
-    for module in BUILTINS:
-        importlib.import_module(f"archbench.archs.{module}")
-
-
-MIXERS = Registry("architecture", "archbench.archs", _import_builtins)
+MIXERS = Registry("architecture", "archbench.archs", (f"archbench.archs.{m}" for m in BUILTINS))
 register = MIXERS.register
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -47,10 +48,10 @@ class Origin:
 class Registry:
     """Registered classes of one kind (`what`), plus the plugins of one entry point group."""
 
-    def __init__(self, what: str, group: str, builtin_modules: Callable[[], None]):
+    def __init__(self, what: str, group: str, builtin_modules: Iterable[str] = ()):
         self.what = what
         self.group = group
-        self._import_builtins = builtin_modules
+        self._builtin_modules = tuple(builtin_modules)  # imported on first lookup; they self-register
         self._classes: dict[str, type] = {}
         self._origins: dict[str, Origin] = {}
         self._loading: Origin | None = None
@@ -72,7 +73,8 @@ class Registry:
         if self._loaded:
             return
         self._loaded = True
-        self._import_builtins()
+        for module in self._builtin_modules:
+            importlib.import_module(module)
         if os.environ.get("ARCHBENCH_DISABLE_PLUGINS", "") not in ("", "0"):
             return
         for ep in entry_points(group=self.group):

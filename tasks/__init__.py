@@ -11,21 +11,13 @@ External packages add tasks through the entry point group `archbench.tasks`.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from archbench.archs.registry import ConfigFieldError, Origin, Registry, UnknownNameError, build_config
 from archbench.tasks.base import IGNORE, Task
 
 BUILTINS = ("mqar", "passkey", "copy", "selective_copy", "induction")
-
-
-def _import_builtins() -> None:
-    for module in BUILTINS:
-        importlib.import_module(f"archbench.tasks.{module}")
-
-
-TASKS = Registry("task", "archbench.tasks", _import_builtins)
+TASKS = Registry("task", "archbench.tasks", (f"archbench.tasks.{m}" for m in BUILTINS))
 register = TASKS.register
 
 

@@ -39,7 +39,7 @@ def test_duplicate_name_raises() -> None:
 
 
 def test_registry_is_reusable_for_other_kinds() -> None:
-    reg = Registry("widget", "archbench.nonexistent_group", lambda: None)
+    reg = Registry("widget", "archbench.nonexistent_group")
 
     @reg.register("w")
     @dataclass
