@@ -10,6 +10,8 @@ Glossary
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from archbench.bench.report_format import (
@@ -100,6 +102,12 @@ def _retrieval_plots(out: _Outputs, section: str, prefix: str, ok: pd.DataFrame)
                     _plot(by_len, "test length", "accuracy", xscale="log2", yscale="linear"))
 
 
+def _task_label(task: str, cfg: Any) -> str:
+    """'mqar V=128': runs of one task with different vocabularies are different experiments."""
+    vocab = cfg.get("vocab_size") if isinstance(cfg, dict) else None
+    return f"{task} V={vocab}" if vocab else str(task)
+
+
 def _retrieval(out: _Outputs, rt: pd.DataFrame, slugs: dict[str, str]) -> None:
     required = ["arch", "task", "seq_len", "d_model"]
     bad = rt[required].isna().any(axis=1)
@@ -108,7 +116,9 @@ def _retrieval(out: _Outputs, rt: pd.DataFrame, slugs: dict[str, str]) -> None:
     rt = rt[~bad].astype({"seq_len": int, "d_model": int})
     # -1 stands for "none" (a task without K, a row without n_layer) so the keys sort and group.
     rt = rt.assign(num_kv_pairs=rt["num_kv_pairs"].map(lambda k: -1 if _missing(k) else int(k)),
-                   n_layer=rt["n_layer"].map(lambda k: -1 if _missing(k) else int(k)))
+                   n_layer=rt["n_layer"].map(lambda k: -1 if _missing(k) else int(k)),
+                   task=[_task_label(t, c) for t, c in zip(rt["task"], rt.get("task_cfg", [None] * len(rt)),
+                                                          strict=True)])
     rt = rt.assign(arch=_arch_labels(rt, RETRIEVAL_KEYS[:-1]))
     for dev, gd in _best_lr(rt).groupby("device_name", sort=True):
         section, prefix = f"Retrieval: {dev}", f"retrieval_{slugs[dev]}"

@@ -80,9 +80,11 @@ def retrieval_model(arch: str) -> tuple[str, dict, int]:
     return arch, dict(RETRIEVAL_ARCH_CFGS.get(arch, {})), 1 if arch == "hybrid" else 2
 
 
-def retrieval_cells(o: Options, grid: list[tuple[int, int, list[int]]], lrs: list[float],
-                    train: TrainConfig, archs: list[str], test_factor: int = 2) -> list[dict]:
-    """MQAR cells over (seq_len, num_kv_pairs, d_models) x lr, one model per mixer."""
+def retrieval_cells(o: Options, grid: list[tuple[int, int, list[int]]], lrs: dict[str, list[float]],
+                    train: TrainConfig, archs: list[str], vocab_size: int = 8192,
+                    test_factor: int = 2) -> list[dict]:
+    """MQAR cells over (seq_len, num_kv_pairs, d_models) x learning rates, one model per mixer;
+    `lrs` maps a mixer name (or "*") to its learning rates."""
     cells = []
     for seq_len, k, d_models in grid:
         if o.lens and seq_len not in o.lens:
@@ -90,12 +92,12 @@ def retrieval_cells(o: Options, grid: list[tuple[int, int, list[int]]], lrs: lis
         for d_model in o.d_models or d_models:
             for arch_name in o.archs or archs:
                 arch, arch_cfg, n_layer = retrieval_model(arch_name)
-                for lr in lrs:
+                for lr in lrs.get(arch_name, lrs.get("*", [])):
                     cells.append({
                         "kind": "retrieval", "arch": arch, "arch_cfg": arch_cfg, "n_layer": n_layer,
                         "mlp_ratio": RETRIEVAL_MLP_RATIO,
                         "task": o.task or "mqar",
-                        "task_cfg": {"seq_len": seq_len, "num_kv_pairs": k, "vocab_size": 8192},
+                        "task_cfg": {"seq_len": seq_len, "num_kv_pairs": k, "vocab_size": vocab_size},
                         "test_lens": [seq_len * test_factor], "d_model": d_model,
                         "train_cfg": asdict(TrainConfig(**{**asdict(train), "lr": lr, "seed": o.seed})),
                         "device": o.device, "dtype": "float32", "seed": o.seed,
@@ -107,19 +109,28 @@ RECURRENT_AND_HYBRID = ["attention", "mamba", "mamba2", "rwkv", "hybrid"]
 
 # CPU grid (seq_len, K, d_models): K grows with L until the small recurrent states run out — K
 # relative to the measured state bytes is what matters. Sized for two CPU cores: the widths that
-# show the trend at each length, one learning rate, one pass over fresh examples.
-CPU_RETRIEVAL_GRID = [(64, 4, [64]), (128, 16, [32, 64, 128]), (256, 32, [64])]
-CPU_LRS = [3e-3]
-CPU_TRAIN = TrainConfig(batch_size=64, max_examples=60_000, n_train=60_000, eval_every=5_000,
+# show the trend at each length, one pass over fresh examples.
+#
+# Vocabulary 128, not Zoology's 8192: with 8192 tokens each key is seen a few dozen times in a CPU
+# budget of examples, and on this CPU Mamba-2 and RWKV-6 stayed at 0.00 after 60k examples on
+# (L=64, K=4) while attention (with its short conv) reached 0.99; with a small vocabulary every
+# mixer learns within the budget, so what separates them is the state, not the optimiser's
+# patience. The GPU grid keeps 8192.
+CPU_VOCAB = 128
+CPU_RETRIEVAL_GRID = [(64, 8, [32, 64]), (128, 16, [32, 64, 128]), (256, 32, [64])]
+# One learning rate per mixer (Zoology sweeps and keeps the best; a CPU budget affords one): a probe
+# on (L=64, K=8) found 1e-2 fastest for the recurrent mixers and 3e-3 stable for attention.
+CPU_LRS = {"attention": [3e-3], "hybrid": [3e-3], "*": [1e-2]}
+CPU_TRAIN = TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=5_000,
                         target_accuracy=0.99)
-QUICK_RETRIEVAL_GRID = [(64, 4, [64])]
-QUICK_TRAIN = TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=10_000,
+QUICK_RETRIEVAL_GRID = [(64, 8, [64])]
+QUICK_TRAIN = TrainConfig(batch_size=64, max_examples=30_000, n_train=30_000, eval_every=5_000,
                           target_accuracy=0.99)
 
 # GPU grid: Zoology Fig. 2 (Arora et al. 2023), four learning rates, best kept by the report.
 GPU_RETRIEVAL_GRID = [(64, 4, [64, 128, 256, 512]), (128, 8, [64, 128, 256, 512]),
                       (256, 16, [64, 128, 256, 512]), (512, 64, [64, 128, 256, 512])]
-GPU_LRS = [1e-4, 3e-4, 1e-3, 3e-3]
+GPU_LRS = [3e-4, 1e-3, 3e-3, 1e-2]
 GPU_TRAIN = TrainConfig(batch_size=64, max_examples=64 * 20_000, n_train=100_000, target_accuracy=0.99)
 
 
@@ -132,7 +143,8 @@ def build(suite: str, o: Options) -> list[dict]:
     cells: list[dict] = []
     if suite in ("quick",):
         cells += scaling_cells(o, lens=[256, 1024, 4096], modes=["prefill", "decode"], archs=everything)
-        cells += retrieval_cells(o, QUICK_RETRIEVAL_GRID, CPU_LRS, QUICK_TRAIN, ["attention", "mamba2"])
+        cells += retrieval_cells(o, QUICK_RETRIEVAL_GRID, CPU_LRS, QUICK_TRAIN, ["attention", "mamba2"],
+                                 vocab_size=CPU_VOCAB)
     if suite in ("scaling", "full") and o.device == "cuda":
         # The fastest usable kernel per cell (measured), batch 1 and 8, the anchors' shape.
         cells += scaling_cells(o, lens=GPU_LENS, modes=list(MODES), archs=everything, batches=[1, 8],
@@ -141,7 +153,8 @@ def build(suite: str, o: Options) -> list[dict]:
         cells += scaling_cells(o, lens=CPU_LENS, modes=list(MODES), archs=everything)
     if suite in ("retrieval", "full"):
         if o.device == "cuda":
-            cells += retrieval_cells(o, GPU_RETRIEVAL_GRID, GPU_LRS, GPU_TRAIN, RECURRENT_AND_HYBRID)
+            cells += retrieval_cells(o, GPU_RETRIEVAL_GRID, {"*": GPU_LRS}, GPU_TRAIN, RECURRENT_AND_HYBRID)
         else:
-            cells += retrieval_cells(o, CPU_RETRIEVAL_GRID, CPU_LRS, CPU_TRAIN, RECURRENT_AND_HYBRID)
+            cells += retrieval_cells(o, CPU_RETRIEVAL_GRID, CPU_LRS, CPU_TRAIN, RECURRENT_AND_HYBRID,
+                                     vocab_size=CPU_VOCAB)
     return cells
