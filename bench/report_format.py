@@ -146,10 +146,10 @@ def _plot(panels: list[tuple[str, list[Series]]], xlabel: str, ylabel: str, xsca
         for ax in axes[len(panels):]:
             ax.set_visible(False)
         # Fixed margins rather than tight_layout: one draw fewer per figure, same bytes every run.
-        fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.98, bottom=0.55 / fig.get_figheight(),
+        fig.subplots_adjust(left=1.0 / fig.get_figwidth(), right=0.98, bottom=0.55 / fig.get_figheight(),
                             top=1 - 0.35 / fig.get_figheight(), wspace=0.3, hspace=0.45)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     return buf.getvalue()
 
 
