@@ -127,8 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print("interrupted: finished cells are saved; rerun the same command to resume")
         return 130
-    if rows:
-        Console().print(runner.summary_table(rows))
+    if rows:  # a log file is not a terminal: give the table room rather than 80 columns
+        out = Console()
+        (out if out.is_terminal else Console(width=160)).print(runner.summary_table(rows))
     else:
         console.print("nothing to do: every cell is already in the row store")
     return 0

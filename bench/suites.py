@@ -66,7 +66,8 @@ def scaling_cells(o: Options, *, lens: list[int], modes: list[str], archs: list[
 
 # The shape of ../shared/anchors (16 heads of 64 at d_model 1024, bf16), so GPU rows compare with them.
 GPU_D_MODEL = 1024
-GPU_ARCH_CFGS = {"attention": {"head_dim": 64}, "mamba2": {"head_dim": 64}, "rwkv": {"head_dim": 64}}
+GPU_ARCH_CFGS = {"attention": {"head_dim": 64}, "rwkv": {"head_dim": 64},
+                 "mamba2": {"head_dim": 64, "expand": 1, "d_state": 64}}  # SSD heads of 64 x 64, as fla's
 GPU_LENS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
 CPU_LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 
