@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from archbench.archs import create
-from archbench.bench import measure
+from archbench.bench import energy, measure, peaks
 
 MODES = ("prefill", "train", "decode")
 TRAIN_FLOPS_FACTOR = 3  # backward ≈ 2 × forward: the usual 6N-per-token rule for training
@@ -148,14 +148,14 @@ def measure_cell(spec: dict[str, Any], budget_s: float = 1.0) -> dict[str, Any]:
 
     stats = measure.time_call(call, device, budget_s=budget_s)
     peak, peak_method = measure.peak_memory_bytes(call, device), measure.peak_memory_method(device)
-    energy = measure.energy_joules(call, device)
+    reading = energy.energy_joules(call, device)
     tokens = batch * (1 if mode == "decode" else n)
     flops = call_flops(mixer, mode, batch, n)
     state_bytes = mixer.state_bytes(batch, n)
     param_bytes = sum(p.numel() * p.element_size() for p in mixer.parameters())
     # Decode reads every parameter and the whole state once per token: that is its memory traffic.
     bytes_moved = state_bytes + param_bytes if mode == "decode" else None
-    peaks = measure.device_peaks(device)
+    device_peaks = peaks.device_peaks(device)
     backend = mixer.last_backend or mixer.resolve_backend(device)
     if mode == "decode" and device.type == "cuda" and spec.get("cuda_graph", True):
         backend += "+cudagraph"
@@ -165,11 +165,11 @@ def measure_cell(spec: dict[str, Any], budget_s: float = 1.0) -> dict[str, Any]:
         "time_p25_s": stats.p25_s, "time_p75_s": stats.p75_s, "reps": stats.reps,
         "peak_mem_bytes": peak, "peak_mem_method": peak_method,
         "state_bytes": state_bytes, "params": sum(p.numel() for p in mixer.parameters()),
-        "energy_j": energy.joules_per_call if energy else None,
-        "energy_j_per_token": energy.joules_per_call / tokens if energy else None,
-        "energy_source": energy.source if energy else None,
+        "energy_j": reading.joules_per_call if reading else None,
+        "energy_j_per_token": reading.joules_per_call / tokens if reading else None,
+        "energy_source": reading.source if reading else None,
         "flops": flops, "tokens_per_s": tokens / stats.median_s,
-        **measure.utilisation(flops, bytes_moved, stats.median_s, peaks),
+        **peaks.utilisation(flops, bytes_moved, stats.median_s, device_peaks),
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from archbench.archs import list_archs
-from archbench.bench import measure, scaling
+from archbench.bench import energy, scaling
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -37,7 +37,7 @@ def test_fastest_backend_is_measured_per_cell() -> None:
 
 def test_nvml_energy_is_read_on_gpu() -> None:
     x = torch.randn(4096, 4096, device="cuda")
-    reading = measure.energy_joules(lambda: x @ x, "cuda", min_window_s=1.0)
+    reading = energy.energy_joules(lambda: x @ x, "cuda", min_window_s=1.0)
     if reading is None:
         pytest.skip("nvidia-ml-py is not installed or the driver exposes no energy counter")
     assert reading.source == "nvml" and reading.joules_per_call > 0 and reading.window_s >= 1.0
