@@ -57,8 +57,9 @@ def _accuracy_tables(out: _Outputs, section: str, prefix: str, dev: str, gd: pd.
         w.columns = ["arch", "n_layer", *(f"d={c}" for c in w.columns[2:])]
         body = _markdown(_sorted(w, ["arch", "n_layer"]).fillna(MISSING))
         parts.append(f"## {task}, train/test length n={n}, K={_k(k)}\n\n{body}\n")
-        if task == "mqar":
-            out.headlines.append((f"MQAR accuracy (best lr) — {dev}, n={n}, K={_k(k)}", body))
+        if task.startswith("mqar"):  # "mqar V=64": one headline per vocabulary
+            out.headlines.append((f"{task.replace('mqar', 'MQAR')} accuracy (best lr) — {dev}, "
+                                  f"n={n}, K={_k(k)}", body))
         csv_parts.append(g.assign(accuracy=_cells(g, "accuracy", _raw)))
     csv = pd.concat(csv_parts)
     csv = csv.assign(num_kv_pairs=csv["num_kv_pairs"].map(lambda k: None if k < 0 else k),
