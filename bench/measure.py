@@ -185,9 +185,14 @@ def _peak_torch_allocated_cpu(fn: Callable[[], object]) -> int:
             prof.export_chrome_trace(os.path.join(tmp, "trace.json"))
         with open(os.path.join(tmp, "trace.json")) as f:
             events = json.load(f)["traceEvents"]
-    totals = [e["args"]["Total Allocated"] for e in events
-              if e.get("name") == "[memory]" and e.get("args", {}).get("Device Type") == 0]
-    return max([0, *totals])  # "Total Allocated" counts from zero at profiler start
+    memory = sorted((e for e in events if e.get("name") == "[memory]"
+                     and e.get("args", {}).get("Device Type") == 0), key=lambda e: e["ts"])
+    if not memory:
+        return 0
+    # "Total Allocated" is a process-wide tally that keeps what earlier profiled calls left alive
+    # (gradients, say), so measure from its level just before this call's first event.
+    base = memory[0]["args"]["Total Allocated"] - memory[0]["args"]["Bytes"]
+    return max(0, max(e["args"]["Total Allocated"] for e in memory) - base)
 
 
 @functools.cache

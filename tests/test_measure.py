@@ -83,3 +83,12 @@ def test_device_name_cpu() -> None:
 def test_sync_is_noop_on_cpu() -> None:
     measure.sync("cpu")
     measure.sync(torch.device("cpu"))
+
+
+def test_cpu_peak_ignores_what_earlier_measured_calls_left_alive() -> None:
+    if measure.cpu_peak_method() != "torch_allocated":
+        pytest.skip("the torch profiler method is not available here")
+    kept = []
+    measure.peak_memory_bytes(lambda: kept.append(torch.empty(50 << 20, dtype=torch.uint8)), "cpu")
+    small = measure.peak_memory_bytes(lambda: torch.empty(1 << 20, dtype=torch.uint8), "cpu")
+    assert (1 << 20) <= small < (2 << 20)  # not 51 MiB: the tensor kept from the first call
