@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from archbench.archs import create, get, tensor_bytes
+from archbench.archs import Mixer, create, get, tensor_bytes
 
 D_MODEL = 32
 ODD_LEN = 37  # odd and not a multiple of any chunk size, so ragged last chunks get exercised
@@ -44,12 +44,9 @@ def _input(batch: int = 2, seq_len: int = ODD_LEN, seed: int = 1, dtype=torch.fl
 
 
 def _stepwise(mixer, x: torch.Tensor) -> torch.Tensor:
-    state = mixer.init_state(x.shape[0], x.shape[1], device=x.device, dtype=x.dtype)
-    ys = []
-    for t in range(x.shape[1]):
-        y_t, state = mixer.step(x[:, t], state)
-        ys.append(y_t)
-    return torch.stack(ys, 1)
+    """The recurrent mode over a whole sequence: the base class's token-by-token `prefill`, which a
+    mixer's own (parallel) `prefill` overrides."""
+    return Mixer.prefill(mixer, x)[0]
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
