@@ -129,7 +129,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     if rows:  # a log file is not a terminal: give the table room rather than 80 columns
         out = Console()
-        (out if out.is_terminal else Console(width=160)).print(runner.summary_table(rows))
+        out = out if out.is_terminal else Console(width=160)
+        for table in runner.summary_tables(rows):
+            out.print(table)
     else:
         console.print("nothing to do: every cell is already in the row store")
     return 0

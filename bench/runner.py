@@ -176,17 +176,16 @@ SUMMARY_COLUMNS = {
 }
 
 
-def summary_table(rows: list[dict[str, Any]]) -> Table:
-    """A compact table of the rows one command wrote, for the end of `archbench run`."""
-    table = Table(title=f"{len(rows)} cells measured this run")
-    kinds = sorted({r["kind"] for r in rows})
-    columns = [c for kind in kinds for c in SUMMARY_COLUMNS[kind]]
-    columns = list(dict.fromkeys(columns))
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*(_fmt(r.get(c)) for c in columns))
-    return table
+def summary_tables(rows: list[dict[str, Any]]) -> list[Table]:
+    """Compact tables, one per kind of cell, of the rows one command wrote (end of `archbench run`)."""
+    tables = []
+    for kind in sorted({r["kind"] for r in rows}):
+        mine = [r for r in rows if r["kind"] == kind]
+        table = Table(*SUMMARY_COLUMNS[kind], title=f"{len(mine)} {kind} cells measured this run")
+        for r in mine:
+            table.add_row(*(_fmt(r.get(c)) for c in SUMMARY_COLUMNS[kind]))
+        tables.append(table)
+    return tables
 
 
 def _fmt(value: Any) -> str:
