@@ -10,6 +10,7 @@ Glossary
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,13 +60,14 @@ def fit_exponent(ns: Sequence[float], ts: Sequence[float]) -> tuple[float, int, 
     """Least-squares slope of log t vs log n over the largest half of the points (at least 3).
 
     The lower half is left out because fixed overheads (kernel launch, Python) flatten short lengths
-    and would pull the exponent below the asymptotic one. Returns (slope, n_from, n_to, n_points),
-    or None with fewer than 3 usable points in that half.
+    and would pull the exponent below the asymptotic one; but a slope needs 3 points, so with 3-5
+    lengths the largest 3 are used (512..4096 fits over 1024..4096). Returns (slope, n_from, n_to,
+    n_points), or None with fewer than 3 usable lengths.
     """
     pts = sorted((float(n), float(t)) for n, t in zip(ns, ts, strict=True)
                  if not _missing(n) and not _missing(t) and n > 0 and t > 0)
-    top = pts[len(pts) // 2:]  # an odd count keeps the middle point
-    if len({n for n, _ in top}) < 3:
+    top = pts[-max(3, math.ceil(len(pts) / 2)):]  # an odd count keeps the middle point
+    if len(pts) < 3 or len({n for n, _ in top}) < 3:
         return None
     x = np.log([n for n, _ in top])
     y = np.log([t for _, t in top])
@@ -196,7 +198,7 @@ def _scaling_group(out: _Outputs, grp: _Group, batch: int) -> None:
 
     md = fits.assign(
         exponent=[NA if _missing(e) else f"{e:.2f}" for e in fits["exponent"]],
-        fit_range=["no fit (needs 3 lengths in the upper half)" if _missing(a) else f"{int(a)}–{int(b)}"
+        fit_range=["no fit (needs 3 lengths)" if _missing(a) else f"{int(a)}–{int(b)}"
                    for a, b in zip(fits["fit_from"], fits["fit_to"], strict=True)],
         fit_points=[MISSING if _missing(p) else str(int(p)) for p in fits["fit_points"]],
         ok_lengths=fits["ok_lengths"].astype(str),

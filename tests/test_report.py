@@ -33,9 +33,10 @@ def test_fit_exponent_ignores_lower_half() -> None:
     assert np.polyfit(np.log(NS), np.log(ts), 1)[0] < 1.5
 
 
-def test_fit_exponent_needs_three_points_in_the_upper_half() -> None:
-    assert fit_exponent(NS[:4], [n**2 for n in NS[:4]]) is None  # upper half = 2 points
+def test_fit_exponent_uses_the_largest_half_but_at_least_three_points() -> None:
+    assert fit_exponent(NS[:4], [n**2 for n in NS[:4]])[1:] == (NS[1], NS[3], 3)  # 4 lengths: top 3
     assert fit_exponent(NS[:5], [n**2 for n in NS[:5]])[3] == 3
+    assert fit_exponent(NS[:2], [n**2 for n in NS[:2]]) is None
     assert fit_exponent([], []) is None
 
 
