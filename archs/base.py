@@ -11,7 +11,6 @@ of the config: `set_backend("auto" | name)`, and `last_backend` says which path 
 from __future__ import annotations
 
 import abc
-import dataclasses
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -121,10 +120,6 @@ class Mixer(nn.Module, abc.ABC):
         """Defaults for state tensors: the parameters' device and dtype unless given."""
         p = next(self.parameters())
         return torch.device(device) if device is not None else p.device, dtype or p.dtype
-
-
-def config_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
 
 
 class MLP(nn.Module):

@@ -36,7 +36,7 @@ class CellTimeout(Exception):
 
 
 def cell_key(spec: dict[str, Any]) -> str:
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return store.canonical_json(spec)
 
 
 def series_key(spec: dict[str, Any]) -> str:

@@ -17,7 +17,6 @@ where a hardware counter exists (never a guess), and utilisation against the dev
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -174,12 +173,9 @@ def measure_cell(spec: dict[str, Any], budget_s: float = 1.0) -> dict[str, Any]:
 
 
 def skip_reason(spec: dict[str, Any]) -> str | None:
-    """Cells that cannot run at all, decided before any work (e.g. a mode the mixer lacks)."""
+    """Why a cell cannot run at all (a decode cell for a mixer without a recurrent step), or None."""
     from archbench.archs import get
 
-    cls = get(spec["arch"])
-    if spec["mode"] == "decode" and not cls.supports_step:
+    if spec["mode"] == "decode" and not get(spec["arch"]).supports_step:
         return f"{spec['arch']} has no recurrent step"
-    if not math.isfinite(spec["seq_len"]) or spec["seq_len"] < 1:
-        return "sequence length must be a positive integer"
     return None

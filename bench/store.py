@@ -55,15 +55,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, allow_nan=False, ensure_ascii=False)
 
 
-def cell_key(row: dict, fields: Iterable[str]) -> tuple[str, ...]:
-    """The values of `fields` in `row` as canonical JSON strings (a missing field reads as null).
-
-    Canonical JSON makes the key of a row built in memory (tuples, numpy ints, dicts in any order)
-    equal the key of the same row read back from disk, and makes every key hashable.
-    """
-    return tuple(
-        json.dumps(row.get(f), default=_json_default, sort_keys=True, separators=(",", ":")) for f in fields
-    )
+def canonical_json(value: Any) -> str:
+    """Canonical JSON: a cell built in memory (tuples, numpy ints, dicts in any order) gets the same
+    key as the same cell read back from disk — the resume key of the run loop."""
+    return json.dumps(value, default=_json_default, sort_keys=True, separators=(",", ":"))
 
 
 class RowStore:
@@ -132,11 +127,6 @@ class RowStore:
         warnings.warn(f"dropping torn last line {self.path}:{lineno} before appending", stacklevel=3)
         os.ftruncate(fd, cut)
         return b""
-
-    def done_keys(self, key_fields: Iterable[str]) -> set[tuple[str, ...]]:
-        """Cell keys of the rows present, so a resumed sweep can skip finished cells."""
-        fields = list(key_fields)
-        return {cell_key(row, fields) for row in self.rows()}
 
 
 def _git(repo: Path, *args: str) -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archbench.bench.store import CorruptResultError, RowStore, cell_key, load_rows, provenance
+from archbench.bench.store import CorruptResultError, RowStore, canonical_json, load_rows, provenance
 
 ROWS = [
     {"arch": "attention", "n": 128, "time_s": 0.5, "shape": [1, 2]},
@@ -85,16 +85,11 @@ def test_append_after_whole_row_without_newline_keeps_it(tmp_path: Path) -> None
     assert store.rows() == ROWS
 
 
-def test_done_keys_and_cell_key(tmp_path: Path) -> None:
-    store = _store(tmp_path)
-    done = store.done_keys(["arch", "n"])
-    assert len(done) == 3
-    assert cell_key({"arch": "mamba", "n": np.int64(256)}, ["arch", "n"]) in done
-    assert cell_key({"arch": "mamba", "n": 512}, ["arch", "n"]) not in done
+def test_canonical_json_is_stable() -> None:
     # JSON-stable: tuples equal lists, dict order and numpy types do not matter
-    assert cell_key({"shape": (1, 2)}, ["shape"]) == cell_key({"shape": [1, 2]}, ["shape"])
-    assert cell_key({"e": {"b": 1, "a": None}}, ["e"]) == cell_key({"e": {"a": None, "b": 1}}, ["e"])
-    assert cell_key({}, ["x"]) == cell_key({"x": None}, ["x"])
+    assert canonical_json({"n": np.int64(256)}) == canonical_json({"n": 256})
+    assert canonical_json({"shape": (1, 2)}) == canonical_json({"shape": [1, 2]})
+    assert canonical_json({"e": {"b": 1, "a": None}}) == canonical_json({"e": {"a": None, "b": 1}})
 
 
 def test_load_rows_directory_sorted(tmp_path: Path) -> None:
