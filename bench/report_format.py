@@ -17,12 +17,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+from archbench.bench.store import slug as _slug  # noqa: F401  (re-exported for the report modules)
 
 NA = "n/a"
 MISSING = "-"  # a cell that was never run (as opposed to run and failed, or run without a figure)
@@ -57,11 +58,6 @@ def fmt_pct(v: float) -> str:
 
 def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
-
-
-def _slug(text: str, limit: int = 40) -> str:
-    """Lower-case, [a-z0-9-] only: stable, filesystem-safe file name parts."""
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:limit].strip("-") or "unknown"
 
 
 def _mode_rank(mode: Any) -> tuple[int, str]:

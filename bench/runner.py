@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from archbench.bench import measure, store
+from archbench.bench import store
 
 LABEL_FIELDS = ("arch", "mode", "task", "seq_len", "d_model")  # what the progress bar shows per cell
 
@@ -105,11 +105,8 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 DEFAULT_TIME_LIMIT_S = {"scaling": 120.0, "retrieval": 3600.0}
 
 
-def row_file(out_dir: Path, kind: str, device: str) -> Path:
-    slug = "".join(c if c.isalnum() else "-" for c in measure.device_name(device).lower()).strip("-")
-    while "--" in slug:
-        slug = slug.replace("--", "-")
-    return Path(out_dir) / "raw" / f"{kind}_{slug}.jsonl"
+def row_file(out_dir: Path, kind: str, device_name: str) -> Path:
+    return Path(out_dir) / "raw" / f"{kind}_{store.slug(device_name)}.jsonl"
 
 
 def run_cells(cells: list[dict[str, Any]], out_dir: Path, *, time_limit_s: float | None = None,
@@ -161,7 +158,7 @@ def run_cells(cells: list[dict[str, Any]], out_dir: Path, *, time_limit_s: float
                         torch.cuda.empty_cache()
             row["wall_s"] = round(time.perf_counter() - started, 3)
             row["provenance"] = provenance_by_device[device]
-            store.RowStore(row_file(out_dir, spec["kind"], device)).append(row)
+            store.RowStore(row_file(out_dir, spec["kind"], device_name)).append(row)
             done.add((key, device_name))
             written.append(row)
             bar.advance(job)

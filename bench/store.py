@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import subprocess
 import warnings
 from collections.abc import Iterable
@@ -53,6 +54,11 @@ def _json_default(obj: Any) -> Any:
 def _dumps(value: Any) -> str:
     # allow_nan=False: NaN/Infinity are not JSON, and other tools (jq, browsers) reject them.
     return json.dumps(value, default=_json_default, allow_nan=False, ensure_ascii=False)
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """Lower-case, [a-z0-9-] only: stable, filesystem-safe file name parts (raw files, report files)."""
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:limit].strip("-") or "unknown"
 
 
 def canonical_json(value: Any) -> str:
