@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, UnknownNameError, CorruptResultError) as exc:
         print(f"archbench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside the run loop (which says how to resume): no traceback
+        print("archbench: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import threading
@@ -170,6 +171,33 @@ def _quiet_stderr():
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def signals_deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGALRM)):
+    """Hold Ctrl-C and the run loop's per-cell alarm until the block ends, then deliver them.
+
+    Why: a KeyboardInterrupt (or the alarm's CellTimeout) raised while torch.profiler registers or
+    removes its C++ callbacks leaves them half-registered, and the process can crash later (SIGSEGV
+    at exit, after "Requested callback is not found"). Deferring costs at most one measured call's
+    time. Off the main thread Python delivers no signals, so there is nothing to defer.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {}
+    for signum in signums:
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: installed outside Python, which we could not restore
+            previous[signum] = signal.signal(signum, lambda s, _frame: pending.append(s))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):  # each signal once, in arrival order
+            signal.raise_signal(signum)
+
+
 def _peak_torch_allocated_cpu(fn: Callable[[], object]) -> int:
     """Peak bytes of CPU tensor memory allocated during `fn`, from the profiler's allocator events.
 
@@ -178,9 +206,9 @@ def _peak_torch_allocated_cpu(fn: Callable[[], object]) -> int:
     """
     from torch.profiler import ProfilerActivity, profile
 
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    with tempfile.TemporaryDirectory() as tmp:
+    with signals_deferred(), tempfile.TemporaryDirectory() as tmp:
+        with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
         with _quiet_stderr():
             prof.export_chrome_trace(os.path.join(tmp, "trace.json"))
         with open(os.path.join(tmp, "trace.json")) as f:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -92,3 +93,30 @@ def test_cpu_peak_ignores_what_earlier_measured_calls_left_alive() -> None:
     measure.peak_memory_bytes(lambda: kept.append(torch.empty(50 << 20, dtype=torch.uint8)), "cpu")
     small = measure.peak_memory_bytes(lambda: torch.empty(1 << 20, dtype=torch.uint8), "cpu")
     assert (1 << 20) <= small < (2 << 20)  # not 51 MiB: the tensor kept from the first call
+
+
+def test_ctrl_c_during_a_profiled_call_waits_until_the_profiler_has_stopped() -> None:
+    if measure.cpu_peak_method() != "torch_allocated":
+        pytest.skip("the torch profiler method is not available here")
+    finished = []
+
+    def interrupted_call() -> None:
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came in the middle of the measured call
+        finished.append(torch.empty(1 << 20, dtype=torch.uint8))
+
+    with pytest.raises(KeyboardInterrupt):
+        measure.peak_memory_bytes(interrupted_call, "cpu")
+    assert len(finished) == 1  # the call and the profiler's stop ran before the interrupt landed
+    assert measure.peak_memory_bytes(lambda: torch.empty(MB, dtype=torch.uint8), "cpu") >= MB
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_cell_time_limit_during_a_profiled_call_is_delivered_after_it() -> None:
+    if measure.cpu_peak_method() != "torch_allocated":
+        pytest.skip("the torch profiler method is not available here")
+    from archbench.bench.runner import CellTimeout, time_limit
+
+    finished = []
+    with pytest.raises(CellTimeout), time_limit(0.05):
+        measure.peak_memory_bytes(lambda: (time.sleep(0.2), finished.append(1)), "cpu")
+    assert finished == [1]
