@@ -9,7 +9,8 @@ linearly with context, unlike the fixed-size states of the recurrent mixers.
 Glossary (code -> paper):
     B batch, T sequence length (n), D d_model, H n_head, hd head_dim (d_k)
     q, k, v    queries, keys, values, (B, H, T, hd)
-    rope       rotation of each (even, odd) feature pair by angle pos * base^(-2i/hd)
+    rope       rotation of each (even, odd) feature pair by angle pos * base^(-2i/hd), as a
+               complex multiply
 """
 
 from __future__ import annotations
@@ -38,14 +39,26 @@ class Config:
     d_conv: int = 0
 
 
-def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotate feature pairs of x (..., T, hd) by angles pos (T,) * base^(-2i/hd) (RoPE, eq. 34)."""
-    hd = x.shape[-1]
-    inv_freq = base ** (-torch.arange(0, hd, 2, device=x.device, dtype=x.dtype) / hd)  # (hd/2,)
-    angle = pos.to(x.dtype)[:, None] * inv_freq  # (T, hd/2)
-    cos, sin = angle.cos(), angle.sin()
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).flatten(-2)
+def rope_rotation(pos: torch.Tensor, hd: int, base: float, dtype: torch.dtype) -> torch.Tensor:
+    """Unit complex numbers e^(i pos θ_j), θ_j = base^(-2j/hd), shape (T, hd/2), for positions pos (T,).
+
+    In float32 at least (float64 for float64 inputs): in bfloat16 the positions themselves would round.
+    """
+    real = torch.promote_types(dtype, torch.float32)
+    theta = base ** (-torch.arange(0, hd, 2, device=pos.device, dtype=real) / hd)
+    angle = pos.to(real)[:, None] * theta
+    return torch.polar(torch.ones_like(angle), angle)
+
+
+def rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate each feature pair (2j, 2j+1) of x (..., T, hd) by the complex `rotation` (T, hd/2) (eq. 34).
+
+    One complex multiply is a single pass over x; the same rotation written with real slices,
+    products and a stack is ~10x slower on CPU, a linear-in-T cost that would dilute the O(n²) term
+    the scaling sweeps measure.
+    """
+    pairs = torch.view_as_complex(x.to(rotation.real.dtype).unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -87,8 +100,9 @@ class Attention(Mixer):
     def _heads(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, T, D) at positions pos (T,) -> rotated q, k and v, each (B, H, T, hd)."""
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.cfg.head_dim).permute(2, 0, 3, 1, 4)
-        return rope(q, pos, self.cfg.rope_base), rope(k, pos, self.cfg.rope_base), v
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, self.cfg.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = rope(qkv[:2], rope_rotation(pos, self.cfg.head_dim, self.cfg.rope_base, x.dtype))
+        return q, k, qkv[2]
 
     def _attend(self, q, k, v, backend: str) -> torch.Tensor:
         if backend == "naive":
