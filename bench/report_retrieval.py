@@ -10,6 +10,7 @@ Glossary
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -49,7 +50,8 @@ def _best_lr(rt: pd.DataFrame) -> pd.DataFrame:
 
 def _accuracy_tables(out: _Outputs, section: str, prefix: str, dev: str, gd: pd.DataFrame) -> None:
     parts, csv_parts = [], []
-    for (task, n, k), g in gd.groupby(["task", "seq_len", "num_kv_pairs"], sort=True):
+    groups = gd.groupby(["task", "seq_len", "num_kv_pairs"])
+    for (task, n, k), g in sorted(groups, key=lambda kv: (_natural(kv[0][0]), *kv[0][1:])):
         cells = _cells(g, "accuracy", lambda s, a: _cell(s, a, "{:.3f}".format))
         g = g.assign(layers=g["n_layer"].map(_k), _v=cells)
         w = g.pivot(index=["arch", "layers"], columns="d_model", values="_v")
@@ -101,6 +103,11 @@ def _retrieval_plots(out: _Outputs, section: str, prefix: str, ok: pd.DataFrame)
         if by_len:
             out.png(section, f"{stem}_acc_vs_len", f"{task}: accuracy vs test length, widest model per arch",
                     _plot(by_len, "test length", "accuracy", xscale="log2", yscale="linear"))
+
+
+def _natural(label: str) -> tuple:
+    """Sort key that orders 'mqar V=64' before 'mqar V=128' (numbers as numbers)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", label))
 
 
 def _task_label(task: str, cfg: Any) -> str:

@@ -65,6 +65,16 @@ EXECUTORS: dict[str, Callable[[dict[str, Any], float, CellProgress], dict[str, A
 }
 
 
+def cannot_run(spec: dict[str, Any]) -> str | None:
+    """Why a cell cannot run at all, by design rather than failure (a decode cell for a mixer
+    without a recurrent step), or None. Such a cell becomes a "skipped: …" row, not an error."""
+    if spec["kind"] == "scaling":
+        from archbench.bench.scaling import skip_reason
+
+        return skip_reason(spec)
+    return None
+
+
 def failure_status(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, CellTimeout):
@@ -138,10 +148,10 @@ def run_cells(cells: list[dict[str, Any]], out_dir: Path, *, time_limit_s: float
             label = " ".join(str(spec[k]) for k in LABEL_FIELDS if k in spec)
             bar.update(job, description=label)
             row = {"kind": spec["kind"], "cell": key, **spec, "device_name": device_name}
-            failed_before = failed_series.get(series_key(spec))
+            skipped_because = failed_series.get(series_key(spec)) or cannot_run(spec)
             started = time.perf_counter()
-            if failed_before:
-                row["status"] = f"skipped: {failed_before}"
+            if skipped_because:
+                row["status"] = f"skipped: {skipped_because}"
             else:
                 try:
                     with time_limit(time_limit_s or DEFAULT_TIME_LIMIT_S[spec["kind"]]):

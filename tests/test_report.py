@@ -270,3 +270,16 @@ def test_corrupt_pytest_benchmark_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "raw" / "pytest-benchmark" / "bad.json").write_text("{not json")
     with pytest.raises(CorruptResultError, match="bad.json"):
         write_report(tmp_path)
+
+
+def test_mqar_vocabularies_are_ordered_numerically(tmp_path: Path) -> None:
+    rows = [{**_retrieval_row("attention", 64, 1e-3, acc), "cell": json.dumps(vocab),
+             "task_cfg": {"seq_len": 64, "num_kv_pairs": 4, "vocab_size": vocab}}
+            for vocab, acc in ((8192, 0.5), (128, 0.7), (64, 0.9))]
+    results = _write_raw(tmp_path / "results", [], rows)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{MARK_START}\n{MARK_END}\n")
+    write_report(results, readme=readme)
+    text = readme.read_text()
+    positions = [text.index(f"MQAR V={v} accuracy") for v in (64, 128, 8192)]
+    assert positions == sorted(positions)

@@ -46,6 +46,15 @@ def test_failure_becomes_a_row_and_longer_lengths_are_skipped(tmp_path, monkeypa
     assert runner.run_cells(cells((16, 32, 64, 128)), tmp_path)[0]["status"].startswith("skipped")
 
 
+def test_decode_for_a_mixer_without_step_is_skipped_not_an_error(tmp_path, monkeypatch) -> None:
+    from archbench.archs import get
+
+    monkeypatch.setattr(get("attention"), "supports_step", False)  # as a plugin without `step` declares
+    decode = [{**cell, "mode": "decode"} for cell in cells(lens=(16, 32))]
+    rows = runner.run_cells(decode + cells(lens=(16,)), tmp_path, budget_s=0.01)
+    assert [r["status"] for r in rows] == ["skipped: attention has no recurrent step"] * 2 + ["ok"]
+
+
 def test_time_limit_turns_into_a_timeout_row(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(runner.EXECUTORS, "scaling", lambda spec, budget_s, progress: time.sleep(5))
     start = time.perf_counter()
