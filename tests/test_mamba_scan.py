@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from archbench.archs import mamba
+from archbench.archs import mamba, selective_scan
+from archbench.archs.selective_scan import selective_scan_chunked
 
 
 def _inputs(B: int, T: int, E: int, N: int, seed: int = 0) -> list[torch.Tensor]:
@@ -20,9 +21,9 @@ def _inputs(B: int, T: int, E: int, N: int, seed: int = 0) -> list[torch.Tensor]
 @pytest.mark.parametrize("chunk", [1, 3, 16])
 @pytest.mark.parametrize("T", [7, 37])
 def test_chunked_matches_sequential(T: int, chunk: int, group: int, monkeypatch) -> None:
-    monkeypatch.setattr(mamba, "_GROUP", group)
+    monkeypatch.setattr(selective_scan, "_GROUP", group)
     inputs = _inputs(2, T, 3, 2)
-    y, h = mamba.selective_scan_chunked(*inputs, chunk_size=chunk)
+    y, h = selective_scan_chunked(*inputs, chunk_size=chunk)
     y_ref, h_ref = mamba.selective_scan_sequential(*inputs)
     torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-12)
@@ -39,14 +40,14 @@ def test_chunked_matches_sequential(T: int, chunk: int, group: int, monkeypatch)
                                                    (37, 16, 24)])
 def test_chunked_gradcheck(T: int, chunk: int, group: int, monkeypatch) -> None:
     """Gradients of y and of the final state w.r.t. x, Δ, A, B, C and h0, against finite differences."""
-    monkeypatch.setattr(mamba, "_GROUP", group)
+    monkeypatch.setattr(selective_scan, "_GROUP", group)
     inputs = _inputs(2, T, 3, 2, seed=T)
-    assert torch.autograd.gradcheck(lambda *a: mamba.selective_scan_chunked(*a, chunk_size=chunk), inputs)
+    assert torch.autograd.gradcheck(lambda *a: selective_scan_chunked(*a, chunk_size=chunk), inputs)
 
 
 def test_chunked_without_h0() -> None:
     x, delta, A, Bm, Cm, _ = _inputs(2, 9, 3, 2)
-    y, h = mamba.selective_scan_chunked(x, delta, A, Bm, Cm, chunk_size=4)
+    y, h = selective_scan_chunked(x, delta, A, Bm, Cm, chunk_size=4)
     y_ref, h_ref = mamba.selective_scan_sequential(x, delta, A, Bm, Cm)
     torch.testing.assert_close(y, y_ref)
     torch.testing.assert_close(h, h_ref)
@@ -56,7 +57,7 @@ def test_chunked_large_decay_stays_finite() -> None:
     """|Δ A| in the thousands: decays underflow to 0, and nothing overflows (no exp(+cumsum))."""
     x, delta, A, Bm, Cm, h0 = (t.detach() for t in _inputs(2, 40, 3, 2))
     delta = delta * 1000
-    y, h = mamba.selective_scan_chunked(x, delta, A, Bm, Cm, h0, chunk_size=16)
+    y, h = selective_scan_chunked(x, delta, A, Bm, Cm, h0, chunk_size=16)
     y_ref, h_ref = mamba.selective_scan_sequential(x, delta, A, Bm, Cm, h0)
     torch.testing.assert_close(y, y_ref)
     torch.testing.assert_close(h, h_ref)
