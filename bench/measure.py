@@ -184,11 +184,10 @@ def signals_deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGALRM))
         yield
         return
     pending: list[int] = []
-    previous = {}
-    for signum in signums:
-        handler = signal.getsignal(signum)
-        if handler is not None:  # None: installed outside Python, which we could not restore
-            previous[signum] = signal.signal(signum, lambda s, _frame: pending.append(s))
+    # None: a handler installed outside Python, which could not be put back; such signals pass through
+    previous = {s: h for s in signums if (h := signal.getsignal(s)) is not None}
+    for signum in previous:
+        signal.signal(signum, lambda s, _frame: pending.append(s))
     try:
         yield
     finally:
