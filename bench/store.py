@@ -145,18 +145,23 @@ def _git(repo: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# What a row's figures depend on, relative to the checkout's top level.
+CODE_PATHS = ("archs", "tasks", "bench", "pyproject.toml")
+
+
 def git_info(repo: Path | None = None) -> dict[str, Any]:
     """`{"git_commit", "git_dirty"}` of the checkout holding this package; None if there is none.
 
     The checkout must be the package's own (its top level holds bench/), so an install inside some
-    other repository (a venv in a project) is not mistaken for archbench's commit. Untracked files
-    do not count as dirty: result files written during a sweep would otherwise mark every row.
+    other repository (a venv in a project) is not mistaken for archbench's commit. Dirty means the
+    code that measures differs from the commit (CODE_PATHS): a sweep into the committed results/, or
+    an edited README, would otherwise mark every row. A new untracked file there (a mixer) counts.
     """
     repo = repo or Path(__file__).resolve().parent.parent
     top = _git(repo, "rev-parse", "--show-toplevel")
     if top is None or Path(top).resolve() != repo.resolve():
         return {"git_commit": None, "git_dirty": None}
-    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    status = _git(repo, "status", "--porcelain", "--", *CODE_PATHS)
     return {
         "git_commit": _git(repo, "rev-parse", "HEAD"),  # None before the first commit
         "git_dirty": None if status is None else bool(status),

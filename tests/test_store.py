@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -115,3 +116,27 @@ def test_provenance_keys() -> None:
     assert prov["device"] == "cpu" and prov["dtype"] == "float32" and prov["device_name"]
     assert prov["timestamp"].endswith("+00:00")
     json.dumps(prov)  # storable as is
+
+
+def test_git_dirty_means_the_measuring_code_changed(tmp_path: Path) -> None:
+    from archbench.bench.store import git_info
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "bench" / "run.py").write_text("x = 1\n")
+    (tmp_path / "results" / "rows.jsonl").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert git_info(tmp_path)["git_dirty"] is False
+    (tmp_path / "results" / "rows.jsonl").write_text("{}\n{}\n")  # a sweep appending to committed rows
+    assert git_info(tmp_path)["git_dirty"] is False
+    (tmp_path / "bench" / "run.py").write_text("x = 2\n")
+    assert git_info(tmp_path)["git_dirty"] is True
+    git("checkout", "-q", "--", "bench")
+    (tmp_path / "archs").mkdir()
+    (tmp_path / "archs" / "newmix.py").write_text("\n")  # an uncommitted mixer changes what is measured
+    assert git_info(tmp_path)["git_dirty"] is True
