@@ -44,13 +44,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from archbench.archs import create
+
+    names = list_archs(args.pattern)
+    if not names:
+        raise UsageError(f"no architecture matches {args.pattern!r}; registered: {', '.join(list_archs())}")
     device = default_device()
     table = Table("name", "complexity", "origin", f"backends usable on {device}", "state bytes (1k / 4k)")
-    for name in list_archs(args.pattern):
+    for name in names:
         try:
             cls = MIXERS.get(name)
-            from archbench.archs import create
-
             mixer = create(name, 64)
             states = f"{mixer.state_bytes(1, 1024):,} / {mixer.state_bytes(1, 4096):,}"
             table.add_row(name, mixer.complexity, str(MIXERS.origin(name)),
@@ -85,14 +88,16 @@ def _names(value: str, valid: list[str], what: str) -> list[str]:
 
 
 def _lengths(value: str, what: str = "--lens") -> list[int]:
-    """'512,1024,4k' -> [512, 1024, 4096]; anything else is a usage error."""
+    """'512,1024,4k' -> [512, 1024, 4096]; anything else is a usage error. Also parses the other
+    positive-integer options (--d-model, --batch), whose errors name them instead of lengths."""
+    noun = "length" if what == "--lens" else "value"
     out = []
     for item in value.split(","):
         text = item.strip().lower()
         scale = 1024 if text.endswith("k") else 1
         digits = text[:-1] if scale > 1 else text
         if not digits.isdigit() or int(digits) <= 0:
-            raise UsageError(f"malformed length {item.strip()!r} in {what}; lengths are positive integers, "
+            raise UsageError(f"malformed {noun} {item.strip()!r} in {what}; {what} takes positive integers, "
                              "e.g. 512,1024,4k")
         out.append(int(digits) * scale)
     return out
