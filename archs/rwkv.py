@@ -24,7 +24,6 @@ Glossary (code -> paper):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +33,7 @@ from torch import nn
 from archbench.archs import register
 from archbench.archs.base import Mixer, State
 from archbench.archs.kernels import backward_refusal, optional_kernel
+from archbench.archs.wkv import log_decay_floor, wkv_chunked
 
 
 @dataclass(frozen=True)
@@ -47,19 +47,7 @@ class Config:
     ffn_ratio: float = 2.0
 
 
-_SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
-_PASS_ELEMENTS = 1 << 21  # size of the largest temporary in one pass of wkv_chunked's output loop
-
-
-# -- the WKV recurrence: sequential reference, one step, chunked form ----------------------------------
-def log_decay_floor(dtype: torch.dtype) -> float:
-    """-20 in float32, -40 in float64. A one-token decay below e^floor wipes the state to below the
-    dtype's resolution, so raising it to e^floor changes no output bit that matters; it bounds the
-    cumulative log decay of a chunk by C |floor|, so its differences keep their precision in the
-    chunked kernels however strong the learned decay gets."""
-    return math.log(torch.finfo(dtype).eps) - 4
-
-
+# -- the WKV recurrence: one step and the sequential reference (chunked: archs/wkv.py) ---------------
 def wkv_step(r, k, v, lw, u, S):
     """One token: r, k, lw (B, H, K), v (B, H, V), S (B, H, K, V) -> o (B, H, V), new S."""
     kv = k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
@@ -76,81 +64,6 @@ def wkv_sequential(r, k, v, lw, u, S0=None):
         o, S = wkv_step(r[:, t], k[:, t], v[:, t], lw[:, t], u, S)
         out.append(o)
     return torch.stack(out, 1), S  # (B, T, H, V), (B, H, K, V)
-
-
-def wkv_chunked(r, k, v, lw, u, S0=None, chunk_size: int = 32):
-    """The recurrence in chunks of C tokens: matmuls inside a chunk, a short scan over chunks.
-
-    Inside a chunk, with G_t the cumulative log decay up to and including t, token t reads token s < t
-    with weight A[t, s] = sum_k r_t[k] k_s[k] exp(G_{t-1}[k] - G_s[k]); the decay differs per channel,
-    so A is not a plain r k^T. Every exponent used is <= 0, so nothing overflows: between sub-chunks of
-    c = 4 tokens the exponent splits at the query sub-chunk's start a (t-1 >= a-1 >= s), making A a
-    matmul of r_t exp(G_{t-1} - G_{a-1}) and k_s exp(G_{a-1} - G_s); inside a sub-chunk A is computed
-    elementwise as a (c, c, K) tensor. Per token and head that is O(K V + C (K + V)) work: linear in T.
-    Float32 or float64 inputs (the mixer upcasts); matches `wkv_sequential` to rounding, gradients too.
-    """
-    B, T, H, K = r.shape
-    V = v.shape[-1]
-    C = chunk_size
-    c = math.gcd(C, _SUB_CHUNK)
-    N = -(-T // C)
-    pad = N * C - T  # zero k and zero log-decay in the padding leave outputs and final state unchanged
-
-    def blocks(t):  # (B, T, H, X) -> (B, H, N, C, X)
-        return F.pad(t, (0, 0, 0, 0, 0, pad)).view(B, N, C, H, -1).permute(0, 3, 1, 2, 4)
-
-    r, k, v, lw = blocks(r), blocks(k), blocks(v), blocks(lw.clamp(min=log_decay_floor(lw.dtype)))
-    G = lw.cumsum(3)  # (B, H, N, C, K) inclusive: log decay from chunk start through t
-    Gx = F.pad(G, (0, 0, 1, -1))  # exclusive, G_{t-1}; a shift, not G - lw, which would cancel badly
-
-    # Each chunk's own contribution to the state, and its total decay; then scan over chunks.
-    G_end = G[:, :, :, -1:]  # (B, H, N, 1, K)
-    dS = (k * (G_end - G).exp()).transpose(-1, -2) @ v  # (B, H, N, K, V)
-    S = S0 if S0 is not None else r.new_zeros(B, H, K, V)
-    S_in = []
-    for decay_n, dS_n in zip(G_end.exp().transpose(-1, -2).unbind(2), dS.unbind(2), strict=True):
-        S_in.append(S)
-        S = decay_n * S + dS_n  # decay_n (B, H, K, 1)
-    S_in = torch.stack(S_in, 2)  # (B, H, N, K, V) state entering each chunk
-
-    # Outputs, a few chunks at a time: the (c, C, K)-per-token temporaries then stay cache-sized, which
-    # keeps time linear in T (allocating them for 16k tokens at once made it 2x slower per token).
-    step = max(1, _PASS_ELEMENTS // (B * H * C * C // c * K))
-    o = torch.cat([_chunk_outputs(r[:, :, i:i + step], k[:, :, i:i + step], v[:, :, i:i + step],
-                                  G[:, :, i:i + step], Gx[:, :, i:i + step], S_in[:, :, i:i + step], u, c)
-                   for i in range(0, N, step)], 2)  # (B, H, N, C, V)
-    return o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T], S  # (B, T, H, V), (B, H, K, V)
-
-
-def _chunk_outputs(r, k, v, G, Gx, S_in, u, c: int):
-    """Outputs of N whole chunks (B, H, N, C, K) given the state entering each (B, H, N, K, V)."""
-    B, H, N, C, K = r.shape
-    V, nI = v.shape[-1], C // c
-    o = (r * Gx.exp()) @ S_in  # (B, H, N, C, V) what the chunk reads from earlier chunks
-
-    # Earlier sub-chunks of the same chunk: split the exponent at each query sub-chunk's start a.
-    # Exponents that are <= 0 in exact arithmetic may round to a hair above 0, which is harmless; the
-    # pairs that are not causal get -inf added instead, so their exponent cannot overflow.
-    r_s, Gx_s = r.reshape(B, H, N, nI, c, K), Gx.reshape(B, H, N, nI, c, K)
-    G_a = Gx_s[..., :1, :]  # (B, H, N, nI, 1, K) = G_{a-1}
-    q = r_s * (Gx_s - G_a).exp()  # (B, H, N, nI, c, K)
-    before = _causal_bias(torch.arange(C) < (torch.arange(nI) * c).view(nI, 1), r)  # (nI, C, 1) s < a
-    kk = k.unsqueeze(3) * (G_a - G.unsqueeze(3) + before).exp()  # (B, H, N, nI, C, K)
-    o = o + (q @ kk.transpose(-1, -2)).reshape(B, H, N, C, C) @ v
-
-    # The same sub-chunk: elementwise over (t, s, K), strictly causal, plus the bonus u on t = s.
-    k_s, v_s, G_s = k.reshape(B, H, N, nI, c, K), v.reshape(B, H, N, nI, c, V), G.reshape(B, H, N, nI, c, K)
-    later = _causal_bias(torch.ones(c, c, dtype=torch.bool).tril(-1), r)  # (c, c, 1) t > s
-    decay_ts = (Gx_s.unsqueeze(-2) - G_s.unsqueeze(-3) + later).exp()  # (B, H, N, nI, c, c, K)
-    A_d = torch.einsum("...tk,...tsk->...ts", r_s, k_s.unsqueeze(-3) * decay_ts)  # (B, H, N, nI, c, c)
-    bonus = (r_s * u.view(H, 1, 1, 1, K) * k_s).sum(-1, keepdim=True)  # (B, H, N, nI, c, 1)
-    return o + (A_d @ v_s + bonus * v_s).view(B, H, N, C, V)
-
-
-def _causal_bias(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """0 where `keep`, -inf elsewhere, with a trailing axis for K: added to a log decay, it masks."""
-    bias = torch.zeros(keep.shape, dtype=like.dtype).masked_fill(~keep, -math.inf)
-    return bias.unsqueeze(-1).to(like.device)
 
 
 # -- the optional fla kernel --------------------------------------------------------------------------
