@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from op_parity import assert_op_matches_reference
 
 from archbench.archs import mamba, selective_scan
 from archbench.archs.selective_scan import selective_scan_chunked
@@ -22,18 +23,8 @@ def _inputs(B: int, T: int, E: int, N: int, seed: int = 0) -> list[torch.Tensor]
 @pytest.mark.parametrize("T", [7, 37])
 def test_chunked_matches_sequential(T: int, chunk: int, group: int, monkeypatch) -> None:
     monkeypatch.setattr(selective_scan, "_GROUP", group)
-    inputs = _inputs(2, T, 3, 2)
-    y, h = selective_scan_chunked(*inputs, chunk_size=chunk)
-    y_ref, h_ref = mamba.selective_scan_sequential(*inputs)
-    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-12)
-    # gradients of a loss that uses both outputs, against autograd through the reference loop
-    g = torch.Generator().manual_seed(1)
-    w_y, w_h = (torch.randn(t.shape, dtype=t.dtype, generator=g) for t in (y, h))
-    grads = torch.autograd.grad((y * w_y).sum() + (h * w_h).sum(), inputs)
-    grads_ref = torch.autograd.grad((y_ref * w_y).sum() + (h_ref * w_h).sum(), inputs)
-    for got, want in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert_op_matches_reference(lambda *a: selective_scan_chunked(*a, chunk_size=chunk),
+                                mamba.selective_scan_sequential, _inputs(2, T, 3, 2), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize(("T", "chunk", "group"), [(7, 1, 1 << 17), (7, 3, 1), (37, 3, 1 << 17), (20, 16, 1),

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from op_parity import assert_op_matches_reference
 
 from archbench.archs.rwkv import wkv_sequential
 from archbench.archs.wkv import log_decay_floor, wkv_chunked
@@ -21,17 +22,8 @@ def _inputs(T: int, seed: int = 0, decay_scale: float = 1.0) -> list[torch.Tenso
 @pytest.mark.parametrize("chunk", [4, 8, 32])
 @pytest.mark.parametrize("T", [1, 7, 37])
 def test_chunked_matches_sequential_values_and_gradients(T: int, chunk: int) -> None:
-    inputs = _inputs(T)
-    o, S = wkv_chunked(*inputs, chunk_size=chunk)
-    o_ref, S_ref = wkv_sequential(*inputs)
-    torch.testing.assert_close(o, o_ref, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(S, S_ref, rtol=1e-10, atol=1e-10)
-    g = torch.Generator().manual_seed(1)
-    w_o, w_S = (torch.randn(t.shape, dtype=t.dtype, generator=g) for t in (o, S))
-    grads = torch.autograd.grad((o * w_o).sum() + (S * w_S).sum(), inputs)
-    grads_ref = torch.autograd.grad((o_ref * w_o).sum() + (S_ref * w_S).sum(), inputs)
-    for got, want in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    assert_op_matches_reference(lambda *a: wkv_chunked(*a, chunk_size=chunk), wkv_sequential, _inputs(T),
+                                rtol=1e-10, atol=1e-10)
 
 
 def test_chunked_without_initial_state() -> None:
