@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from archbench.archs import create
-from archbench.bench import energy, measure, peaks
+from archbench.bench import measure
+from archbench.bench.measure import energy, peaks
 
 MODES = ("prefill", "train", "decode")
 TRAIN_FLOPS_FACTOR = 3  # backward ≈ 2 × forward: the usual 6N-per-token rule for training

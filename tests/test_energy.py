@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from archbench.bench import energy
+from archbench.bench.measure import energy
 
 
 class Counter:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from archbench.archs import list_archs
-from archbench.bench import energy, scaling
+from archbench.bench import scaling
+from archbench.bench.measure import energy
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

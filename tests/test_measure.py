@@ -1,4 +1,4 @@
-"""Measurement helpers: counts and sanity, never speed (speed belongs in benchmarks)."""
+"""Measurement helpers (bench/measure/): counts and sanity, never speed (speed belongs in benchmarks)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from archbench.bench import measure
+from archbench.bench.measure import memory
 
 MB = 1 << 20
 
@@ -73,7 +74,7 @@ def test_peak_memory_cpu_sees_allocation() -> None:
 def test_peak_memory_sampled_fallback_sees_allocation() -> None:
     if not Path("/proc/self/statm").exists():
         pytest.skip("no /proc/self/statm")
-    assert measure._peak_rss_sampled(_hold_100mb) >= 50 * MB
+    assert memory._peak_rss_sampled(_hold_100mb) >= 50 * MB
 
 
 def test_device_name_cpu() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from archbench.bench import peaks
+from archbench.bench.measure import peaks
 
 MB = 1 << 20
 

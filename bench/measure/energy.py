@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from archbench.bench.measure import Device, sync
+from archbench.bench.measure.device import Device, sync
 
 RAPL_ROOT = Path("/sys/class/powercap")
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from archbench.bench.measure import Device, device_name, time_call
+from archbench.bench.measure.device import Device, device_name
+from archbench.bench.measure.timing import time_call
 
 # Datasheet peaks: dense bf16 tensor-core FLOP/s and memory bytes/s. First substring match wins,
 # so the more specific names come first.

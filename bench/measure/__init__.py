@@ -1,0 +1,25 @@
+"""Measurements: functions from a zero-argument callable `fn` (the work) to numbers, one job per file.
+
+    device.py   the device's name; `sync` waits for its queued kernels
+    timing.py   time_call(fn, device) -> TimeStats (median, quartiles, min/max over timed repeats)
+    memory.py   peak_memory_bytes(fn, device); signals_deferred (Ctrl-C held around the profiler)
+    energy.py   energy_joules(fn, device) -> joules per call from NVML / RAPL, or None
+    peaks.py    device_peaks(device) (measured and datasheet), utilisation(flops, bytes, seconds, peaks)
+
+A figure that cannot be measured here is None ("n/a" in the tables), never an estimate.
+"""
+
+from archbench.bench.measure.device import Device, device_name, is_cuda, sync
+from archbench.bench.measure.energy import EnergyReading, energy_joules
+from archbench.bench.measure.memory import (
+    cpu_peak_method,
+    peak_memory_bytes,
+    peak_memory_method,
+    signals_deferred,
+)
+from archbench.bench.measure.peaks import Peaks, device_peaks, utilisation
+from archbench.bench.measure.timing import TimeStats, time_call
+
+__all__ = ["Device", "EnergyReading", "Peaks", "TimeStats", "cpu_peak_method", "device_name", "device_peaks",
+           "energy_joules", "is_cuda", "peak_memory_bytes", "peak_memory_method", "signals_deferred", "sync",
+           "time_call", "utilisation"]
