@@ -1,17 +1,18 @@
-"""archbench.archs: the mixer contract, its registry, and the built-in mixers.
+"""archbench.archs: the mixer contract, its registry, the built-in mixers, and models built from them.
 
-    from archbench.archs import create, list_archs
+    from archbench.archs import create, list_archs, resolve_model, LM
     mixer = create("mamba", d_model=64, d_state=16)   # unknown names or fields raise, listing choices
+    model = LM(resolve_model("qwen3-next", depth=4, d_model=64), vocab_size=512)  # a layer pattern
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from archbench.archs.base import LM, Block, Mixer, State, tensor_bytes
+from archbench.archs.base import Mixer, State, tensor_bytes
 from archbench.archs.registry import ConfigFieldError, Origin, Registry, UnknownNameError, build_config
 
-BUILTINS = ("attention", "mamba", "mamba2", "rwkv", "hybrid")
+BUILTINS = ("attention", "mamba", "mamba2", "rwkv")
 MIXERS = Registry("architecture", "archbench.archs", (f"archbench.archs.{m}" for m in BUILTINS))
 register = MIXERS.register
 
@@ -31,7 +32,12 @@ def create(name: str, d_model: int, **config_overrides: Any) -> Mixer:
     return cls(d_model, build_config(cls.Config, f"architecture {name!r}", config_overrides))
 
 
+# Models import `create` lazily, so this import comes after the registry exists.
+from archbench.archs.model import LM, Backbone, Block, ModelSpec, list_models, resolve_model  # noqa: E402
+from archbench.archs.presets import PRESETS  # noqa: E402
+
 __all__ = [
-    "LM", "Block", "Mixer", "State", "tensor_bytes", "register", "get", "create", "list_archs",
-    "MIXERS", "Origin", "UnknownNameError", "ConfigFieldError",
+    "LM", "Backbone", "Block", "ModelSpec", "list_models", "resolve_model", "PRESETS", "Mixer", "State",
+    "tensor_bytes", "register", "get", "create", "list_archs", "MIXERS", "Origin", "UnknownNameError",
+    "ConfigFieldError",
 ]

@@ -1,4 +1,4 @@
-"""The mixer contract, and the Block and LM every mixer is trained and measured in.
+"""The mixer contract (the Block, Backbone and LM a mixer is measured in live in archs/model.py).
 
 A *mixer* maps (B, T, D) -> (B, T, D) causally and offers two modes that must agree:
   forward(x)                parallel mode (training, prefill)
@@ -11,7 +11,6 @@ of the config: `set_backend("auto" | name)`, and `last_backend` says which path 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -40,8 +39,6 @@ class Mixer(nn.Module, abc.ABC):
     supports_step: ClassVar[bool] = True
     # Backends in order of preference; the last one is the pure-PyTorch reference that runs anywhere.
     backends: ClassVar[tuple[str, ...]] = ("reference",)
-    # True when the mixer carries its own residual sub-blocks (hybrid): the Block then adds only x.
-    owns_blocks: ClassVar[bool] = False
 
     def __init__(self, d_model: int, cfg: Any):
         super().__init__()
@@ -120,109 +117,3 @@ class Mixer(nn.Module, abc.ABC):
         """Defaults for state tensors: the parameters' device and dtype unless given."""
         p = next(self.parameters())
         return torch.device(device) if device is not None else p.device, dtype or p.dtype
-
-
-class MLP(nn.Module):
-    """Position-wise feed-forward: D -> ratio*D -> D with GELU."""
-
-    def __init__(self, d_model: int, ratio: int = 4):
-        super().__init__()
-        self.up = nn.Linear(d_model, ratio * d_model)
-        self.down = nn.Linear(ratio * d_model, d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(nn.functional.gelu(self.up(x)))
-
-    def flops(self, seq_len: int) -> int:
-        return 2 * seq_len * 2 * self.up.in_features * self.up.out_features
-
-
-class Block(nn.Module):
-    """Pre-norm residual block: x + mixer(norm(x)), then x + mlp(norm(x)) (mlp_ratio 0 drops the MLP)."""
-
-    def __init__(self, mixer: Mixer, mlp_ratio: int = 4):
-        super().__init__()
-        d = mixer.d_model
-        self.mixer = mixer
-        self.owns = mixer.owns_blocks
-        self.norm1 = nn.Identity() if self.owns else nn.RMSNorm(d)
-        self.mlp = MLP(d, mlp_ratio) if mlp_ratio and not self.owns else None
-        self.norm2 = nn.RMSNorm(d) if self.mlp is not None else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.mixer(self.norm1(x))
-        if self.mlp is not None:
-            x = x + self.mlp(self.norm2(x))
-        return x
-
-    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        y_t, state = self.mixer.step(self.norm1(x_t), state)
-        x_t = x_t + y_t
-        if self.mlp is not None:
-            x_t = x_t + self.mlp(self.norm2(x_t))
-        return x_t, state
-
-    def prefill(self, x: torch.Tensor, max_len: int) -> tuple[torch.Tensor, State]:
-        y, state = self.mixer.prefill(self.norm1(x), max_len)
-        x = x + y
-        if self.mlp is not None:
-            x = x + self.mlp(self.norm2(x))
-        return x, state
-
-    def flops(self, seq_len: int) -> int:
-        return self.mixer.flops(seq_len) + (self.mlp.flops(seq_len) if self.mlp is not None else 0)
-
-
-class LM(nn.Module):
-    """Token embedding, `n_layer` Blocks of one registered mixer, final norm and output head."""
-
-    def __init__(self, arch: str, vocab_size: int, d_model: int, n_layer: int,
-                 arch_cfg: dict[str, Any] | None = None, mlp_ratio: int = 4):
-        from archbench.archs import create  # the registry imports this module
-
-        super().__init__()
-        self.arch = arch
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.blocks = nn.ModuleList(
-            Block(create(arch, d_model, **(arch_cfg or {})), mlp_ratio) for _ in range(n_layer)
-        )
-        self.norm = nn.RMSNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size, bias=False)
-        nn.init.normal_(self.embed.weight, std=0.02)
-        nn.init.normal_(self.head.weight, std=0.02)
-
-    @property
-    def mixers(self) -> Iterable[Mixer]:
-        return (b.mixer for b in self.blocks)
-
-    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, T) int -> (B, T, D) final-normed hidden states; apply `head` where logits are needed."""
-        x = self.embed(tokens)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(tokens))  # (B, T, V)
-
-    def state_bytes(self, batch: int, seq_len: int) -> int:
-        return sum(m.state_bytes(batch, seq_len) for m in self.mixers)
-
-    @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
-        """Greedy decoding: parallel prefill of `prompt` (B, T), then `n_new` recurrent steps."""
-        max_len = prompt.shape[1] + n_new
-        x = self.embed(prompt)
-        states = []
-        for block in self.blocks:
-            x, state = block.prefill(x, max_len)
-            states.append(state)
-        token = self.head(self.norm(x[:, -1])).argmax(-1)  # (B,)
-        out = [token]
-        for _ in range(n_new - 1):
-            x_t = self.embed(token)
-            for i, block in enumerate(self.blocks):
-                x_t, states[i] = block.step(x_t, states[i])
-            token = self.head(self.norm(x_t)).argmax(-1)
-            out.append(token)
-        return torch.stack(out, 1)  # (B, n_new)

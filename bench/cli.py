@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from archbench.archs import MIXERS, UnknownNameError, list_archs
+from archbench.archs import MIXERS, UnknownNameError, list_archs, list_models
 from archbench.bench.scaling import MODES
 
 DTYPES = ["float32", "float64", "bfloat16", "float16"]
@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown suite {args.suite!r}; choose from: {', '.join(suites.SUITES)}")
     options = suites.Options(
         device=_device(args.device),
-        archs=_names(args.archs, list_archs(), "architecture") if args.archs else None,
+        archs=_names(args.archs, list_models(), "architecture") if args.archs else None,
         lens=_lengths(args.lens) if args.lens else None,
         modes=_names(args.modes, list(MODES), "mode") if args.modes else None,
         d_models=_lengths(args.d_model, "--d-model") if args.d_model else None,

@@ -20,8 +20,6 @@ from archbench.bench.train import TrainConfig
 
 SUITES = ("quick", "scaling", "retrieval", "full")
 
-# A hybrid with exactly one attention layer: in an LM with n_layer=1 this is [mamba, attention].
-HYBRID_CFG = {"pattern": "MA", "mlp_ratio": 0}
 # Recall models are mixer-only blocks (no MLP), as Zoology's MQAR models: recall is the mixer's job,
 # and the MLPs would be most of the FLOPs of a CPU training step.
 RETRIEVAL_MLP_RATIO = 0
@@ -72,13 +70,10 @@ GPU_LENS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
 CPU_LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 
 
-# Attention gets Zoology's short convolution before q/k/v in the recall suites (see the README).
-RETRIEVAL_ARCH_CFGS = {"attention": {"d_conv": 4}, "hybrid": HYBRID_CFG}
-
-
-def retrieval_model(arch: str) -> tuple[str, dict, int]:
-    """(registered mixer, its config, n_layer) for a model in the retrieval grid: two mixer layers each."""
-    return arch, dict(RETRIEVAL_ARCH_CFGS.get(arch, {})), 1 if arch == "hybrid" else 2
+# Attention gets Zoology's short convolution before q/k/v in the recall suites (see the README),
+# wherever it appears: in the pure stack and inside hybrids.
+RETRIEVAL_MIXER_CFGS = {"attention": {"d_conv": 4}}
+RETRIEVAL_DEPTH = 2  # every retrieval model has two mixer layers (Zoology's MQAR models)
 
 
 def retrieval_cells(o: Options, grid: list[tuple[int, int, list[int]]], lrs: dict[str, list[float]],
@@ -91,11 +86,11 @@ def retrieval_cells(o: Options, grid: list[tuple[int, int, list[int]]], lrs: dic
         if o.lens and seq_len not in o.lens:
             continue
         for d_model in o.d_models or d_models:
-            for arch_name in o.archs or archs:
-                arch, arch_cfg, n_layer = retrieval_model(arch_name)
-                for lr in lrs.get(arch_name, lrs.get("*", [])):
+            for arch in o.archs or archs:
+                for lr in lrs.get(arch, lrs.get("*", [])):
                     cells.append({
-                        "kind": "retrieval", "arch": arch, "arch_cfg": arch_cfg, "n_layer": n_layer,
+                        "kind": "retrieval", "arch": arch, "mixer_cfgs": RETRIEVAL_MIXER_CFGS,
+                        "n_layer": RETRIEVAL_DEPTH,
                         "mlp_ratio": RETRIEVAL_MLP_RATIO,
                         "task": o.task or "mqar",
                         "task_cfg": {"seq_len": seq_len, "num_kv_pairs": k, "vocab_size": vocab_size},
@@ -106,7 +101,7 @@ def retrieval_cells(o: Options, grid: list[tuple[int, int, list[int]]], lrs: dic
     return cells
 
 
-RECURRENT_AND_HYBRID = ["attention", "mamba", "mamba2", "rwkv", "hybrid"]
+RECURRENT_AND_HYBRID = ["attention", "mamba", "mamba2", "rwkv", "mamba-attn"]
 
 # CPU grid (seq_len, K, d_models): K grows with L until the small recurrent states run out — K
 # relative to the measured state bytes is what matters. Sized for two CPU cores: the widths that
@@ -124,13 +119,13 @@ CPU_RETRIEVAL_GRID = [(64, 8, [32, 64]), (128, 16, [32, 64, 128]), (256, 24, [64
 # recurrent mixers: a probe on (L=64, K=8) found 1e-2 fastest for them, and 3e-3 guards the wider
 # models, for which one fixed lr of 1e-2 may be too high. Attention and the hybrid learn every cell
 # at 3e-3.
-CPU_LRS = {"attention": [3e-3], "hybrid": [3e-3], "*": [1e-2, 3e-3]}
+CPU_LRS = {"attention": [3e-3], "mamba-attn": [3e-3], "*": [1e-2, 3e-3]}
 CPU_TRAIN = TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=5_000,
                         target_accuracy=0.99)
 # The quick slice shows the trade in one cell: on (n=128, K=16) at d_model 32 the recurrent Mamba-2
 # stays near chance while attention and the one-attention-layer hybrid recall (results/ grid).
 QUICK_RETRIEVAL_GRID = [(128, 16, [32])]
-QUICK_RETRIEVAL_ARCHS = ["attention", "mamba2", "hybrid"]
+QUICK_RETRIEVAL_ARCHS = ["attention", "mamba2", "mamba-attn"]
 QUICK_TRAIN = TrainConfig(batch_size=64, max_examples=30_000, n_train=30_000, eval_every=5_000,
                           target_accuracy=0.99)
 

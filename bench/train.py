@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.archs.base import LM
+from archbench.archs import LM, resolve_model
 from archbench.tasks.base import IGNORE, Task
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], one-line status)
@@ -187,11 +187,12 @@ def accuracy(correct: np.ndarray, mask: np.ndarray) -> float | None:
     return float(correct[mask].sum()) / n if n else None
 
 
-def train_and_evaluate(arch: str, arch_cfg: dict[str, Any] | None, task: Task, d_model: int, n_layer: int,
+def train_and_evaluate(arch: str, mixer_cfgs: dict[str, dict] | None, task: Task, d_model: int, n_layer: int,
                        train_cfg: TrainConfig | None = None, test_lens: tuple[int, ...] = (),
                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                        progress: Progress | None = None, mlp_ratio: int = 4) -> dict[str, Any]:
-    """Train `LM(arch, ...)` on `task` and return a retrieval row (rows.md), less provenance/cell/status.
+    """Train the model `arch` (a mixer, preset or pattern; `mixer_cfgs` maps a mixer name to its Config
+    overrides) at depth `n_layer` on `task` and return a retrieval row (rows.md), less provenance/cell/status.
 
     Besides the schema's fields the row carries `curve`: the held-out-subset accuracy and mean
     training loss at every evaluation, keyed by examples seen, for learning-curve plots.
@@ -216,7 +217,8 @@ def train_and_evaluate(arch: str, arch_cfg: dict[str, Any] | None, task: Task, d
     # -- model and optimiser; init on CPU under a forked RNG, so every device starts from one model ----
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = LM(arch, task.vocab_size, d_model, n_layer, arch_cfg, mlp_ratio=mlp_ratio)
+        spec = resolve_model(arch, n_layer, d_model, mlp_ratio, mixer_cfgs)
+        model = LM(spec, task.vocab_size)
     model.to(device=device, dtype=model_dtype).train()
     params = sum(p.numel() for p in model.parameters())
     # fused AdamW: one kernel per step instead of a Python loop over tensors (CPU and CUDA alike).
@@ -283,13 +285,12 @@ def train_and_evaluate(arch: str, arch_cfg: dict[str, Any] | None, task: Task, d
     if progress is not None:
         progress(1.0, f"done: {info}; accuracy {acc:.3f}" if acc is not None else f"done: {info}")
 
-    mixer_cfg = next(iter(model.mixers)).cfg
-    backends = dict.fromkeys(str(m.last_backend) for m in model.mixers)  # unique, in layer order
     return {
         "kind": "retrieval",
         "arch": arch,
-        "arch_cfg": dataclasses.asdict(mixer_cfg),
-        "backend": ",".join(backends),
+        "arch_cfg": {m.name: dataclasses.asdict(m.cfg) for m in model.mixers},
+        "model": spec.to_dict(),
+        "backend": model.backbone.last_backend,
         "task": task.name,
         "task_cfg": dataclasses.asdict(task.cfg),
         "seq_len": task.seq_len,
@@ -321,7 +322,7 @@ def run_cell(spec: dict[str, Any], progress: Progress | None = None) -> dict[str
     from archbench.tasks import create
 
     return train_and_evaluate(
-        spec["arch"], spec.get("arch_cfg"), create(spec["task"], **spec["task_cfg"]), spec["d_model"],
+        spec["arch"], spec.get("mixer_cfgs"), create(spec["task"], **spec["task_cfg"]), spec["d_model"],
         spec["n_layer"], TrainConfig.from_dict(spec["train_cfg"]), tuple(spec.get("test_lens", ())),
         device=spec["device"], dtype=getattr(torch, spec["dtype"]), progress=progress,
         mlp_ratio=spec.get("mlp_ratio", 4),

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from archbench.archs import LM, list_archs
+from archbench.archs import LM, list_archs, resolve_model
 
 
 @pytest.mark.parametrize("arch", list_archs())
 def test_generate_matches_parallel_greedy(arch: str) -> None:
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = LM(arch, vocab_size=50, d_model=32, n_layer=2).double().eval()
+        model = LM(resolve_model(arch, depth=2, d_model=32, mlp_ratio=2), vocab_size=50).double().eval()
         prompt = torch.randint(0, 50, (2, 9))
     generated = model.generate(prompt, n_new=6)  # prefill + 5 recurrent steps
     tokens = prompt
@@ -21,6 +21,6 @@ def test_generate_matches_parallel_greedy(arch: str) -> None:
 
 
 def test_lm_shapes_and_state_bytes() -> None:
-    model = LM("attention", vocab_size=64, d_model=32, n_layer=3)
+    model = LM(resolve_model("attention", depth=3, d_model=32), vocab_size=64)
     assert model(torch.randint(0, 64, (2, 11))).shape == (2, 11, 64)
-    assert model.state_bytes(1, 100) == 3 * model.blocks[0].mixer.state_bytes(1, 100)
+    assert model.state_bytes(1, 100) == 3 * model.backbone.blocks[0].mixer.state_bytes(1, 100)

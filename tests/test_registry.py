@@ -8,7 +8,7 @@ from archbench.archs import ConfigFieldError, UnknownNameError, create, get, lis
 from archbench.archs.base import Mixer
 from archbench.archs.registry import Registry
 
-BUILTINS = {"attention", "mamba", "mamba2", "rwkv", "hybrid"}
+BUILTINS = {"attention", "mamba", "mamba2", "rwkv"}
 
 
 def test_builtins_registered() -> None:

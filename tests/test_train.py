@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from archbench.archs import list_archs
-from archbench.archs.base import LM
+from archbench.archs import LM, list_archs, resolve_model
 from archbench.bench.train import (
     TrainConfig,
     lr_at,
@@ -119,12 +118,13 @@ def test_row_has_the_retrieval_fields():
     assert ROW_FIELDS <= set(row)
     json.dumps(row, allow_nan=False)  # rows are strict JSON
     assert row["kind"] == "retrieval" and row["task"] == "mqar" and row["num_kv_pairs"] == 2
-    assert row["arch_cfg"] == {"head_dim": 16, "rope_base": 10000.0, "d_conv": 0}  # resolved defaults
+    resolved_defaults = {"head_dim": 16, "rope_base": 10000.0, "d_conv": 0}
+    assert row["arch_cfg"] == {"attention": resolved_defaults}
     assert row["task_cfg"]["vocab_size"] == 32 and row["test_len"] == 64
     assert set(row["accuracy_by_len"]) == {"32", "64"} and row["accuracy_by_len"]["32"] == row["accuracy"]
     assert set(row["accuracy_by_slice"]) == {"query_1", "query_2"}
     assert row["steps"] == 10 and row["examples_seen"] == 320 and not row["stopped_early"]
-    model = LM("attention", task.vocab_size, 32, 1)
+    model = LM(resolve_model("attention", 1, 32, mlp_ratio=4), task.vocab_size)  # the loop's default
     assert row["params"] == sum(p.numel() for p in model.parameters())
     assert row["state_bytes"] == model.state_bytes(1, 32)
     assert row["backend"] == "sdpa" and row["dtype"] == "float32" and row["device"] == "cpu"
@@ -153,11 +153,11 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
 
 
 def test_weight_decay_skips_norms_biases_and_dynamics_parameters():
-    model = LM("attention", 16, 32, 1)
+    model = LM(resolve_model("attention", 1, 32, mlp_ratio=4), 16)
     decay, no_decay = param_groups(model, 0.1)
     decayed = {id(p) for p in decay["params"]}
     assert id(model.embed.weight) in decayed and id(model.head.weight) in decayed
-    assert id(model.norm.weight) not in decayed and id(model.blocks[0].mlp.up.bias) not in decayed
+    assert id(model.norm.weight) not in decayed and id(model.backbone.blocks[0].mlp.up.bias) not in decayed
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
