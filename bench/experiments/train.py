@@ -6,10 +6,11 @@ and cosine decay, cross-entropy only where the task scores a token, and exact-ma
 held-out set that shares no row with the training set. Training stops early once a held-out subset
 reaches `target_accuracy`, so easy cells cost seconds and the budget goes to the hard ones.
 
+    from archbench.archs import resolve_model
     from archbench.tasks import create
-    row = train_and_evaluate("attention", {}, create("mqar", vocab_size=512), d_model=64, n_layer=2,
-                             train_cfg=TrainConfig(max_examples=20_000), test_lens=(128,))
-    row["accuracy"], row["accuracy_by_len"]["128"], row["accuracy_by_slice"]
+    out = train_and_evaluate(resolve_model("attention", depth=2, d_model=64), create("mqar", vocab_size=512),
+                             TrainConfig(max_examples=20_000), test_lens=(128,))
+    out["accuracy"], out["accuracy_by_len"]["128"], out["accuracy_by_slice"]
 
 Speed (a whole grid runs in minutes on two CPU cores): the output head and the loss are computed
 only at the scored positions — in MQAR that is K of L tokens, and the (B, T, V) logits would
@@ -38,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.archs import LM, resolve_model
+from archbench.archs import LM, ModelSpec
+from archbench.bench.experiments.base import resolved_configs
 from archbench.tasks.base import IGNORE, Task
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], one-line status)
@@ -187,15 +189,15 @@ def accuracy(correct: np.ndarray, mask: np.ndarray) -> float | None:
     return float(correct[mask].sum()) / n if n else None
 
 
-def train_and_evaluate(arch: str, mixer_cfgs: dict[str, dict] | None, task: Task, d_model: int, n_layer: int,
-                       train_cfg: TrainConfig | None = None, test_lens: tuple[int, ...] = (),
-                       device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                       progress: Progress | None = None, mlp_ratio: int = 4) -> dict[str, Any]:
-    """Train the model `arch` (a mixer, preset or pattern; `mixer_cfgs` maps a mixer name to its Config
-    overrides) at depth `n_layer` on `task` and return a retrieval row (rows.md), less provenance/cell/status.
+def train_and_evaluate(model_spec: ModelSpec, task: Task, train_cfg: TrainConfig | None = None,
+                       test_lens: tuple[int, ...] = (), device: str | torch.device = "cpu",
+                       dtype: torch.dtype = torch.float32,
+                       progress: Progress | None = None) -> dict[str, Any]:
+    """Train `LM(model_spec, task.vocab_size)` on `task`; return the figures of a retrieval result
+    (bench/experiments/retrieval.py's `RetrievalResult` fields).
 
-    Besides the schema's fields the row carries `curve`: the held-out-subset accuracy and mean
-    training loss at every evaluation, keyed by examples seen, for learning-curve plots.
+    Besides the accuracies they carry `curve`: the held-out-subset accuracy and mean training loss at
+    every evaluation, keyed by examples seen, for learning-curve plots.
     """
     cfg = train_cfg or TrainConfig()
     device = torch.device(device)
@@ -217,8 +219,7 @@ def train_and_evaluate(arch: str, mixer_cfgs: dict[str, dict] | None, task: Task
     # -- model and optimiser; init on CPU under a forked RNG, so every device starts from one model ----
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        spec = resolve_model(arch, n_layer, d_model, mlp_ratio, mixer_cfgs)
-        model = LM(spec, task.vocab_size)
+        model = LM(model_spec, task.vocab_size)
     model.to(device=device, dtype=model_dtype).train()
     params = sum(p.numel() for p in model.parameters())
     # fused AdamW: one kernel per step instead of a Python loop over tensors (CPU and CUDA alike).
@@ -286,24 +287,9 @@ def train_and_evaluate(arch: str, mixer_cfgs: dict[str, dict] | None, task: Task
         progress(1.0, f"done: {info}; accuracy {acc:.3f}" if acc is not None else f"done: {info}")
 
     return {
-        "kind": "retrieval",
-        "arch": arch,
-        "arch_cfg": {m.name: dataclasses.asdict(m.cfg) for m in model.mixers},
-        "model": spec.to_dict(),
         "backend": model.backbone.last_backend,
-        "task": task.name,
-        "task_cfg": dataclasses.asdict(task.cfg),
-        "seq_len": task.seq_len,
-        "num_kv_pairs": getattr(task.cfg, "num_kv_pairs", None),
-        "d_model": d_model,
-        "n_layer": n_layer,
-        "mlp_ratio": mlp_ratio,
         "params": params,
         "state_bytes": model.state_bytes(1, task.seq_len),
-        "device": device.type,
-        "dtype": str(dtype).removeprefix("torch."),
-        "seed": cfg.seed,
-        "lr": cfg.lr,
         "steps": step,
         "examples_seen": step * bs,
         "train_seconds": train_seconds,
@@ -314,16 +300,5 @@ def train_and_evaluate(arch: str, mixer_cfgs: dict[str, dict] | None, task: Task
         "final_loss": final_loss if math.isfinite(final_loss) else None,  # rows are strict JSON: no NaN
         "stopped_early": stopped_early,
         "curve": curve,
+        "resolved_configs": resolved_configs(model.backbone),
     }
-
-
-def run_cell(spec: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
-    """A retrieval cell of a suite (see bench/suites.py) -> its row fields."""
-    from archbench.tasks import create
-
-    return train_and_evaluate(
-        spec["arch"], spec.get("mixer_cfgs"), create(spec["task"], **spec["task_cfg"]), spec["d_model"],
-        spec["n_layer"], TrainConfig.from_dict(spec["train_cfg"]), tuple(spec.get("test_lens", ())),
-        device=spec["device"], dtype=getattr(torch, spec["dtype"]), progress=progress,
-        mlp_ratio=spec.get("mlp_ratio", 4),
-    )

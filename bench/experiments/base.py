@@ -1,0 +1,97 @@
+"""The experiment contract: what one kind of cell is, how one cell runs, what its rows hold.
+
+An experiment kind is one file in bench/experiments/ with an `Experiment` subclass registered under
+the kind's name (`@register("scaling")`), declaring
+  Spec                  frozen dataclass: everything that identifies and reproduces one cell; its
+                        canonical JSON is the cell's resume key (bench/runs/schema.py)
+  Result                frozen dataclass: the figures one ok cell measured
+  summary_columns       the columns `archbench run` prints at the end (fields of Spec, Result or Row)
+  default_time_limit_s  the per-cell limit when the user gives none
+  run(spec, budget_s, progress) -> Result     one cell, in this process (an executor decides where)
+and optionally `skip_reason` (a cell that cannot run by design), `series` (cells that differ only in
+a length, so longer ones are skipped after a failure) and `label` (the progress bar's text).
+
+Experiments that measure a model share `ModelFields`: the model's name, layer pattern, mixers,
+per-letter configs, depth, width and MLP ratio, as `archs.resolve_model` resolves them.
+
+Glossary
+  kind    the registered name of an experiment ("scaling", "retrieval"); every row carries it
+  cell    one Spec: one point of a suite's grid
+  series  the cells of one Spec but for its length n; their key leaves n out
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from archbench.archs import Backbone, ModelSpec
+
+Progress = Callable[[float, str], None]  # (fraction of the cell done in [0, 1], one-line status)
+
+
+@dataclass(frozen=True)
+class ModelFields:
+    """The model a cell measures: `archs.ModelSpec`'s fields, with its depth stated."""
+
+    model: str  # a mixer (pure stack), a preset name, or "MMMA:M=mamba2,A=attention"
+    pattern: str  # one letter per layer
+    mixers: dict[str, str]  # letter -> registered mixer
+    configs: dict[str, dict[str, Any]]  # letter -> that mixer's Config overrides
+    depth: int  # len(pattern), stated so tables and filters need not count letters
+    d_model: int
+    mlp_ratio: int  # 0: mixer-only blocks
+
+    def __post_init__(self) -> None:
+        if self.depth != len(self.pattern):
+            raise ValueError(f"depth {self.depth} does not match pattern {self.pattern!r}")
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(name=self.model, pattern=self.pattern, mixers=dict(self.mixers),
+                         configs={k: dict(v) for k, v in self.configs.items()}, d_model=self.d_model,
+                         mlp_ratio=self.mlp_ratio)
+
+
+def resolved_configs(backbone: Backbone) -> dict[str, dict[str, Any]]:
+    """letter -> the Config each layer of that letter ran with, defaults resolved: what actually ran."""
+    return {c: dataclasses.asdict(b.mixer.cfg) for c, b in zip(backbone.spec.pattern, backbone.blocks,
+                                                               strict=True)}
+
+
+def model_fields(spec: ModelSpec) -> dict[str, Any]:
+    """`ModelFields` keyword arguments for a resolved model."""
+    return {"model": spec.name, "pattern": spec.pattern, "mixers": dict(spec.mixers),
+            "configs": {k: dict(v) for k, v in spec.configs.items()}, "depth": spec.depth,
+            "d_model": spec.d_model, "mlp_ratio": spec.mlp_ratio}
+
+
+class Experiment:
+    """Base class of every experiment kind; subclasses set the class attributes and `run`."""
+
+    name: ClassVar[str] = "?"  # the kind, set by @register
+    Spec: ClassVar[type]
+    Result: ClassVar[type]
+    summary_columns: ClassVar[tuple[str, ...]] = ("status",)
+    default_time_limit_s: ClassVar[float] = 600.0
+
+    @classmethod
+    def run(cls, spec: Any, budget_s: float, progress: Progress | None = None) -> Any:
+        """Measure one cell; returns a `Result`. Raise to fail it (the run loop records why)."""
+        raise NotImplementedError
+
+    @classmethod
+    def skip_reason(cls, spec: Any) -> str | None:
+        """Why this cell cannot run at all, by design rather than failure, or None."""
+        return None
+
+    @classmethod
+    def series(cls, spec: Any) -> tuple[Any, int] | None:
+        """(the spec without its length, the length n), or None when the kind has no length series."""
+        return None
+
+    @classmethod
+    def label(cls, spec: Any) -> str:
+        """A few words for the progress bar."""
+        return " ".join(str(v) for v in dataclasses.astuple(spec)[:1])
