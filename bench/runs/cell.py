@@ -1,0 +1,98 @@
+"""One cell, run where an executor puts it: the experiment's `run` under a time limit, every failure
+turned into a status instead of an exception.
+
+This is the unit of work an executor ships (bench/runs/executors.py): a `Job` in, an `Outcome` out,
+both plain picklable data. Nothing here writes rows; the run loop does, in one process.
+
+Glossary
+  cell     (kind, spec): a point of a suite's grid
+  job      (kind, spec, budget_s, time_limit_s): everything needed to run one cell anywhere
+  outcome  (result or None, status, wall_s)
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+
+from archbench.bench.experiments import Progress, get
+from archbench.bench.runs.schema import OK
+
+
+class CellTimeout(Exception):
+    pass
+
+
+class Cell(NamedTuple):
+    """One point of a suite: an experiment kind and its Spec."""
+
+    kind: str
+    spec: Any
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str
+    spec: Any  # the kind's Spec
+    budget_s: float  # seconds of timed repeats, for kinds that time a call
+    time_limit_s: float  # the cell fails with "timeout" after this long
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Any | None  # the kind's Result when status is "ok"
+    status: str
+    wall_s: float
+
+
+def failure_status(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, CellTimeout):
+        return "timeout"
+    if isinstance(exc, MemoryError | torch.cuda.OutOfMemoryError) or "out of memory" in text.lower() or \
+            "can't allocate memory" in text:
+        return "oom"
+    return f"error: {type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}".rstrip(": ")
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise CellTimeout in this (main) thread after `seconds`. A single long kernel finishes first:
+    Python checks for signals between operations, which is enough for a per-cell budget."""
+    if not seconds:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise CellTimeout(f"exceeded {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_job(job: Job, progress: Progress | None = None) -> Outcome:
+    """Run one cell; a failure (exception, out of memory, time limit) is an outcome, Ctrl-C is not."""
+    started = time.perf_counter()
+    result, status = None, OK
+    try:
+        with time_limit(job.time_limit_s):
+            result = get(job.kind).run(job.spec, job.budget_s, progress)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # every failure becomes a row; the sweep goes on
+        status = failure_status(exc)
+    finally:
+        if str(getattr(job.spec, "device", "")).startswith("cuda"):
+            torch.cuda.empty_cache()
+    return Outcome(result, status, round(time.perf_counter() - started, 3))

@@ -1,0 +1,153 @@
+"""The one run loop: cells in, rows out, for every experiment kind and every executor.
+
+The loop
+  - skips cells already in the row store for this device (resume: rerunning a command finishes it);
+    with `retry_failed`, cells whose newest row is a failure (error, timeout, oom) or a skip caused by
+    one run again — the old row stays in the file for the record, and the report takes the newest;
+  - hands the remaining cells to an executor (bench/runs/executors.py) as jobs, each run under a
+    per-cell time limit, with out-of-memory, time-outs and errors coming back as statuses;
+  - skips the longer lengths of a series (same cell but for n) once a length failed, across resumes
+    too, and cells that cannot run by design (a decode cell of a model without a recurrent step);
+  - appends and fsyncs one row per cell (bench/runs/schema.py) in this one process, with provenance,
+    so an interrupt loses only the cells in progress.
+
+Glossary
+  newest   the last row stored for a (cell key, device name): the one that counts
+  series   the cells of one spec but for its length n (`Experiment.series`)
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from archbench.bench.runs import store
+from archbench.bench.runs.cell import Cell, Job, Outcome
+from archbench.bench.runs.executors import Executor, LocalExecutor
+from archbench.bench.runs.provenance import provenance
+from archbench.bench.runs.schema import (
+    Row,
+    RowSchemaError,
+    cell_key,
+    experiment,
+    is_failure,
+    is_retryable,
+    read_rows,
+    skipped_after_failure,
+)
+
+
+def row_file(out_dir: Path, kind: str, device_name: str) -> Path:
+    return Path(out_dir) / "raw" / f"{kind}_{store.slug(device_name)}.jsonl"
+
+
+class _Failures:
+    """The shortest failed length of each series, per device: longer lengths are skipped."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[str, str], tuple[int, str]] = {}
+
+    def note(self, kind: str, spec: Any, status: str, device_name: str) -> None:
+        series = experiment(kind).series(spec)
+        if series is not None:
+            key, n = (cell_key(series[0]), device_name), series[1]
+            if key not in self.first or n < self.first[key][0]:
+                self.first[key] = (n, status)
+
+    def skip(self, kind: str, spec: Any, device_name: str) -> str | None:
+        series = experiment(kind).series(spec)
+        if series is None:
+            return None
+        failed = self.first.get((cell_key(series[0]), device_name))
+        return skipped_after_failure(*failed) if failed and series[1] > failed[0] else None
+
+
+def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = None, budget_s: float = 1.0,
+              retry_failed: bool = False, executor: Executor | None = None,
+              console: Console | None = None) -> list[Row]:
+    """Run every cell not yet stored for this device (and, with `retry_failed`, every stored failure);
+    return the rows written by this call, in the order they were written."""
+    console = console or Console(stderr=True)
+    executor = executor or LocalExecutor()
+    raw = Path(out_dir) / "raw"
+    newest: dict[tuple[str, str], Row] = {}
+    for row in read_rows(raw) if raw.is_dir() else []:
+        newest[(row.cell, row.device_name)] = row  # file order: a later row of a cell wins
+    failures = _Failures()
+    for row in newest.values():
+        if is_failure(row.status) and not retry_failed:  # retried failures must not skip their series
+            failures.note(row.kind, row.spec, row.status, row.device_name)
+
+    provenances: dict[tuple[str, str], dict] = {}
+
+    def provenance_of(spec: Any) -> dict:
+        device, dtype = str(getattr(spec, "device", "cpu")), str(getattr(spec, "dtype", "float32"))
+        if (device, dtype) not in provenances:
+            provenances[device, dtype] = provenance(device, dtype)
+        return provenances[device, dtype]
+
+    written: list[Row] = []
+
+    def write(row: Row) -> None:
+        store.RowStore(row_file(out_dir, row.kind, row.device_name)).append(row.to_json())
+        newest[(row.cell, row.device_name)] = row
+        written.append(row)
+        if is_failure(row.status):
+            failures.note(row.kind, row.spec, row.status, row.device_name)
+
+    kept_failures = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("cells", total=len(cells))
+
+        def pending():
+            """The jobs to run, decided one at a time as the executor asks (see executors.py)."""
+            nonlocal kept_failures
+            for kind, spec in cells:
+                prov = provenance_of(spec)
+                old = newest.get((cell_key(spec), prov["device_name"]))
+                if old is not None and not (retry_failed and is_retryable(old.status)):
+                    kept_failures += is_retryable(old.status)
+                    bar.advance(task)
+                    continue
+                exp = experiment(kind)
+                reason = exp.skip_reason(spec)
+                status = failures.skip(kind, spec, prov["device_name"]) or \
+                    (f"skipped: {reason}" if reason else None)
+                if status is not None:
+                    if old is None or old.status != status:  # the same skip again adds nothing
+                        write(Row(kind, spec, None, status, prov, 0.0))
+                    bar.advance(task)
+                    continue
+                bar.update(task, description=exp.label(spec))
+                yield Job(kind, spec, budget_s, time_limit_s or exp.default_time_limit_s)
+
+        def progress_for(job: Job):
+            return functools.partial(_describe, bar, task, experiment(job.kind).label(job.spec))
+
+        for job, outcome in executor.map(pending(), progress_for):
+            write(_row(job, outcome, provenance_of(job.spec)))
+            bar.advance(task)
+    if kept_failures:
+        console.print(f"{kept_failures} stored cell(s) failed earlier and were kept as they are; "
+                      "--retry-failed runs them again")
+    return written
+
+
+def _row(job: Job, outcome: Outcome, prov: dict) -> Row:
+    """The row of a finished job; a result that does not fit its schema becomes an error row (the
+    experiment's bug is recorded, the sweep goes on)."""
+    row = Row(job.kind, job.spec, outcome.result, outcome.status, prov, outcome.wall_s)
+    try:
+        return row.checked()
+    except RowSchemaError as exc:
+        return Row(job.kind, job.spec, None, f"error: RowSchemaError: {exc}"[:300], prov, outcome.wall_s)
+
+
+def _describe(bar: Progress, task: Any, label: str, fraction: float, info: str) -> None:
+    """Show a cell's own progress (e.g. a training run's loss and accuracy) on the sweep's bar."""
+    bar.update(task, description=f"{label}: {info}")

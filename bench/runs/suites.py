@@ -1,0 +1,264 @@
+"""Suites: named lists of cells, written as data (Zoology style), that `archbench run SUITE` executes.
+
+    quick      a CPU run of a few minutes: a small scaling sweep + one retrieval cell
+    scaling    model × mode × n: every registered mixer as a pure stack and every preset hybrid that
+               fits the depth, all of one depth, width and MLP ratio (CPU: depth 4, d_model 256, no MLP)
+    retrieval  a task's grid of small LMs (MQAR by default; `--task` picks another task's own grid)
+    full       scaling + retrieval
+
+Every option the CLI takes overrides a suite default (`Options`). `--lens` *replaces* the scaling
+lengths but *filters* a retrieval grid (each point pairs a length with its K); a filter that leaves
+no cell is an error naming the grid's values. Cells come out ordered by increasing n within a
+series, which the run loop relies on to skip longer lengths after a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from archbench.archs import list_models, resolve_model
+from archbench.bench.experiments import model_fields
+from archbench.bench.experiments.retrieval import RetrievalSpec
+from archbench.bench.experiments.scaling import MODES, ScalingSpec
+from archbench.bench.experiments.train import TrainConfig
+from archbench.bench.runs.cell import Cell
+
+SUITES = ("quick", "scaling", "retrieval", "full")
+
+
+class SuiteError(ValueError):
+    """Options that build no cell or an impossible one; the message names what exists."""
+
+
+@dataclass
+class Options:
+    """What the user asked for; None means "the suite's default"."""
+
+    device: str = "cpu"
+    models: list[str] | None = None
+    depth: int | None = None
+    mlp_ratio: int | None = None
+    lens: list[int] | None = None
+    modes: list[str] | None = None
+    d_models: list[int] | None = None
+    batch: int | None = None
+    dtype: str | None = None
+    task: str | None = None
+    num_kv_pairs: int | None = None
+    vocab_size: int | None = None
+    lrs: list[float] | None = None
+    seed: int = 0
+
+
+@dataclass
+class Plan:
+    cells: list[Cell]
+    notes: list[str] = field(default_factory=list)  # parts of the suite a filter emptied (said, not fatal)
+
+
+def default_dtype(device: str) -> str:
+    return "bfloat16" if device == "cuda" else "float32"
+
+
+def _model(name: str, depth: int, d_model: int, mlp_ratio: int, mixer_configs: dict | None) -> Any:
+    try:
+        return resolve_model(name, depth, d_model, mlp_ratio, mixer_configs)
+    except ValueError as exc:  # a preset whose unit does not tile the depth, a malformed pattern
+        raise SuiteError(str(exc)) from None
+
+
+# -- scaling -------------------------------------------------------------------------------------
+SCALING_DEPTH = 4
+SCALING_D_MODEL = 256
+SCALING_MLP_RATIO = 0  # mixer-only blocks: the figure is the mixers', not four MLPs'
+CPU_LENS = [256, 512, 1024, 2048, 4096, 8192, 16384]
+GPU_LENS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
+# The shape of ../shared/anchors (16 heads of 64 at d_model 1024, bf16), so GPU rows compare with them;
+# mixer configs reach that mixer wherever it appears, inside hybrids too.
+GPU_D_MODEL = 1024
+GPU_MIXER_CFGS = {"attention": {"head_dim": 64}, "rwkv": {"head_dim": 64},
+                  "mamba2": {"head_dim": 64, "expand": 1, "d_state": 64}}  # SSD heads of 64 x 64, as fla's
+
+
+def scaling_models(depth: int) -> list[str]:
+    """Every registered mixer as a pure stack, and every preset whose unit tiles `depth`."""
+    fits = []
+    for name in list_models():
+        try:
+            resolve_model(name, depth, 8)
+        except ValueError:
+            continue
+        fits.append(name)
+    return fits
+
+
+def scaling_cells(o: Options, *, lens: list[int], modes: list[str], batches: tuple[int, ...] = (1,),
+                  d_model: int = SCALING_D_MODEL, mixer_configs: dict | None = None,
+                  backend: str = "auto") -> list[Cell]:
+    depth = o.depth or SCALING_DEPTH
+    mlp_ratio = SCALING_MLP_RATIO if o.mlp_ratio is None else o.mlp_ratio
+    cells = []
+    for name in o.models or scaling_models(depth):
+        for mode in o.modes or modes:
+            for batch in [o.batch] if o.batch else batches:
+                for d in o.d_models or [d_model]:
+                    model = model_fields(_model(name, depth, d, mlp_ratio, mixer_configs))
+                    for n in sorted(o.lens or lens):
+                        cells.append(Cell("scaling", ScalingSpec(
+                            **model, mode=mode, seq_len=n, batch=batch, device=o.device,
+                            dtype=o.dtype or default_dtype(o.device), seed=o.seed,
+                            requested_backend=backend)))
+    return cells
+
+
+# -- retrieval ----------------------------------------------------------------------------------------
+RETRIEVAL_DEPTH = 2  # every retrieval model has two mixer layers (Zoology's MQAR models)
+# Recall models are mixer-only blocks (no MLP), as Zoology's MQAR models: recall is the mixer's job,
+# and the MLPs would be most of the FLOPs of a CPU training step.
+RETRIEVAL_MLP_RATIO = 0
+# Attention gets Zoology's short convolution before q/k/v in the recall suites (see the README),
+# wherever it appears: in the pure stack and inside hybrids.
+RETRIEVAL_MIXER_CFGS = {"attention": {"d_conv": 4}}
+RETRIEVAL_MODELS = ["attention", "mamba", "mamba2", "rwkv", "mamba-attn"]
+
+
+@dataclass(frozen=True)
+class TaskGrid:
+    """One task's grid: points of (task Config overrides, seq_len among them; widths), a vocabulary."""
+
+    points: tuple[tuple[dict[str, Any], tuple[int, ...]], ...]
+    vocab_size: int | None = None  # None: the task's default
+
+    def lengths(self) -> list[int]:
+        return sorted({cfg["seq_len"] for cfg, _ in self.points})
+
+
+# CPU grids. MQAR (seq_len, K, d_models): K grows with L until the small recurrent states run out — K
+# relative to the measured state bytes is what matters. Sized for two CPU cores: the widths that show
+# the trend at each length, one pass over fresh examples.
+#
+# MQAR vocabulary 64, not Zoology's 8192: with 8192 tokens each key is seen a few dozen times in a CPU
+# budget of examples. On this CPU Mamba-2 and RWKV-6 stayed at 0.00 after 60k examples on
+# (L=64, K=4, V=8192) while attention (with its short conv) reached 0.99, and at V=128 the recurrent
+# mixers learned in some cells and not others within 40k examples (rows kept in results/raw). With 31
+# keys every key is seen thousands of times, so what separates the mixers is the state rather than the
+# optimiser's patience. The GPU grid keeps 8192. The other tasks keep their own default vocabularies.
+CPU_GRIDS = {
+    "mqar": TaskGrid(((dict(seq_len=64, num_kv_pairs=8), (32, 64)),
+                      (dict(seq_len=128, num_kv_pairs=16), (32, 64, 128)),
+                      (dict(seq_len=256, num_kv_pairs=24), (64,))), vocab_size=64),
+    "copy": TaskGrid(((dict(seq_len=34), (32, 64)), (dict(seq_len=66, max_len=32), (64,)))),
+    "passkey": TaskGrid(((dict(seq_len=64), (32, 64)), (dict(seq_len=256), (64,)))),
+    "selective_copy": TaskGrid(((dict(seq_len=64, num_tokens=8), (32, 64)),
+                                (dict(seq_len=256, num_tokens=16), (64,)))),
+    "induction": TaskGrid(((dict(seq_len=64), (32, 64)), (dict(seq_len=256), (64,)))),
+}
+PLUGIN_TASK_GRID = TaskGrid(((dict(seq_len=64), (32, 64)),))  # a task without a grid here (a plugin)
+# Zoology sweeps learning rates and keeps the best per cell; a CPU budget affords two for the
+# recurrent mixers: a probe on (L=64, K=8) found 1e-2 fastest for them, and 3e-3 guards the wider
+# models, for which one fixed lr of 1e-2 may be too high. Attention and the hybrid learn every cell
+# at 3e-3.
+CPU_LRS = {"attention": [3e-3], "mamba-attn": [3e-3], "*": [1e-2, 3e-3]}
+CPU_TRAIN = TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=5_000,
+                        target_accuracy=0.99)
+# The quick slice shows the trade in one cell: on (n=128, K=16) at d_model 32 the recurrent Mamba-2
+# stays near chance while attention and the one-attention-layer hybrid recall (results/ grid). For
+# another task it is the first point of that task's grid, at its smallest width.
+QUICK_GRIDS = {"mqar": TaskGrid(((dict(seq_len=128, num_kv_pairs=16), (32,)),), vocab_size=64)}
+QUICK_MODELS = ["attention", "mamba2", "mamba-attn"]
+QUICK_TRAIN = TrainConfig(batch_size=64, max_examples=30_000, n_train=30_000, eval_every=5_000,
+                          target_accuracy=0.99)
+
+# GPU grid: Zoology Fig. 2 (Arora et al. 2023), four learning rates, best kept by the report; the other
+# tasks run their CPU points at the GPU widths.
+GPU_WIDTHS = (64, 128, 256, 512)
+GPU_GRIDS = {"mqar": TaskGrid(((dict(seq_len=64, num_kv_pairs=4), GPU_WIDTHS),
+                               (dict(seq_len=128, num_kv_pairs=8), GPU_WIDTHS),
+                               (dict(seq_len=256, num_kv_pairs=16), GPU_WIDTHS),
+                               (dict(seq_len=512, num_kv_pairs=64), GPU_WIDTHS)), vocab_size=8192)}
+GPU_LRS = {"*": [3e-4, 1e-3, 3e-3, 1e-2]}
+GPU_TRAIN = TrainConfig(batch_size=64, max_examples=64 * 20_000, n_train=100_000, target_accuracy=0.99)
+
+
+def task_grid(task: str, device: str, quick: bool = False) -> TaskGrid:
+    cpu = CPU_GRIDS.get(task, PLUGIN_TASK_GRID)
+    if quick:
+        cfg, widths = cpu.points[0]
+        return QUICK_GRIDS.get(task, TaskGrid(((cfg, widths[:1]),), cpu.vocab_size))
+    if device == "cuda":
+        wide = TaskGrid(tuple((cfg, GPU_WIDTHS) for cfg, _ in cpu.points), cpu.vocab_size)
+        return GPU_GRIDS.get(task, wide)
+    return cpu
+
+
+def retrieval_cells(o: Options, grid: TaskGrid, lrs: dict[str, list[float]], train: TrainConfig,
+                    models: list[str], test_factor: int = 2) -> list[Cell]:
+    """Cells over the grid's points × widths × models × learning rates (`lrs` maps a model name, or
+    "*", to its learning rates; `o.lrs` replaces them all)."""
+    from archbench.tasks import create
+
+    task = o.task or "mqar"
+    depth = o.depth or RETRIEVAL_DEPTH
+    mlp_ratio = RETRIEVAL_MLP_RATIO if o.mlp_ratio is None else o.mlp_ratio
+    vocab = o.vocab_size or grid.vocab_size
+    cells = []
+    for point, widths in grid.points:
+        if o.lens and point["seq_len"] not in o.lens:
+            continue
+        cfg = {**point, **({"vocab_size": vocab} if vocab else {}),
+               **({"num_kv_pairs": o.num_kv_pairs} if o.num_kv_pairs is not None else {})}
+        try:
+            create(task, **cfg).make(1, np.random.default_rng(0))  # a bad combination fails now, not later
+        except (TypeError, ValueError) as exc:
+            raise SuiteError(f"task {task} cannot be built with {cfg}: {exc}") from None
+        for d_model in o.d_models or widths:
+            for name in o.models or models:
+                model = model_fields(_model(name, depth, d_model, mlp_ratio, RETRIEVAL_MIXER_CFGS))
+                for lr in o.lrs or lrs.get(name, lrs.get("*", [])):
+                    cells.append(Cell("retrieval", RetrievalSpec(
+                        **model, task=task, task_cfg=cfg, test_lens=(point["seq_len"] * test_factor,),
+                        train_cfg=dataclasses.asdict(dataclasses.replace(train, lr=lr, seed=o.seed)),
+                        device=o.device, dtype=o.dtype or "float32", seed=o.seed)))
+    return cells
+
+
+def _retrieval_part(o: Options, plan: Plan, *, quick: bool) -> None:
+    task = o.task or "mqar"
+    grid = task_grid(task, o.device, quick)
+    if quick:
+        cells = retrieval_cells(o, grid, CPU_LRS, QUICK_TRAIN, QUICK_MODELS)
+    elif o.device == "cuda":
+        cells = retrieval_cells(o, grid, GPU_LRS, GPU_TRAIN, RETRIEVAL_MODELS)
+    else:
+        cells = retrieval_cells(o, grid, CPU_LRS, CPU_TRAIN, RETRIEVAL_MODELS)
+    if not cells:  # only the length filter can empty a grid
+        lens = ", ".join(map(str, o.lens or []))
+        which = f"{'quick ' if quick else ''}retrieval grid of {task} on {o.device}"
+        plan.notes.append(f"no cell of the {which} has length {lens}; its lengths: "
+                          f"{', '.join(map(str, grid.lengths()))}")
+    plan.cells += cells
+
+
+def build(suite: str, o: Options) -> Plan:
+    """The cells of `suite` under options `o`; SuiteError if they come to none."""
+    if suite not in SUITES:
+        raise SuiteError(f"unknown suite {suite!r}; choose from: {', '.join(SUITES)}")
+    plan = Plan([])
+    if suite == "quick":
+        plan.cells += scaling_cells(o, lens=[256, 1024, 4096], modes=["prefill", "decode"])
+        _retrieval_part(o, plan, quick=True)
+    if suite in ("scaling", "full") and o.device == "cuda":
+        # The fastest usable kernel per cell (measured), batch 1 and 8, the anchors' shape.
+        plan.cells += scaling_cells(o, lens=GPU_LENS, modes=list(MODES), batches=(1, 8), d_model=GPU_D_MODEL,
+                                    mixer_configs=GPU_MIXER_CFGS, backend="fastest")
+    elif suite in ("scaling", "full"):
+        plan.cells += scaling_cells(o, lens=CPU_LENS, modes=list(MODES))
+    if suite in ("retrieval", "full"):
+        _retrieval_part(o, plan, quick=False)
+    if not plan.cells:
+        raise SuiteError("; ".join(plan.notes) or f"suite {suite} has no cells with these options")
+    return plan
