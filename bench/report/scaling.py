@@ -1,11 +1,12 @@
 """Scaling tables and plots for `archbench report`: time per mode, fitted exponents, crossovers, peak
-memory, state bytes, energy and utilisation, one set per (device, dtype, batch, d_model) group.
+memory, state bytes, energy and utilisation, one set per (device, dtype, batch, depth, d_model,
+mlp_ratio) group: every model in a group has the same shape, and the tables' headers say which.
 
 Glossary
   n          sequence length (seq_len); for decode, the context length before the timed step
   t(n)       median seconds per call at n (time_median_s)
   exponent   slope p of log t = p log n + c, least squares over the largest half of the ok lengths
-  crossover  n where two mixers' times swap order, interpolated linearly in (log n, log t)
+  crossover  n where two models' times swap order, interpolated linearly in (log n, log t)
 """
 
 from __future__ import annotations
@@ -18,27 +19,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from archbench.bench.report_format import (
+from archbench.bench.report.format import (
     MISSING,
     NA,
-    Series,
-    _arch_labels,
-    _cell,
-    _cells,
-    _markdown,
-    _missing,
-    _mode_rank,
-    _Outputs,
-    _plot,
-    _raw,
-    _slug,
-    _sorted,
-    _styles,
+    cell_raw,
+    cell_text,
+    cells,
     fmt_bytes,
     fmt_joules,
     fmt_pct,
     fmt_seconds,
+    is_missing,
+    markdown,
+    mode_rank,
+    slug,
+    sort_rows,
 )
+from archbench.bench.report.frame import config_labels, require
+from archbench.bench.report.outputs import Outputs
+from archbench.bench.report.plot import Series, plot, styles
 
 MODE_CAPTION = {
     "prefill": "median prefill (forward) time per call",
@@ -46,13 +45,17 @@ MODE_CAPTION = {
     "decode": "median decode latency per token (one step) vs context n",
 }
 UTIL_COLUMNS = {
-    "util_flops_measured": "achieved FLOP/s ÷ measured matmul peak",
-    "util_flops_spec": "achieved FLOP/s ÷ datasheet peak",
-    "util_bytes_measured": "achieved bytes/s ÷ measured copy bandwidth",
-    "util_bytes_spec": "achieved bytes/s ÷ datasheet bandwidth",
+    "flops_frac_measured": "achieved FLOP/s ÷ measured matmul peak",
+    "flops_frac_spec": "achieved FLOP/s ÷ datasheet peak",
+    "bytes_frac_measured": "achieved bytes/s ÷ measured copy bandwidth",
+    "bytes_frac_spec": "achieved bytes/s ÷ datasheet bandwidth",
 }
-SCALING_FIELDS = ("mode", "seq_len", "batch", "d_model", "arch", "backend", "time_median_s", "peak_mem_bytes",
-                  "peak_mem_method", "state_bytes", "energy_j_per_token", "energy_source", *UTIL_COLUMNS)
+# Every column this module reads, checked against the scaling Spec and Result when it is imported.
+GROUP_KEYS = ("device_name", "dtype", "batch", "depth", "d_model", "mlp_ratio")
+READS = require("scaling", (*GROUP_KEYS, "cell", "status", "model", "mixers", "configs", "mode", "seq_len",
+                            "requested_backend",
+                            "backend", "time_median_s", "peak_mem_bytes", "peak_mem_method", "state_bytes",
+                            "energy_j_per_token", "energy_source", *UTIL_COLUMNS), "bench/report/scaling.py")
 
 
 # -- analysis ------------------------------------------------------------------------------------
@@ -65,7 +68,7 @@ def fit_exponent(ns: Sequence[float], ts: Sequence[float]) -> tuple[float, int, 
     n_points), or None with fewer than 3 usable lengths.
     """
     pts = sorted((float(n), float(t)) for n, t in zip(ns, ts, strict=True)
-                 if not _missing(n) and not _missing(t) and n > 0 and t > 0)
+                 if not is_missing(n) and not is_missing(t) and n > 0 and t > 0)
     top = pts[-max(3, math.ceil(len(pts) / 2)):]  # an odd count keeps the middle point
     if len(pts) < 3 or len({n for n, _ in top}) < 3:
         return None
@@ -76,15 +79,15 @@ def fit_exponent(ns: Sequence[float], ts: Sequence[float]) -> tuple[float, int, 
 
 
 def crossovers(df: pd.DataFrame) -> pd.DataFrame:
-    """Lengths where two archs' median times swap order, per mode and pair of archs.
+    """Lengths where two models' median times swap order, per mode and pair of models.
 
-    `df` needs columns arch, seq_len, time_median_s; mode, backend and status are used when present
-    (only status "ok" counts). Each arch is represented by its fastest backend at each n. Between
+    `df` needs columns model, seq_len, time_median_s; mode, backend and status are used when present
+    (only status "ok" counts). Each model is represented by its fastest backend at each n. Between
     consecutive common lengths where the order flips, n is interpolated linearly in log-log space.
     A pair without a flip gets one row with crossover_n NaN ("none in range" in the tables).
-    Columns: mode, arch_a, arch_b, crossover_n, faster_below, faster_above, n_from, n_to.
+    Columns: mode, model_a, model_b, crossover_n, faster_below, faster_above, n_from, n_to.
     """
-    cols = ["mode", "arch_a", "arch_b", "crossover_n", "faster_below", "faster_above", "n_from", "n_to"]
+    cols = ["mode", "model_a", "model_b", "crossover_n", "faster_below", "faster_above", "n_from", "n_to"]
     d = df.copy()
     if "mode" not in d:
         d["mode"] = ""
@@ -92,13 +95,13 @@ def crossovers(df: pd.DataFrame) -> pd.DataFrame:
         d = d[d["status"] == "ok"]
     d["time_median_s"] = pd.to_numeric(d["time_median_s"], errors="coerce")
     d = d[d["time_median_s"] > 0]  # NaN compares False: missing times drop out
-    best = d.groupby(["mode", "arch", "seq_len"])["time_median_s"].min()
+    best = d.groupby(["mode", "model", "seq_len"])["time_median_s"].min()
     out = []
-    for mode in sorted(best.index.get_level_values(0).unique(), key=_mode_rank):
-        per = best.loc[mode].unstack("arch")  # (n, arch)
-        archs = sorted(per.columns)
-        for i, a in enumerate(archs):
-            for b in archs[i + 1:]:
+    for mode in sorted(best.index.get_level_values(0).unique(), key=mode_rank):
+        per = best.loc[mode].unstack("model")  # (n, model)
+        models = sorted(per.columns)
+        for i, a in enumerate(models):
+            for b in models[i + 1:]:
                 both = per[[a, b]].dropna().sort_index()
                 if len(both) < 2:
                     continue
@@ -131,12 +134,12 @@ def _latest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _wide(g: pd.DataFrame, index: list[str], value: str, fmt: Callable[[Any], str]) -> list[pd.DataFrame]:
     """[markdown, csv] frames: rows `index`, one column per n; cells formatted / raw values."""
     frames = []
-    for conv in (lambda s, v: _cell(s, v, fmt), _raw):
-        long = g.assign(_v=_cells(g, value, conv))
+    for conv in (lambda s, v: cell_text(s, v, fmt), cell_raw):
+        long = g.assign(_v=cells(g, value, conv))
         w = long.pivot(index=index, columns="seq_len", values="_v")
         w = w.reindex(columns=sorted(w.columns)).reset_index()
         w.columns = [*index, *(str(int(c)) for c in w.columns[len(index):])]
-        frames.append(_sorted(w, index))
+        frames.append(sort_rows(w, index))
     md, csv = frames
     return md.fillna(MISSING), csv
 
@@ -148,20 +151,20 @@ class _Group:
 
     section: str
     prefix: str
-    rows: pd.DataFrame  # every status, sorted by mode, arch, backend, n
+    rows: pd.DataFrame  # every status, sorted by mode, model, backend, n
     ok: pd.DataFrame
-    style: dict[str, dict]  # arch -> colour / marker, stable across this group's plots
+    style: dict[str, dict]  # model -> colour / marker, stable across this group's plots
     dashes: dict[str, str]  # backend -> line style
 
     def lines(self, df: pd.DataFrame, value: str, fits: dict | None = None) -> list[Series]:
         out = []
-        for (arch, backend), s in df.groupby(["arch", "backend"], sort=False):
-            label = f"{arch} ({backend})"
+        for (model, backend), s in df.groupby(["model", "backend"], sort=False):
+            label = f"{model} ({backend})"
             if fits is not None:
-                e = fits.get((arch, backend))
+                e = fits.get((model, backend))
                 label += f" ~ n^{e:.2f}" if e is not None else " (no fit)"
             out.append((label, s["seq_len"].tolist(), s[value].tolist(),
-                        {**self.style[arch], "linestyle": self.dashes[backend]}))
+                        {**self.style[model], "linestyle": self.dashes[backend]}))
         return out
 
     def per_mode(self, df: pd.DataFrame, value: str, what: str) -> list[tuple[str, list[Series]]]:
@@ -170,101 +173,110 @@ class _Group:
 
 def _exponents(grp: _Group) -> pd.DataFrame:
     fits = []
-    for (mode, arch, backend), s in grp.ok.groupby(["mode", "arch", "backend"], sort=False):
+    for (mode, model, backend), s in grp.ok.groupby(["mode", "model", "backend"], sort=False):
         fit = fit_exponent(s["seq_len"].tolist(), s["time_median_s"].tolist())
-        fits.append([mode, arch, backend, *(fit or (None, None, None, None)), len(s)])
-    cols = ["mode", "arch", "backend", "exponent", "fit_from", "fit_to", "fit_points", "ok_lengths"]
+        fits.append([mode, model, backend, *(fit or (None, None, None, None)), len(s)])
+    cols = ["mode", "model", "backend", "exponent", "fit_from", "fit_to", "fit_points", "ok_lengths"]
     return pd.DataFrame(fits, columns=cols)
 
 
-def _scaling_group(out: _Outputs, grp: _Group, batch: int) -> None:
+def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
     g, ok, sec, pre = grp.rows, grp.ok, grp.section, grp.prefix
     title = sec.removeprefix("Scaling: ")
     fits = _exponents(grp)
-    for mode in sorted(g["mode"].unique(), key=_mode_rank):
-        md, csv = _wide(g[g["mode"] == mode], ["arch", "backend"], "time_median_s", fmt_seconds)
-        caption, stem = MODE_CAPTION.get(mode, f"median {mode} time per call"), f"{pre}_time_{_slug(mode)}"
-        body = out.table(sec, stem, f"{caption} (rows arch, backend; columns n)", md, csv)
+    for mode in sorted(g["mode"].unique(), key=mode_rank):
+        md, csv = _wide(g[g["mode"] == mode], ["model", "backend"], "time_median_s", fmt_seconds)
+        caption, stem = MODE_CAPTION.get(mode, f"median {mode} time per call"), f"{pre}_time_{slug(mode)}"
+        body = out.table(sec, stem, f"{caption} (rows model, backend; columns n)", md, csv)
         if mode == "prefill":
             out.headlines.append((f"Prefill time — {title}", body))
         fm = fits[fits["mode"] == mode]
-        slopes = {(a, b): None if _missing(e) else e
-                  for a, b, e in zip(fm["arch"], fm["backend"], fm["exponent"], strict=True)}
+        slopes = {(a, b): None if is_missing(e) else e
+                  for a, b, e in zip(fm["model"], fm["backend"], fm["exponent"], strict=True)}
         lines = grp.lines(ok[ok["mode"] == mode], "time_median_s", slopes)
         if lines:
             xlabel = "context n (tokens)" if mode == "decode" else "n (tokens)"
             out.png(sec, stem, f"{caption}, log-log; the legend gives the fitted exponent",
-                    _plot([(f"{mode} — {title}", lines)], xlabel, "median seconds"))
+                    plot([(f"{mode} — {title}", lines)], xlabel, "median seconds"))
 
     md = fits.assign(
-        exponent=[NA if _missing(e) else f"{e:.2f}" for e in fits["exponent"]],
-        fit_range=["no fit (needs 3 lengths)" if _missing(a) else f"{int(a)}–{int(b)}"
+        exponent=[NA if is_missing(e) else f"{e:.2f}" for e in fits["exponent"]],
+        fit_range=["no fit (needs 3 lengths)" if is_missing(a) else f"{int(a)}–{int(b)}"
                    for a, b in zip(fits["fit_from"], fits["fit_to"], strict=True)],
-        fit_points=[MISSING if _missing(p) else str(int(p)) for p in fits["fit_points"]],
+        fit_points=[MISSING if is_missing(p) else str(int(p)) for p in fits["fit_points"]],
         ok_lengths=fits["ok_lengths"].astype(str),
-    )[["mode", "arch", "backend", "exponent", "fit_range", "fit_points", "ok_lengths"]]
+    )[["mode", "model", "backend", "exponent", "fit_range", "fit_points", "ok_lengths"]]
     body = out.table(sec, f"{pre}_exponents", "fitted log-log exponent of time vs n (least squares over the "
                      "largest half of the ok lengths)", md, fits)
     out.headlines.append((f"Fitted exponents — {title}", body))
 
     cx = crossovers(g)
-    md = cx.assign(crossover_n=["none in range" if _missing(x) else f"{x:,.0f}" for x in cx["crossover_n"]],
+    md = cx.assign(crossover_n=["none in range" if is_missing(x) else f"{x:,.0f}" for x in cx["crossover_n"]],
                    n_range=[f"{a}–{b}" for a, b in zip(cx["n_from"], cx["n_to"], strict=True)])
-    md = md[["mode", "arch_a", "arch_b", "crossover_n", "faster_below", "faster_above", "n_range"]]
-    out.table(sec, f"{pre}_crossovers", "crossover n where two archs swap time order (each at its fastest "
+    md = md[["mode", "model_a", "model_b", "crossover_n", "faster_below", "faster_above", "n_range"]]
+    out.table(sec, f"{pre}_crossovers", "crossover n where two models swap time order (each at its fastest "
               "backend; log-log interpolation)", md, cx)
 
     methods = ", ".join(sorted(str(m) for m in ok["peak_mem_method"].dropna().unique())) or NA
-    md, csv = _wide(g, ["mode", "arch", "backend"], "peak_mem_bytes", fmt_bytes)
+    md, csv = _wide(g, ["mode", "model", "backend"], "peak_mem_bytes", fmt_bytes)
     out.table(sec, f"{pre}_memory", f"peak memory per call (method: {methods})", md, csv)
     mem = ok[ok["peak_mem_bytes"].notna()]
     if len(mem):
         out.png(sec, f"{pre}_memory", "peak memory vs n, one panel per mode (log-log)",
-                _plot(grp.per_mode(mem, "peak_mem_bytes", "peak memory"), "n (tokens)", "peak bytes"))
+                plot(grp.per_mode(mem, "peak_mem_bytes", "peak memory"), "n (tokens)", "peak bytes"))
 
-    # state_bytes depends on (arch, batch, n) only, not on mode or backend.
-    st = g[g["state_bytes"].notna()].groupby(["arch", "seq_len"], as_index=False)["state_bytes"].max()
-    md, csv = _wide(st.assign(status="ok"), ["arch"], "state_bytes", fmt_bytes) if len(st) else (st, st)
+    # state_bytes depends on (model, batch, n) only, not on mode or backend.
+    st = g[g["state_bytes"].notna()].groupby(["model", "seq_len"], as_index=False)["state_bytes"].max()
+    md, csv = _wide(st.assign(status="ok"), ["model"], "state_bytes", fmt_bytes) if len(st) else (st, st)
     out.table(sec, f"{pre}_state", f"recurrent state / KV cache bytes at batch {batch}, measured from the "
               "state tensors", md, csv)
 
-    md, csv = _wide(g, ["mode", "arch", "backend"], "energy_j_per_token", fmt_joules)
+    md, csv = _wide(g, ["mode", "model", "backend"], "energy_j_per_token", fmt_joules)
     sources = ", ".join(sorted(str(s) for s in ok["energy_source"].dropna().unique())) or "none readable"
     out.table(sec, f"{pre}_energy", f"energy per token (source: {sources}; n/a: no energy counter readable)",
               md, csv)
     en = ok[ok["energy_j_per_token"].notna()]
     if len(en):
         out.png(sec, f"{pre}_energy", "energy per token vs n, one panel per mode (measured cells only)",
-                _plot(grp.per_mode(en, "energy_j_per_token", "energy per token"), "n (tokens)", "joules"))
+                plot(grp.per_mode(en, "energy_j_per_token", "energy per token"), "n (tokens)", "joules"))
 
     parts, empty = [], []
     for col, name in UTIL_COLUMNS.items():
         if ok[col].notna().any():
-            md, _ = _wide(ok, ["mode", "arch", "backend"], col, fmt_pct)
-            parts.append(f"## {name}\n\n{_markdown(md)}\n")
+            md, _ = _wide(ok, ["mode", "model", "backend"], col, fmt_pct)
+            parts.append(f"## {name}\n\n{markdown(md)}\n")
         else:
             empty.append(name)
     if empty:
         parts.append(f"n/a in every cell: {', '.join(empty)}.\n")
-    util = ok[["mode", "arch", "backend", "seq_len", *UTIL_COLUMNS]]
+    util = ok[["mode", "model", "backend", "seq_len", *UTIL_COLUMNS]]
     out.table(sec, f"{pre}_util", "utilisation: achieved FLOP/s and bytes/s as a fraction of the device "
               "peaks (ok cells; columns n)", "\n".join(parts).rstrip("\n"), util)
 
 
-def _scaling(out: _Outputs, sc: pd.DataFrame, slugs: dict[str, str]) -> None:
-    required = ["arch", "mode", "seq_len", "batch", "d_model"]
-    bad = sc[required].isna().any(axis=1)
-    if bad.any():
-        out.notes.append(f"{int(bad.sum())} scaling row(s) lack one of {', '.join(required)}; left out.")
-    sc = sc[~bad].astype({"seq_len": int, "batch": int, "d_model": int})
-    groups = sc.groupby(["device_name", "dtype", "batch", "d_model"], sort=True)
-    for (dev, dtype, batch, d_model), g in groups:
-        g = g.assign(arch=_arch_labels(g, ["mode", "seq_len"]))
-        keys = ["mode", "arch", "backend", "seq_len"]
-        g = _sorted(_latest(g, keys), keys)
+def _fill_backend(g: pd.DataFrame) -> pd.Series:
+    """A failed cell ran no backend: show it in the row of the backend its series ran elsewhere (the
+    most common one of its ok cells), else under the backend it asked for."""
+    ran = g[g["backend"].notna()].groupby(["model", "mode"])["backend"].agg(
+        lambda b: b.value_counts().index[0])
+    return pd.Series([b if not is_missing(b) else ran.get((m, mo), req) for b, m, mo, req in
+                      zip(g["backend"], g["model"], g["mode"], g["requested_backend"], strict=True)],
+                     index=g.index, dtype=object)
+
+
+def scaling_tables(out: Outputs, sc: pd.DataFrame, slugs: dict[str, str]) -> None:
+    """Every scaling table and plot, one set per group of one device, dtype, batch, depth, width and
+    MLP ratio: a hybrid is only ever compared with pure stacks of its own shape."""
+    for (dev, dtype, batch, depth, d_model, mlp), g in sc.groupby(list(GROUP_KEYS), sort=True):
+        g = g.assign(model=config_labels(g, ["mode", "seq_len"]))
+        g = g.assign(backend=_fill_backend(g))
+        keys = ["mode", "model", "backend", "seq_len"]
+        g = sort_rows(_latest(g, keys), keys)
         backends = sorted(g["backend"].unique())
-        grp = _Group(section=f"Scaling: {dev} · {dtype} · batch {batch} · d_model {d_model}",
-                     prefix=f"scaling_{slugs[dev]}_{_slug(dtype)}_b{batch}_d{d_model}", rows=g,
-                     ok=g[g["status"] == "ok"], style=_styles(g["arch"]),
+        shape = f"depth {depth} · d_model {d_model} · mlp_ratio {mlp}"
+        grp = _Group(section=f"Scaling: {dev} · {dtype} · batch {batch} · {shape}",
+                     prefix=f"scaling_{slugs[dev]}_{slug(dtype)}_b{batch}_L{depth}_d{d_model}_mlp{mlp}",
+                     rows=g,
+                     ok=g[g["status"] == "ok"], style=styles(g["model"]),
                      dashes={b: ("-", "--", ":", "-.")[i % 4] for i, b in enumerate(backends)})
         _scaling_group(out, grp, batch)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from archbench.bench.report_format import NA, _missing, _Outputs, fmt_seconds
-from archbench.bench.store import CorruptResultError
+from archbench.bench.report.format import NA, fmt_seconds, is_missing
+from archbench.bench.report.outputs import Outputs
+from archbench.bench.runs.store import CorruptResultError
 
 
-def _pytest_benchmark(out: _Outputs, folder: Path) -> list[str]:
+def pytest_benchmark_tables(out: Outputs, folder: Path) -> list[str]:
     """Table of every benchmark in folder/*.json; returns provenance lines (machine, commit) per file."""
     recs, prov = [], []
     for f in sorted(folder.glob("*.json")):
@@ -47,8 +48,8 @@ def _pytest_benchmark(out: _Outputs, folder: Path) -> list[str]:
     df = df.sort_values(["group", "name", "params", "file"], kind="stable").reset_index(drop=True)
     md = df.copy()
     for c in ("median_s", "min_s", "max_s"):
-        md[c] = [NA if _missing(v) else fmt_seconds(v) for v in md[c]]
-    md = md.astype(object).map(lambda v: NA if _missing(v) else str(v))
+        md[c] = [NA if is_missing(v) else fmt_seconds(v) for v in md[c]]
+    md = md.astype(object).map(lambda v: NA if is_missing(v) else str(v))
     md = md.rename(columns={"median_s": "median", "min_s": "min", "max_s": "max"})
     out.table("pytest-benchmark", "pytest_benchmark", "pytest-benchmark runs (median, min, max per call; "
               "extra_info fields as columns)", md, df)

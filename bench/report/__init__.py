@@ -1,0 +1,38 @@
+"""`archbench report` and its public API: tables and plots from stored rows.
+
+    from archbench.bench.report import write_report, fmt_seconds, fit_exponent, crossovers
+    write_report(Path("results"), readme=Path("README.md"))
+
+One module per job:
+  write.py             write_report: read rows, run each kind's tables, the index, README markers
+  frame.py             rows -> one DataFrame per kind, columns exactly the schema's; `require`
+  scaling.py           exponent fits, crossovers, scaling tables and plots
+  retrieval.py         best-lr accuracy grids and plots
+  pytest_benchmark.py  pytest-benchmark JSON files
+  format.py            the formatting API: fmt_seconds / fmt_bytes / fmt_joules / fmt_pct, cell_text,
+                       markdown, csv_bytes
+  plot.py              deterministic PNGs
+  outputs.py           what one run writes, collected in memory
+
+A new kind's tables: a module here with a function (Outputs, frame, device slugs) -> None that reads
+its columns through `frame.require`, registered in write.py's TABLES.
+"""
+
+from archbench.bench.report.format import (
+    MISSING,
+    NA,
+    cell_raw,
+    cell_text,
+    csv_bytes,
+    fmt_bytes,
+    fmt_joules,
+    fmt_pct,
+    fmt_seconds,
+    markdown,
+)
+from archbench.bench.report.scaling import crossovers, fit_exponent
+from archbench.bench.report.write import MARK_END, MARK_START, TABLES, write_report
+
+__all__ = ["MARK_END", "MARK_START", "MISSING", "NA", "TABLES", "cell_raw", "cell_text", "crossovers",
+           "csv_bytes", "fit_exponent", "fmt_bytes", "fmt_joules", "fmt_pct", "fmt_seconds", "markdown",
+           "write_report"]

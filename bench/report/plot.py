@@ -1,0 +1,55 @@
+"""PNG plots for the report: one subplot per panel, deterministic bytes (default style, no Software
+stamp, fixed margins), rendered without pyplot so no global figure state is touched.
+
+Glossary
+  Series  one plotted line: (label, xs, ys, matplotlib style)
+  panel   (title, [Series]): one subplot
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Sequence
+
+Series = tuple[str, Sequence[float], Sequence[float], dict]  # (label, xs, ys, matplotlib style)
+
+
+def plot(panels: list[tuple[str, list[Series]]], xlabel: str, ylabel: str, xscale: str = "log",
+         yscale: str = "log") -> bytes:
+    """PNG bytes of one subplot per panel. Deterministic: default style, no Software stamp."""
+    import matplotlib as mpl
+    import matplotlib.style
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, Agg used for PNG
+
+    with mpl.style.context("default"), mpl.rc_context({"svg.hashsalt": "archbench"}):
+        ncols = min(3, len(panels))
+        nrows = math.ceil(len(panels) / ncols)
+        fig = Figure(figsize=(5.2 * ncols, 3.8 * nrows))
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()  # squeeze=False: always a 2-D array
+        for ax, (title, series) in zip(axes, panels, strict=False):
+            for label, xs, ys, style in series:
+                ax.plot(xs, ys, label=label, **style)
+            ax.set_xscale("log", base=2) if xscale == "log2" else ax.set_xscale(xscale)
+            ax.set_yscale(yscale)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="major", alpha=0.3)
+            if series:
+                ax.legend(fontsize=7, loc="best")
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        # Fixed margins rather than tight_layout: one draw fewer per figure, same bytes every run.
+        fig.subplots_adjust(left=1.0 / fig.get_figwidth(), right=0.98, bottom=0.55 / fig.get_figheight(),
+                            top=1 - 0.35 / fig.get_figheight(), wspace=0.3, hspace=0.45)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def styles(labels: Iterable[str]) -> dict[str, dict]:
+    """A colour and marker per label, stable for a given set of labels."""
+    colors = [f"C{i}" for i in range(10)]
+    return {lab: {"color": colors[i % 10], "marker": "os^Dv<>ph*"[i // 10 % 10]}
+            for i, lab in enumerate(sorted(set(labels)))}
