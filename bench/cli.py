@@ -1,20 +1,21 @@
 """The `archbench` command: list, check, run, report.
 
-Bad input (an unknown mixer, task, suite or device, a malformed length, a corrupt result file) ends
-with one line on stderr that names the valid choices and exit status 2 — never a traceback — and rows
-already written stay on disk.
+Bad input (an unknown model, task, suite or device, a malformed length, a filter that selects no
+cell, a corrupt result file or a row that does not fit the schema) ends with one line on stderr that
+names the valid choices and exit status 2 — never a traceback — and rows already written stay on disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 from pathlib import Path
 
 import torch
 
 from archbench.archs import MIXERS, UnknownNameError, list_archs, list_models
-from archbench.bench.scaling import MODES
 
 DTYPES = ["float32", "float64", "bfloat16", "float16"]
 
@@ -87,9 +88,33 @@ def _names(value: str, valid: list[str], what: str) -> list[str]:
     return names
 
 
+def _one(value: str, valid: list[str], what: str, option: str) -> str:
+    names = _names(value, valid, what)
+    if len(names) > 1:
+        raise UsageError(f"{option} takes one {what}, got {value!r}")
+    return names[0]
+
+
+def _models(value: str) -> list[str]:
+    """'attention,MMA:M=mamba2,A=attention,qwen3-next' -> three models: a comma followed by 'X=' continues
+    the explicit pattern before it (mixer and preset names hold no '=')."""
+    models: list[str] = []
+    for part in (p.strip() for p in value.split(",")):
+        if models and ":" in models[-1] and "=" in part and len(part.split("=", 1)[0]) == 1:
+            models[-1] += f",{part}"
+        elif part:
+            models.append(part)
+    valid = list_models()
+    unknown = [m for m in models if ":" not in m and m not in valid]
+    if unknown or not models:
+        raise UsageError(f"unknown model {', '.join(map(repr, unknown)) or repr(value)}; choose a mixer or "
+                         f"preset: {', '.join(valid)} (or a pattern such as 'MMMA:M=mamba2,A=attention')")
+    return models
+
+
 def _lengths(value: str, what: str = "--lens") -> list[int]:
     """'512,1024,4k' -> [512, 1024, 4096]; anything else is a usage error. Also parses the other
-    positive-integer options (--d-model, --batch), whose errors name them instead of lengths."""
+    positive-integer options (--d-model, --batch, --depth), whose errors name them instead of lengths."""
     noun = "length" if what == "--lens" else "value"
     out = []
     for item in value.split(","):
@@ -103,39 +128,90 @@ def _lengths(value: str, what: str = "--lens") -> list[int]:
     return out
 
 
+def _single(value: str, what: str) -> int:
+    values = _lengths(value, what)
+    if len(values) > 1:
+        raise UsageError(f"{what} takes one value, got {value!r}")
+    return values[0]
+
+
+def _count(value: str, what: str) -> int:
+    """A non-negative integer (--mlp-ratio 0 means no MLP)."""
+    if not value.strip().isdigit():
+        raise UsageError(f"malformed value {value!r} in {what}; {what} takes one integer >= 0")
+    return int(value)
+
+
+def _rates(value: str) -> list[float]:
+    out = []
+    for item in value.split(","):
+        try:
+            lr = float(item)
+        except ValueError:
+            lr = float("nan")
+        if not math.isfinite(lr) or lr <= 0:
+            raise UsageError(f"malformed learning rate {item.strip()!r} in --lrs; --lrs takes positive "
+                             "numbers, e.g. 1e-3,3e-3")
+        out.append(lr)
+    return out
+
+
+def _num_kv_pairs(value: str, task: str) -> int:
+    from archbench.tasks import get
+
+    fields = [f.name for f in dataclasses.fields(get(task).Config)]
+    if "num_kv_pairs" not in fields:
+        raise UsageError(f"--num-kv-pairs sets MQAR's K; task {task!r} has no such field (its fields: "
+                         f"{', '.join(fields)})")
+    return _single(value, "--num-kv-pairs")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from archbench.bench import runner, suites
+    from archbench.bench.experiments.scaling import MODES
+    from archbench.bench.runs import loop, suites
+    from archbench.bench.runs.summary import summary_tables
     from archbench.tasks import list_tasks
 
     if args.suite not in suites.SUITES:
         raise UsageError(f"unknown suite {args.suite!r}; choose from: {', '.join(suites.SUITES)}")
+    task = _one(args.task, list_tasks(), "task", "--task") if args.task else None
     options = suites.Options(
         device=_device(args.device),
-        archs=_names(args.archs, list_models(), "architecture") if args.archs else None,
+        models=_models(args.models) if args.models else None,
+        depth=_single(args.depth, "--depth") if args.depth else None,
+        mlp_ratio=_count(args.mlp_ratio, "--mlp-ratio") if args.mlp_ratio is not None else None,
         lens=_lengths(args.lens) if args.lens else None,
         modes=_names(args.modes, list(MODES), "mode") if args.modes else None,
         d_models=_lengths(args.d_model, "--d-model") if args.d_model else None,
-        batch=_lengths(args.batch, "--batch")[0] if args.batch else None,
-        dtype=_names(args.dtype, DTYPES, "dtype")[0] if args.dtype else None,
-        task=_names(args.task, list_tasks(), "task")[0] if args.task else None,
+        batch=_single(args.batch, "--batch") if args.batch else None,
+        dtype=_one(args.dtype, DTYPES, "dtype", "--dtype") if args.dtype else None,
+        task=task,
+        num_kv_pairs=_num_kv_pairs(args.num_kv_pairs, task or "mqar") if args.num_kv_pairs else None,
+        vocab_size=_single(args.vocab_size, "--vocab-size") if args.vocab_size else None,
+        lrs=_rates(args.lrs) if args.lrs else None,
         seed=args.seed,
     )
-    cells = suites.build(args.suite, options)
-    console = Console(stderr=True)
-    console.print(f"archbench run {args.suite}: {len(cells)} cells on {options.device}, "
-                  f"rows -> {args.out}/raw/")
     try:
-        rows = runner.run_cells(cells, Path(args.out), time_limit_s=args.time_limit, budget_s=args.budget,
-                                console=console)
+        plan = suites.build(args.suite, options)
+    except suites.SuiteError as exc:
+        raise UsageError(str(exc)) from None
+    console = Console(stderr=True)
+    for note in plan.notes:
+        console.print(f"note: {note}")
+    console.print(f"archbench run {args.suite}: {len(plan.cells)} cells on {options.device}, "
+                  f"rows -> {args.out}/raw/" + (" (retrying failed cells)" if args.retry_failed else ""))
+    try:
+        rows = loop.run_cells(plan.cells, Path(args.out), time_limit_s=args.time_limit, budget_s=args.budget,
+                              retry_failed=args.retry_failed, console=console)
     except KeyboardInterrupt:
         console.print("interrupted: finished cells are saved; rerun the same command to resume")
         return 130
     if rows:  # a log file is not a terminal: give the table room rather than 80 columns
         out = Console()
         out = out if out.is_terminal else Console(width=160)
-        for table in runner.summary_tables(rows):
+        for table in summary_tables(rows):
             out.print(table)
     else:
         console.print("nothing to do: every cell is already in the row store")
@@ -168,18 +244,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a suite of cells, appending rows to OUT/raw/ (resumable)")
     p.add_argument("suite", help="quick | scaling | retrieval | full")
-    p.add_argument("--archs", help="comma-separated mixer names (default: the suite's)")
-    p.add_argument("--lens", help="comma-separated sequence lengths, e.g. 512,1024,4k")
+    p.add_argument("--models", "--archs", dest="models",
+                   help="comma-separated models: mixers (pure stacks), presets, or patterns such as "
+                        "'MMMA:M=mamba2,A=attention' (default: the suite's)")
+    p.add_argument("--depth", help="layers per model (default: 4 scaling, 2 retrieval)")
+    p.add_argument("--mlp-ratio", help="MLP width ratio of every block; 0 = no MLP (default: 0)")
+    p.add_argument("--lens", help="comma-separated sequence lengths, e.g. 512,1024,4k (replace the scaling "
+                                  "lengths; select points of a retrieval grid)")
     p.add_argument("--modes", help="comma-separated: prefill, train, decode")
     p.add_argument("--d-model", "--d-models", dest="d_model", help="model width(s), comma-separated")
-    p.add_argument("--batch", help="batch size")
-    p.add_argument("--dtype", help=f"one of: {', '.join(DTYPES)} (default: float32 on cpu, bfloat16 on cuda)")
-    p.add_argument("--task", help="retrieval task (default: mqar)")
+    p.add_argument("--batch", help="batch size (scaling)")
+    p.add_argument("--dtype", help=f"one of: {', '.join(DTYPES)} (default: float32 on cpu, bfloat16 on cuda "
+                                   "for scaling; float32 for retrieval)")
+    p.add_argument("--task", help="retrieval task, with its own grid (default: mqar)")
+    p.add_argument("--num-kv-pairs", help="MQAR's K at every point of the grid (retrieval)")
+    p.add_argument("--vocab-size", help="task vocabulary (retrieval; default: the grid's)")
+    p.add_argument("--lrs", help="comma-separated learning rates for every model (retrieval; default: the "
+                                 "grid's per-model rates)")
     p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", default="results", help="results folder; rows go to OUT/raw/*.jsonl")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run again the stored cells that failed (error, timeout, oom) and the longer cells "
+                        "skipped after them; the old rows stay, the report takes the newest")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds per cell before it times out (default: 120 scaling, 3600 retrieval)")
-    p.add_argument("--budget", type=float, default=1.0, help="seconds of timed repeats per cell")
+    p.add_argument("--budget", type=float, default=1.0, help="seconds of timed repeats per cell (scaling)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_run)
 
@@ -191,12 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from archbench.bench.store import CorruptResultError
+    from archbench.bench.runs.schema import RowSchemaError
+    from archbench.bench.runs.store import CorruptResultError
 
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, UnknownNameError, CorruptResultError) as exc:
+    except (UsageError, UnknownNameError, CorruptResultError, RowSchemaError) as exc:
         print(f"archbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside the run loop (which says how to resume): no traceback

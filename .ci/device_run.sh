@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One device call for the GPU suite. Runs from the repository root on a lent GPU machine, where
+# The GPU device check, run BY HAND on a lent GPU machine (not part of CI, not part of the package):
+# one device call for the GPU suite. Runs from the repository root on that machine, where
 # nothing can reach a package index: archbench goes on the path without pip, optional wheels
 # carried in .whl/ (e.g. fla-core) are unpacked first, then
 #   1. the device checks and fast-path parity tests (pytest -m gpu, and the conformance suite),
@@ -7,8 +8,8 @@
 # each logged to $OUT; rows of finished cells land in $OUT/results/raw even if the time runs out.
 # The report is regenerated on the workstation from those rows ($OUT brings back at most 8 files).
 #
-#   bash bench/device_run.sh                                    # on the GPU machine
-#   DEVICE=cpu SUITE_ARGS="--archs attention --lens 256" bash bench/device_run.sh   # a dry run here
+#   bash .ci/device_run.sh                                      # on the GPU machine
+#   DEVICE=cpu SUITE_ARGS="--models attention --lens 256" bash .ci/device_run.sh   # a dry run here
 set -uo pipefail
 OUT="${OUT:-runs/device}"
 DEVICE="${DEVICE:-cuda}"
