@@ -16,7 +16,23 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["run", "scaling", "--archs", "attention,nope"], "unknown architecture 'nope'; choose from: att"),
+        (["run", "scaling", "--archs", "attention,nope"], "unknown model 'nope'; choose a mixer or preset:"),
+        (["run", "scaling", "--models", "MA:M=mamba,A=nope"], "unknown architecture 'nope'; choose from:"),
+        (["run", "scaling", "--models", "MMA:M=mamba"], "letters without a mixer: A"),
+        (["run", "scaling", "--models", "mamba2-attn", "--depth", "3"], "depth 3 is not a multiple of 4"),
+        (["run", "scaling", "--depth", "0"], "malformed value '0' in --depth"),
+        (["run", "scaling", "--mlp-ratio", "-1"], "malformed value '-1' in --mlp-ratio"),
+        (["run", "scaling", "--batch", "1,2"], "--batch takes one value, got '1,2'"),
+        (["run", "scaling", "--dtype", "float32,float64"], "--dtype takes one dtype"),
+        (["run", "retrieval", "--lens", "96"], "has length 96; its lengths: 64, 128, 256"),
+        (["run", "retrieval", "--task", "copy", "--lens", "64"], "grid of copy on cpu has length 64; its "
+                                                                 "lengths: 34, 66"),
+        (["run", "retrieval", "--task", "copy", "--num-kv-pairs", "4"], "task 'copy' has no such field"),
+        (["run", "retrieval", "--num-kv-pairs", "40", "--lens", "64"], "task mqar cannot be built with"),
+        (["run", "retrieval", "--lrs", "1e-3,abc"], "malformed learning rate 'abc' in --lrs"),
+        (["run", "retrieval", "--lrs", "0"], "malformed learning rate '0' in --lrs"),
+        (["run", "retrieval", "--lrs", "nan"], "malformed learning rate 'nan' in --lrs"),
+        (["run", "retrieval", "--vocab-size", "0"], "malformed value '0' in --vocab-size"),
         (["run", "scaling", "--lens", "512,-4"], "malformed length '-4'"),
         (["run", "scaling", "--lens", "1.5k"], "malformed length '1.5k'"),
         (["run", "scaling", "--lens", "abc"], "malformed length 'abc'"),
@@ -26,6 +42,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
         (["run", "scaling", "--device", "tpu"], "unknown device 'tpu'; choose from: cpu, cuda"),
         (["run", "scaling", "--modes", "prefill,infer"], "unknown mode 'infer'; choose from: prefill"),
         (["run", "retrieval", "--task", "sudoku"], "unknown task 'sudoku'; choose from:"),
+        (["run", "retrieval", "--task", "copy,mqar"], "--task takes one task"),
         (["run", "scaling", "--dtype", "int3"], "unknown dtype 'int3'; choose from: float32"),
         (["check", "nope"], "unknown architecture 'nope'; choose from:"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -58,6 +75,25 @@ def test_report_on_a_corrupt_middle_line_is_exit_2_and_keeps_the_file(capsys, tm
     assert code == 2 and "rows.jsonl:2" in err
     assert len(err.strip().splitlines()) == 1
     assert (raw / "rows.jsonl").read_text() == text  # nothing measured is lost
+
+
+def test_report_on_a_row_of_an_unknown_kind_names_the_file_and_line(capsys, tmp_path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "rows.jsonl").write_text(json.dumps({"schema": 2, "kind": "generation", "cell": "", "spec": {},
+                                                "result": None, "status": "ok", "wall_s": 1.0,
+                                                "provenance": {}}) + "\n")
+    code, _, err = run(capsys, "report", "--results", str(tmp_path))
+    assert code == 2 and "rows.jsonl:1: unknown row kind 'generation'; known kinds: retrieval, scaling" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_filter_that_empties_one_part_of_a_suite_says_so(capsys, monkeypatch, tmp_path) -> None:
+    from archbench.bench.runs import loop
+
+    monkeypatch.setattr(loop, "run_cells", lambda cells, *a, **k: [])  # build the plan, measure nothing
+    code, _, err = run(capsys, "run", "quick", "--lens", "96", "--out", str(tmp_path))
+    assert code == 0 and "note: no cell of the quick retrieval grid of mqar on cpu has length 96" in err
 
 
 def test_report_without_raw_rows_is_exit_2(capsys, tmp_path) -> None:

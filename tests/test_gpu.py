@@ -1,31 +1,35 @@
-"""Device checks: run by bench/device_run.sh on a lent GPU (`pytest -m gpu`), skipped without CUDA.
+"""Device checks: run by .ci/device_run.sh on a lent GPU (`pytest -m gpu`), skipped without CUDA.
 
 The fast-path parity checks themselves live in the conformance suite (`fast_matches_reference` runs
 on CUDA whenever a device is present); these cover what only a GPU has: CUDA-graph decode, the
 per-cell choice of the fastest kernel, and the NVML energy counter.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
-from archbench.archs import list_archs
-from archbench.bench import scaling
+from archbench.archs import resolve_model
+from archbench.bench.experiments import model_fields, scaling
 from archbench.bench.measure import energy
+from archbench.bench.runs.suites import scaling_models
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
-def spec(arch: str, mode: str, n: int = 512, **extra) -> dict:
-    return {"kind": "scaling", "arch": arch, "arch_cfg": {}, "mode": mode, "seq_len": n, "batch": 2,
-            "d_model": 256, "device": "cuda", "dtype": "float32", "seed": 0, **extra}
+def spec(model: str, mode: str, n: int = 512, **extra) -> scaling.ScalingSpec:
+    return scaling.ScalingSpec(**model_fields(resolve_model(model, 2, 256)), mode=mode, seq_len=n, batch=2,
+                               device="cuda", dtype="float32", **extra)
 
 
-@pytest.mark.parametrize("arch", list_archs())
-def test_cuda_graph_decode_matches_eager(arch: str) -> None:
-    mixer = scaling.build_mixer(spec(arch, "decode"))
-    graphed = scaling.make_call(mixer, spec(arch, "decode"))  # GRAPH_WARMUP eager steps, then capture
-    eager = scaling.make_call(mixer, spec(arch, "decode", cuda_graph=False))
+@pytest.mark.parametrize("model", scaling_models(2))
+def test_cuda_graph_decode_matches_eager(model: str) -> None:
+    s = spec(model, "decode")
+    backbone = scaling.build_backbone(s)
+    graphed = scaling.make_call(backbone, s)  # GRAPH_WARMUP eager steps, then capture
+    eager = scaling.make_call(backbone, dataclasses.replace(s, cuda_graph=False))
     for _ in range(scaling.GRAPH_WARMUP):  # a mixer may advance its state in place at every step
         eager()
     assert torch.allclose(graphed()[0], eager()[0], rtol=1e-4, atol=1e-5)

@@ -115,7 +115,7 @@ def test_ctrl_c_during_a_profiled_call_waits_until_the_profiler_has_stopped() ->
 def test_cell_time_limit_during_a_profiled_call_is_delivered_after_it() -> None:
     if measure.cpu_peak_method() != "torch_allocated":
         pytest.skip("the torch profiler method is not available here")
-    from archbench.bench.runner import CellTimeout, time_limit
+    from archbench.bench.runs.cell import CellTimeout, time_limit
 
     finished = []
     with pytest.raises(CellTimeout), time_limit(0.05):

@@ -51,3 +51,11 @@ def test_readme_archbench_commands_parse(command: str) -> None:
 
 def test_readme_mentions_some_archbench_commands() -> None:
     assert len(_archbench_commands()) >= 5
+
+
+def test_readme_names_every_option_of_archbench_run() -> None:
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    options = [o for action in run._actions for o in action.option_strings if o.startswith("--")]
+    usage = README[README.index("## Usage"):README.index("## Add an architecture")]
+    missing = [o for o in options if o not in ("--help", "--d-models") and f"`{o}`" not in usage]
+    assert missing == []

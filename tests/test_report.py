@@ -9,8 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from archbench.bench.report import MARK_END, MARK_START, crossovers, fit_exponent, write_report
-from archbench.bench.store import CorruptResultError
+from archbench.archs import resolve_model
+from archbench.bench.experiments import model_fields
+from archbench.bench.experiments.retrieval import RetrievalResult, RetrievalSpec
+from archbench.bench.experiments.scaling import ScalingResult, ScalingSpec
+from archbench.bench.report import MARK_END, MARK_START, crossovers, fit_exponent, fmt_pct, write_report
+from archbench.bench.runs.schema import Row
+from archbench.bench.runs.store import CorruptResultError
 
 NS = [64, 128, 256, 512, 1024, 2048, 4096]
 DEVICE = "Test CPU (2 CPUs)"
@@ -47,9 +52,14 @@ def test_fit_exponent_order_and_bad_points() -> None:
     assert slope == pytest.approx(1.0) and (n_from, n_to) == (512, 4096)
 
 
+def test_percentages_keep_two_figures_below_one_percent() -> None:
+    assert [fmt_pct(v) for v in (0.25, 0.01, 3.14e-4, 0.0)] == ["25.0%", "1.0%", "0.031%", "0.0%"]
+
+
 # -- crossovers ------------------------------------------------------------------------------------
-def _series(arch: str, ts: list[float], mode: str = "prefill", backend: str = "x") -> pd.DataFrame:
-    return pd.DataFrame({"mode": mode, "arch": arch, "backend": backend, "seq_len": NS, "time_median_s": ts})
+def _series(model: str, ts: list[float], mode: str = "prefill", backend: str = "x") -> pd.DataFrame:
+    return pd.DataFrame({"mode": mode, "model": model, "backend": backend, "seq_len": NS,
+                         "time_median_s": ts})
 
 
 def test_crossover_quadratic_vs_linear() -> None:
@@ -60,6 +70,7 @@ def test_crossover_quadratic_vs_linear() -> None:
     row = cx.iloc[0]
     assert row["crossover_n"] == pytest.approx(300, rel=0.1)
     assert (row["faster_below"], row["faster_above"]) == ("attention", "mamba")
+    assert (row["model_a"], row["model_b"]) == ("attention", "mamba")
 
 
 def test_crossover_none_in_range_and_fastest_backend() -> None:
@@ -67,7 +78,7 @@ def test_crossover_none_in_range_and_fastest_backend() -> None:
     fast_backend = _series("mamba", [1e-3 * n for n in NS], backend="chunked")
     attention = _series("attention", [1e-2 * n for n in NS])
     cx = crossovers(pd.concat([slow_backend, fast_backend, attention]))
-    # Each arch counts with its fastest backend: chunked mamba is always faster, so no swap.
+    # Each model counts with its fastest backend: chunked mamba is always faster, so no swap.
     assert len(cx) == 1 and np.isnan(cx.iloc[0]["crossover_n"])
     assert cx.iloc[0]["faster_below"] == "mamba"
 
@@ -79,37 +90,35 @@ def _provenance() -> dict:
             "cpu_count": 2, "torch_threads": 2, "timestamp": "2025-01-01T00:00:00+00:00", "plugins": {}}
 
 
-def _scaling_row(arch: str, backend: str, mode: str, n: int, t: float | None, status: str = "ok",
-                 energy: float | None = None) -> dict:
-    ok = status == "ok"
-    cell = {"arch": arch, "backend": backend, "mode": mode, "seq_len": n, "batch": 1, "d_model": 64}
-    return {
-        "kind": "scaling", "cell": json.dumps(cell, sort_keys=True), "status": status, "device": "cpu",
-        "device_name": DEVICE, "dtype": "float32", "seed": 0, "provenance": _provenance(),
-        "arch": arch, "arch_cfg": {"d_model": 64}, "backend": backend, "mode": mode, "seq_len": n,
-        "batch": 1, "d_model": 64, "time_median_s": t if ok else None, "time_min_s": t if ok else None,
-        "time_max_s": t if ok else None, "time_p25_s": None, "time_p75_s": None, "reps": 5 if ok else 0,
-        "peak_mem_bytes": 1000 * n if ok else None, "peak_mem_method": "vmhwm" if ok else None,
-        "state_bytes": 4 * 64 * (n if arch == "attention" else 16), "energy_j": None,
-        "energy_j_per_token": energy, "energy_source": "rapl" if energy is not None else None,
-        "flops": 1000 * n, "tokens_per_s": n / t if ok else None, "achieved_flops_per_s": None,
-        "util_flops_measured": 0.25 if ok else None, "util_flops_spec": None, "util_bytes_measured": None,
-        "util_bytes_spec": None, "peak_flops_per_s": 1e11, "peak_bytes_per_s": 1e10,
-    }
+def _fields(model: str, d_model: int = 64, configs: dict | None = None) -> dict:
+    fields = model_fields(resolve_model(model, 2, d_model))
+    return fields if configs is None else {**fields, "configs": configs}
 
 
-def _retrieval_row(arch: str, d_model: int, lr: float, acc: float) -> dict:
-    return {
-        "kind": "retrieval", "cell": json.dumps([arch, d_model, lr]), "status": "ok", "device": "cpu",
-        "device_name": DEVICE, "dtype": "float32", "seed": 0, "provenance": _provenance(),
-        "arch": arch, "arch_cfg": {"d_model": d_model}, "backend": "reference", "task": "mqar",
-        "task_cfg": {"seq_len": 64, "num_kv_pairs": 4}, "seq_len": 64, "num_kv_pairs": 4,
-        "d_model": d_model, "n_layer": 2, "params": 1000 * d_model,
-        "state_bytes": 4 * d_model * (64 if arch == "attention" else 16), "lr": lr, "steps": 100,
-        "examples_seen": 6400, "train_seconds": 1.0, "accuracy": acc,
-        "accuracy_by_len": {"64": acc, "128": acc / 2}, "test_len": 128, "accuracy_by_slice": {},
-        "final_loss": 0.5, "stopped_early": False,
-    }
+def _scaling_row(model: str, backend: str, mode: str, n: int, t: float | None, status: str = "ok",
+                 energy: float | None = None, configs: dict | None = None) -> dict:
+    spec = ScalingSpec(**_fields(model, configs=configs), mode=mode, seq_len=n, batch=1, device="cpu",
+                       dtype="float32")
+    result = None if status != "ok" else ScalingResult(
+        backend=backend, time_median_s=t, time_min_s=t, time_max_s=t, time_p25_s=t, time_p75_s=t, reps=5,
+        peak_mem_bytes=1000 * n, peak_mem_method="vmhwm",
+        state_bytes=4 * 64 * (n if model == "attention" else 16), params=100, energy_j=energy,
+        energy_j_per_token=energy, energy_source="rapl" if energy is not None else None, flops=1000 * n,
+        tokens_per_s=n / t, flops_per_s=1000 * n / t, bytes_per_s=None, flops_frac_measured=0.25,
+        bytes_frac_measured=None, flops_frac_spec=None, bytes_frac_spec=None)
+    return Row("scaling", spec, result, status, _provenance(), 1.0).to_json()
+
+
+def _retrieval_row(model: str, d_model: int, lr: float, acc: float, vocab: int | None = None) -> dict:
+    task_cfg = {"seq_len": 64, "num_kv_pairs": 4, **({"vocab_size": vocab} if vocab else {})}
+    spec = RetrievalSpec(**_fields(model, d_model), task="mqar", task_cfg=task_cfg, test_lens=(128,),
+                         train_cfg={"lr": lr}, device="cpu", dtype="float32")
+    result = RetrievalResult(
+        backend="reference", params=1000 * d_model, steps=100, examples_seen=6400, train_seconds=1.0,
+        state_bytes=4 * d_model * (64 if model == "attention" else 16), accuracy=acc,
+        accuracy_by_len={"64": acc, "128": acc / 2}, test_len=128, accuracy_by_slice={}, final_loss=0.5,
+        stopped_early=False)
+    return Row("retrieval", spec, result, "ok", _provenance(), 2.0).to_json()
 
 
 def _write_raw(results: Path, scaling: list[dict], retrieval: list[dict]) -> Path:
@@ -129,10 +138,10 @@ def _rows() -> tuple[list[dict], list[dict]]:
             rows.append(_scaling_row("mamba", "chunked", mode, n, 3e-7 * n, energy=2e-6 if n == 64 else None))
     rows.append(_scaling_row("attention", "sdpa", "prefill", 8192, None, status="oom"))
     rows.append(_scaling_row("mamba", "chunked", "prefill", 8192, None, status="error: boom"))
-    for pattern in ("MA", "MMA"):  # two configs of one mixer: two table rows, not a collision
+    for conv in (0, 4):  # two configs of one model: two table rows, not a collision
         for n in NS[:2]:
-            rows.append({**_scaling_row("hybrid", "mixed", "prefill", n, 1e-6 * len(pattern) * n),
-                         "arch_cfg": {"d_model": 64, "pattern": pattern}})
+            rows.append(_scaling_row("mamba-attn", "mixed", "prefill", n, 1e-6 * (conv + 1) * n,
+                                     configs={"A": {"d_conv": conv}} if conv else {}))
     retrieval = [_retrieval_row(a, d, lr, acc) for a, d, lr, acc in [
         ("attention", 64, 1e-3, 0.5), ("attention", 64, 3e-3, 0.98), ("attention", 128, 1e-3, 1.0),
         ("mamba", 64, 1e-3, 0.31), ("mamba", 64, 3e-3, 0.2), ("mamba", 128, 1e-3, 0.62)]]
@@ -171,14 +180,15 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_write_report_files_and_cells(report: tuple[Path, Path, list[Path]]) -> None:
     results, _, written = report
     names = {p.name for p in written}
-    pre, ret = "scaling_test-cpu-2-cpus_float32_b1_d64", "retrieval_test-cpu-2-cpus"
+    pre, ret = "scaling_test-cpu-2-cpus_float32_b1_L2_d64_mlp0", "retrieval_test-cpu-2-cpus"
     stems = ("time_prefill", "time_decode", "exponents", "crossovers", "memory", "state", "energy", "util")
     for stem in stems:
         assert {f"{pre}_{stem}.md", f"{pre}_{stem}.csv"} <= names, stem
     for png in ("time_prefill", "time_decode", "memory", "energy"):
         assert (results / f"{pre}_{png}.png").read_bytes().startswith(b"\x89PNG")
-    assert {f"{ret}_accuracy.md", f"{ret}_mqar_acc_vs_dmodel.png", f"{ret}_mqar_acc_vs_state.png",
-            f"{ret}_mqar_acc_vs_len.png", "pytest_benchmark.md", "pytest_benchmark.csv", "README.md"} <= names
+    mqar = f"{ret}_mqar-v-8192"  # MQAR at its default vocabulary: the rows set none
+    assert {f"{ret}_accuracy.md", f"{mqar}_acc_vs_dmodel.png", f"{mqar}_acc_vs_state.png",
+            f"{mqar}_acc_vs_len.png", "pytest_benchmark.md", "pytest_benchmark.csv", "README.md"} <= names
     assert all(p.parent == results for p in written[:-1])  # never inside raw/; the last is the README
 
     time_md = (results / f"{pre}_time_prefill.md").read_text()
@@ -186,7 +196,8 @@ def test_write_report_files_and_cells(report: tuple[Path, Path, list[Path]]) -> 
     assert row["attention"].rstrip(" |").endswith("oom")
     assert row["mamba"].rstrip(" |").endswith("error")
     assert "17.4 µs" in row["attention"]  # 1e-9 * 128^2 + 1e-6 s
-    assert "hybrid (pattern=MA)" in row and "hybrid (pattern=MMA)" in row
+    assert "mamba-attn (attention.d_conv=default)" in row and "mamba-attn (attention.d_conv=4)" in row
+    assert "depth 2 · d_model 64 · mlp_ratio 0" in time_md  # every model of a table has one shape, said
 
     energy = (results / f"{pre}_energy.md").read_text()
     cells = {tuple(c.strip() for c in line.split("|")[1:3]): [c.strip() for c in line.split("|")[4:-1]]
@@ -195,15 +206,19 @@ def test_write_report_files_and_cells(report: tuple[Path, Path, list[Path]]) -> 
     assert cells["prefill", "mamba"] == ["2.00 µJ"] + ["n/a"] * 6 + ["error"]  # one measured cell
     assert energy.count("J") == energy.count("2.00 µJ") == 2
     # Only the measured cells (mamba at n=64, one per mode) carry a number; no other figure appears.
-    values = pd.read_csv(results / f"{pre}_energy.csv").drop(columns=["mode", "arch", "backend"]).to_numpy()
+    values = pd.read_csv(results / f"{pre}_energy.csv").drop(columns=["mode", "model", "backend"]).to_numpy()
     assert sum(isinstance(v, float) and not np.isnan(v) for v in values.ravel()) == 2
 
-    fit = pd.read_csv(results / f"{pre}_exponents.csv").set_index(["mode", "arch"])["exponent"]
+    fit = pd.read_csv(results / f"{pre}_exponents.csv").set_index(["mode", "model"])["exponent"]
     assert fit["prefill", "mamba"] == pytest.approx(1.0, abs=1e-6)
     assert fit["prefill", "attention"] == pytest.approx(2.0, abs=0.05)
-    assert np.isnan(fit["prefill", "hybrid (pattern=MA)"])  # two lengths: no fit, and no number invented
+    assert np.isnan(fit["prefill", "mamba-attn (attention.d_conv=4)"])  # two lengths: no fit, none invented
 
-    cx = pd.read_csv(results / f"{pre}_crossovers.csv").set_index(["mode", "arch_a", "arch_b"])
+    util = (results / f"{pre}_util.md").read_text()  # the utilisation the cells measured, not "n/a"
+    assert util.count("25.0%") == 2 * 7 * 2 + 2 * 2  # every ok cell of attention, mamba and mamba-attn
+    assert "n/a in every cell: achieved FLOP/s ÷ measured" not in util
+
+    cx = pd.read_csv(results / f"{pre}_crossovers.csv").set_index(["mode", "model_a", "model_b"])
     assert cx.loc[("prefill", "attention", "mamba"), "crossover_n"] == pytest.approx(300, rel=0.1)
 
     acc_md = (results / f"{ret}_accuracy.md").read_text()
@@ -228,7 +243,7 @@ def test_readme_markers_replaced_rest_untouched(report: tuple[Path, Path, list[P
     assert text.startswith(README_BEFORE + MARK_START) and text.endswith(MARK_END + README_AFTER)
     inner = text[len(README_BEFORE) + len(MARK_START): -len(MARK_END + README_AFTER)]
     assert "old table" not in inner
-    assert "Prefill time" in inner and "Fitted exponents" in inner and "MQAR accuracy" in inner
+    assert "Prefill time" in inner and "Fitted exponents" in inner and "MQAR V=8192 accuracy" in inner
     assert "](results/README.md)" in inner
 
 
@@ -247,7 +262,7 @@ def test_stale_files_removed_raw_and_foreign_files_kept(tmp_path: Path) -> None:
     assert list(results.glob("*_time_decode.*"))
     # Drop the decode rows: the decode files the previous run wrote must go; raw/ and others' files stay.
     raw = results / "raw" / "scaling.jsonl"
-    raw.write_text("".join(json.dumps(r) + "\n" for r in rows if r["mode"] != "decode"))
+    raw.write_text("".join(json.dumps(r) + "\n" for r in rows if r["spec"]["mode"] != "decode"))
     (results / "notes.txt").write_text("mine")
     write_report(results)
     assert not list(results.glob("*_time_decode.*"))
@@ -273,8 +288,7 @@ def test_corrupt_pytest_benchmark_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_mqar_vocabularies_are_ordered_numerically(tmp_path: Path) -> None:
-    rows = [{**_retrieval_row("attention", 64, 1e-3, acc), "cell": json.dumps(vocab),
-             "task_cfg": {"seq_len": 64, "num_kv_pairs": 4, "vocab_size": vocab}}
+    rows = [_retrieval_row("attention", 64, 1e-3, acc, vocab)
             for vocab, acc in ((8192, 0.5), (128, 0.7), (64, 0.9))]
     results = _write_raw(tmp_path / "results", [], rows)
     readme = tmp_path / "README.md"

@@ -1,7 +1,10 @@
-"""The run loop: failures become rows and the sweep goes on; reruns resume without duplicates."""
+"""The run loop (bench/runs/): failures become rows and the sweep goes on; reruns resume without
+duplicates; --retry-failed reruns failures and keeps the old rows; jobs cross the executor seam."""
 
+import dataclasses
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -10,22 +13,48 @@ from pathlib import Path
 
 import pytest
 
-from archbench.bench import runner
-from archbench.bench.store import load_rows
+from archbench.archs import resolve_model
+from archbench.bench.experiments import model_fields
+from archbench.bench.experiments.scaling import Scaling, ScalingResult, ScalingSpec
+from archbench.bench.report.frame import frame
+from archbench.bench.runs import loop
+from archbench.bench.runs.cell import Cell, CellTimeout, time_limit
+from archbench.bench.runs.executors import LocalExecutor
+from archbench.bench.runs.schema import read_rows
 
 
-def cells(lens=(16, 32, 64), arch="attention"):
-    return [{"kind": "scaling", "arch": arch, "arch_cfg": {}, "mode": "prefill", "seq_len": n, "batch": 1,
-             "d_model": 32, "device": "cpu", "dtype": "float32", "seed": 0} for n in lens]
+def cells(lens=(16, 32, 64), model="attention", mode="prefill"):
+    fields = model_fields(resolve_model(model, 1, 32))
+    return [Cell("scaling", ScalingSpec(**fields, mode=mode, seq_len=n, batch=1, device="cpu",
+                                        dtype="float32")) for n in lens]
+
+
+def fake_run(fail_from: int | None = None, exc: BaseException | None = None):
+    """A scaling `run` that fails at n >= fail_from, and records the lengths it was called for."""
+    calls = []
+
+    def run(cls, spec, budget_s, progress=None):
+        calls.append(spec.seq_len)
+        if fail_from is not None and spec.seq_len >= fail_from:
+            raise exc or MemoryError("x")
+        return RESULT
+
+    return classmethod(run), calls
+
+
+# A result the fake `run` returns: the loop only needs its type, not real figures.
+RESULT = ScalingResult(**{f.name: 1 for f in dataclasses.fields(ScalingResult)} |
+                       {"backend": "fake", "peak_mem_method": None, "energy_source": None,
+                        "backend_trials_s": None, "resolved_configs": None})
 
 
 def test_rerun_skips_finished_cells(tmp_path: Path) -> None:
-    first = runner.run_cells(cells(), tmp_path, budget_s=0.01)
-    second = runner.run_cells(cells(), tmp_path, budget_s=0.01)
-    rows = load_rows(tmp_path / "raw")
+    first = loop.run_cells(cells(), tmp_path, budget_s=0.01)
+    second = loop.run_cells(cells(), tmp_path, budget_s=0.01)
+    rows = read_rows(tmp_path / "raw")
     assert len(first) == 3 and second == []
-    assert sorted(rows.seq_len) == [16, 32, 64] and set(rows.status) == {"ok"}
-    assert rows.provenance.iloc[0]["torch"]
+    assert sorted(r.spec.seq_len for r in rows) == [16, 32, 64] and {r.status for r in rows} == {"ok"}
+    assert rows[0].provenance["torch"] and rows[0].result.time_median_s > 0
 
 
 @pytest.mark.parametrize(
@@ -34,38 +63,90 @@ def test_rerun_skips_finished_cells(tmp_path: Path) -> None:
      (ValueError("bad shape"), "error: ValueError: bad shape")],
 )
 def test_failure_becomes_a_row_and_longer_lengths_are_skipped(tmp_path, monkeypatch, exc, status) -> None:
-    def fake(spec, budget_s, progress):
-        if spec["seq_len"] >= 32:
-            raise exc
-        return {"time_median_s": 1.0}
-
-    monkeypatch.setitem(runner.EXECUTORS, "scaling", fake)
-    rows = runner.run_cells(cells((16, 32, 64)), tmp_path)
-    assert [r["status"] for r in rows] == ["ok", status, f"skipped: n=32 was {status}"]
-    # A rerun neither retries the failure nor the skipped length.
-    assert runner.run_cells(cells((16, 32, 64, 128)), tmp_path)[0]["status"].startswith("skipped")
+    run, calls = fake_run(fail_from=32, exc=exc)
+    monkeypatch.setattr(Scaling, "run", run)
+    rows = loop.run_cells(cells((16, 32, 64)), tmp_path)
+    short = status.split(":")[0]
+    assert [r.status for r in rows] == ["ok", status, f"skipped: n=32 was {short}"]
+    # A plain rerun neither retries the failure nor the skipped length; a new longer length is skipped.
+    again = loop.run_cells(cells((16, 32, 64, 128)), tmp_path)
+    assert [r.status for r in again] == [f"skipped: n=32 was {short}"] and calls == [16, 32]
 
 
-def test_decode_for_a_mixer_without_step_is_skipped_not_an_error(tmp_path, monkeypatch) -> None:
+def test_longer_only_a_stored_failure_does_not_skip_a_shorter_new_length(tmp_path, monkeypatch) -> None:
+    run, calls = fake_run(fail_from=64)
+    monkeypatch.setattr(Scaling, "run", run)
+    assert [r.status for r in loop.run_cells(cells((64,)), tmp_path)] == ["oom"]
+    assert [r.status for r in loop.run_cells(cells((16, 32, 64, 128)), tmp_path)] == \
+        ["ok", "ok", "skipped: n=64 was oom"]
+    assert calls == [64, 16, 32]
+
+
+def test_retry_failed_reruns_failures_and_their_skips_keeping_the_old_rows(tmp_path, monkeypatch) -> None:
+    run, calls = fake_run(fail_from=32)
+    monkeypatch.setattr(Scaling, "run", run)
+    loop.run_cells(cells((16, 32, 64)), tmp_path)
+    run, calls = fake_run(fail_from=None)  # the cause is gone (more memory, a fixed bug)
+    monkeypatch.setattr(Scaling, "run", run)
+    retried = loop.run_cells(cells((16, 32, 64)), tmp_path, retry_failed=True)
+    assert [r.status for r in retried] == ["ok", "ok"] and calls == [32, 64]  # the ok n=16 is not rerun
+    rows = read_rows(tmp_path / "raw")
+    assert [r.status for r in rows] == ["ok", "oom", "skipped: n=32 was oom", "ok", "ok"]  # the record
+    newest = frame(rows, "scaling")
+    assert sorted(newest["seq_len"]) == [16, 32, 64] and set(newest["status"]) == {"ok"}  # the report's view
+    assert loop.run_cells(cells((16, 32, 64)), tmp_path, retry_failed=True) == []  # nothing left to retry
+
+
+def test_retry_that_fails_again_adds_one_failure_not_a_second_identical_skip(tmp_path, monkeypatch) -> None:
+    run, _ = fake_run(fail_from=32)
+    monkeypatch.setattr(Scaling, "run", run)
+    loop.run_cells(cells((16, 32, 64)), tmp_path)
+    again = loop.run_cells(cells((16, 32, 64)), tmp_path, retry_failed=True)
+    assert [r.status for r in again] == ["oom"]  # n=64's stored skip is still the right one
+    assert len(read_rows(tmp_path / "raw")) == 4
+
+
+def test_decode_for_a_model_without_step_is_skipped_not_an_error_nor_retried(tmp_path, monkeypatch) -> None:
     from archbench.archs import get
 
     monkeypatch.setattr(get("attention"), "supports_step", False)  # as a plugin without `step` declares
-    decode = [{**cell, "mode": "decode"} for cell in cells(lens=(16, 32))]
-    rows = runner.run_cells(decode + cells(lens=(16,)), tmp_path, budget_s=0.01)
-    assert [r["status"] for r in rows] == ["skipped: attention has no recurrent step"] * 2 + ["ok"]
+    rows = loop.run_cells(cells((16, 32), mode="decode") + cells((16,)), tmp_path, budget_s=0.01)
+    assert [r.status for r in rows] == ["skipped: attention has no recurrent step"] * 2 + ["ok"]
+    assert loop.run_cells(cells((16, 32), mode="decode"), tmp_path, retry_failed=True) == []
 
 
 def test_time_limit_turns_into_a_timeout_row(tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(runner.EXECUTORS, "scaling", lambda spec, budget_s, progress: time.sleep(5))
+    monkeypatch.setattr(Scaling, "run", classmethod(lambda cls, spec, budget_s, progress=None: time.sleep(5)))
     start = time.perf_counter()
-    rows = runner.run_cells(cells((16,)), tmp_path, time_limit_s=0.2)
-    assert rows[0]["status"] == "timeout" and time.perf_counter() - start < 3
+    rows = loop.run_cells(cells((16,)), tmp_path, time_limit_s=0.2)
+    assert rows[0].status == "timeout" and rows[0].result is None and time.perf_counter() - start < 3
+
+
+def test_time_limit_raises_in_this_thread() -> None:
+    with pytest.raises(CellTimeout), time_limit(0.05):
+        time.sleep(1)
+
+
+def test_jobs_and_outcomes_cross_the_executor_seam_as_plain_data(tmp_path) -> None:
+    """What a distributed executor (Ray) needs: jobs and outcomes that pickle, rows written by the loop."""
+    seen = []
+
+    class Recording(LocalExecutor):
+        def map(self, jobs, progress_for):
+            for job, outcome in super().map(jobs, progress_for):
+                seen.append(pickle.loads(pickle.dumps((job, outcome))))
+                yield job, outcome
+
+    rows = loop.run_cells(cells((16, 32)), tmp_path, budget_s=0.01, executor=Recording())
+    assert [job.spec.seq_len for job, _ in seen] == [16, 32]
+    assert [outcome.result for _, outcome in seen] == [r.result for r in rows]
+    assert seen[0][0].time_limit_s == Scaling.default_time_limit_s
 
 
 def test_sigint_then_rerun_gives_every_cell_exactly_once(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "archbench.bench.cli", "run", "scaling", "--archs", "attention,mamba",
-            "--modes", "prefill,decode", "--lens", "32,64,128", "--d-model", "32", "--budget", "0.3",
-            "--out", str(tmp_path)]
+    argv = [sys.executable, "-m", "archbench.bench.cli", "run", "scaling", "--models", "attention,mamba",
+            "--depth", "1", "--modes", "prefill,decode", "--lens", "32,64,128", "--d-model", "32",
+            "--budget", "0.3", "--out", str(tmp_path)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
     raw = tmp_path / "raw"
     deadline = time.time() + 240
@@ -80,3 +161,12 @@ def test_sigint_then_rerun_gives_every_cell_exactly_once(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     keys = [json.loads(line)["cell"] for p in raw.glob("*.jsonl") for line in p.read_text().splitlines()]
     assert len(keys) == 12 and len(set(keys)) == 12
+
+
+def test_a_result_that_does_not_fit_its_schema_is_an_error_row_and_the_store_stays_readable(
+        tmp_path, monkeypatch) -> None:
+    bad = dataclasses.replace(RESULT, peak_mem_method=1)  # an experiment's bug: an int where a str belongs
+    monkeypatch.setattr(Scaling, "run", classmethod(lambda cls, spec, budget_s, progress=None: bad))
+    rows = loop.run_cells(cells((16,)), tmp_path)
+    assert rows[0].status.startswith("error: RowSchemaError:") and "peak_mem_method" in rows[0].status
+    assert [r.status for r in read_rows(tmp_path / "raw")] == [rows[0].status]

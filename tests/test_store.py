@@ -1,4 +1,5 @@
-"""The JSON Lines row store: round trip, torn tails, corruption, resume keys, provenance."""
+"""The JSON Lines row store (bench/runs/store.py) and provenance: round trip, torn tails, corruption,
+resume keys, git state."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archbench.bench.store import CorruptResultError, RowStore, canonical_json, load_rows, provenance
+from archbench.bench.runs.provenance import git_info, provenance
+from archbench.bench.runs.store import CorruptResultError, RowStore, canonical_json
 
 ROWS = [
     {"arch": "attention", "n": 128, "time_s": 0.5, "shape": [1, 2]},
@@ -93,17 +95,10 @@ def test_canonical_json_is_stable() -> None:
     assert canonical_json({"e": {"b": 1, "a": None}}) == canonical_json({"e": {"a": None, "b": 1}})
 
 
-def test_load_rows_directory_sorted(tmp_path: Path) -> None:
-    RowStore(tmp_path / "b.jsonl").append({"k": 2})
-    RowStore(tmp_path / "a.jsonl").append({"k": 1})
-    RowStore(tmp_path / "sub" / "c.jsonl").append({"k": 3, "extra": "x"})
-    (tmp_path / "notes.txt").write_text("not rows")
-    df = load_rows(tmp_path)
-    assert df["k"].tolist() == [1, 2, 3]
-    assert list(df.columns) == ["k", "extra"]
-    assert load_rows([tmp_path / "b.jsonl"])["k"].tolist() == [2]
-    assert load_rows(tmp_path / "sub").columns.tolist() == ["k", "extra"]
-    assert load_rows(tmp_path / "missing").empty  # a sweep that has written nothing yet
+def test_numbered_rows_name_their_lines(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.path.write_text("\n" + store.path.read_text())  # a blank line is skipped but still counted
+    assert [n for n, _ in store.numbered_rows()] == [2, 3, 4]
 
 
 def test_provenance_keys() -> None:
@@ -119,8 +114,6 @@ def test_provenance_keys() -> None:
 
 
 def test_git_dirty_means_the_measuring_code_changed(tmp_path: Path) -> None:
-    from archbench.bench.store import git_info
-
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 

@@ -1,4 +1,5 @@
-"""The retrieval training loop (bench/train.py): loss falls, runs repeat, held-out rows are unseen."""
+"""The retrieval training loop (bench/experiments/train.py): loss falls, runs repeat, held-out rows
+are unseen."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 import torch
 
 from archbench.archs import LM, list_archs, resolve_model
-from archbench.bench.train import (
+from archbench.bench.experiments.retrieval import RetrievalResult
+from archbench.bench.experiments.train import (
     TrainConfig,
     lr_at,
     make_datasets,
@@ -24,14 +26,9 @@ from archbench.bench.train import (
 from archbench.tasks import create
 from archbench.tasks.base import IGNORE, Task
 
-# Fields rows.md requires of a retrieval row, minus those the lead's run loop adds (cell, status,
-# provenance, device_name).
-ROW_FIELDS = {
-    "kind", "arch", "arch_cfg", "backend", "device", "dtype", "seed", "task", "task_cfg", "seq_len",
-    "num_kv_pairs", "d_model", "n_layer", "params", "state_bytes", "lr", "steps", "examples_seen",
-    "train_seconds", "accuracy", "accuracy_by_len", "test_len", "accuracy_by_slice", "final_loss",
-    "stopped_early",
-}
+
+def attention(depth: int = 1, d_model: int = 32, mlp_ratio: int = 4):
+    return resolve_model("attention", depth, d_model, mlp_ratio=mlp_ratio)
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ QUICK = TrainConfig(lr=3e-3, batch_size=32, max_examples=3200, n_train=1600, eva
 
 def test_loss_falls():
     task = small_mqar()
-    row = train_and_evaluate("attention", {}, task, d_model=32, n_layer=1, train_cfg=QUICK)
+    row = train_and_evaluate(attention(), task, QUICK)
     losses = row["curve"]["loss"]
     assert len(losses) >= 3
     assert losses[-1] < 0.8 * losses[0], losses
@@ -75,13 +72,13 @@ def test_loss_falls():
 def test_same_seed_same_row_and_global_rng_untouched():
     cfg = dataclasses.replace(QUICK, max_examples=640, eval_every=320, n_test=64)
     torch_state, np_state = torch.get_rng_state(), np.random.get_state()
-    rows = [train_and_evaluate("attention", {}, small_mqar(), 32, 1, cfg, test_lens=(48,)) for _ in range(2)]
+    rows = [train_and_evaluate(attention(), small_mqar(), cfg, test_lens=(48,)) for _ in range(2)]
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert json.dumps(np.random.get_state()[1].tolist()) == json.dumps(np_state[1].tolist())
     for row in rows:
         row.pop("train_seconds")
     assert rows[0] == rows[1]
-    other = train_and_evaluate("attention", {}, small_mqar(), 32, 1, dataclasses.replace(cfg, seed=1))
+    other = train_and_evaluate(attention(), small_mqar(), dataclasses.replace(cfg, seed=1))
     assert other["curve"]["loss"] != rows[0]["curve"]["loss"]
 
 
@@ -109,31 +106,30 @@ def test_test_set_at_a_length_does_not_depend_on_other_lengths():
     assert np.array_equal(a, b) and a.shape != c.shape
 
 
-def test_row_has_the_retrieval_fields():
+def test_figures_are_a_retrieval_result():
     task = small_mqar()
     cfg = dataclasses.replace(QUICK, max_examples=320, eval_every=160, n_test=64)
     seen = []
-    row = train_and_evaluate("attention", {}, task, 32, 1, cfg, test_lens=(32, 64),
+    out = train_and_evaluate(attention(), task, cfg, test_lens=(32, 64),
                              progress=lambda f, info: seen.append(f))
-    assert ROW_FIELDS <= set(row)
-    json.dumps(row, allow_nan=False)  # rows are strict JSON
-    assert row["kind"] == "retrieval" and row["task"] == "mqar" and row["num_kv_pairs"] == 2
+    result = RetrievalResult(**out)  # exactly the Result's fields: a missing or extra one raises here
+    json.dumps(out, allow_nan=False)  # rows are strict JSON
     resolved_defaults = {"head_dim": 16, "rope_base": 10000.0, "d_conv": 0}
-    assert row["arch_cfg"] == {"attention": resolved_defaults}
-    assert row["task_cfg"]["vocab_size"] == 32 and row["test_len"] == 64
-    assert set(row["accuracy_by_len"]) == {"32", "64"} and row["accuracy_by_len"]["32"] == row["accuracy"]
-    assert set(row["accuracy_by_slice"]) == {"query_1", "query_2"}
-    assert row["steps"] == 10 and row["examples_seen"] == 320 and not row["stopped_early"]
-    model = LM(resolve_model("attention", 1, 32, mlp_ratio=4), task.vocab_size)  # the loop's default
-    assert row["params"] == sum(p.numel() for p in model.parameters())
-    assert row["state_bytes"] == model.state_bytes(1, 32)
-    assert row["backend"] == "sdpa" and row["dtype"] == "float32" and row["device"] == "cpu"
+    assert result.resolved_configs == {"M": resolved_defaults}  # what ran, defaults filled in
+    assert result.test_len == 64
+    assert set(result.accuracy_by_len) == {"32", "64"} and result.accuracy_by_len["32"] == result.accuracy
+    assert set(result.accuracy_by_slice) == {"query_1", "query_2"}
+    assert result.steps == 10 and result.examples_seen == 320 and not result.stopped_early
+    model = LM(attention(), task.vocab_size)
+    assert result.params == sum(p.numel() for p in model.parameters())
+    assert result.state_bytes == model.state_bytes(1, 32)
+    assert result.backend == "sdpa"
     assert 0 < seen[0] < seen[-1] == 1.0
 
 
 def test_early_stop_at_target_accuracy():
     cfg = dataclasses.replace(QUICK, target_accuracy=0.0, eval_every=64)
-    row = train_and_evaluate("attention", {}, small_mqar(), 32, 1, cfg)
+    row = train_and_evaluate(attention(), small_mqar(), cfg)
     assert row["stopped_early"] and row["steps"] == 2 and row["examples_seen"] == 64
 
 
@@ -153,7 +149,7 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
 
 
 def test_weight_decay_skips_norms_biases_and_dynamics_parameters():
-    model = LM(resolve_model("attention", 1, 32, mlp_ratio=4), 16)
+    model = LM(attention(), 16)
     decay, no_decay = param_groups(model, 0.1)
     decayed = {id(p) for p in decay["params"]}
     assert id(model.embed.weight) in decayed and id(model.head.weight) in decayed
@@ -161,11 +157,11 @@ def test_weight_decay_skips_norms_biases_and_dynamics_parameters():
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
-@pytest.mark.parametrize("arch", list_archs())
-def test_every_mixer_trains_a_step(arch: str):
+@pytest.mark.parametrize("model", [*list_archs(), "mamba-attn"])
+def test_every_mixer_and_a_hybrid_trains_a_step(model: str):
     cfg = TrainConfig(batch_size=8, max_examples=16, n_train=16, eval_every=16, n_eval=8, n_test=8)
-    row = train_and_evaluate(arch, {}, create("mqar", seq_len=16, num_kv_pairs=2, vocab_size=16), 16, 1, cfg,
-                             test_lens=(24,))
+    task = create("mqar", seq_len=16, num_kv_pairs=2, vocab_size=16)
+    row = train_and_evaluate(resolve_model(model, 2, 16), task, cfg, test_lens=(24,))
     assert row["steps"] == 2 and math.isfinite(row["final_loss"]) and row["backend"]
     assert 0 <= row["accuracy"] <= 1 and 0 <= row["accuracy_by_len"]["24"] <= 1
     json.dumps(row, allow_nan=False)
