@@ -45,10 +45,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from archbench.archs import create
+    from archbench.archs import PRESETS, create
 
     names = list_archs(args.pattern)
-    if not names:
+    presets = [n for n in list_models(args.pattern) if n in PRESETS]
+    if not names and not presets:
         raise UsageError(f"no architecture matches {args.pattern!r}; registered: {', '.join(list_archs())}")
     device = default_device()
     table = Table("name", "complexity", "origin", f"backends usable on {device}", "state bytes (1k / 4k)")
@@ -61,7 +62,15 @@ def cmd_list(args: argparse.Namespace) -> int:
                           ", ".join(cls.available_backends(device)), states)
         except Exception as exc:  # a broken plugin still gets a row
             table.add_row(name, "?", str(MIXERS.origin(name)), f"error: {exc}", "")
-    Console().print(table)
+    console = Console()
+    if names:
+        console.print(table)
+    if presets:  # hybrid recipes over registered mixers: names `--models` takes beside the mixers
+        recipes = Table("preset", "unit pattern", "mixers", "source", title="presets (layer patterns)")
+        for name in presets:
+            p = PRESETS[name]
+            recipes.add_row(name, p.unit, ", ".join(f"{k}={v}" for k, v in p.mixers.items()), p.source)
+        console.print(recipes)
     return 0
 
 

@@ -113,5 +113,5 @@ def test_check_prints_one_verdict_per_check(capsys) -> None:
 def test_list_shows_every_builtin(capsys) -> None:
     code, out, _ = run(capsys, "list")
     assert code == 0
-    for name in ("attention", "mamba", "mamba2", "rwkv"):
-        assert name in out
+    for name in ("attention", "mamba", "mamba2", "rwkv", "mamba-attn", "mamba2-attn"):
+        assert name in out  # the mixers, and the presets --models takes beside them
