@@ -143,3 +143,10 @@ def test_retrieval_spec_checks_its_train_config() -> None:
     with pytest.raises(TypeError, match="nonsense"):
         dataclasses.replace(spec, train_cfg={**spec.train_cfg, "nonsense": 1})
     assert isinstance(spec, RetrievalSpec) and spec.test_lens == (128,)
+
+
+def test_every_kind_s_summary_columns_are_declared() -> None:
+    from archbench.bench.experiments import get, list_experiments
+
+    for kind in list_experiments():
+        require_columns(kind, get(kind).summary_columns, f"the {kind} summary")
