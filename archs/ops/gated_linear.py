@@ -7,22 +7,27 @@ The decay is passed as its logarithm `log_decay` (<= 0), and its shape says whic
     (H,)            one fixed scalar per head, α_t = γ_h    RetNet (arXiv 2307.08621)
     (B, T, H)       a data-dependent scalar per head        Mamba-2 / SSD, fla's simple GLA
     (B, T, H, K)    a data-dependent value per key channel  GLA (arXiv 2312.06635)
+RWKV-6 (per channel, but o_t reads S_{t-1} plus a bonus u on the current token) also maps onto it: delay
+k, v and the decay one token against q (a zero token first), and add (q_t ⊙ u ⊙ k_t)·v_t outside.
 `gated_linear_sequential` is the definition (a loop over tokens, `gated_linear_update` per token, which
 the layers' `step` also runs); `gated_linear_chunked` computes the same in chunks of Q tokens, linear in
-T (GLA paper §3.3 and §4.2, "chunkwise parallel form"):
+T (the "chunkwise parallel form" of the GLA paper, for linear attention and then with the gate):
   - inside a chunk, with b_t the log decay cumulated from the chunk start through t (inclusive),
         o_i = Σ_{j<=i} (q_i ⊙ exp(b_i - b_j))·k_j v_j + (q_i ⊙ exp(b_i))ᵀ S_in ;
     for a scalar decay exp(b_i - b_j) is one (Q, Q) masked matrix (exponents <= 0; the masked entries get
     -inf before exp, so nothing overflows). For a per-channel decay the score is not a plain q kᵀ, so the
     exponent is split at a reference point: q_i exp(b_i - r) and k_j exp(r - b_j). With r the chunk start,
-    the key factor exp(-b_j) grows like the chunk's total decay (exp(400) for 64 tokens of GLA's strongest
-    gates: float32 overflows), so instead the chunk is cut into sub-chunks of c = 8 tokens and r is the
-    cumulative decay at the END OF THE SUB-CHUNK BEFORE the query's: keys in earlier sub-chunks
-    (j < a <= i) then have r - b_j <= 0 and queries b_i - r <= 0, both factors in (0, 1]; pairs inside
-    one sub-chunk are computed elementwise as a (c, c, K) tensor of exp(b_i - b_j), i >= j.
+    the key factor exp(-b_j) grows like the chunk's total decay (64 tokens of log α = -6.3, a GLA gate
+    logit of -100, reach exp(400); float32 overflows past exp(88)), so instead the chunk is cut into
+    sub-chunks of c = 8 tokens and r is the cumulative decay at the END OF THE SUB-CHUNK BEFORE the
+    query's: keys in earlier sub-chunks (j < a <= i) then have r - b_j <= 0 and queries b_i - r <= 0,
+    both factors in (0, 1]; pairs inside one sub-chunk are computed elementwise as a (c, c, K) tensor of
+    exp(b_i - b_j), i >= j.
   - between chunks the state: S_out = exp(b_Q) ⊙ S_in + Σ_j (k_j ⊙ exp(b_Q - b_j)) v_jᵀ, a short loop.
-Every exp here is of a non-positive number (cumulative sums are taken within a chunk only). Work is
-O(T (K V + Q (K + V))) and memory O(T (K + V) c) per head; no (B, T, K, V) tensor is formed. Inputs are
+Every exp here is of a non-positive number (cumulative sums are taken within a chunk only; a difference
+of two of them keeps an absolute error of about |b| times the dtype's eps, harmless for GLA's gates,
+which is why RWKV-6's layer floors its log decay before its own chunked op). Work per token and head is
+O(K V + Q (K + V)), temporaries O(K (Q/c + c) + Q + V); no (B, T, K, V) tensor is formed. Inputs are
 computed in float32 (float64 stays float64); the output comes back in the inputs' dtype, the state in
 the compute dtype.
 
@@ -177,3 +182,15 @@ def _bias(keep: Tensor, like: Tensor) -> Tensor:
     exp, so a positive exponent of a pair that is not causal never overflows."""
     bias = torch.zeros(keep.shape, dtype=like.dtype, device=like.device).masked_fill(~keep, -math.inf)
     return bias.unsqueeze(-1)
+
+
+def gated_linear_flops(seq_len: int, n_head: int, K: int, V: int, chunk_size: int,
+                       per_channel: bool = False) -> int:
+    """Analytic FLOPs (multiply-add = 2) of `gated_linear_chunked` over one sequence, elementwise work
+    left out: per token and head, the (Q, Q) scores and their product with v, Q (K + V); the read of the
+    carried-in state and the chunk's write to it, 2 K V; and for a per-channel decay the elementwise
+    (c, c, K) blocks with their product with v, c (K + V)."""
+    c = math.gcd(chunk_size, _SUB_CHUNK)
+    Q = min(chunk_size, -(-seq_len // c) * c) if per_channel else min(chunk_size, seq_len)
+    per_token = Q * (K + V) + 2 * K * V + (c * (K + V) if per_channel else 0)
+    return 2 * seq_len * n_head * per_token
