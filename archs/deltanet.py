@@ -3,17 +3,17 @@
 Yang, Wang, Zhang, Shen, Kim 2024, "Parallelizing Linear Transformers with the Delta Rule over Sequence
 Length" (arXiv 2406.06484); the rule itself is Schlag et al. 2021 (arXiv 2102.11174). Per head:
 
-    S_t = (I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ,     o_t = S_tᵀ q_t / √d_k           (eq. 1)
+    S_t = (I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ,     o_t = S_tᵀ q_t / √d_k
 
 i.e. the state first forgets what it held for key k_t (v_old = S_{t-1}ᵀ k_t), then writes the blend
-β_t v_t + (1 − β_t) v_old. Trained with the chunked WY form (§3.2, archs/ops/delta_rule.py, g = None).
+β_t v_t + (1 − β_t) v_old. Trained with the paper's chunkwise WY form (archs/ops/delta_rule.py, g = None).
 
 Block, as fla's DeltaNet layer at its defaults (fla/layers/delta_net.py; archs/delta_layer.py):
-  - q, k, v: linear projections, each through a causal depthwise conv of width 4 and SiLU (§4:
-    "short convolution" and the SiLU feature map; fla's qk_activation='silu');
-  - q and k L2-normalised per head (§3.1: k must have unit norm for I − β k kᵀ to be a contraction;
+  - q, k, v: linear projections, each through a causal depthwise conv of width 4 and SiLU (the
+    paper's short convolution and SiLU feature map; fla's qk_activation='silu');
+  - q and k L2-normalised per head (k must have unit norm for I − β k kᵀ to be a contraction;
     fla normalises q too, qk_norm='l2');
-  - β_t = sigmoid(W_β x_t), one per head (§3.1);
+  - β_t = sigmoid(W_β x_t), one per head;
   - output: a per-head RMSNorm with a weight and NO gate (fla's default use_gate=False), then W_o.
 Difference from fla: heads come from head_dim (n_head = d_model // head_dim unless n_head is set;
 fla's default is num_heads = 4 whatever d_model).

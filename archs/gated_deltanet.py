@@ -3,20 +3,20 @@
 Yang, Kautz, Hatamizadeh 2024, "Gated Delta Networks: Improving Mamba2 with Delta Rule" (arXiv 2412.06464;
 ICLR 2025). Per head, with α_t in (0, 1) one scalar per head and token:
 
-    S_t = α_t (I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ,     o_t = S_tᵀ q_t / √d_k         (eq. 10)
+    S_t = α_t (I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ,     o_t = S_tᵀ q_t / √d_k
 
 The op (archs/ops/delta_rule.py) decays first and then applies the delta update, (I − β k kᵀ)(α S);
-α is a scalar, so this is eq. 10 exactly. Trained with the chunked WY form with the decay folded in
-(§3.3, the cumulative log decays of a chunk).
+α is a scalar, so this is the paper's gated delta rule exactly. Trained with the chunkwise WY form
+with the decay folded in as the cumulative log decays of a chunk.
 
 Block, as fla's GatedDeltaNet layer at its defaults (fla/layers/gated_deltanet.py; archs/delta_layer.py):
   - q, k, v: projections through a causal depthwise conv of width 4 and SiLU, q and k L2-normalised
-    per head (§3.4, "Macro design"), β_t = sigmoid(W_β x_t);
+    per head (the paper's block design), β_t = sigmoid(W_β x_t);
   - decay as Mamba-2: log α_t = g_t = −exp(A_log) · softplus(W_a x_t + dt_bias), A_log and dt_bias
     per head; A = exp(A_log) starts uniform in (0, 16) and softplus(dt_bias) log-uniform in
     [0.001, 0.1], fla's initialisation;
-  - output: per-head RMSNorm with a weight, times SiLU(W_g x_t) (fla's FusedRMSNormGated, 'swish';
-    §3.4's output gate), then W_o. Values are expand_v = 2 times wider than keys (fla's default).
+  - output: per-head RMSNorm with a weight, times SiLU(W_g x_t) (fla's FusedRMSNormGated, 'swish':
+    the paper's output gate), then W_o. Values are expand_v = 2 times wider than keys (fla's default).
 Difference from fla: heads come from head_dim (n_head = d_model // head_dim unless set); fla's default
 sizes head count so that n_head · head_dim = 0.75 d_model (set n_head to match that exactly).
 

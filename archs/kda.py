@@ -3,20 +3,20 @@
 Kimi Team 2025, "Kimi Linear: An Expressive, Efficient Attention Architecture" (arXiv 2510.26692).
 Per head, with α_t in (0, 1)^{d_k} one decay per key channel:
 
-    S_t = (I − β_t k_t k_tᵀ) Diag(α_t) S_{t-1} + β_t k_t v_tᵀ,     o_t = S_tᵀ q_t / √d_k     (eq. 1)
+    S_t = (I − β_t k_t k_tᵀ) Diag(α_t) S_{t-1} + β_t k_t v_tᵀ,     o_t = S_tᵀ q_t / √d_k
 
 The decay acts first, then the delta update reads the decayed state (the order of fla's naive KDA;
 for a scalar α it coincides with Gated DeltaNet). Trained with the chunked WY form with per-channel
-decays (§3.1; archs/ops/delta_rule.py builds the (Q, Q, d_k) pair decays a few chunks at a time).
+decays (archs/ops/delta_rule.py builds the (Q, Q, d_k) pair decays a few chunks at a time).
 
 Block, as fla's KimiDeltaAttention layer at its defaults (fla/layers/kda.py; archs/delta_layer.py):
   - q, k, v: projections through a causal depthwise conv of width 4 and SiLU, q and k L2-normalised
-    per head, β_t = sigmoid(W_β x_t) per head (§3.2);
+    per head, β_t = sigmoid(W_β x_t) per head;
   - decay: log α_t = −exp(A_log_h) · softplus(W_f↑ W_f↓ x_t + dt_bias), a low-rank projection of
-    rank d_v per (head, channel) (§3.2 "the channel-wise decay"), A_log per head starting with
+    rank d_v per (head, channel) (the paper's channel-wise decay), A_log per head starting with
     A uniform in [1, 16], dt_bias per (head, channel) with softplus log-uniform in [0.001, 0.1];
   - output: per-head RMSNorm with a weight, times sigmoid(W_g↑ W_g↓ x_t + b_g) (a low-rank gate of rank
-    d_v with a bias on its up-projection; §3.2 "output gate"), then W_o. expand_v = 1 (fla's default).
+    d_v with a bias on its up-projection: the paper's output gate), then W_o. expand_v = 1 (fla's default).
 Differences from fla: heads come from head_dim (n_head = d_model // head_dim unless set), which at
 fla's defaults (head_dim 128, 16 heads, d_model 2048) is the same count; fla's optional
 safe_gate / lower_bound variant (a sigmoid-bounded decay) is not offered.

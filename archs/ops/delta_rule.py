@@ -7,14 +7,14 @@ Per head, with key k_t (L2-normalised by the layers), value v_t, write strength 
     o_t = S_tᵀ (scale · q_t)                                          (scale = d_k^-1/2 by default)
 
 The decay is the op's parameter:
-    g = None          α = 1                       DeltaNet (Yang et al. 2024, arXiv 2406.06484, eq. 1)
-    g (B, T, H)       α a scalar per head, token  Gated DeltaNet (arXiv 2412.06464, eq. 10)
-    g (B, T, H, K)    α a vector per channel      KDA (Kimi Linear, arXiv 2510.26692, eq. 1)
+    g = None          α = 1                       DeltaNet (Yang et al. 2024, arXiv 2406.06484)
+    g (B, T, H)       α a scalar per head, token  Gated DeltaNet (arXiv 2412.06464)
+    g (B, T, H, K)    α a vector per channel      KDA (Kimi Linear, arXiv 2510.26692)
 The decay is applied first, then the delta update reads the decayed state, as flash-linear-attention's
 naive references do (fla/ops/{gated_delta_rule,kda}/naive.py). Gated DeltaNet's paper writes
 S_t = α_t (I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ; a scalar α commutes with the matrix, so the two agree.
 
-Chunked form (the WY / UT representation, DeltaNet §3.2, Gated DeltaNet §3.3, KDA §3.1). In a chunk of
+Chunked form (the WY / UT representation of the three papers' chunkwise algorithms). In a chunk of
 Q tokens entering with state S, let Γ_i = Σ_{j<=i} g_j be the cumulative log decay from the chunk's
 start, and u_i = β_i (v_i − k_iᵀ Diag(α_i) S_{i-1}) the value token i actually writes. Then
     S_i = Diag(e^{Γ_i}) S + Σ_{j<=i} Diag(e^{Γ_i − Γ_j}) k_j u_jᵀ
@@ -25,9 +25,12 @@ triangular solve per chunk, in parallel over all chunks. Then, chunk by chunk:
     o_i = (q̃_i ⊙ e^{Γ_i})ᵀ S + Σ_{j<=i} (Σ_c q̃_ic k_jc e^{Γ_ic − Γ_jc}) u_j
     S  <- Diag(e^{Γ_Q}) S + (K ⊙ e^{Γ_Q − Γ})ᵀ U
 Every exponent is a difference Γ_i − Γ_j with j <= i (the other pairs are masked to −inf BEFORE exp),
-or Γ_i, or Γ_Q − Γ_j: all <= 0, so nothing overflows. For a per-channel decay the pair weights need the
-(Q, Q, K) tensor of decays per chunk; it is built for a few chunks at a time, so the working set stays
-bounded and time linear in T. Nothing of size (B, T, d_k, d_v) is held: only one state per chunk.
+or Γ_i, or Γ_Q − Γ_j: all <= 0, so nothing overflows. Log decays are clamped at `log_decay_floor`
+(−20 in float32, −40 in float64) first: below it one token already wipes the state, so no output
+changes visibly, and the differences of cumulative sums keep their precision. For a per-channel
+decay the pair weights need the (Q, Q, K) tensor of decays per chunk; it is built for a few chunks at
+a time, so the working set stays bounded and time linear in T. Nothing of size (B, T, d_k, d_v) is
+held: only one state per chunk.
 
 Glossary (code -> paper):
     B, T, H         batch, sequence length, heads
