@@ -113,7 +113,12 @@ def _refusing_fla(*args, **kwargs):
 
 
 @pytest.mark.parametrize("arch,module,attr", [("mamba2", "fla.ops.simple_gla", "chunk_simple_gla"),
-                                              ("rwkv", "fla.ops.rwkv6", "chunk_rwkv6")])
+                                              ("rwkv", "fla.ops.rwkv6", "chunk_rwkv6"),
+                                              ("deltanet", "fla.ops.gated_delta_rule",
+                                               "chunk_gated_delta_rule"),
+                                              ("gated_deltanet", "fla.ops.gated_delta_rule",
+                                               "chunk_gated_delta_rule"),
+                                              ("kda", "fla.ops.kda", "chunk_kda")])
 def test_mixer_trains_on_reference_when_fla_refuses_backward(arch, module, attr, monkeypatch) -> None:
     fake = types.ModuleType(module)
     setattr(fake, attr, _refusing_fla)
