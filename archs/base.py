@@ -42,6 +42,11 @@ class Mixer(nn.Module, abc.ABC):
     backends: ClassVar[tuple[str, ...]] = ("reference",)
     # True when the mixer carries its own residual sub-blocks (hybrid): the Block then adds only x.
     owns_blocks: ClassVar[bool] = False
+    # The chunk of the mixer's chunked parallel path, or None. An implementation detail, not
+    # architecture (so not a Config field); conformance tests lengths 1, Q-1, Q+1, 2Q+3 around it.
+    chunk_size: ClassVar[int | None] = None
+    # Extra Config overrides the conformance checks also run, e.g. ({"d_state": 8, "head_dim": 8},).
+    conformance_configs: ClassVar[tuple[dict, ...]] = ()
 
     def __init__(self, d_model: int, cfg: Any):
         super().__init__()
