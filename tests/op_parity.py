@@ -3,7 +3,8 @@ and gradients, at the lengths where chunked code goes wrong, from no initial sta
 
 Every op of archs/ops/ has the contract `op(*inputs, state0=None) -> (y, final_state)`, its chunked form
 the same plus `chunk_size=`. `assert_chunked_matches_sequential` checks one (T, chunk, state) case;
-test files parametrise it over `boundary_lengths(chunk)` and `STATES`.
+test files parametrise it over `boundary_lengths(chunk)` (the lengths the conformance checks run the
+mixers at: 1, Q-1, Q+1, 2Q+3) and `STATES`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from archbench.bench.conformance import boundary_lengths  # T = 1, Q-1, Q+1, 2Q+3, as the mixers get
+
+__all__ = ["STATES", "assert_chunked_matches_sequential", "assert_op_matches_reference",
+           "boundary_lengths"]
+
 STATES = ["no_state", "random_state"]  # parametrise over both: a zero state hides a dropped carry-in
-
-
-def boundary_lengths(chunk: int) -> list[int]:
-    """T = 1, chunk - 1, chunk + 1, 2 chunk + 3: a lone token, one short chunk, a boundary crossed by
-    one token, and two full chunks plus a ragged third (deduplicated, all >= 1)."""
-    return sorted({t for t in (1, chunk - 1, chunk + 1, 2 * chunk + 3) if t >= 1})
 
 
 def assert_op_matches_reference(op: Callable, reference: Callable, inputs: Sequence[torch.Tensor],
