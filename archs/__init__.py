@@ -11,7 +11,7 @@ from typing import Any
 from archbench.archs.base import LM, Block, Mixer, State, tensor_bytes
 from archbench.archs.registry import ConfigFieldError, Origin, Registry, UnknownNameError, build_config
 
-BUILTINS = ("attention", "mamba", "mamba2", "rwkv", "hybrid", "swa", "rwkv7")
+BUILTINS = ("attention", "mamba", "mamba2", "rwkv", "hybrid", "swa", "rwkv7", "mamba3")
 MIXERS = Registry("architecture", "archbench.archs", (f"archbench.archs.{m}" for m in BUILTINS))
 register = MIXERS.register
 
