@@ -12,7 +12,8 @@ from typing import Any
 from archbench.archs.base import Mixer, State, tensor_bytes
 from archbench.archs.registry import ConfigFieldError, Origin, Registry, UnknownNameError, build_config
 
-BUILTINS = ("attention", "mamba", "mamba2", "rwkv")
+BUILTINS = ("attention", "swa", "mamba", "mamba2", "mamba3", "rwkv", "rwkv7", "linear_attention", "retnet",
+            "gla", "deltanet", "gated_deltanet", "kda")
 MIXERS = Registry("architecture", "archbench.archs", (f"archbench.archs.{m}" for m in BUILTINS))
 register = MIXERS.register
 

@@ -39,6 +39,11 @@ class Mixer(nn.Module, abc.ABC):
     supports_step: ClassVar[bool] = True
     # Backends in order of preference; the last one is the pure-PyTorch reference that runs anywhere.
     backends: ClassVar[tuple[str, ...]] = ("reference",)
+    # The chunk of the mixer's chunked parallel path, or None. An implementation detail, not
+    # architecture (so not a Config field); conformance tests lengths 1, Q-1, Q+1, 2Q+3 around it.
+    chunk_size: ClassVar[int | None] = None
+    # Extra Config overrides the conformance checks also run, e.g. ({"d_state": 8, "head_dim": 8},).
+    conformance_configs: ClassVar[tuple[dict, ...]] = ()
 
     def __init__(self, d_model: int, cfg: Any):
         super().__init__()

@@ -3,6 +3,7 @@
 Fast paths come from optional CUDA libraries (flash-linear-attention `fla`, `mamba-ssm`, `causal-conv1d`).
 Mixers ask for a kernel by module and attribute and get either the function or the reason it is
 unavailable, which `Mixer.backend_unavailable` reports; nothing here is imported at archbench import time.
+The mixers reach these two functions through `archs/ops/common.py` (`Kernel`, `pick_backend`).
 
 A kernel can also import and run forward yet refuse its backward: fla raises inside `.backward()` on Hopper
 with Triton < 3.7.1 (fla issue #640). By then it is too late to switch to the reference path, so a mixer

@@ -9,12 +9,13 @@ so result rows can carry it as provenance.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import importlib
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -68,6 +69,22 @@ class Registry:
             return cls
 
         return deco
+
+    def unregister(self, name: str) -> type:
+        """Remove `name` (an unknown name raises, listing the valid ones) and return its class."""
+        cls = self.get(name)
+        del self._classes[name], self._origins[name]
+        return cls
+
+    @contextlib.contextmanager
+    def registered(self, name: str, cls: type) -> Iterator[type]:
+        """`cls` registered as `name` for the duration of a `with` block (tests, notebooks)."""
+        self._load()  # so that loading the built-ins later cannot collide with, or outlive, the block
+        self.register(name)(cls)
+        try:
+            yield cls
+        finally:
+            self.unregister(name)
 
     def _load(self) -> None:
         if self._loaded:

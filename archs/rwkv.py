@@ -8,6 +8,8 @@ Per head, with receptance r_t, key k_t (row vectors of K), value v_t (V), decay 
     S_t = diag(w_t) S_{t-1} + k_t^T v_t                         (state, K x V)
     o_t = r_t (S_{t-1} + diag(u) k_t^T v_t)                     (the bonus u weighs the current token)
     w_t = exp(-exp(w0 + tanh(x_w A_w) B_w))                     (data-dependent decay, a LoRA)
+The WKV recurrence (the first two lines) is the op of `archs/ops/wkv.py`: `wkv_chunked` (parallel mode),
+`wkv_sequential` (its reference), `wkv_step` (one token, which `step` runs) and fla's kernel.
 Inputs of every projection are mixed with the previous token by "ddlerp", a LoRA-made interpolation:
     x_* = x_t + (x_{t-1} - x_t) * (mu_* + tanh((x_t + (x_{t-1} - x_t) mu_x) A) B_*)
 
@@ -32,60 +34,20 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer, State
-from archbench.archs.kernels import backward_refusal, optional_kernel
-from archbench.archs.wkv import log_decay_floor, wkv_chunked
+from archbench.archs.ops.common import kernel_unavailable, pick_backend, state_dtype
+from archbench.archs.ops.wkv import FLA, wkv_chunked, wkv_fla, wkv_step
+
+_KERNELS = {"fla": FLA}  # optional CUDA kernels: backend -> kernel
 
 
 @dataclass(frozen=True)
 class Config:
     head_dim: int = 16  # K = V per head; n_head = d_model // head_dim
-    chunk_size: int = 32  # tokens per chunk in the "chunked" path
     mix_rank: int = 8  # LoRA rank of the ddlerp token shift (paper: 32)
     decay_rank: int = 16  # LoRA rank of the data-dependent decay (paper: 64)
     # Channel-mix hidden width = ffn_ratio * D. RWKV-6 uses 3.5; small here because archbench's Block
     # already adds its own MLP after every mixer.
     ffn_ratio: float = 2.0
-
-
-# -- the WKV recurrence: one step and the sequential reference (chunked: archs/wkv.py) ---------------
-def wkv_step(r, k, v, lw, u, S):
-    """One token: r, k, lw (B, H, K), v (B, H, V), S (B, H, K, V) -> o (B, H, V), new S."""
-    kv = k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
-    o = torch.einsum("bhk,bhkv->bhv", r, S + u.unsqueeze(-1) * kv)
-    return o, lw.exp().unsqueeze(-1) * S + kv
-
-
-def wkv_sequential(r, k, v, lw, u, S0=None):
-    """The recurrence token by token, the reference for the other paths. (B, T, H, K) layout."""
-    B, T, H, K = r.shape
-    S = S0 if S0 is not None else r.new_zeros(B, H, K, v.shape[-1])
-    out = []
-    for t in range(T):
-        o, S = wkv_step(r[:, t], k[:, t], v[:, t], lw[:, t], u, S)
-        out.append(o)
-    return torch.stack(out, 1), S  # (B, T, H, V), (B, H, K, V)
-
-
-# -- the optional fla kernel --------------------------------------------------------------------------
-_FLA = ("fla.ops.rwkv6", "chunk_rwkv6")  # imported on first use by `optional_kernel`
-
-
-def _probe_fla_backward(device: str) -> None:
-    """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
-    Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    chunk_rwkv6 = optional_kernel(*_FLA)[0]
-    r, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
-    lw = (-torch.rand(1, 16, 1, 16, device=device)).requires_grad_(True)
-    u = torch.randn(1, 16, device=device, requires_grad=True)
-    chunk_rwkv6(r, k, v, lw, u, scale=1.0)[0].sum().backward()
-
-
-def wkv_fla(r, k, v, lw, u, S0=None, want_state: bool = False):
-    chunk_rwkv6 = optional_kernel(*_FLA)[0]
-    # fla takes (B, T, H, K), the log decay, and u of shape (H, K); RWKV-6 uses no 1/sqrt(K) scale.
-    lw = lw.clamp(min=log_decay_floor(torch.float32))  # fla accumulates it in float32
-    return chunk_rwkv6(r, k, v, lw, u.to(r.dtype), scale=1.0, initial_state=S0,
-                       output_final_state=want_state)
 
 
 # -- the mixer ------------------------------------------------------------------------------------------
@@ -96,6 +58,8 @@ class RWKV(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("fla", "chunked")
+    chunk_size = 32  # tokens per chunk of `wkv_chunked`
+    conformance_configs = ({"head_dim": 8, "mix_rank": 4, "decay_rank": 4, "ffn_ratio": 1.0},)
 
     def __init__(self, d_model: int, cfg: Config):
         super().__init__(d_model, cfg)
@@ -133,11 +97,7 @@ class RWKV(Mixer):
     # -- backends ---------------------------------------------------------------------------------------
     @classmethod
     def backend_unavailable(cls, backend: str, device: torch.device | str) -> str | None:
-        if backend == "fla":
-            if torch.device(device).type != "cuda":
-                return "flash-linear-attention needs a CUDA device"
-            return optional_kernel(*_FLA)[1]
-        return None
+        return kernel_unavailable(_KERNELS, backend, device)
 
     # -- pieces shared by forward and step --------------------------------------------------------------
     def _time_mix_in(self, x: torch.Tensor, x_prev: torch.Tensor):
@@ -168,33 +128,16 @@ class RWKV(Mixer):
         """Previous token along T, with `first` (B, D) before position 0."""
         return torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
 
-    def _wkv_dtype(self, dtype: torch.dtype) -> torch.dtype:
-        return torch.float64 if dtype == torch.float64 else torch.float32
-
     # -- the two modes ----------------------------------------------------------------------------------
     def _run(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, State | None]:
         """Parallel mode from the empty state; the final state too if `want_state`."""
         zeros = x.new_zeros(x.shape[0], self.d_model)  # no token before the first
         r, k, v, lw, g = self._time_mix_in(x, self._shift(x, zeros))
-        backend = self.resolve_backend(x.device)
-        self.last_backend = backend
-        if backend == "fla" and x.dtype == torch.float64:  # fla's Triton kernels have no float64
-            backend = "chunked"
-            self.last_backend = "chunked (fla has no float64 kernels)"
-        if backend == "fla":
-            needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.u.requires_grad)
-            device = str(x.device)
-            refusal = (backward_refusal("fla.chunk_rwkv6", device, lambda: _probe_fla_backward(device))
-                       if needs_grad else None)
-            if refusal:
-                backend = "chunked"
-                self.last_backend = f"chunked (fla backward refused: {refusal})"
-            else:
-                o, S = wkv_fla(r, k, v, lw, self.u, None, want_state)
-        if backend == "chunked":
-            wd = self._wkv_dtype(x.dtype)
-            o, S = wkv_chunked(r.to(wd), k.to(wd), v.to(wd), lw.to(wd), self.u.to(wd),
-                               None, self.cfg.chunk_size)
+        if pick_backend(self, x, _KERNELS) == "fla":  # the reference where fla cannot serve this call
+            o, S = wkv_fla(r, k, v, lw, self.u, None, want_state)
+        else:
+            wd = state_dtype(x.dtype)
+            o, S = wkv_chunked(r.to(wd), k.to(wd), v.to(wd), lw.to(wd), self.u.to(wd), None, self.chunk_size)
         a = self._time_mix_out(o, g)  # (B, T, D)
         # Block hands the mixer norm1(x), so the channel-mix residual runs on that: x + a, then LayerNorm.
         xc = self.cm_norm(x + a)
@@ -207,7 +150,7 @@ class RWKV(Mixer):
 
     def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, State]:
         y, state = self._run(x, want_state=True)
-        state["wkv"] = state["wkv"].to(self._wkv_dtype(x.dtype))
+        state["wkv"] = state["wkv"].to(state_dtype(x.dtype))
         return y, state
 
     def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> State:
@@ -215,7 +158,7 @@ class RWKV(Mixer):
         H, K = self.n_head, self.head_dim
         return {
             "tm_shift": torch.zeros(batch, self.d_model, device=device, dtype=dtype),  # x_{t-1}
-            "wkv": torch.zeros(batch, H, K, K, device=device, dtype=self._wkv_dtype(dtype)),  # S
+            "wkv": torch.zeros(batch, H, K, K, device=device, dtype=state_dtype(dtype)),  # S
             "cm_shift": torch.zeros(batch, self.d_model, device=device, dtype=dtype),  # channel-mix x_{t-1}
         }
 

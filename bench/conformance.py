@@ -1,23 +1,31 @@
 """The conformance checks every mixer must pass, built-in or plugin.
 
 One implementation serves both `pytest` (tests/test_conformance.py parametrises over the registry) and
-`archbench check NAME` (one verdict line per check). Each check builds a fresh mixer at d_model=32 from
-its `Config` defaults, raises `AssertionError` with the measured figure on failure and `CheckSkipped`
-with the reason when it cannot apply here (a CUDA-only fast path on a CPU machine, say).
+`archbench check NAME` (one verdict line per check). Each check builds fresh mixers at d_model=32, from
+the `Config` defaults and from every entry of the class's `conformance_configs`, raises
+`AssertionError` with the measured figure on failure and `CheckSkipped` with the reason when it cannot
+apply here (a CUDA-only fast path on a CPU machine, say).
+
+Chunked parallel paths go wrong at chunk boundaries, so the parity checks run at the lengths around
+the class's declared `chunk_size` Q: T = 1, Q-1, Q+1, 2Q+3 (1 and an odd 37 for a mixer without
+chunks), and prefill a prefix that crosses a boundary (Q+1, and 2Q, which ends on one) before
+stepping the rest, so that the state handed from the parallel path to `step` is non-zero.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from archbench.archs import Mixer, create, get, tensor_bytes
 
 D_MODEL = 32
-ODD_LEN = 37  # odd and not a multiple of any chunk size, so ragged last chunks get exercised
-SPLIT = 20  # prefill length in the prefill-then-step check, and the causality cut
+ODD_LEN = 37  # the length for a mixer without chunks: odd, and past the widths of short convolutions
+SPLIT = 20  # prefill length in the prefill-then-step check of a mixer without chunks
 PARITY_TOL = 1e-6  # max |parallel - recurrent| / max |parallel| in float64
 
 
@@ -32,10 +40,48 @@ class Verdict:
     detail: str
 
 
-def _mixer(name: str, seed: int = 0, dtype: torch.dtype = torch.float64, device: str = "cpu"):
+def boundary_lengths(chunk_size: int | None) -> list[int]:
+    """The lengths at which chunked code goes wrong: 1, Q-1, Q+1, 2Q+3 (1 and ODD_LEN without chunks)."""
+    if chunk_size is None:
+        return [1, ODD_LEN]
+    Q = chunk_size
+    return sorted({t for t in (1, Q - 1, Q + 1, 2 * Q + 3) if t >= 1})
+
+
+def prefill_splits(chunk_size: int | None) -> tuple[list[int], int]:
+    """Prefix lengths to prefill before stepping, and the total length: a prefix crossing a chunk
+    boundary (Q+1) and one ending exactly on one (2Q), then steps up to 2Q+3."""
+    if chunk_size is None:
+        return [SPLIT], ODD_LEN
+    Q = chunk_size
+    return sorted({Q + 1, 2 * Q}), 2 * Q + 3
+
+
+def _configs(name: str) -> list[dict[str, Any]]:
+    """The Config overrides every check runs at: the defaults, then the class's extra ones."""
+    return [{}, *get(name).conformance_configs]
+
+
+def _label(cfg: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cfg.items()) or "defaults"
+
+
+def _per_config(name: str, check: Callable[[str, dict[str, Any]], str]) -> str:
+    """Run `check` at every config; a failure names the config it happened at."""
+    details = []
+    for cfg in _configs(name):
+        try:
+            details.append(f"{check(name, cfg)} [{_label(cfg)}]")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc} [{_label(cfg)}]") from None
+    return "; ".join(details)
+
+
+def _mixer(name: str, cfg: dict[str, Any] | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
+           device: str = "cpu") -> Mixer:
     with torch.random.fork_rng(devices=[]):  # never disturb the caller's RNG
         torch.manual_seed(seed)
-        return create(name, D_MODEL).to(device=device, dtype=dtype)
+        return create(name, D_MODEL, **(cfg or {})).to(device=device, dtype=dtype)
 
 
 def _input(batch: int = 2, seq_len: int = ODD_LEN, seed: int = 1, dtype=torch.float64, device="cpu"):
@@ -53,9 +99,13 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
-def check_shape_and_gradients(name: str) -> str:
-    mixer = _mixer(name, dtype=torch.float32)
-    x = _input(dtype=torch.float32).requires_grad_(True)
+def _longest(name: str) -> int:
+    return max(boundary_lengths(get(name).chunk_size))
+
+
+def _shape_and_gradients(name: str, cfg: dict[str, Any]) -> str:
+    mixer = _mixer(name, cfg, dtype=torch.float32)
+    x = _input(seq_len=_longest(name), dtype=torch.float32).requires_grad_(True)
     y = mixer(x)
     assert y.shape == x.shape, f"output shape {tuple(y.shape)} != input shape {tuple(x.shape)}"
     assert torch.isfinite(y).all(), "output has non-finite values"
@@ -68,50 +118,67 @@ def check_shape_and_gradients(name: str) -> str:
     return f"shape {tuple(y.shape)}, finite, {n_params} parameters all get gradients"
 
 
-def check_parallel_equals_recurrent(name: str) -> str:
-    mixer = _mixer(name)
-    if not mixer.supports_step:
-        raise CheckSkipped(f"{name} declares supports_step = False")
-    x = _input()
+def check_shape_and_gradients(name: str) -> str:
+    return _per_config(name, _shape_and_gradients)
+
+
+def _parallel_equals_recurrent(name: str, cfg: dict[str, Any]) -> str:
+    mixer = _mixer(name, cfg)
+    lengths = boundary_lengths(mixer.chunk_size)
+    x = _input(seq_len=max(lengths))
+    errs = {}
     with torch.no_grad():
-        err = _rel_err(_stepwise(mixer, x), mixer(x))
-    assert err <= PARITY_TOL, (f"max|forward - step| / max|forward| = {err:.2e} > {PARITY_TOL:.0e} "
-                               f"(T={ODD_LEN})")
-    return f"max rel diff {err:.1e} at T={ODD_LEN}, float64"
+        stepped = _stepwise(mixer, x)  # causal, so its first T outputs are those of x[:, :T]
+        for T in lengths:
+            errs[T] = _rel_err(stepped[:, :T], mixer(x[:, :T]))
+    worst = max(errs, key=errs.get)
+    assert errs[worst] <= PARITY_TOL, (f"max|forward - step| / max|forward| = {errs[worst]:.2e} > "
+                                       f"{PARITY_TOL:.0e} at T={worst} (chunk_size={mixer.chunk_size})")
+    return f"max rel diff {errs[worst]:.1e} at T={','.join(map(str, lengths))}, float64"
+
+
+def check_parallel_equals_recurrent(name: str) -> str:
+    if not get(name).supports_step:
+        raise CheckSkipped(f"{name} declares supports_step = False")
+    return _per_config(name, _parallel_equals_recurrent)
+
+
+def _prefill_then_step(name: str, cfg: dict[str, Any]) -> str:
+    mixer = _mixer(name, cfg)
+    splits, total = prefill_splits(mixer.chunk_size)
+    x = _input(seq_len=total)
+    errs = {}
+    with torch.no_grad():
+        y_full = mixer(x)
+        for split in splits:
+            y_pre, state = mixer.prefill(x[:, :split], max_len=total)
+            tail = []
+            for t in range(split, total):
+                y_t, state = mixer.step(x[:, t], state)
+                tail.append(y_t)
+            errs[split] = _rel_err(torch.cat([y_pre, torch.stack(tail, 1)], 1), y_full)
+    worst = max(errs, key=errs.get)
+    assert errs[worst] <= PARITY_TOL, (f"prefill({worst}) + step to {total} vs forward: rel diff "
+                                       f"{errs[worst]:.2e} > {PARITY_TOL:.0e}")
+    return f"prefill {'/'.join(map(str, splits))} + step to {total}: max rel diff {errs[worst]:.1e}"
 
 
 def check_prefill_then_step(name: str) -> str:
-    mixer = _mixer(name)
-    if not mixer.supports_step:
+    if not get(name).supports_step:
         raise CheckSkipped(f"{name} declares supports_step = False")
-    x = _input()
-    with torch.no_grad():
-        y_pre, state = mixer.prefill(x[:, :SPLIT], max_len=ODD_LEN)
-        tail = []
-        for t in range(SPLIT, ODD_LEN):
-            y_t, state = mixer.step(x[:, t], state)
-            tail.append(y_t)
-        err = _rel_err(torch.cat([y_pre, torch.stack(tail, 1)], 1), mixer(x))
-    assert err <= PARITY_TOL, f"prefill({SPLIT}) + step vs forward: rel diff {err:.2e} > {PARITY_TOL:.0e}"
-    return f"prefill {SPLIT} + step {ODD_LEN - SPLIT}: max rel diff {err:.1e}"
+    return _per_config(name, _prefill_then_step)
 
 
-def check_fast_matches_reference(name: str) -> str:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def _fast_matches_reference(name: str, cfg: dict[str, Any], device: str, fast: list[str]) -> str:
     cls = get(name)
     reference = cls.backends[-1]
-    fast = [b for b in cls.available_backends(device) if b != reference]
-    if not fast:
-        reasons = "; ".join(f"{b}: {cls.backend_unavailable(b, device)}" for b in cls.backends[:-1])
-        raise CheckSkipped(f"no fast backend usable on {device} ({reasons or 'none declared'})")
-    # float32 on CPU; bf16 kernels are compared in float32 where they accept it.
-    dtype = torch.float32
+    dtype = torch.float32  # bf16 kernels are compared in float32 where they accept it
     lines = []
     for backend in fast:
         outs = {}
         for b in (reference, backend):
-            mixer = _mixer(name, dtype=dtype, device=device).set_backend(b)
-            x = _input(dtype=dtype, device=device).requires_grad_(True)
+            mixer = _mixer(name, cfg, dtype=dtype, device=device).set_backend(b)
+            x = _input(seq_len=_longest(name), dtype=dtype, device=device).requires_grad_(True)
             y = mixer(x)
             y.square().mean().backward()
             outs[b] = (y.detach(), x.grad, mixer.last_backend)
@@ -120,22 +187,37 @@ def check_fast_matches_reference(name: str) -> str:
         assert y_err <= 1e-3 and g_err <= 1e-3, (f"{backend} vs {reference}: output {y_err:.1e}, "
                                                  f"grad {g_err:.1e}")
         lines.append(f"{outs[backend][2]} vs {reference}: out {y_err:.1e}, grad {g_err:.1e}")
-    return "; ".join(lines)
+    return ", ".join(lines)
+
+
+def check_fast_matches_reference(name: str) -> str:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cls = get(name)
+    fast = [b for b in cls.available_backends(device) if b != cls.backends[-1]]
+    if not fast:
+        reasons = "; ".join(f"{b}: {cls.backend_unavailable(b, device)}" for b in cls.backends[:-1])
+        raise CheckSkipped(f"no fast backend usable on {device} ({reasons or 'none declared'})")
+    return _per_config(name, lambda n, cfg: _fast_matches_reference(n, cfg, device, fast))
+
+
+def _causality(name: str, cfg: dict[str, Any]) -> str:
+    mixer = _mixer(name, cfg)
+    cut = prefill_splits(mixer.chunk_size)[0][0]  # inside the second chunk
+    x = _input(seq_len=_longest(name))
+    x2 = x.clone()
+    x2[:, cut:] = _input(seq_len=x.shape[1], seed=7)[:, cut:]
+    with torch.no_grad():
+        leak = float((mixer(x)[:, :cut] - mixer(x2)[:, :cut]).abs().max())
+    assert leak <= 1e-12, f"changing x[:, {cut}:] changed y[:, :{cut}] by {leak:.2e}"
+    return f"changing x[:, {cut}:] moves y[:, :{cut}] by {leak:.0e}"
 
 
 def check_causality(name: str) -> str:
-    mixer = _mixer(name)
-    x = _input()
-    x2 = x.clone()
-    x2[:, SPLIT:] = _input(seed=7)[:, SPLIT:]
-    with torch.no_grad():
-        leak = float((mixer(x)[:, :SPLIT] - mixer(x2)[:, :SPLIT]).abs().max())
-    assert leak <= 1e-12, f"changing x[:, {SPLIT}:] changed y[:, :{SPLIT}] by {leak:.2e}"
-    return f"changing x[:, {SPLIT}:] moves y[:, :{SPLIT}] by {leak:.0e}"
+    return _per_config(name, _causality)
 
 
-def check_state_bytes(name: str) -> str:
-    mixer = _mixer(name, dtype=torch.float32)
+def _state_bytes(name: str, cfg: dict[str, Any]) -> str:
+    mixer = _mixer(name, cfg, dtype=torch.float32)
     if mixer.supports_step:
         x = _input(batch=1, dtype=torch.float32)
         with torch.no_grad():
@@ -152,15 +234,39 @@ def check_state_bytes(name: str) -> str:
     return f"{short} B at T=1k, {long} B at T=4k (batch 1, float32)"
 
 
-def check_deterministic(name: str) -> str:
+def check_state_bytes(name: str) -> str:
+    return _per_config(name, _state_bytes)
+
+
+def _deterministic(name: str, cfg: dict[str, Any]) -> str:
     x = _input()
     with torch.no_grad():
-        a, b = _mixer(name, seed=3)(x), _mixer(name, seed=3)(x)
+        a, b = _mixer(name, cfg, seed=3)(x), _mixer(name, cfg, seed=3)(x)
     assert torch.equal(a, b), "same seed gave different outputs"
     return "same seed, identical output"
 
 
-CHECKS: dict[str, Callable[[str], str]] = {
+def check_deterministic(name: str) -> str:
+    return _per_config(name, _deterministic)
+
+
+def _one_thread(check: Callable[[str], str]) -> Callable[[str], str]:
+    """Run `check` on one CPU thread. Its tensors are tiny (d_model 32), so extra threads only add
+    synchronisation, and on a loaded machine they wait for each other: 4x slower measured."""
+
+    @functools.wraps(check)
+    def run(name: str) -> str:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return check(name)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
+CHECKS: dict[str, Callable[[str], str]] = {name: _one_thread(fn) for name, fn in {
     "shape_and_gradients": check_shape_and_gradients,
     "parallel_equals_recurrent": check_parallel_equals_recurrent,
     "prefill_then_step": check_prefill_then_step,
@@ -168,7 +274,7 @@ CHECKS: dict[str, Callable[[str], str]] = {
     "causality": check_causality,
     "state_bytes": check_state_bytes,
     "deterministic": check_deterministic,
-}
+}.items()}
 
 
 def run_checks(name: str) -> list[Verdict]:

@@ -1,4 +1,5 @@
-"""archs/kernels.py: optional kernel imports and the once-per-device backward probe."""
+"""archs/kernels.py and archs/ops/common.py: optional kernel imports, the once-per-device backward probe,
+the fallbacks the mixers take when a kernel cannot serve a call, and the shared initialisers."""
 
 import math
 import sys
@@ -9,6 +10,7 @@ import torch
 
 from archbench.archs import create, get, kernels
 from archbench.archs.kernels import backward_refusal, optional_kernel
+from archbench.archs.ops.common import a_log_uniform, dt_bias_init, s4d_real_a_log, state_dtype
 
 MISSING = "archbench_test_no_such_kernel_module"
 
@@ -113,7 +115,12 @@ def _refusing_fla(*args, **kwargs):
 
 
 @pytest.mark.parametrize("arch,module,attr", [("mamba2", "fla.ops.simple_gla", "chunk_simple_gla"),
-                                              ("rwkv", "fla.ops.rwkv6", "chunk_rwkv6")])
+                                              ("rwkv", "fla.ops.rwkv6", "chunk_rwkv6"),
+                                              ("deltanet", "fla.ops.gated_delta_rule",
+                                               "chunk_gated_delta_rule"),
+                                              ("gated_deltanet", "fla.ops.gated_delta_rule",
+                                               "chunk_gated_delta_rule"),
+                                              ("kda", "fla.ops.kda", "chunk_kda")])
 def test_mixer_trains_on_reference_when_fla_refuses_backward(arch, module, attr, monkeypatch) -> None:
     fake = types.ModuleType(module)
     setattr(fake, attr, _refusing_fla)
@@ -128,3 +135,73 @@ def test_mixer_trains_on_reference_when_fla_refuses_backward(arch, module, attr,
     y.sum().backward()  # would raise, had the fla path run
     assert mixer.last_backend == f"chunked (fla backward refused: {REFUSAL})"
     torch.testing.assert_close(y, mixer.set_backend("chunked")(x))
+
+
+# -- archs/ops/common.py: the plumbing the mixers share -------------------------------------------------
+def _install_fake(monkeypatch, arch: str, module: str, attr: str, fn) -> None:
+    """Make `from module import attr` give `fn`, and let `arch` believe the kernel can run here."""
+    fake = types.ModuleType(module)
+    setattr(fake, attr, fn)
+    for i in range(1, module.count(".") + 1):
+        parent = module.rsplit(".", i)[0]
+        monkeypatch.setitem(sys.modules, parent, types.ModuleType(parent))
+    monkeypatch.setitem(sys.modules, module, fake)
+    monkeypatch.setattr(get(arch), "backend_unavailable", classmethod(lambda cls, b, d: None))
+
+
+@pytest.mark.parametrize("arch,backend,module,attr", [
+    ("mamba", "mamba_ssm", "mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"),
+    ("mamba2", "fla", "fla.ops.simple_gla", "chunk_simple_gla"),
+    ("mamba2", "mamba_ssm", "mamba_ssm.ops.triton.ssd_combined", "mamba_chunk_scan_combined"),
+    ("rwkv", "fla", "fla.ops.rwkv6", "chunk_rwkv6")])
+def test_float64_runs_the_reference_and_says_so(arch, backend, module, attr, monkeypatch) -> None:
+    def no_float64_build(*args, **kwargs):
+        raise AssertionError("the fused kernel was called with float64 input")
+
+    _install_fake(monkeypatch, arch, module, attr, no_float64_build)
+    torch.manual_seed(0)
+    mixer = create(arch, d_model=32).double().set_backend(backend)
+    x = torch.randn(2, 9, 32, dtype=torch.float64)
+    y = mixer(x)
+    assert mixer.last_backend == f"chunked ({backend} has no float64 kernels)"
+    torch.testing.assert_close(y, mixer.set_backend("chunked")(x), rtol=0, atol=0)
+
+
+def test_backward_is_probed_only_when_a_gradient_is_needed(monkeypatch) -> None:
+    calls = []
+
+    def counting_fla(*args, **kwargs):
+        calls.append(1)
+        v = kwargs["v"] if "v" in kwargs else args[2]
+        return _RefusingBackward.apply(v * 1.0), None
+
+    _install_fake(monkeypatch, "mamba2", "fla.ops.simple_gla", "chunk_simple_gla", counting_fla)
+    mixer = create("mamba2", d_model=32).set_backend("fla")
+    with torch.no_grad():
+        mixer(torch.randn(1, 5, 32))
+    assert mixer.last_backend == "fla" and len(calls) == 1  # the forward only, no probe
+    mixer(torch.randn(1, 5, 32))  # parameters need gradients: probe (refused), then the reference
+    assert mixer.last_backend.startswith("chunked (fla backward refused") and len(calls) == 2
+
+
+def test_kernels_report_why_they_cannot_run_on_cpu() -> None:
+    for arch in ("mamba", "mamba2", "rwkv"):
+        cls = get(arch)
+        assert cls.available_backends("cpu") == ["chunked"]
+        for backend in cls.backends[:-1]:
+            assert "needs a CUDA device" in cls.backend_unavailable(backend, "cpu")
+
+
+def test_state_dtype_is_at_least_float32() -> None:
+    assert [state_dtype(d) for d in (torch.bfloat16, torch.float16, torch.float32, torch.float64)] == [
+        torch.float32, torch.float32, torch.float32, torch.float64]
+
+
+def test_dt_bias_init_puts_softplus_in_range_and_a_inits_are_negative() -> None:
+    torch.manual_seed(0)
+    dt = torch.nn.functional.softplus(dt_bias_init(1000, 0.001, 0.1))
+    assert dt.min() >= 0.001 * (1 - 1e-5) and dt.max() <= 0.1 * (1 + 1e-5)
+    assert dt.log().std() > 1.0  # log-uniform over two decades, not clustered
+    assert torch.equal(-s4d_real_a_log(3, 4).exp(), -torch.arange(1.0, 5.0).repeat(3, 1))
+    A = -a_log_uniform(100).exp()
+    assert A.min() >= -16 and A.max() <= -1

@@ -13,7 +13,7 @@ BUILTINS = {"attention", "mamba", "mamba2", "rwkv"}
 
 def test_builtins_registered() -> None:
     assert BUILTINS <= set(list_archs())
-    assert list_archs("mamba*") == ["mamba", "mamba2"]
+    assert list_archs("mamba*") == ["mamba", "mamba2", "mamba3"]
 
 
 def test_unknown_name_lists_known_ones() -> None:

@@ -1,9 +1,13 @@
-"""The chunked WKV op of RWKV-6 (archs/rwkv.py): matmuls inside chunks, a short scan across them.
+"""WKV, the recurrence of RWKV-6 (archs/rwkv.py): its definition, its chunked form, and fla's kernel.
 
-An op kept apart from the layer, as flash-linear-attention does: `wkv_chunked` has the contract of
-`archbench.archs.rwkv.wkv_sequential`, the loop-over-time reference, and is checked against it,
-values and gradients (tests/test_wkv.py). Per head, with decay w_t = exp(lw_t) in (0, 1)^K:
+Peng et al. 2024, "Eagle and Finch: RWKV with Matrix-Valued States and Dynamic Recurrence"
+(arXiv:2404.05892). Per head, with decay w_t = exp(lw_t) in (0, 1)^K:
     S_t = diag(w_t) S_{t-1} + k_t^T v_t,    o_t = r_t (S_{t-1} + diag(u) k_t^T v_t)
+
+`wkv_sequential` is the loop over time, the definition; `wkv_step` its one token, which the layer's
+`step` decodes with; `wkv_chunked` the parallel form (matmuls inside chunks, a short scan across them),
+checked against the sequential one, values and gradients (tests/test_ops_wkv.py); `wkv_fla` runs it
+in flash-linear-attention's CUDA kernel.
 
 Glossary:
     B, T, H, K, V   batch, sequence length, heads, key and value width per head
@@ -19,6 +23,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
+from archbench.archs.ops.common import Kernel
 
 _SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
 _PASS_ELEMENTS = 1 << 21  # size of the largest temporary in one pass of wkv_chunked's output loop
@@ -32,7 +39,30 @@ def log_decay_floor(dtype: torch.dtype) -> float:
     return math.log(torch.finfo(dtype).eps) - 4
 
 
-def wkv_chunked(r, k, v, lw, u, S0=None, chunk_size: int = 32):
+# -- the definition: one step, and the loop over time --------------------------------------------------
+def wkv_step(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor, S: Tensor) -> tuple[Tensor, Tensor]:
+    """One token: r, k, lw (B, H, K), v (B, H, V), u (H, K), S (B, H, K, V) -> o (B, H, V), new S."""
+    kv = k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
+    o = torch.einsum("bhk,bhkv->bhv", r, S + u.unsqueeze(-1) * kv)
+    return o, lw.exp().unsqueeze(-1) * S + kv
+
+
+def wkv_sequential(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor,
+                   S0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The reference, the recurrence token by token: r, k, lw (B, T, H, K), v (B, T, H, V), u (H, K),
+    S0 (B, H, K, V) or None (zeros). Returns o (B, T, H, V) and the final state (B, H, K, V)."""
+    B, T, H, K = r.shape
+    S = S0 if S0 is not None else r.new_zeros(B, H, K, v.shape[-1])
+    out = []
+    for t in range(T):
+        o, S = wkv_step(r[:, t], k[:, t], v[:, t], lw[:, t], u, S)
+        out.append(o)
+    return torch.stack(out, 1), S  # (B, T, H, V), (B, H, K, V)
+
+
+# -- the chunked form ----------------------------------------------------------------------------------
+def wkv_chunked(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor, S0: Tensor | None = None,
+                chunk_size: int = 32) -> tuple[Tensor, Tensor]:
     """The recurrence in chunks of C tokens: matmuls inside a chunk, a short scan over chunks.
 
     Inside a chunk, with G_t the cumulative log decay up to and including t, token t reads token s < t
@@ -105,3 +135,24 @@ def _causal_bias(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """0 where `keep`, -inf elsewhere, with a trailing axis for K: added to a log decay, it masks."""
     bias = torch.zeros(keep.shape, dtype=like.dtype).masked_fill(~keep, -math.inf)
     return bias.unsqueeze(-1).to(like.device)
+
+
+# -- the optional fused kernel (CUDA) ------------------------------------------------------------------
+def _probe_rwkv6(chunk_rwkv6, device: str) -> None:
+    """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
+    Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
+    r, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
+    lw = (-torch.rand(1, 16, 1, 16, device=device)).requires_grad_(True)
+    u = torch.randn(1, 16, device=device, requires_grad=True)
+    chunk_rwkv6(r, k, v, lw, u, scale=1.0)[0].sum().backward()
+
+
+FLA = Kernel("fla.ops.rwkv6", "chunk_rwkv6", "flash-linear-attention", probe=_probe_rwkv6)
+
+
+def wkv_fla(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor, S0: Tensor | None = None,
+            output_final_state: bool = False) -> tuple[Tensor, Tensor | None]:
+    """`wkv_chunked` in fla's `chunk_rwkv6`; the final state only if `output_final_state`."""
+    # fla takes (B, T, H, K), the log decay, and u of shape (H, K); RWKV-6 uses no 1/sqrt(K) scale.
+    lw = lw.clamp(min=log_decay_floor(torch.float32))  # fla accumulates it in float32
+    return FLA(r, k, v, lw, u.to(r.dtype), scale=1.0, initial_state=S0, output_final_state=output_final_state)

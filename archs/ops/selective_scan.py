@@ -1,10 +1,11 @@
-"""The chunked selective scan of Mamba's S6 layer (archs/mamba.py), with a hand-written backward.
-
-An op kept apart from the layer, as flash-linear-attention does: `selective_scan_chunked` has the
-contract of `archbench.archs.mamba.selective_scan_sequential`, the loop-over-time reference, and is
-checked against it, values and gradients (tests/test_mamba_scan.py).
+"""The selective scan of Mamba's S6 layer (archs/mamba.py): its definition and its chunked form.
 
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t x_t B_t,   y_t = C_t h_t        (Mamba eq. 2a-2b, ZOH Ā, Euler B̄)
+
+`selective_scan_sequential` is the loop over time, the definition; `selective_scan_step` is its one
+token, which the layer's `step` decodes with; `selective_scan_chunked` is the parallel form with a
+hand-written backward, checked against the sequential one, values and gradients
+(tests/test_ops_selective_scan.py).
 
 Inside each chunk of c tokens the recurrence runs step by step, but for many chunks at once; a second
 pass carries the state across chunk boundaries. Only products of decays exp(Δ A) ∈ (0, 1] appear, never
@@ -15,7 +16,8 @@ backwards in time with states recomputed from the chunk-entry states, so trainin
 Glossary (code -> paper):
     B batch, T (L) sequence length, E channels, N d_state, c chunk length, S = T / c chunks,
     g chunks advanced side by side per Python step
-    delta, dl   Δ      (B, T, E) step sizes;  A (E, N) < 0;  Bm, Cm  B, C (B, T, N)
+    x           x      (B, T, E) input;  delta, dl  Δ (B, T, E) step sizes;  A (E, N) < 0
+    Bm, Cm      B, C   (B, T, N) input / output projections of the state, shared by the E channels
     a, u        Ā, Δx  decay exp(Δ_t A) per step and Δ_t x_t (B, T, E); B̄x = Δ_t x_t B_t
     g, q        —      in the backward: dL/dh_t and dL/d(Δ_t A), per step
     h           h      hidden state, (B, E, N) outside, (B, N, E) inside (E innermost)
@@ -27,8 +29,31 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+
+# -- the definition: one step, and the loop over time --------------------------------------------------
+def selective_scan_step(x_t: Tensor, delta_t: Tensor, A: Tensor, B_t: Tensor, C_t: Tensor,
+                        h: Tensor) -> tuple[Tensor, Tensor]:
+    """One token: x_t, delta_t (B, E); A (E, N); B_t, C_t (B, N); h (B, E, N) -> y_t (B, E), new h."""
+    h = torch.exp(delta_t[..., None] * A) * h + (delta_t * x_t)[..., None] * B_t[:, None]  # (B, E, N)
+    return (h @ C_t[..., None])[..., 0], h  # (B, E)
+
+
+def selective_scan_sequential(x: Tensor, delta: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor,
+                              h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The reference, a loop over time. x, delta (B, T, E); A (E, N); Bm, Cm (B, T, N); h0 (B, E, N)
+    or None (zeros). Returns y (B, T, E) without the D skip, and the final state h (B, E, N)."""
+    h = h0 if h0 is not None else x.new_zeros(x.shape[0], x.shape[2], A.shape[1])
+    ys = []
+    for t in range(x.shape[1]):
+        y_t, h = selective_scan_step(x[:, t], delta[:, t], A, Bm[:, t], Cm[:, t], h)
+        ys.append(y_t)
+    return torch.stack(ys, 1), h
+
+
+# -- the chunked form ----------------------------------------------------------------------------------
 # The chunked scan keeps the state as (..., N, E), E innermost: every per-step op then runs along
 # E-long rows, and the contractions over N or E become (1, N) @ (N, E) / (1, E) @ (E, N) products.
 # Work buffers are step-major, (c, B, g, N, E), so that each step reads and writes one contiguous slice.
@@ -176,7 +201,8 @@ class _ChunkedScan(torch.autograd.Function):
         return gB * delta, gB * x + qA, dA.T, dB, dC, k.transpose(1, 2), None
 
 
-def selective_scan_chunked(x, delta, A, Bm, Cm, h0=None, chunk_size: int = 16):
+def selective_scan_chunked(x: Tensor, delta: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor,
+                           h0: Tensor | None = None, chunk_size: int = 16) -> tuple[Tensor, Tensor]:
     """Same contract as `selective_scan_sequential`, in O(T) work, differentiable (hand-written backward).
 
     Python steps: ~2c + g per g chunks of c = chunk_size tokens run side by side, g = _GROUP / (B·E·N);

@@ -1,0 +1,218 @@
+"""The block shared by the delta-rule layers (archs/deltanet.py, gated_deltanet.py, kda.py).
+
+The three follow flash-linear-attention's layers (fla/layers/{delta_net,gated_deltanet,kda}.py) and
+differ only in their decay and their output gate, so the common path lives here once:
+
+    q, k, v = SiLU(ShortConv(W_q x)), SiLU(ShortConv(W_k x)), SiLU(ShortConv(W_v x))   (causal, width 4)
+    q, k    = q / ‖q‖, k / ‖k‖  per head                 (L2 norm, eps 1e-6 inside the root as in fla)
+    β       = sigmoid(W_β x)                             (one write strength per head and token)
+    g       = the layer's log decay (`_decay`): none, a scalar per head, or per channel
+    o       = delta rule (archs/ops/delta_rule.py), scale d_k^-1/2 on q
+    y       = W_o · the layer's per-head output norm and gate (`_output`)
+
+Every projection has no bias and the convolutions have none (fla's defaults). The three short
+convolutions are depthwise, so one conv over the concatenated [q, k, v] channels computes them; the
+decode state keeps the last d_conv − 1 inputs of that conv and the (K, V) state of every head.
+
+Glossary (code -> paper):
+    B, T, D, H      batch, sequence length, d_model, heads
+    K, V            key / value width per head (head_dim, head_dim * expand_v)    d_k, d_v
+    C               conv channels 2 H K + H V; W the conv width (d_conv)
+    beta, g         write strength, log decay                                       β, log α
+    S               delta-rule state (B, H, K, V)                                   S
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from archbench.archs.base import Mixer, State
+from archbench.archs.kernels import backward_refusal
+from archbench.archs.ops.delta_rule import (
+    delta_rule_chunked,
+    delta_rule_fla,
+    delta_rule_step,
+    fla_kernel,
+    probe_fla_backward,
+)
+
+
+def l2_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """x / sqrt(Σ x² + eps) over the last axis, as fla's l2norm."""
+    return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + eps)
+
+
+def inverse_softplus_dt(n: int, dt_min: float, dt_max: float) -> Tensor:
+    """dt_bias whose softplus starts log-uniform in [dt_min, dt_max] (Mamba's initialisation, which
+    fla's Gated DeltaNet and KDA layers use)."""
+    dt = torch.exp(torch.rand(n) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp_min(1e-4)
+    return dt + torch.log(-torch.expm1(-dt))
+
+
+class GatedRMSNorm(nn.Module):
+    """RMSNorm over each head's values with a weight, then (if `activation`) times act(gate): the norm
+    comes first, then the gate, as fla's FusedRMSNormGated. activation None | "silu" | "sigmoid"."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, activation: str | None = None):
+        super().__init__()
+        self.eps, self.activation = eps, activation
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor, gate: Tensor | None = None) -> Tensor:
+        y = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * self.weight
+        if self.activation == "silu":
+            y = y * F.silu(gate)
+        elif self.activation == "sigmoid":
+            y = y * torch.sigmoid(gate)
+        return y
+
+
+class DeltaRuleMixer(Mixer):
+    """The delta-rule block; subclasses set `decay`, build their gate parameters, and define `_decay`,
+    `_output` and `_gate_flops`. Config fields used here: head_dim, n_head (0: d_model // head_dim),
+    expand_v, d_conv."""
+
+    complexity = "linear"
+    backends = ("fla", "chunked")
+    decay: ClassVar[str] = "none"  # "none" | "scalar" | "vector": the kind of log decay `_decay` returns
+    chunk_size: ClassVar[int] = 64
+
+    def __init__(self, d_model: int, cfg: Any):
+        super().__init__(d_model, cfg)
+        if cfg.n_head == 0 and d_model % cfg.head_dim:
+            raise ValueError(f"d_model={d_model} is not a multiple of head_dim={cfg.head_dim} "
+                             f"(or set n_head)")
+        head_v = cfg.head_dim * cfg.expand_v
+        if head_v != int(head_v) or head_v < 1:
+            raise ValueError(f"head_dim * expand_v = {head_v} is not a positive whole number")
+        if cfg.d_conv < 1:
+            raise ValueError(f"d_conv must be >= 1, got {cfg.d_conv}")
+        self.n_head = cfg.n_head or d_model // cfg.head_dim
+        self.head_k_dim, self.head_v_dim = cfg.head_dim, int(head_v)
+        self.key_dim, self.value_dim = self.n_head * self.head_k_dim, self.n_head * self.head_v_dim
+        self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, self.value_dim, bias=False)
+        self.b_proj = nn.Linear(d_model, self.n_head, bias=False)
+        self.q_conv1d, self.k_conv1d, self.v_conv1d = (
+            nn.Conv1d(c, c, cfg.d_conv, groups=c, bias=False) for c in (self.key_dim, self.key_dim,
+                                                                         self.value_dim))
+        self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
+
+    # -- what the subclasses define -------------------------------------------------------------------
+    def _decay(self, x: Tensor) -> Tensor | None:
+        """Log decay from the block input x (B, T, D): None, (B, T, H) or (B, T, H, K)."""
+        return None
+
+    def _output(self, o: Tensor, x: Tensor) -> Tensor:
+        """Delta-rule output o (B, T, H, V) and block input x (B, T, D) -> (B, T, D)."""
+        raise NotImplementedError
+
+    def _gate_flops(self, seq_len: int) -> int:
+        """FLOPs of the layer's own decay and gate projections."""
+        return 0
+
+    # -- backends ---------------------------------------------------------------------------------------
+    @classmethod
+    def backend_unavailable(cls, backend: str, device) -> str | None:
+        if backend == "chunked":
+            return None
+        if backend != "fla":
+            return f"unknown backend {backend!r}"
+        if torch.device(device).type != "cuda":
+            return "flash-linear-attention needs a CUDA device"
+        return fla_kernel(cls.decay)[1]
+
+    def _choose_backend(self, x: Tensor) -> str:
+        backend = self.resolve_backend(x.device)
+        self.last_backend = backend
+        if backend == "fla" and x.dtype == torch.float64:  # fla's Triton kernels have no float64
+            backend = "chunked"
+            self.last_backend = "chunked (fla has no float64 kernels)"
+        if backend == "fla" and torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            # fla may refuse its backward on this device (fla #640): then train on the reference instead.
+            device = str(x.device)
+            refusal = backward_refusal(f"fla delta rule ({self.decay} decay)", device,
+                                       lambda: probe_fla_backward(self.decay, device))
+            if refusal:
+                backend = "chunked"
+                self.last_backend = f"chunked (fla backward refused: {refusal})"
+        return backend
+
+    # -- pieces shared by the two modes -------------------------------------------------------------
+    def _qkv(self, x: Tensor, conv: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x (B, T, D) after the conv inputs `conv` (B, C, W - 1) -> q, k (B, T, H, K), v (B, T, H, V)
+        and the conv state after x."""
+        B, T, _ = x.shape
+        u = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1).transpose(1, 2)  # (B, C, T)
+        u = torch.cat([conv, u], -1)  # (B, C, W - 1 + T): causal, the previous inputs first
+        weight = torch.cat([self.q_conv1d.weight, self.k_conv1d.weight, self.v_conv1d.weight])  # (C, 1, W)
+        y = F.silu(F.conv1d(u, weight, groups=weight.shape[0])).transpose(1, 2)  # (B, T, C)
+        q, k, v = y.split([self.key_dim, self.key_dim, self.value_dim], -1)
+        q, k = (l2_norm(t.unflatten(-1, (self.n_head, self.head_k_dim))) for t in (q, k))
+        return q, k, v.unflatten(-1, (self.n_head, self.head_v_dim)), u[..., u.shape[-1] - conv.shape[-1]:]
+
+    @staticmethod
+    def _state_dtype(dtype: torch.dtype) -> torch.dtype:
+        return torch.float64 if dtype == torch.float64 else torch.float32
+
+    def _parallel(self, x: Tensor, want_state: bool) -> tuple[Tensor, State | None]:
+        backend = self._choose_backend(x)
+        B = x.shape[0]
+        conv0 = x.new_zeros(B, self.key_dim * 2 + self.value_dim, self.cfg.d_conv - 1)
+        q, k, v, conv = self._qkv(x, conv0)
+        beta, g = torch.sigmoid(self.b_proj(x)), self._decay(x)  # (B, T, H), log decay
+        if backend == "fla":
+            o, S = delta_rule_fla(q, k, v, beta, g, None, want_state)
+        else:
+            sd = self._state_dtype(x.dtype)  # the recurrence in >= float32
+            o, S = delta_rule_chunked(q.to(sd), k.to(sd), v.to(sd), beta.to(sd),
+                                      None if g is None else g.to(sd), chunk_size=self.chunk_size)
+        y = self._output(o.to(x.dtype), x)
+        return y, ({"conv": conv, "S": S.to(self._state_dtype(x.dtype)).contiguous()} if want_state else None)
+
+    # -- the Mixer contract -----------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        return self._parallel(x, want_state=False)[0]  # (B, T, D)
+
+    def prefill(self, x: Tensor, max_len: int | None = None) -> tuple[Tensor, State]:
+        return self._parallel(x, want_state=True)
+
+    def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> State:
+        device, dtype = self.param_dtype_device(device, dtype)
+        C = 2 * self.key_dim + self.value_dim
+        # The conv keeps its last W - 1 inputs; the delta-rule state is fixed-size, whatever max_len is.
+        return {"conv": torch.zeros(batch, C, self.cfg.d_conv - 1, device=device, dtype=dtype),
+                "S": torch.zeros(batch, self.n_head, self.head_k_dim, self.head_v_dim, device=device,
+                                 dtype=self._state_dtype(dtype))}
+
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        x = x_t.unsqueeze(1)  # (B, 1, D)
+        q, k, v, conv = self._qkv(x, state["conv"])
+        beta, g = torch.sigmoid(self.b_proj(x)), self._decay(x)
+        S = state["S"]
+        o, S_new = delta_rule_step(*(t[:, 0].to(S.dtype) for t in (q, k, v, beta)),
+                                   None if g is None else g[:, 0].to(S.dtype), S)
+        # In place, so a captured CUDA graph can replay the step.
+        state["conv"].copy_(conv)
+        S.copy_(S_new)
+        return self._output(o.unsqueeze(1).to(x.dtype), x)[:, 0], state
+
+    def flops(self, seq_len: int) -> int:
+        """Projections, conv, and the chunked delta rule per head and token: pair weights k kᵀ and q kᵀ
+        inside the chunk (2 · 2QK), the triangular solve (Q (K + V)), reading and updating the state
+        (3 · 2KV) and the chunk's own writes (2QV); a per-channel decay adds its (Q, Q, K) products."""
+        T, D, H, K, V = seq_len, self.d_model, self.n_head, self.head_k_dim, self.head_v_dim
+        Q, W = min(self.chunk_size, T), self.cfg.d_conv
+        proj = 2 * T * D * (2 * self.key_dim + self.value_dim + H) + 2 * T * self.value_dim * D
+        conv = 2 * T * (2 * self.key_dim + self.value_dim) * W
+        per_head = 4 * Q * K + Q * (K + V) + 6 * K * V + 2 * Q * V
+        if self.decay == "vector":
+            per_head += 2 * Q * K  # the (Q, Q, K) pair decays times k
+        return proj + conv + T * H * per_head + self._gate_flops(seq_len)

@@ -1,0 +1,74 @@
+"""Gated DeltaNet: the delta rule with a Mamba-2-style data-dependent decay of the whole state.
+
+Yang, Kautz, Hatamizadeh 2024, "Gated Delta Networks: Improving Mamba2 with Delta Rule" (arXiv 2412.06464;
+ICLR 2025). Per head, with α_t in (0, 1) one scalar per head and token:
+
+    S_t = α_t (I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ,     o_t = S_tᵀ q_t / √d_k
+
+The op (archs/ops/delta_rule.py) decays first and then applies the delta update, (I − β k kᵀ)(α S);
+α is a scalar, so this is the paper's gated delta rule exactly. Trained with the chunkwise WY form
+with the decay folded in as the cumulative log decays of a chunk.
+
+Block, as fla's GatedDeltaNet layer at its defaults (fla/layers/gated_deltanet.py; archs/delta_layer.py):
+  - q, k, v: projections through a causal depthwise conv of width 4 and SiLU, q and k L2-normalised
+    per head (the paper's block design), β_t = sigmoid(W_β x_t);
+  - decay as Mamba-2: log α_t = g_t = −exp(A_log) · softplus(W_a x_t + dt_bias), A_log and dt_bias
+    per head; A = exp(A_log) starts uniform in (0, 16) and softplus(dt_bias) log-uniform in
+    [0.001, 0.1], fla's initialisation;
+  - output: per-head RMSNorm with a weight, times SiLU(W_g x_t) (fla's FusedRMSNormGated, 'swish':
+    the paper's output gate), then W_o. Values are expand_v = 2 times wider than keys (fla's default).
+Difference from fla: heads come from head_dim (n_head = d_model // head_dim unless set); fla's default
+sizes head count so that n_head · head_dim = 0.75 d_model (set n_head to match that exactly).
+
+Glossary (code -> paper): see archs/delta_layer.py; and
+    A_log, dt_bias, a_proj   A, Δ-bias, the projection of Δ (Mamba-2)           α_t = exp(−A Δ_t)
+    g_proj                   output gate projection
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from archbench.archs import register
+from archbench.archs.delta_layer import DeltaRuleMixer, GatedRMSNorm, inverse_softplus_dt
+
+
+@dataclass(frozen=True)
+class Config:
+    head_dim: int = 16  # K per head
+    n_head: int = 0  # 0: d_model // head_dim
+    expand_v: float = 2.0  # V = head_dim * expand_v (fla's default 2)
+    d_conv: int = 4  # short causal conv width on q, k, v
+    dt_min: float = 0.001  # softplus(dt_bias) starts log-uniform in [dt_min, dt_max]
+    dt_max: float = 0.1
+
+
+@register("gated_deltanet")
+class GatedDeltaNet(DeltaRuleMixer):
+    Config = Config
+    decay = "scalar"
+    chunk_size = 64
+    conformance_configs = ({"head_dim": 8, "expand_v": 1.0},)
+
+    def __init__(self, d_model: int, cfg: Config):
+        super().__init__(d_model, cfg)
+        H = self.n_head
+        self.a_proj = nn.Linear(d_model, H, bias=False)
+        self.A_log = nn.Parameter(torch.log(torch.empty(H).uniform_(0, 16)))
+        self.dt_bias = nn.Parameter(inverse_softplus_dt(H, cfg.dt_min, cfg.dt_max))
+        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
+        self.o_norm = GatedRMSNorm(self.head_v_dim, eps=1e-5, activation="silu")
+
+    def _decay(self, x: Tensor) -> Tensor:
+        return -self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)  # (B, T, H) log α <= 0
+
+    def _output(self, o: Tensor, x: Tensor) -> Tensor:
+        gate = self.g_proj(x).unflatten(-1, (self.n_head, self.head_v_dim))  # (B, T, H, V)
+        return self.o_proj(self.o_norm(o, gate).flatten(-2))  # (B, T, D)
+
+    def _gate_flops(self, seq_len: int) -> int:
+        return 2 * seq_len * self.d_model * (self.n_head + self.value_dim)  # a_proj, g_proj

@@ -1,0 +1,17 @@
+"""archbench.archs.ops: the recurrences of the mixers, apart from the layers that use them.
+
+One file per recurrence family, each holding the definition beside its fast forms, as
+flash-linear-attention lays out its ops:
+
+    <op>_sequential(inputs..., state0=None)              the loop over time, the definition -> (y, state)
+    <op>_chunked(inputs..., state0=None, chunk_size=Q)   the parallel form, same contract
+    <op>_step(one token's inputs..., state)              one token, used by the layer's `step`
+
+    selective_scan.py   Mamba's S6 scan (archs/mamba.py)
+    ssd.py              Mamba-2's SSD (archs/mamba2.py), plus its fla and mamba-ssm kernels
+    wkv.py              RWKV-6's WKV (archs/rwkv.py), plus its fla kernel
+    common.py           plumbing shared by the mixers: state dtype, optional kernels, Δ / A init
+
+Every `<op>_chunked` is tested against `<op>_sequential` (tests/test_ops_*.py), values and gradients,
+at lengths that cross chunk boundaries and from a non-zero initial state.
+"""

@@ -1,0 +1,196 @@
+"""The diagonal-decay ("gated linear attention") recurrence shared by linear attention, RetNet and GLA.
+
+One op, parameterised by its decay, per head (state S of K x V):
+    S_t = Diag(α_t) S_{t-1} + k_t v_tᵀ,        o_t = S_tᵀ (scale · q_t)
+The decay is passed as its logarithm `log_decay` (<= 0), and its shape says which kind it is:
+    None            no decay, α_t = 1                      linear attention (arXiv 2006.16236)
+    (H,)            one fixed scalar per head, α_t = γ_h    RetNet (arXiv 2307.08621)
+    (B, T, H)       a data-dependent scalar per head        Mamba-2 / SSD, fla's simple GLA
+    (B, T, H, K)    a data-dependent value per key channel  GLA (arXiv 2312.06635)
+RWKV-6 (per channel, but o_t reads S_{t-1} plus a bonus u on the current token) also maps onto it: delay
+k, v and the decay one token against q (a zero token first), and add (q_t ⊙ u ⊙ k_t)·v_t outside.
+`gated_linear_sequential` is the definition (a loop over tokens, `gated_linear_update` per token, which
+the layers' `step` also runs); `gated_linear_chunked` computes the same in chunks of Q tokens, linear in
+T (the "chunkwise parallel form" of the GLA paper, for linear attention and then with the gate):
+  - inside a chunk, with b_t the log decay cumulated from the chunk start through t (inclusive),
+        o_i = Σ_{j<=i} (q_i ⊙ exp(b_i - b_j))·k_j v_j + (q_i ⊙ exp(b_i))ᵀ S_in ;
+    for a scalar decay exp(b_i - b_j) is one (Q, Q) masked matrix (exponents <= 0; the masked entries get
+    -inf before exp, so nothing overflows). For a per-channel decay the score is not a plain q kᵀ, so the
+    exponent is split at a reference point: q_i exp(b_i - r) and k_j exp(r - b_j). With r the chunk start,
+    the key factor exp(-b_j) grows like the chunk's total decay (64 tokens of log α = -6.3, a GLA gate
+    logit of -100, reach exp(400); float32 overflows past exp(88)), so instead the chunk is cut into
+    sub-chunks of c = 8 tokens and r is the cumulative decay at the END OF THE SUB-CHUNK BEFORE the
+    query's: keys in earlier sub-chunks (j < a <= i) then have r - b_j <= 0 and queries b_i - r <= 0,
+    both factors in (0, 1]; pairs inside one sub-chunk are computed elementwise as a (c, c, K) tensor of
+    exp(b_i - b_j), i >= j.
+  - between chunks the state: S_out = exp(b_Q) ⊙ S_in + Σ_j (k_j ⊙ exp(b_Q - b_j)) v_jᵀ, a short loop.
+Every exp here is of a non-positive number (cumulative sums are taken within a chunk only; a difference
+of two of them keeps an absolute error of about |b| times the dtype's eps, harmless for GLA's gates,
+which is why RWKV-6's layer floors its log decay before its own chunked op). Work per token and head is
+O(K V + Q (K + V)), temporaries O(K (Q/c + c) + Q + V); no (B, T, K, V) tensor is formed. Inputs are
+computed in float32 (float64 stays float64); the output comes back in the inputs' dtype, the state in
+the compute dtype.
+
+Glossary (code -> paper):
+    B, T, H, K, V   batch, tokens, heads, key width (d_k), value width (d_v)
+    q, k, v         query, key, value per head                              q_t, k_t, v_t
+    log_decay       log α_t (<= 0); RetNet log γ_h; GLA log α_t             α_t, γ
+    S               state per head (B, H, K, V)                             S_t
+    Q, c, N         chunk length, sub-chunk length (per-channel decay), number of chunks
+    b               log decay cumulated within a chunk, inclusive of the token
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_SUB_CHUNK = 8  # c: sub-chunk of the per-channel path (the (c, c, K) elementwise blocks)
+_PASS_ELEMENTS = 1 << 21  # largest temporary of one group of chunks: keeps the working set cache-sized
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The recurrence runs in float32, or float64 for float64 inputs."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def gated_linear_update(S: Tensor, q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None,
+                        scale: float) -> tuple[Tensor, Tensor]:
+    """One token: S (B, H, K, V), q/k (B, H, K), v (B, H, V), log_decay None, (H,), (B, H) or (B, H, K).
+
+    Returns o (B, H, V) and the new state (a new tensor: `step` copies it into its state in place).
+    """
+    if log_decay is not None:
+        alpha = log_decay.exp()
+        S = (alpha[..., None] if log_decay.dim() == 3 else alpha[..., None, None]) * S
+    S = S + k[..., :, None] * v[..., None, :]
+    return torch.einsum("bhk,bhkv->bhv", q * scale, S), S
+
+
+def gated_linear_sequential(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None = None,
+                            scale: float = 1.0, initial_state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The definition, token by token. q/k (B, T, H, K), v (B, T, H, V), log_decay as in the module doc,
+    initial_state (B, H, K, V) or None (zeros). Returns o (B, T, H, V) and the final state (B, H, K, V)."""
+    B, T, H, K = q.shape
+    dtype, cd = q.dtype, compute_dtype(q.dtype)
+    q, k, v = q.to(cd), k.to(cd), v.to(cd)
+    S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state.to(cd)
+    out = []
+    for t in range(T):
+        a_t = None if log_decay is None else (log_decay if log_decay.dim() == 1 else log_decay[:, t]).to(cd)
+        o_t, S = gated_linear_update(S, q[:, t], k[:, t], v[:, t], a_t, scale)
+        out.append(o_t)
+    return torch.stack(out, 1).to(dtype), S
+
+
+def gated_linear_chunked(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None = None,
+                         scale: float = 1.0, chunk_size: int = 64,
+                         initial_state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """`gated_linear_sequential` in chunks of `chunk_size` tokens (see the module doc): same arguments
+    and results, to rounding, values and gradients; time and memory linear in T."""
+    B, T, H, K = q.shape
+    V, dtype, cd = v.shape[-1], q.dtype, compute_dtype(q.dtype)
+    per_channel = log_decay is not None and log_decay.dim() == 4
+    if log_decay is not None and log_decay.dim() == 1:  # fixed per head: one scalar per token, so the
+        log_decay = log_decay.expand(B, T, H)  # padding below can give the padded tokens decay 1
+    if per_channel:  # chunks of whole sub-chunks
+        c = math.gcd(chunk_size, _SUB_CHUNK)
+        Q = min(chunk_size, -(-T // c) * c)
+    else:
+        c, Q = 1, min(chunk_size, T)
+    N = -(-T // Q)
+    pad = N * Q - T  # padded tokens: zero q, k, v and log decay 0, so outputs and state pass unchanged
+
+    def blocks(t: Tensor) -> Tensor:  # (B, T, H, X) -> (B, H, N, Q, X)
+        return F.pad(t.to(cd), (0, 0, 0, 0, 0, pad)).view(B, N, Q, H, -1).permute(0, 3, 1, 2, 4)
+
+    q, k, v = blocks(q * scale), blocks(k), blocks(v)
+    b = None if log_decay is None else blocks(log_decay.unsqueeze(-1) if log_decay.dim() == 3 else log_decay)
+    b = None if b is None else b.cumsum(3)  # (B, H, N, Q, 1 or K), non-increasing along the chunk
+    S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(cd)
+
+    # A few chunks at a time, so the (Q, Q) and (Q/c, Q, K) temporaries stay cache-sized.
+    per_chunk = B * H * Q * (max(Q, K * (Q // c + c)) if per_channel else Q)
+    g = max(1, _PASS_ELEMENTS // per_chunk)
+    outs = []
+    for s in range(0, N, g):
+        o, S = _chunks(q[:, :, s:s + g], k[:, :, s:s + g], v[:, :, s:s + g],
+                       None if b is None else b[:, :, s:s + g], S, c)
+        outs.append(o)
+    o = torch.cat(outs, 2).permute(0, 2, 3, 1, 4).reshape(B, N * Q, H, V)[:, :T]
+    return o.to(dtype), S
+
+
+def _chunks(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, S: Tensor, c: int) -> tuple[Tensor, Tensor]:
+    """Consecutive whole chunks: q/k (B, H, n, Q, K), v (B, H, n, Q, V), b the cumulative log decay
+    (B, H, n, Q, 1 or K) or None, S (B, H, K, V) the state before them. Returns o (B, H, n, Q, V) and the
+    state after them."""
+    o = _intra(q, k, v, b, c)
+
+    # Each chunk's own contribution to the state at its end, and the decay of the state across it.
+    if b is None:
+        dS, decay = k.transpose(-1, -2) @ v, None  # (B, H, n, K, V)
+    else:
+        b_end = b[..., -1:, :]  # (B, H, n, 1, 1 or K)
+        dS = (k * (b_end - b).exp()).transpose(-1, -2) @ v
+        decay = b_end.exp().transpose(-1, -2)  # (B, H, n, 1 or K, 1)
+    starts = []
+    for i in range(q.shape[2]):  # the short scan over chunks
+        starts.append(S)
+        S = (S if decay is None else decay[:, :, i] * S) + dS[:, :, i]
+    S_in = torch.stack(starts, 2)  # (B, H, n, K, V) the state entering each chunk
+
+    # What the carried-in state adds: (q_i ⊙ exp(b_i))ᵀ S_in.
+    return o + (q if b is None else q * b.exp()) @ S_in, S
+
+
+def _intra(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, c: int) -> Tensor:
+    """Σ_{j<=i in the chunk} (q_i ⊙ exp(b_i - b_j))·k_j v_j for every token i: (B, H, n, Q, V)."""
+    Q = q.shape[-2]
+    causal = torch.ones(Q, Q, dtype=torch.bool, device=q.device).tril()
+    if b is None:  # linear attention: the causal mask is the whole decay matrix
+        return (q @ k.transpose(-1, -2)).masked_fill(~causal, 0) @ v
+    if b.shape[-1] == 1:  # scalar decay: D_ij = exp(b_i - b_j) for i >= j (RetNet eq. 5's D, per chunk)
+        D = (b - b.transpose(-1, -2)).masked_fill(~causal, -math.inf).exp()  # (B, H, n, Q, Q)
+        return ((q @ k.transpose(-1, -2)) * D) @ v
+
+    # Per-channel decay, in sub-chunks of c tokens (see the module doc).
+    B, H, n, _, K = q.shape
+    nI = Q // c
+    q_s, k_s, b_s = (t.reshape(B, H, n, nI, c, -1) for t in (q, k, b))  # (B, H, n, nI, c, K)
+    v_s = v.reshape(B, H, n, nI, c, -1)
+
+    # Keys of earlier sub-chunks: r = b at the end of the previous sub-chunk (0 before the first one).
+    r = F.pad(b_s[..., -1:, :], (0, 0, 0, 0, 1, -1))  # (B, H, n, nI, 1, K), shifted by one sub-chunk
+    q_r = q_s * (b_s - r).exp()  # exponent b_i - r <= 0
+    start = torch.arange(nI, device=q.device)[:, None] * c  # (nI, 1): a, the first token of each sub-chunk
+    earlier = torch.arange(Q, device=q.device)[None, :] < start  # (nI, Q): keys j < a
+    k_r = k.unsqueeze(3) * (r - b.unsqueeze(3) + _bias(earlier, b)).exp()  # (B, H, n, nI, Q, K), r - b_j <= 0
+    o = (q_r @ k_r.transpose(-1, -2)).reshape(B, H, n, Q, Q) @ v
+
+    # Pairs inside one sub-chunk: exp(b_i - b_j) elementwise, j <= i.
+    decay = (b_s.unsqueeze(-2) - b_s.unsqueeze(-3) + _bias(causal[:c, :c], b)).exp()  # (..., c, c, K)
+    A = torch.einsum("...ik,...ijk->...ij", q_s, k_s.unsqueeze(-3) * decay)  # (B, H, n, nI, c, c)
+    return o + (A @ v_s).reshape(o.shape)
+
+
+def _bias(keep: Tensor, like: Tensor) -> Tensor:
+    """0 where `keep`, -inf elsewhere, with a trailing axis for K: added to an exponent, it masks before
+    exp, so a positive exponent of a pair that is not causal never overflows."""
+    bias = torch.zeros(keep.shape, dtype=like.dtype, device=like.device).masked_fill(~keep, -math.inf)
+    return bias.unsqueeze(-1)
+
+
+def gated_linear_flops(seq_len: int, n_head: int, K: int, V: int, chunk_size: int,
+                       per_channel: bool = False) -> int:
+    """Analytic FLOPs (multiply-add = 2) of `gated_linear_chunked` over one sequence, elementwise work
+    left out: per token and head, the (Q, Q) scores and their product with v, Q (K + V); the read of the
+    carried-in state and the chunk's write to it, 2 K V; and for a per-channel decay the elementwise
+    (c, c, K) blocks with their product with v, c (K + V)."""
+    c = math.gcd(chunk_size, _SUB_CHUNK)
+    Q = min(chunk_size, -(-seq_len // c) * c) if per_channel else min(chunk_size, seq_len)
+    per_token = Q * (K + V) + 2 * K * V + (c * (K + V) if per_channel else 0)
+    return 2 * seq_len * n_head * per_token
