@@ -25,6 +25,14 @@ def test_scaling_models_are_every_mixer_and_the_presets_that_fit_one_shape() -> 
     assert all(ns == sorted(ns) for ns in series.values())
 
 
+def test_quick_scaling_puts_each_hybrid_beside_its_pure_stacks() -> None:
+    specs = [c.spec for c in build("quick", Options()).cells if c.kind == "scaling"]
+    models = {s.model: s for s in specs}
+    for hybrid in ("mamba2-attn", "qwen3-next"):
+        assert set(models[hybrid].mixers.values()) <= set(models)  # its mixers as pure stacks too
+    assert {(s.depth, s.d_model, s.mlp_ratio) for s in specs} == {(4, 256, 0)}
+
+
 def test_gpu_mixer_configs_reach_every_layer_of_that_mixer_inside_hybrids() -> None:
     specs = [c.spec for c in build("scaling", Options(device="cuda", models=["mamba2-attn"])).cells]
     assert {s.d_model for s in specs} == {suites.GPU_D_MODEL}

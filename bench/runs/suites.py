@@ -1,6 +1,7 @@
 """Suites: named lists of cells, written as data (Zoology style), that `archbench run SUITE` executes.
 
-    quick      a CPU run of a few minutes: a small scaling sweep + one retrieval cell
+    quick      a CPU run of a few minutes: a small scaling sweep (two recurrent families, each beside
+               its hybrid preset, and attention) + one retrieval cell
     scaling    model × mode × n: every registered mixer as a pure stack and every preset hybrid that
                fits the depth, all of one depth, width and MLP ratio (CPU: depth 4, d_model 256, no MLP)
     retrieval  a task's grid of small LMs (MQAR by default; `--task` picks another task's own grid)
@@ -96,13 +97,19 @@ def scaling_models(depth: int) -> list[str]:
     return fits
 
 
+# The quick suite's scaling slice: two recurrent families, each beside its production hybrid of the
+# same shape, and attention (every registered model would be ~100 cells: minutes, not a quick look).
+QUICK_SCALING_MODELS = ["attention", "mamba2", "mamba2-attn", "gated_deltanet", "qwen3-next"]
+
+
 def scaling_cells(o: Options, *, lens: list[int], modes: list[str], batches: tuple[int, ...] = (1,),
                   d_model: int = SCALING_D_MODEL, mixer_configs: dict | None = None,
-                  backend: str = "auto") -> list[Cell]:
+                  backend: str = "auto", models: list[str] | None = None) -> list[Cell]:
+    """Cells over models × modes × batches × widths × n; `models` defaults to `scaling_models`."""
     depth = o.depth or SCALING_DEPTH
     mlp_ratio = SCALING_MLP_RATIO if o.mlp_ratio is None else o.mlp_ratio
     cells = []
-    for name in o.models or scaling_models(depth):
+    for name in o.models or models or scaling_models(depth):
         for mode in o.modes or modes:
             for batch in [o.batch] if o.batch else batches:
                 for d in o.d_models or [d_model]:
@@ -249,7 +256,8 @@ def build(suite: str, o: Options) -> Plan:
         raise SuiteError(f"unknown suite {suite!r}; choose from: {', '.join(SUITES)}")
     plan = Plan([])
     if suite == "quick":
-        plan.cells += scaling_cells(o, lens=[256, 1024, 4096], modes=["prefill", "decode"])
+        quick = [m for m in QUICK_SCALING_MODELS if m in scaling_models(o.depth or SCALING_DEPTH)]
+        plan.cells += scaling_cells(o, lens=[256, 1024, 4096], modes=["prefill", "decode"], models=quick)
         _retrieval_part(o, plan, quick=True)
     if suite in ("scaling", "full") and o.device == "cuda":
         # The fastest usable kernel per cell (measured), batch 1 and 8, the anchors' shape.
