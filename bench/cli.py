@@ -175,7 +175,7 @@ def _rates(value: str) -> list[float]:
     return out
 
 
-def _seconds(option: str, zero: str | None = None):
+def _seconds(option: str, example: str, zero: str | None = None):
     """An argparse type: one finite number of seconds in (0, MAX_SECONDS], or [0, ...] where 0 means
     something (`zero` says what)."""
     low = f">= 0 ({zero})" if zero else "> 0"
@@ -187,7 +187,7 @@ def _seconds(option: str, zero: str | None = None):
             seconds = math.nan
         if not (0 <= seconds if zero else 0 < seconds) or not seconds <= MAX_SECONDS:  # nan fails both
             raise UsageError(f"malformed value {value!r} in {option}; {option} takes one number of seconds "
-                             f"{low} and <= {MAX_SECONDS:.0e}, e.g. 1")
+                             f"{low} and <= {MAX_SECONDS:.0e}, e.g. {example}")
         return seconds
 
     return parse
@@ -318,9 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true",
                    help="run again the stored cells that failed (error, timeout, oom) and the longer cells "
                         "skipped after them; the old rows stay, the report takes the newest")
-    p.add_argument("--time-limit", type=_seconds("--time-limit"), default=None,
+    p.add_argument("--time-limit", type=_seconds("--time-limit", "120"), default=None,
                    help="seconds per cell before it times out (default: 120 scaling, 3600 retrieval)")
-    p.add_argument("--budget", type=_seconds("--budget", zero="the fewest repeats"), default=1.0,
+    p.add_argument("--budget", type=_seconds("--budget", "1", zero="the fewest repeats"), default=1.0,
                    help="seconds of timed repeats per cell (scaling)")
     p.add_argument("--seed", type=_seed, default=0, help="an integer in [0, 2**32) (default: 0)")
     p.set_defaults(func=cmd_run)
