@@ -487,3 +487,16 @@ def test_a_row_of_an_unknown_kind_stops_the_report_naming_file_line_and_kind(tmp
     err = capsys.readouterr().err
     assert code == 2 and "probe.jsonl:1: unknown row kind 'test_probe'; known kinds:" in err
     assert "(a plugin not installed here?)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_report_on_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "raw").mkdir()
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    code = main(["report", "--results", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write " in err and "No space left on device" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

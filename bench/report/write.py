@@ -152,7 +152,10 @@ def _replace_markers(readme: Path, content: str) -> None:
 
 def _write(path: Path, data: bytes) -> None:
     if not path.exists() or path.read_bytes() != data:  # unchanged files keep their mtime
-        path.write_bytes(data)
+        try:
+            path.write_bytes(data)
+        except OSError as exc:  # a full disk: the CLI prints this in one line, which must name the file
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
