@@ -343,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archbench: error: {exc}", file=sys.stderr)
         return 2
     except RowWriteError as exc:  # a full disk: not the user's input, but no traceback either
-        print(f"archbench: error: {exc}; free space and rerun the same command to resume", file=sys.stderr)
+        print(f"archbench: error: {exc}; make room (disk space, the file-size limit) and rerun the same "
+              "command to resume", file=sys.stderr)
         return 1
     except OSError as exc:  # writing the report (or any file) failed: say which and why, on one line
         print(f"archbench: error: {exc}", file=sys.stderr)
