@@ -2,7 +2,8 @@
 
 Built-ins register with a decorator; external packages register through an entry point group
 (`archbench.archs`, `archbench.tasks`). Plugins load lazily on first lookup, a plugin that fails to
-import warns and is skipped (never fatal), and `ARCHBENCH_DISABLE_PLUGINS=1` turns loading off —
+import warns and is skipped (never fatal — `sys.exit()` at import included: only Ctrl-C stops the
+loading), and `ARCHBENCH_DISABLE_PLUGINS=1` turns loading off —
 the pytest plugin model. Each entry keeps where it came from (built-in, or distribution + version)
 so result rows can carry it as provenance.
 """
@@ -101,7 +102,9 @@ class Registry:
                 obj = ep.load()  # importing the module runs its @register decorators
                 if isinstance(obj, type) and getattr(obj, "name", None) not in self._classes:
                     self.register(ep.name)(obj)  # an entry point may also name the class itself
-            except Exception as exc:  # a broken plugin must not take the suite down with it
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a broken plugin, sys.exit() too, must not take the suite down
                 warnings.warn(
                     f"archbench: skipping {self.what} plugin {ep.name!r} ({ep.value}): "
                     f"{type(exc).__name__}: {exc}",

@@ -1,8 +1,14 @@
 """The `archbench` command: list, check, run, report.
 
-Bad input (an unknown model, task, suite or device, a malformed length, a filter that selects no
-cell, a corrupt result file or a row that does not fit the schema) ends with one line on stderr that
-names the valid choices and exit status 2 — never a traceback — and rows already written stay on disk.
+Bad input (an unknown model, task, suite or device, a malformed length, a number out of its range, a
+list where one value belongs, a filter that selects no cell, a corrupt result file or a row that does
+not fit the schema, an `--out` that cannot hold rows or that another run is writing, a `--readme`
+without the markers) ends with one line on stderr that names the valid choices and exit status 2 —
+never a traceback — and rows already written stay on disk. A row that cannot be written (a full disk)
+stops the run with one line and exit status 1, every row before it intact.
+
+The console command enters through bench/entry.py, which catches a Ctrl-C while this module's imports
+(torch) load.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import torch
 from archbench.archs import MIXERS, UnknownNameError, list_archs, list_models
 
 DTYPES = ["float32", "float64", "bfloat16", "float16"]
+MAX_SECONDS = 1e6  # ~12 days: longer than any cell, and inside setitimer's range (the time limit's alarm)
+SEEDS = 2**32  # numpy's seeds are [0, 2**32)
 
 
 class UsageError(Exception):
@@ -60,7 +68,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             states = f"{mixer.state_bytes(1, 1024):,} / {mixer.state_bytes(1, 4096):,}"
             table.add_row(name, mixer.complexity, str(MIXERS.origin(name)),
                           ", ".join(cls.available_backends(device)), states)
-        except Exception as exc:  # a broken plugin still gets a row
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (sys.exit() included) still gets a row
             table.add_row(name, "?", str(MIXERS.origin(name)), f"error: {exc}", "")
     console = Console()
     if names:
@@ -165,6 +175,32 @@ def _rates(value: str) -> list[float]:
     return out
 
 
+def _seconds(option: str, example: str, zero: str | None = None):
+    """An argparse type: one finite number of seconds in (0, MAX_SECONDS], or [0, ...] where 0 means
+    something (`zero` says what)."""
+    low = f">= 0 ({zero})" if zero else "> 0"
+
+    def parse(value: str) -> float:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not (0 <= seconds if zero else 0 < seconds) or not seconds <= MAX_SECONDS:  # nan fails both
+            raise UsageError(f"malformed value {value!r} in {option}; {option} takes one number of seconds "
+                             f"{low} and <= {MAX_SECONDS:.0e}, e.g. {example}")
+        return seconds
+
+    return parse
+
+
+def _seed(value: str) -> int:
+    text = value.strip()
+    if not text.isdigit() or int(text) >= SEEDS:
+        raise UsageError(f"malformed value {value!r} in --seed; --seed takes one integer in [0, 2**32), "
+                         "e.g. 0")
+    return int(text)
+
+
 def _num_kv_pairs(value: str, task: str) -> int:
     from archbench.tasks import get
 
@@ -179,7 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from archbench.bench.experiments.scaling import MODES
-    from archbench.bench.runs import loop, suites
+    from archbench.bench.runs import loop, store, suites
+    from archbench.bench.runs.schema import read_rows
     from archbench.bench.runs.summary import summary_tables
     from archbench.tasks import list_tasks
 
@@ -206,6 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = suites.build(args.suite, options)
     except suites.SuiteError as exc:
         raise UsageError(str(exc)) from None
+    with store.RunLock(args.out):  # an --out that cannot hold rows, that a run holds, or whose rows
+        read_rows(Path(args.out) / "raw")  # are damaged: refused now, in one line (the loop checks
+        # all of it again, under the lock it holds for the run)
     console = Console(stderr=True)
     for note in plan.notes:
         console.print(f"note: {note}")
@@ -228,13 +268,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from archbench.bench.report import write_report
+    from archbench.bench.report import ReadmeError, write_report
 
     results = Path(args.results)
     if not (results / "raw").is_dir():
         raise UsageError(f"no raw rows at {results / 'raw'}; run 'archbench run SUITE --out {results}' first")
     readme = Path(args.readme) if args.readme else None
-    written = write_report(results, readme=readme)
+    try:
+        written = write_report(results, readme=readme)
+    except ReadmeError as exc:
+        raise UsageError(str(exc)) from None
     print(f"wrote {len(written)} files under {results}")
     return 0
 
@@ -275,10 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true",
                    help="run again the stored cells that failed (error, timeout, oom) and the longer cells "
                         "skipped after them; the old rows stay, the report takes the newest")
-    p.add_argument("--time-limit", type=float, default=None,
+    p.add_argument("--time-limit", type=_seconds("--time-limit", "120"), default=None,
                    help="seconds per cell before it times out (default: 120 scaling, 3600 retrieval)")
-    p.add_argument("--budget", type=float, default=1.0, help="seconds of timed repeats per cell (scaling)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=_seconds("--budget", "1", zero="the fewest repeats"), default=1.0,
+                   help="seconds of timed repeats per cell (scaling)")
+    p.add_argument("--seed", type=_seed, default=0, help="an integer in [0, 2**32) (default: 0)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="regenerate tables and plots in RESULTS from RESULTS/raw")
@@ -290,14 +334,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from archbench.bench.runs.schema import RowSchemaError
-    from archbench.bench.runs.store import CorruptResultError
+    from archbench.bench.runs.store import CorruptResultError, RowWriteError, StoreUnusableError
 
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, UnknownNameError, CorruptResultError, RowSchemaError) as exc:
+    except (UsageError, UnknownNameError, CorruptResultError, RowSchemaError, StoreUnusableError) as exc:
         print(f"archbench: error: {exc}", file=sys.stderr)
         return 2
+    except RowWriteError as exc:  # a full disk: not the user's input, but no traceback either
+        print(f"archbench: error: {exc}; make room (disk space, the file-size limit) and rerun the same "
+              "command to resume", file=sys.stderr)
+        return 1
+    except OSError as exc:  # writing the report (or any file) failed: say which and why, on one line
+        print(f"archbench: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # outside the run loop (which says how to resume): no traceback
         print("archbench: interrupted", file=sys.stderr)
         return 130

@@ -10,16 +10,31 @@ Chunked parallel paths go wrong at chunk boundaries, so the parity checks run at
 the class's declared `chunk_size` Q: T = 1, Q-1, Q+1, 2Q+3 (1 and an odd 37 for a mixer without
 chunks), and prefill a prefix that crosses a boundary (Q+1, and 2Q, which ends on one) before
 stepping the rest, so that the state handed from the parallel path to `step` is non-zero.
+
+Two checks keep a mixer from passing on a false claim:
+  step_uses_only_its_state  `step` must be a function of (x_t, state) alone: stepping from a deep copy
+      of the state after prompt A, taken before prompt B ran, gives what stepping right after A gave.
+      A cache kept outside the state (a list on the module, an attribute of the mixer) fails it, and
+      with it a `state_bytes` that reads a few bytes while decoding grows with n.
+  linear_cost  a mixer declaring `complexity = "linear"` must cost O(T): its own `flops()`, and the
+      work its forward does as counted op by op (the elements of every tensor each op returns, and
+      the matmul / attention FLOPs torch counts), may grow at most LINEAR_GROWTH× from T to 4T (4×
+      if linear, 16× if quadratic), and one `step` may cost at most STEP_GROWTH× more after 4T
+      tokens than after T. Counting, not timing: the verdict is the same on a loaded machine.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode  # sees every aten op (FlopCounterMode's base)
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
 
 from archbench.archs import Mixer, create, get, tensor_bytes
 
@@ -27,6 +42,10 @@ D_MODEL = 32
 ODD_LEN = 37  # the length for a mixer without chunks: odd, and past the widths of short convolutions
 SPLIT = 20  # prefill length in the prefill-then-step check of a mixer without chunks
 PARITY_TOL = 1e-6  # max |parallel - recurrent| / max |parallel| in float64
+COST_LEN = 256  # T of the cost check (at least 4 chunks): linear costs are compared at T and 4T
+LINEAR_GROWTH = 6.0  # from T to 4T a linear cost grows ~4x (less with fixed overheads), a quadratic 16x
+STEP_GROWTH = 1.5  # one step after 4T tokens vs after T: ~1x for a fixed-size state, 4x for a KV cache
+PURE_STEPS = 3  # steps taken from the copied state in step_uses_only_its_state
 
 
 class CheckSkipped(Exception):
@@ -250,6 +269,101 @@ def check_deterministic(name: str) -> str:
     return _per_config(name, _deterministic)
 
 
+def _step_uses_only_its_state(name: str, cfg: dict[str, Any]) -> str:
+    mixer = _mixer(name, cfg)
+    prefix = prefill_splits(mixer.chunk_size)[0][0]
+    total = prefix + PURE_STEPS
+    a, b = _input(seq_len=total, seed=1), _input(seq_len=total, seed=5)
+
+    def steps(x: torch.Tensor, state: Any) -> torch.Tensor:
+        ys = []
+        for t in range(prefix, total):
+            y_t, state = mixer.step(x[:, t], state)
+            ys.append(y_t)
+        return torch.stack(ys, 1)
+
+    with torch.no_grad():
+        _, state_a = mixer.prefill(a[:, :prefix], max_len=total)
+        saved = copy.deepcopy(state_a)  # before any step: `step` may update its state in place
+        right_after_a = steps(a, state_a)
+        _, state_b = mixer.prefill(b[:, :prefix], max_len=total)  # another prompt in between
+        steps(b, state_b)
+        from_copy = steps(a, saved)
+    err = _rel_err(from_copy, right_after_a)
+    assert err <= PARITY_TOL, (f"stepping from a copy of the state after prompt A, taken before prompt B "
+                               f"ran, differs from stepping right after A by {err:.2e} (rel): step reads "
+                               "something besides (x_t, state), e.g. a cache outside the state")
+    return (f"prefill {prefix} + {PURE_STEPS} steps from a copied state, another prompt in between: "
+            f"rel diff {err:.0e}")
+
+
+def check_step_uses_only_its_state(name: str) -> str:
+    if not get(name).supports_step:
+        raise CheckSkipped(f"{name} declares supports_step = False")
+    return _per_config(name, _step_uses_only_its_state)
+
+
+class _Work(TorchDispatchMode):
+    """Counts, for every aten op run inside it, the elements of the tensors it returns: up to a
+    constant per op, the work and memory traffic of the code, whatever Python wrote it. A (T, T, D)
+    intermediate shows up as T² D elements however it was built."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.elements += sum(t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+        return out
+
+
+def _forward_work(mixer: Mixer, x: torch.Tensor) -> tuple[int, int]:
+    """(elements produced, FLOPs torch counts: matmuls, attention) of one forward pass."""
+    flops, work = FlopCounterMode(display=False), _Work()
+    with torch.no_grad(), flops, work:
+        mixer(x)
+    return work.elements, flops.get_total_flops()
+
+
+def _step_work(mixer: Mixer, x: torch.Tensor, context: int) -> int:
+    """Elements produced by one `step` after `context` tokens of prefill."""
+    with torch.no_grad():
+        _, state = mixer.prefill(x[:, :context], max_len=context + 1)
+        with _Work() as work:
+            mixer.step(x[:, context], state)
+    return work.elements
+
+
+def _linear_cost(name: str, cfg: dict[str, Any]) -> str:
+    mixer = _mixer(name, cfg, dtype=torch.float32)
+    T = max(COST_LEN, 4 * (mixer.chunk_size or 0))
+    growth = {"flops()": mixer.flops(4 * T) / max(mixer.flops(T), 1)}
+    x = _input(batch=1, seq_len=4 * T + 1, dtype=torch.float32)
+    (short_work, short_flops), (long_work, long_flops) = (_forward_work(mixer, x[:, :n]) for n in (T, 4 * T))
+    growth["forward work"] = long_work / max(short_work, 1)
+    if short_flops:  # matmul / attention FLOPs, where the forward has any
+        growth["forward counted FLOPs"] = long_flops / short_flops
+    for what, g in growth.items():
+        assert g <= LINEAR_GROWTH, (f"declares complexity 'linear' but its {what} grows {g:.1f}x from T={T} "
+                                    f"to {4 * T} (linear: ~4x, at most {LINEAR_GROWTH:g}x)")
+    detail = ", ".join(f"{what} {g:.1f}x" for what, g in growth.items())
+    if mixer.supports_step:
+        g = _step_work(mixer, x, 4 * T) / max(_step_work(mixer, x, T), 1)
+        assert g <= STEP_GROWTH, (f"declares complexity 'linear' but one step after {4 * T} tokens does "
+                                  f"{g:.1f}x the work of one after {T} (a fixed-size state: ~1x, at most "
+                                  f"{STEP_GROWTH:g}x): its decode cost grows with the context")
+        detail += f", step {g:.2f}x"
+    return f"T={T} -> {4 * T}: {detail}"
+
+
+def check_linear_cost(name: str) -> str:
+    mixer = _mixer(name, dtype=torch.float32)
+    if mixer.complexity != "linear":
+        raise CheckSkipped(f"{name} declares complexity {mixer.complexity!r}")
+    return _per_config(name, _linear_cost)
+
+
 def _one_thread(check: Callable[[str], str]) -> Callable[[str], str]:
     """Run `check` on one CPU thread. Its tensors are tiny (d_model 32), so extra threads only add
     synchronisation, and on a loaded machine they wait for each other: 4x slower measured."""
@@ -273,6 +387,8 @@ CHECKS: dict[str, Callable[[str], str]] = {name: _one_thread(fn) for name, fn in
     "fast_matches_reference": check_fast_matches_reference,
     "causality": check_causality,
     "state_bytes": check_state_bytes,
+    "step_uses_only_its_state": check_step_uses_only_its_state,
+    "linear_cost": check_linear_cost,
     "deterministic": check_deterministic,
 }.items()}
 
@@ -287,6 +403,8 @@ def run_checks(name: str) -> list[Verdict]:
             verdicts.append(Verdict(check, "skip", str(exc)))
         except AssertionError as exc:
             verdicts.append(Verdict(check, "fail", str(exc)))
-        except Exception as exc:  # a broken plugin should get a verdict, not a traceback
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (sys.exit() too) gets a verdict, not a traceback
             verdicts.append(Verdict(check, "fail", f"{type(exc).__name__}: {exc}"))
     return verdicts

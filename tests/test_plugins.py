@@ -48,7 +48,7 @@ def install_fake_dist(site: Path, dist: str, version: str, entry_points: dict[st
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    """The README's plugin, plus a broken one whose import fails."""
+    """The README's plugin, plus two broken ones: one whose import fails, one calling sys.exit()."""
     project = tomllib.loads(readme_block("toml", "archbench_ema.py"))
     module = project["tool"]["setuptools"]["py-modules"][0]
     (tmp_path / f"{module}.py").write_text(readme_block("python", "archbench_ema.py"))
@@ -56,6 +56,8 @@ def site(tmp_path: Path) -> Path:
                       project["project"]["entry-points"]["archbench.archs"])
     (tmp_path / "archbench_broken.py").write_text("raise ImportError('needs a library that is not here')\n")
     install_fake_dist(tmp_path, "archbench-broken", "0.0.1", {"broken": "archbench_broken"})
+    (tmp_path / "archbench_exits.py").write_text("import sys\nsys.exit('this plugin needs a GPU')\n")
+    install_fake_dist(tmp_path, "archbench-exits", "0.0.1", {"exits": "archbench_exits"})
     return tmp_path
 
 
@@ -79,6 +81,9 @@ def test_broken_plugin_warns_and_is_skipped(site: Path) -> None:
     out = probe(site)
     assert "broken" not in out["names"]
     assert any("skipping architecture plugin 'broken'" in w for w in out["warnings"]), out["warnings"]
+    assert "exits" not in out["names"] and "attention" in out["names"]  # sys.exit() ends nothing
+    assert any("skipping architecture plugin 'exits' (archbench_exits): SystemExit: this plugin needs a GPU"
+               in w for w in out["warnings"]), out["warnings"]
 
 
 def test_disable_switch_turns_plugins_off(site: Path) -> None:

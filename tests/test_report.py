@@ -13,7 +13,15 @@ from archbench.archs import resolve_model
 from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.retrieval import RetrievalResult, RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingResult, ScalingSpec
-from archbench.bench.report import MARK_END, MARK_START, crossovers, fit_exponent, fmt_pct, write_report
+from archbench.bench.report import (
+    MARK_END,
+    MARK_START,
+    ReadmeError,
+    crossovers,
+    fit_exponent,
+    fmt_pct,
+    write_report,
+)
 from archbench.bench.runs.schema import Row
 from archbench.bench.runs.store import CorruptResultError
 
@@ -274,10 +282,12 @@ def test_empty_raw_dir_and_readme_without_markers(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     readme = tmp_path / "OTHER.md"
     readme.write_bytes(b"# nothing to replace\n")
-    written = write_report(tmp_path, readme=readme)
+    with pytest.raises(ReadmeError, match="has no <!-- archbench:results:start -->"):  # not a silent no-op
+        write_report(tmp_path, readme=readme)
+    assert readme.read_bytes() == b"# nothing to replace\n" and not (tmp_path / "README.md").exists()
+    written = write_report(tmp_path)
     assert {p.name for p in written} == {"README.md", ".report-manifest"}
     assert "No result rows yet" in (tmp_path / "README.md").read_text()
-    assert readme.read_bytes() == b"# nothing to replace\n"
 
 
 def test_corrupt_pytest_benchmark_file_is_an_error(tmp_path: Path) -> None:

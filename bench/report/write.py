@@ -16,8 +16,13 @@ in <results>/.report-manifest. raw/ is never touched. Markdown shows human units
 missing figure (never an invented number); CSV keeps raw SI values (seconds, bytes, joules), empty
 when missing, and a failed cell's status ("oom", "timeout", "error", "skipped") in place of a value.
 
-Each experiment kind's tables live in one module (`TABLES`); a kind without one is counted in the
-index and named in a note, never dropped silently.
+Each experiment kind's tables live in one module (`TABLES`); a registered kind without one (a plugin's)
+is counted in the index and named in a note, never dropped silently. A row of a kind or schema this
+archbench does not know stops the report with its file, line and kind (bench/runs/schema.py): its
+cells cannot be read, so no table could say what it holds.
+
+`--readme PATH` must name a file holding both markers; otherwise the report stops before writing
+anything (`ReadmeError`), rather than refresh nothing without a word.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ from archbench.bench.runs.schema import Row, read_rows
 MARK_START = "<!-- archbench:results:start -->"
 MARK_END = "<!-- archbench:results:end -->"
 MANIFEST = ".report-manifest"
+
+
+class ReadmeError(ValueError):
+    """The README to refresh is missing, unreadable or has no archbench:results markers."""
+
 # experiment kind -> the function writing its tables: (outputs, that kind's frame, device slugs)
 TABLES: dict[str, Callable[[Outputs, pd.DataFrame, dict[str, str]], None]] = {
     "scaling": scaling_tables,
@@ -115,25 +125,37 @@ def _headline(out: Outputs, link: str) -> str:
     return "\n\n".join(parts)
 
 
-def _replace_markers(readme: Path, content: str) -> bool:
-    """Put `content` between the markers, bytes outside them untouched; False if the markers are absent."""
+def _marked(readme: Path) -> tuple[str, int, int]:
+    """The README's text and where its start and end markers are; ReadmeError if it has none."""
     if not readme.is_file():
-        return False
-    text = readme.read_bytes().decode("utf-8")
+        raise ReadmeError(f"--readme {readme}: no such file; give the README whose results tables to refresh")
+    try:
+        text = readme.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReadmeError(f"--readme {readme}: cannot read it as UTF-8 text ({exc})") from None
     start = text.find(MARK_START)
     end = text.find(MARK_END, start + len(MARK_START)) if start >= 0 else -1
     if start < 0 or end < 0:
-        return False
+        raise ReadmeError(f"--readme {readme} has no {MARK_START} ... {MARK_END} markers; put both lines "
+                          "where the results tables go")
+    return text, start, end
+
+
+def _replace_markers(readme: Path, content: str) -> None:
+    """Put `content` between the markers, bytes outside them untouched."""
+    text, start, end = _marked(readme)
     nl = "\r\n" if "\r\n" in text else "\n"
     new = text[: start + len(MARK_START)] + nl + content.replace("\n", nl) + nl + text[end:]
     if new != text:
         readme.write_bytes(new.encode("utf-8"))
-    return True
 
 
 def _write(path: Path, data: bytes) -> None:
     if not path.exists() or path.read_bytes() != data:  # unchanged files keep their mtime
-        path.write_bytes(data)
+        try:
+            path.write_bytes(data)
+        except OSError as exc:  # a full disk: the CLI prints this in one line, which must name the file
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
@@ -143,6 +165,8 @@ def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
     Returns every file this run produced (rewritten or already identical), sorted; the README last.
     """
     results_dir = Path(results_dir)
+    if readme is not None:
+        _marked(Path(readme))  # a README that cannot be refreshed stops the report before it writes
     raw = results_dir / "raw"
     rows = read_rows(raw) if raw.is_dir() else []
     slugs = _device_slugs(r.device_name for r in rows)
@@ -171,6 +195,6 @@ def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
         readme = Path(readme)
         index = (results_dir / "README.md").resolve()
         link = Path(os.path.relpath(index, readme.resolve().parent)).as_posix()
-        if _replace_markers(readme, _headline(out, link)):
-            written.append(readme)
+        _replace_markers(readme, _headline(out, link))
+        written.append(readme)
     return written

@@ -82,7 +82,10 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 
 
 def run_job(job: Job, progress: Progress | None = None) -> Outcome:
-    """Run one cell; a failure (exception, out of memory, time limit) is an outcome, Ctrl-C is not."""
+    """Run one cell; a failure (exception, out of memory, time limit) is an outcome, Ctrl-C is not.
+
+    Anything else the cell raises is a failure too, `SystemExit` included: a plugin that calls
+    `sys.exit()` in its `forward` gets an error row, and the sweep goes on to the next cell."""
     started = time.perf_counter()
     result, status = None, OK
     try:
@@ -90,7 +93,7 @@ def run_job(job: Job, progress: Progress | None = None) -> Outcome:
             result = get(job.kind).run(job.spec, job.budget_s, progress)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # every failure becomes a row; the sweep goes on
+    except BaseException as exc:  # every failure becomes a row (SystemExit too); the sweep goes on
         status = failure_status(exc)
     finally:
         if str(getattr(job.spec, "device", "")).startswith("cuda"):

@@ -9,7 +9,10 @@ The loop
   - skips the longer lengths of a series (same cell but for n) once a length failed, across resumes
     too, and cells that cannot run by design (a decode cell of a model without a recurrent step);
   - appends and fsyncs one row per cell (bench/runs/schema.py) in this one process, with provenance,
-    so an interrupt loses only the cells in progress.
+    so an interrupt loses only the cells in progress;
+  - holds the store's one-writer lock (store.RunLock) from before it reads the stored rows to the end:
+    a results folder that cannot take rows, or that another run is writing, is refused before any
+    cell runs, and a row that cannot be written whole (disk full) stops the sweep (RowWriteError).
 
 Glossary
   newest   the last row stored for a (cell key, device name): the one that counts
@@ -66,6 +69,18 @@ class _Failures:
         return skipped_after_failure(*failed) if failed and series[1] > failed[0] else None
 
 
+def _one_writer(run):
+    """Hold `out_dir`'s store lock around the whole of `run(cells, out_dir, ...)`."""
+
+    @functools.wraps(run)
+    def locked(cells: list[Cell], out_dir: Path, *args: Any, **kwargs: Any) -> list[Row]:
+        with store.RunLock(out_dir):
+            return run(cells, out_dir, *args, **kwargs)
+
+    return locked
+
+
+@_one_writer
 def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = None, budget_s: float = 1.0,
               retry_failed: bool = False, executor: Executor | None = None,
               console: Console | None = None) -> list[Row]:

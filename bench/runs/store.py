@@ -2,18 +2,32 @@
 
 This module knows JSON lines, not what is in them (bench/runs/schema.py turns lines into typed rows).
 `append` writes one line and fsyncs it, so a run killed at any moment loses at most the cell in
-progress; the torn line it may leave at the end of the file is skipped with a warning when read, and
-cut off (with a warning) by the next `append`. A damaged line anywhere else is an error: rows are
-never dropped silently.
+progress. A torn line — the end of a file that does not end in a newline, left by a writer killed
+mid-line — is skipped with a warning when read, and cut off (with a warning) by the next `append`.
+Every other unreadable line is an error, the last one included when it ends in a newline (it was
+written whole, so it is damage, not an interrupted write): rows are never dropped silently.
+
+Writes are checked end to end: a line is written whole and fsynced, or the file is cut back to
+where it was and `RowWriteError` says why (a full disk, the file-size limit, an I/O error), so every
+row written before stays whole and readable and no torn line is left behind.
+
+One writer per store: `RunLock` holds an OS lock (flock) on `raw/.lock` for a whole run, with the
+holder's pid in the file; a second run on the same folder is refused at once, naming that pid. The
+kernel drops the lock when its holder exits, however it exits, so a killed run never leaves a stale
+lock behind. The lock file itself stays: deleting it would let a third run lock a new file while the
+second still holds the old one.
 
 Glossary
   line      one JSON object, one row
+  torn      a last line without its newline: a write that was interrupted
   cell key  canonical JSON of a cell's spec: the same cell always gives the same key (resume)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import json
 import os
 import re
@@ -23,7 +37,21 @@ from typing import Any
 
 
 class CorruptResultError(ValueError):
-    """A results file has an unreadable line that is not the (possibly torn) last one."""
+    """A results file has an unreadable line that is not a torn last line."""
+
+
+class StoreError(Exception):
+    """The row store cannot be used; the message is one line that says what to do."""
+
+
+class StoreUnusableError(StoreError):
+    """The results folder cannot hold a row store (not a folder, not writable) or another run holds
+    it: refused before anything is measured."""
+
+
+class RowWriteError(StoreError):
+    """A row could not be written whole (disk full, file-size limit, I/O error); the file was cut back
+    to the rows before it."""
 
 
 def _json_default(obj: Any) -> Any:
@@ -72,43 +100,77 @@ class RowStore:
         """(line number, row) in file order, for errors that name the line."""
         if not self.path.exists():
             return []
-        lines = self.path.read_bytes().split(b"\n")
-        numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        torn = len(lines) if lines[-1].strip() else None  # the last line, if it lacks its newline
         rows = []
-        for k, (lineno, line) in enumerate(numbered):
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
             try:
                 row = json.loads(line.decode("utf-8"))
                 if not isinstance(row, dict):
                     raise ValueError(f"expected a JSON object, got {type(row).__name__}")
             except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 where = f"{self.path}:{lineno}"
-                if k == len(numbered) - 1:  # a run killed mid-write leaves at most this line torn
-                    warnings.warn(f"skipping unreadable last line {where} (interrupted write?)", stacklevel=2)
+                if lineno == torn:  # a run killed mid-write leaves at most this line, without "\n"
+                    warnings.warn(f"skipping torn last line {where} (an interrupted write)", stacklevel=2)
                     break
                 raise CorruptResultError(f"unreadable result row at {where}: {exc}") from None
             rows.append((lineno, row))
         return rows
 
     def append(self, row: dict) -> None:
-        """Write `row` as one line and fsync it, so a kill after return cannot lose it."""
+        """Write `row` as one line and fsync it, so a kill after return cannot lose it; a write that
+        fails or falls short leaves the file as it was and raises `RowWriteError`."""
         try:
             line = (dumps(row) + "\n").encode("utf-8")
         except ValueError as exc:  # NaN / inf: a missing figure is None, a failed cell has a status
             msg = f"cannot store a row in {self.path}: {exc}; use None for a missing figure"
             raise ValueError(msg) from None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise RowWriteError(f"cannot write a row to {self.path}: {_reason(exc)}") from None
         try:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = self._mend_tail(fd, size) + line
-            os.write(fd, line)  # one write with O_APPEND: concurrent appenders do not interleave
-            os.fsync(fd)
+                prefix, size = self._mend_tail(fd, size)
+                line = prefix + line
+            self._write_whole(fd, line, size)
         finally:
             os.close(fd)
 
-    def _mend_tail(self, fd: int, size: int) -> bytes:
-        """The file does not end in a newline: return the bytes to write before the next line.
+    def _write_whole(self, fd: int, line: bytes, size: int) -> None:
+        """Write all of `line` at the end (O_APPEND), then fsync; on any failure cut back to `size`.
+
+        A write to a regular file falls short when the disk or the file-size limit runs out part way
+        through the line; writing the rest then fails with the reason (ENOSPC, EFBIG), which is the
+        error raised. A write that makes no progress at all is an error too.
+        """
+        view, done = memoryview(line), 0
+        try:
+            while done < len(line):  # with the run lock held, no other writer comes in between
+                written = os.write(fd, view[done:])
+                if written <= 0:
+                    raise OSError(errno.EIO, f"the write stopped after {done} of {len(line)} bytes")
+                done += written
+            os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, size)  # frees the partial line's blocks too: this cannot need space
+                os.fsync(fd)
+            except OSError as cut:
+                raise RowWriteError(f"cannot write a row to {self.path}: {_reason(exc)}; cutting the "
+                                    f"partial row back also failed ({_reason(cut)}): the next read warns "
+                                    "about a torn last line, the next append removes it") from None
+            raise RowWriteError(f"cannot write a row to {self.path}: {_reason(exc)}; the {size:,} bytes "
+                                "of rows before it are intact") from None
+
+    def _mend_tail(self, fd: int, size: int) -> tuple[bytes, int]:
+        """The file does not end in a newline: the bytes to write before the next line, and the size
+        of the file they go after.
 
         A whole row missing only its newline keeps its place (prefix b"\n"). A torn fragment, left by
         a writer killed mid-line, is cut off: it was never a row, and left in place it would become a
@@ -118,10 +180,76 @@ class RowStore:
         cut = data.rfind(b"\n") + 1
         try:
             if isinstance(json.loads(data[cut:].decode("utf-8")), dict):
-                return b"\n"
+                return b"\n", size
         except ValueError:
             pass
         lineno = data.count(b"\n") + 1
         warnings.warn(f"dropping torn last line {self.path}:{lineno} before appending", stacklevel=3)
         os.ftruncate(fd, cut)
-        return b""
+        return b"", cut
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+LOCK_NAME = ".lock"  # in OUT/raw: not a *.jsonl file, so readers never see it
+
+
+class RunLock:
+    """The one-writer lock of a results folder's row store (`OUT/raw`), held from `acquire` to
+    `release` (or the holder's exit).
+
+    `acquire` also checks, before anything is measured, that the store can be written at all: `out` and
+    `out/raw` must be folders (made if missing) in which a file can be created and written. A second
+    run is refused rather than made to wait or to share the cells: two runs on one machine would time
+    their cells while competing for it, which is what the lock is there to prevent.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.out_dir = Path(out_dir)
+        self.raw = self.out_dir / "raw"
+        self.path = self.raw / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        for folder in (self.out_dir, self.raw):
+            if folder.exists() and not folder.is_dir():
+                raise StoreUnusableError(f"{folder} is a file, not a folder: --out must be a folder "
+                                         f"(rows go to {self.raw}/)")
+        try:
+            self.raw.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreUnusableError(f"cannot write rows under {self.raw}: {_reason(exc)}; choose a "
+                                     "writable --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StoreUnusableError(f"another archbench run (pid {holder}) is writing rows to "
+                                         f"{self.raw}; wait for it to finish, or use another --out") from None
+            raise StoreUnusableError(f"cannot lock {self.path}: {_reason(exc)}") from None
+        try:  # the holder's pid, for the message of a run refused; also proves the disk takes a write
+            os.ftruncate(fd, 0)
+            pid = f"{os.getpid()}\n".encode()
+            if os.pwrite(fd, pid, 0) != len(pid):
+                raise OSError(errno.ENOSPC, "short write (disk full?)")
+        except OSError as exc:
+            os.close(fd)
+            raise RowWriteError(f"cannot write under {self.raw}: {_reason(exc)}") from None
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file drops the lock; the file stays (module docstring)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
