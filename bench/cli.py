@@ -37,8 +37,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _device(value: str) -> str:
-    if value == "cuda" and not torch.cuda.is_available():
+def _device(value: str, here: bool = True) -> str:
+    """A valid device; `here`: it must exist on this machine (not so for a cluster's driver)."""
+    if here and value == "cuda" and not torch.cuda.is_available():
         raise UsageError("device 'cuda' requested but no CUDA device is available here; choose from: cpu")
     if value not in ("cpu", "cuda"):
         raise UsageError(f"unknown device {value!r}; choose from: cpu, cuda")
@@ -211,11 +212,32 @@ def _num_kv_pairs(value: str, task: str) -> int:
     return _single(value, "--num-kv-pairs")
 
 
+def _executor(args: argparse.Namespace):
+    """The executor --executor names, connected (a Ray cluster is reached before any cell is planned)."""
+    from archbench.bench.runs.executors import EXECUTORS, ExecutorError
+
+    threads = _single(args.threads, "--threads") if args.threads else None
+    if args.executor == "local":
+        if args.address or args.workers:
+            raise UsageError("--address and --workers go with --executor ray")
+        if threads:
+            torch.set_num_threads(threads)  # every cell runs in this process
+        return EXECUTORS["local"]()
+    workers = _single(args.workers, "--workers") if args.workers else None
+    try:
+        executor = EXECUTORS["ray"](address=args.address, workers=workers, threads=threads or 1)
+        executor.connect()
+    except ExecutorError as exc:
+        raise UsageError(str(exc)) from None
+    return executor
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from archbench.bench.experiments.scaling import MODES
     from archbench.bench.runs import loop, store, suites
+    from archbench.bench.runs.executors import ExecutorError
     from archbench.bench.runs.schema import read_rows
     from archbench.bench.runs.summary import summary_tables
     from archbench.tasks import list_tasks
@@ -224,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown suite {args.suite!r}; choose from: {', '.join(suites.SUITES)}")
     task = _one(args.task, list_tasks(), "task", "--task") if args.task else None
     options = suites.Options(
-        device=_device(args.device),
+        device=_device(args.device, here=args.executor == "local"),
         models=_models(args.models) if args.models else None,
         depth=_single(args.depth, "--depth") if args.depth else None,
         mlp_ratio=_count(args.mlp_ratio, "--mlp-ratio") if args.mlp_ratio is not None else None,
@@ -246,6 +268,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with store.RunLock(args.out):  # an --out that cannot hold rows, that a run holds, or whose rows
         read_rows(Path(args.out) / "raw")  # are damaged: refused now, in one line (the loop checks
         # all of it again, under the lock it holds for the run)
+    executor = _executor(args)
     console = Console(stderr=True)
     for note in plan.notes:
         console.print(f"note: {note}")
@@ -253,10 +276,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"rows -> {args.out}/raw/" + (" (retrying failed cells)" if args.retry_failed else ""))
     try:
         rows = loop.run_cells(plan.cells, Path(args.out), time_limit_s=args.time_limit, budget_s=args.budget,
-                              retry_failed=args.retry_failed, console=console)
+                              retry_failed=args.retry_failed, executor=executor, console=console)
     except KeyboardInterrupt:
         console.print("interrupted: finished cells are saved; rerun the same command to resume")
         return 130
+    except ExecutorError as exc:  # a cluster without a node fit for the cells, or one that cannot run them
+        raise UsageError(str(exc)) from None
+    finally:
+        getattr(executor, "close", lambda: None)()
     if rows:  # a log file is not a terminal: give the table room rather than 80 columns
         out = Console()
         out = out if out.is_terminal else Console(width=160)
@@ -323,6 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=_seconds("--budget", "1", zero="the fewest repeats"), default=1.0,
                    help="seconds of timed repeats per cell (scaling)")
     p.add_argument("--seed", type=_seed, default=0, help="an integer in [0, 2**32) (default: 0)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where cells run: local (this process, one after another) or ray (one Ray task per "
+                        "cell; pip install -e \".[ray]\")")
+    p.add_argument("--address", help="ray: a running cluster to join, 'auto' or HOST:PORT (default: start a "
+                                      "local Ray instance)")
+    p.add_argument("--workers", help="ray: cells run at once by the local instance it starts (default: one "
+                                      "per CPU / --threads)")
+    p.add_argument("--threads", help="torch threads per cell, and the CPUs a Ray task reserves (default: "
+                                      "torch's own locally, 1 on ray)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="regenerate tables and plots in RESULTS from RESULTS/raw")

@@ -8,10 +8,14 @@ failed) when the executor asks for it, so an executor should pull jobs only as i
 them. `progress_for(job)` gives a callback for the cell's own progress (a training run's loss), or
 None; an executor that runs cells elsewhere may ignore it.
 
-`local` (the default) runs each job in this process, one after another. A distributed executor
-(e.g. Ray: one remote task per job, GPUs as resources) implements the same `map`, shipping `Job`s to
-workers that call `run_job` and returning the `Outcome`s; the single writer, resume and retry stay
-in the loop.
+`local` (the default) runs each job in this process, one after another. `ray`
+(bench/runs/ray_executor.py) runs each job as one Ray task on a cluster, GPUs and CPUs as resources;
+the single writer, resume and retry stay in the loop. An executor that runs cells on other machines
+also has, optionally:
+  provenances(device, dtype) -> list[dict]   the provenance of each distinct device a cell of that
+                                             device may land on (resume counts a cell done on any)
+  progress_columns                           extra rich columns for the loop's progress bar
+and may return outcomes with a `provenance` attribute: the node that ran the cell.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from archbench.bench.experiments import Progress
 from archbench.bench.runs.cell import Job, Outcome, run_job
 
 ProgressFor = Callable[[Job], Progress | None]
+
+
+class ExecutorError(RuntimeError):
+    """An executor that cannot run here (a missing package, an unreachable or unfit cluster): one line."""
 
 
 class Executor(Protocol):
@@ -37,4 +45,10 @@ class LocalExecutor:
             yield job, run_job(job, progress_for(job))
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {"local": LocalExecutor}
+def _ray(**options) -> Executor:
+    from archbench.bench.runs.ray_executor import RayExecutor  # imports ray only when it connects
+
+    return RayExecutor(**options)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": _ray}

@@ -1,7 +1,8 @@
 """The one run loop: cells in, rows out, for every experiment kind and every executor.
 
 The loop
-  - skips cells already in the row store for this device (resume: rerunning a command finishes it);
+  - skips cells already in the row store for this device, or for any device of the cluster a
+    distributed executor runs on (resume: rerunning a command finishes it);
     with `retry_failed`, cells whose newest row is a failure (error, timeout, oom) or a skip caused by
     one run again — the old row stays in the file for the record, and the report takes the newest;
   - hands the remaining cells to an executor (bench/runs/executors.py) as jobs, each run under a
@@ -97,12 +98,15 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
         if is_failure(row.status) and not retry_failed:  # retried failures must not skip their series
             failures.note(row.kind, row.spec, row.status, row.device_name)
 
-    provenances: dict[tuple[str, str], dict] = {}
+    provenances: dict[tuple[str, str], list[dict]] = {}
 
-    def provenance_of(spec: Any) -> dict:
+    def provenances_of(spec: Any) -> list[dict]:
+        """One provenance per device a cell may run on: this machine's, or each of a cluster's devices
+        (an executor's `provenances`, bench/runs/executors.py); a cell stored on any of them is done."""
         device, dtype = str(getattr(spec, "device", "cpu")), str(getattr(spec, "dtype", "float32"))
         if (device, dtype) not in provenances:
-            provenances[device, dtype] = provenance(device, dtype)
+            devices = getattr(executor, "provenances", None)
+            provenances[device, dtype] = devices(device, dtype) if devices else [provenance(device, dtype)]
         return provenances[device, dtype]
 
     written: list[Row] = []
@@ -115,7 +119,8 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
             failures.note(row.kind, row.spec, row.status, row.device_name)
 
     kept_failures = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               *getattr(executor, "progress_columns", ()))  # a cluster's queued / running / done
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("cells", total=len(cells))
 
@@ -123,16 +128,16 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
             """The jobs to run, decided one at a time as the executor asks (see executors.py)."""
             nonlocal kept_failures
             for kind, spec in cells:
-                prov = provenance_of(spec)
-                old = newest.get((cell_key(spec), prov["device_name"]))
+                prov, old = _stored(newest, spec, provenances_of(spec), retry_failed)
                 if old is not None and not (retry_failed and is_retryable(old.status)):
                     kept_failures += is_retryable(old.status)
                     bar.advance(task)
                     continue
                 exp = experiment(kind)
                 reason = exp.skip_reason(spec)
-                status = failures.skip(kind, spec, prov["device_name"]) or \
-                    (f"skipped: {reason}" if reason else None)
+                prov, status = next(((p, s) for p in provenances_of(spec)
+                                     if (s := failures.skip(kind, spec, p["device_name"]))), (prov, None))
+                status = status or (f"skipped: {reason}" if reason else None)
                 if status is not None:
                     if old is None or old.status != status:  # the same skip again adds nothing
                         write(Row(kind, spec, None, status, prov, 0.0))
@@ -144,13 +149,22 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
         def progress_for(job: Job):
             return functools.partial(_describe, bar, task, experiment(job.kind).label(job.spec))
 
-        for job, outcome in executor.map(pending(), progress_for):
-            write(_row(job, outcome, provenance_of(job.spec)))
+        for job, outcome in executor.map(pending(), progress_for):  # an outcome may name the node it ran on
+            write(_row(job, outcome, getattr(outcome, "provenance", None) or provenances_of(job.spec)[0]))
             bar.advance(task)
     if kept_failures:
         console.print(f"{kept_failures} stored cell(s) failed earlier and were kept as they are; "
                       "--retry-failed runs them again")
     return written
+
+
+def _stored(newest: dict[tuple[str, str], Row], spec: Any, provs: list[dict],
+            retry_failed: bool) -> tuple[dict, Row | None]:
+    """(the provenance, the stored row) that decide a cell over the devices it may run on: a row that
+    counts as done if any device has one, else a failure to retry, else (the first device, None)."""
+    stored = [(p, newest[key]) for p in provs if (key := (cell_key(spec), p["device_name"])) in newest]
+    done = [(p, row) for p, row in stored if not (retry_failed and is_retryable(row.status))]
+    return (done or stored or [(provs[0], None)])[0]
 
 
 def _row(job: Job, outcome: Outcome, prov: dict) -> Row:

@@ -1,7 +1,9 @@
 """Provenance: where a row came from — the code (git commit, dirty or not), versions, the machine.
 
 Every row carries it, so a table can say which commit and torch measured it, and rows from two
-machines never mix (the report groups by `device_name`).
+machines never mix (the report groups by `device_name`). `hostname` names the node that ran the cell:
+under the Ray executor each row's provenance is taken on the worker that ran it, so a sweep over a
+cluster of unlike nodes records each row's own device and host.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import platform
+import socket
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
@@ -86,6 +89,7 @@ def provenance(device: str, dtype: str) -> dict[str, Any]:
         "device": str(device),
         "device_name": device_name(device),
         "dtype": str(dtype),
+        "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
