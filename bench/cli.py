@@ -259,6 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         num_kv_pairs=_num_kv_pairs(args.num_kv_pairs, task or "mqar") if args.num_kv_pairs else None,
         vocab_size=_single(args.vocab_size, "--vocab-size") if args.vocab_size else None,
         lrs=_rates(args.lrs) if args.lrs else None,
+        max_examples=_single(args.max_examples, "--max-examples") if args.max_examples else None,
         seed=args.seed,
     )
     try:
@@ -337,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "for scaling; float32 for retrieval)")
     p.add_argument("--task", help="retrieval task, with its own grid (default: mqar)")
     p.add_argument("--num-kv-pairs", help="MQAR's K at every point of the grid (retrieval)")
+    p.add_argument("--max-examples", help="training examples per retrieval cell, e.g. 8k (default: the "
+                                           "grid's budget)")
     p.add_argument("--vocab-size", help="task vocabulary (retrieval; default: the grid's)")
     p.add_argument("--lrs", help="comma-separated learning rates for every model (retrieval; default: the "
                                  "grid's per-model rates)")

@@ -53,9 +53,11 @@ def test_every_task_has_its_own_grid_of_buildable_cells(task: str, device: str) 
 
 
 def test_retrieval_options_reach_every_cell() -> None:
-    o = Options(lens=[128], num_kv_pairs=4, vocab_size=256, lrs=[1e-4, 5e-4], d_models=[48], models=["rwkv"])
+    o = Options(lens=[128], num_kv_pairs=4, vocab_size=256, lrs=[1e-4, 5e-4], d_models=[48], models=["rwkv"],
+                max_examples=2048)
     specs = [c.spec for c in build("retrieval", o).cells]
     assert len(specs) == 2 and [s.lr for s in specs] == [1e-4, 5e-4]
+    assert all(s.train_cfg["max_examples"] == s.train_cfg["n_train"] == 2048 for s in specs)
     assert all((s.seq_len, s.num_kv_pairs, s.vocab_size, s.d_model) == (128, 4, 256, 48) for s in specs)
     assert specs[0].test_lens == (256,)
 

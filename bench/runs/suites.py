@@ -52,6 +52,7 @@ class Options:
     num_kv_pairs: int | None = None
     vocab_size: int | None = None
     lrs: list[float] | None = None
+    max_examples: int | None = None  # the training budget of every retrieval cell (default: the grid's)
     seed: int = 0
 
 
@@ -212,6 +213,9 @@ def retrieval_cells(o: Options, grid: TaskGrid, lrs: dict[str, list[float]], tra
     depth = o.depth or RETRIEVAL_DEPTH
     mlp_ratio = RETRIEVAL_MLP_RATIO if o.mlp_ratio is None else o.mlp_ratio
     vocab = o.vocab_size or grid.vocab_size
+    if o.max_examples:  # a budget below the grid's fixed training set draws only what it trains on
+        train = dataclasses.replace(train, max_examples=o.max_examples,
+                                    n_train=min(train.n_train, o.max_examples))
     cells = []
     for point, widths in grid.points:
         if o.lens and point["seq_len"] not in o.lens:
