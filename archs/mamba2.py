@@ -34,13 +34,11 @@ from archbench.archs.base import Mixer
 from archbench.archs.ops.common import (
     a_log_uniform,
     dt_bias_init,
-    kernel_unavailable,
     pick_backend,
     state_dtype,
 )
 from archbench.archs.ops.ssd import FLA, MAMBA_SSM, ssd_chunked, ssd_fla, ssd_mamba_ssm, ssd_step
 
-_KERNELS = {"fla": FLA, "mamba_ssm": MAMBA_SSM}  # optional CUDA kernels: backend -> kernel
 _SEGMENT_ELEMENTS = 1 << 20  # working set of the pure-PyTorch path: the in_proj output of one segment
 
 
@@ -59,6 +57,7 @@ class Mamba2(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("fla", "mamba_ssm", "chunked")
+    kernels = {"fla": FLA, "mamba_ssm": MAMBA_SSM}
     chunk_size = 64  # Q, the chunk of the SSD algorithm (and of mamba-ssm's kernel)
     conformance_configs = ({"d_state": 8, "head_dim": 8, "expand": 1, "d_conv": 2},)
 
@@ -79,10 +78,6 @@ class Mamba2(Mixer):
         self.D = nn.Parameter(torch.ones(H))
         self.norm = nn.RMSNorm(self.d_inner, eps=1e-5)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
-
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        return kernel_unavailable(_KERNELS, backend, device)
 
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
     def _split(self, zxbcdt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,7 +115,7 @@ class Mamba2(Mixer):
         return self._output(y, x, z), xBC[..., -self.cfg.d_conv:].contiguous(), h
 
     def _parallel(self, u: torch.Tensor, final_state: bool) -> tuple[torch.Tensor, dict]:
-        backend = pick_backend(self, u, _KERNELS)  # the reference where a kernel cannot serve this call
+        backend = pick_backend(self, u)  # the reference where a kernel cannot serve this call
         b, T, _ = u.shape
         conv, h = u.new_zeros(b, self.conv_dim, self.cfg.d_conv), None
         # The pure-PyTorch path runs in segments of whole chunks, carrying both states across: activations

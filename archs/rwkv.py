@@ -34,10 +34,8 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer, State
-from archbench.archs.ops.common import kernel_unavailable, pick_backend, state_dtype
+from archbench.archs.ops.common import pick_backend, state_dtype, token_shift
 from archbench.archs.ops.wkv import FLA, wkv_chunked, wkv_fla, wkv_step
-
-_KERNELS = {"fla": FLA}  # optional CUDA kernels: backend -> kernel
 
 
 @dataclass(frozen=True)
@@ -58,6 +56,7 @@ class RWKV(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("fla", "chunked")
+    kernels = {"fla": FLA}
     chunk_size = 32  # tokens per chunk of `wkv_chunked`
     conformance_configs = ({"head_dim": 8, "mix_rank": 4, "decay_rank": 4, "ffn_ratio": 1.0},)
 
@@ -94,11 +93,6 @@ class RWKV(Mixer):
         self.cm_value = nn.Linear(F_, D, bias=False)
         self.cm_receptance = nn.Linear(D, D, bias=False)
 
-    # -- backends ---------------------------------------------------------------------------------------
-    @classmethod
-    def backend_unavailable(cls, backend: str, device: torch.device | str) -> str | None:
-        return kernel_unavailable(_KERNELS, backend, device)
-
     # -- pieces shared by forward and step --------------------------------------------------------------
     def _time_mix_in(self, x: torch.Tensor, x_prev: torch.Tensor):
         """ddlerp token shift and projections; x, x_prev (B, T, D) -> r, k, v, lw (B, T, H, K), g."""
@@ -123,17 +117,12 @@ class RWKV(Mixer):
         xk, xr = x + dx * self.cm_mu[0], x + dx * self.cm_mu[1]
         return torch.sigmoid(self.cm_receptance(xr)) * self.cm_value(F.relu(self.cm_key(xk)).square())
 
-    @staticmethod
-    def _shift(x: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        """Previous token along T, with `first` (B, D) before position 0."""
-        return torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
-
     # -- the two modes ----------------------------------------------------------------------------------
     def _run(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, State | None]:
         """Parallel mode from the empty state; the final state too if `want_state`."""
         zeros = x.new_zeros(x.shape[0], self.d_model)  # no token before the first
-        r, k, v, lw, g = self._time_mix_in(x, self._shift(x, zeros))
-        if pick_backend(self, x, _KERNELS) == "fla":  # the reference where fla cannot serve this call
+        r, k, v, lw, g = self._time_mix_in(x, token_shift(x, zeros))
+        if pick_backend(self, x) == "fla":  # the reference where fla cannot serve this call
             o, S = wkv_fla(r, k, v, lw, self.u, None, want_state)
         else:
             wd = state_dtype(x.dtype)
@@ -141,7 +130,7 @@ class RWKV(Mixer):
         a = self._time_mix_out(o, g)  # (B, T, D)
         # Block hands the mixer norm1(x), so the channel-mix residual runs on that: x + a, then LayerNorm.
         xc = self.cm_norm(x + a)
-        y = a + self._channel_mix(xc, self._shift(xc, zeros))
+        y = a + self._channel_mix(xc, token_shift(xc, zeros))
         new_state = {"tm_shift": x[:, -1], "wkv": S, "cm_shift": xc[:, -1]} if want_state else None
         return y, new_state
 

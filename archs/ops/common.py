@@ -1,13 +1,22 @@
-"""Plumbing every recurrent mixer needs, written once: state dtype, optional fused kernels, Δ / A init.
+"""Plumbing the mixers share, written once: state dtype, optional fused kernels, the choice of the path a
+call runs, Δ / A initialisers, and a few small pieces several layers and ops use.
 
 - `state_dtype`: the dtype a scan and its carried state run in.
-- `Kernel`: one optional fused kernel (flash-linear-attention, mamba-ssm, causal-conv1d): where it is
-  imported from (lazily, through `archs/kernels.py`), why it cannot run here, and, for a kernel that
-  may refuse its backward at run time (fla on Hopper with Triton < 3.7.1, fla #640), a tiny probe.
+- `Kernel`: one optional fused kernel (flash-linear-attention, mamba-ssm, causal-conv1d, flash-attn):
+  where it is imported from (lazily, through `archs/kernels.py`), the dtypes it is built for, why it
+  cannot run here, and, for a kernel that may refuse its backward at run time (fla on Hopper with
+  Triton < 3.7.1, fla #640), a tiny probe. A mixer lists its kernels in `Mixer.kernels`
+  (backend -> Kernel), which also answers `Mixer.backend_unavailable`.
 - `pick_backend`: the backend a parallel call really runs, after the checks that can only happen at
-  run time (float64 input, a refused backward), with the label `Mixer.last_backend` shows.
+  run time (the input's dtype, a shape the kernel does not take, a refused backward), with the label
+  `Mixer.last_backend` shows.
+- `probe_leaves`: the tiny random inputs of a backward probe.
 - `dt_bias_init`, `s4d_real_a_log`, `a_log_uniform`: Mamba's initialisers of the step size Δ and of
-  the (negative) state matrix A = -exp(A_log), shared by Mamba and Mamba-2.
+  the (negative) state matrix A = -exp(A_log), shared by Mamba, Mamba-2, Mamba-3, Gated DeltaNet, KDA.
+- `log_decay_floor`, `mask_bias`: the floor of a per-token log decay and the -inf mask added to an
+  exponent, used by the chunked ops with per-channel decays (wkv, gated_linear, delta_rule).
+- `token_shift`, `short_conv`: the previous token (RWKV-6, RWKV-7) and the optional short causal
+  convolution with its carried inputs (attention, swa).
 
 Glossary:
     Δ (dt)      step size of the discretised SSM, softplus(raw + dt_bias) > 0
@@ -18,11 +27,12 @@ Glossary:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 
 from archbench.archs.kernels import backward_refusal, optional_kernel
 
@@ -37,6 +47,10 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# -- optional fused kernels ----------------------------------------------------------------------------
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what fla's and mamba-ssm's kernels take
+
+
 @dataclass(frozen=True)
 class Kernel:
     """An optional fused kernel `from module import attr`, shipped by `package` (for messages)."""
@@ -45,6 +59,7 @@ class Kernel:
     attr: str
     package: str
     probe: Callable[[Callable, str], None] | None = None  # set where the backward may be refused
+    dtypes: tuple[torch.dtype, ...] = _TRITON_DTYPES  # the input dtypes it is built for
 
     def load(self) -> Callable | None:
         """The kernel function, or None when it cannot be imported (cached by `optional_kernel`)."""
@@ -70,25 +85,25 @@ class Kernel:
         return backward_refusal(f"{self.module}.{self.attr}", device, lambda: self.probe(self.load(), device))
 
 
-def kernel_unavailable(kernels: Mapping[str, Kernel], backend: str, device: torch.device | str) -> str | None:
-    """`Mixer.backend_unavailable` for a mixer whose non-reference backends are the fused `kernels`."""
-    return kernels[backend].unavailable(device) if backend in kernels else None
-
-
-def pick_backend(mixer: Mixer, x: torch.Tensor, kernels: Mapping[str, Kernel]) -> str:
+def pick_backend(mixer: Mixer, x: torch.Tensor, unsupported: str | None = None) -> str:
     """The backend a parallel call on `x` runs; sets `mixer.last_backend` to say which, and why.
 
-    A fused kernel falls back to the mixer's reference backend where it cannot serve this call:
-    float64 input (the kernels here are built for float32 / bf16 / fp16 only), or a call that will be
-    differentiated on a device where the kernel refuses its backward — which it does only inside
-    `.backward()`, too late to switch, hence the probe before the forward."""
+    A fused kernel of `mixer.kernels` falls back to the mixer's reference backend where it cannot serve
+    this call: an input dtype it is not built for (fla's and mamba-ssm's have no float64, flash-attn
+    takes fp16 / bf16 only), a call the mixer says it cannot take (`unsupported`, the reason, e.g. a
+    head width the kernel does not support), or a call that will be differentiated on a device where
+    the kernel refuses its backward — which it does only inside `.backward()`, too late to switch,
+    hence the probe before the forward."""
     backend = mixer.resolve_backend(x.device)
     mixer.last_backend = backend
-    kernel, fallback = kernels.get(backend), mixer.reference_backend
+    kernel, fallback = mixer.kernels.get(backend), mixer.reference_backend
     if kernel is None:
         return backend
-    if x.dtype == torch.float64:
-        mixer.last_backend = f"{fallback} ({backend} has no float64 kernels)"
+    if x.dtype not in kernel.dtypes:
+        mixer.last_backend = f"{fallback} ({backend} has no {str(x.dtype).removeprefix('torch.')} kernels)"
+        return fallback
+    if unsupported:
+        mixer.last_backend = f"{fallback} ({unsupported})"
         return fallback
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in mixer.parameters()))
@@ -97,6 +112,13 @@ def pick_backend(mixer: Mixer, x: torch.Tensor, kernels: Mapping[str, Kernel]) -
         mixer.last_backend = f"{fallback} ({backend} backward refused: {refusal})"
         return fallback
     return backend
+
+
+def probe_leaves(device: str, n: int = 3, shape: tuple[int, ...] = (1, 16, 1, 16),
+                 sample: Callable[..., torch.Tensor] = torch.randn) -> list[torch.Tensor]:
+    """`n` tiny random tensors that require grad, (B, T, H, K) = (1, 16, 1, 16) by default: the inputs of
+    a backward probe."""
+    return [sample(*shape, device=device).requires_grad_() for _ in range(n)]
 
 
 # -- initialisers ------------------------------------------------------------------------------------
@@ -116,3 +138,38 @@ def s4d_real_a_log(channels: int, d_state: int) -> torch.Tensor:
 def a_log_uniform(n: int, low: float = 1.0, high: float = 16.0) -> torch.Tensor:
     """Mamba-2's init of its scalar A per head: A = -exp(A_log) uniform in [-high, -low]. (n,)"""
     return torch.log(torch.empty(n).uniform_(low, high))
+
+
+# -- pieces of the chunked ops ---------------------------------------------------------------------------
+def log_decay_floor(dtype: torch.dtype) -> float:
+    """-20 in float32, -40 in float64. A one-token decay below e^floor wipes the state to below the
+    dtype's resolution, so raising it to e^floor changes no output bit that matters; it bounds the
+    cumulative log decay of a chunk of Q tokens by Q |floor|, so differences of cumulative sums keep
+    their precision in the chunked ops however strong the learned decay gets."""
+    return math.log(torch.finfo(dtype).eps) - 4
+
+
+def mask_bias(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """0 where `keep`, -inf elsewhere, with a trailing axis for K, in `like`'s dtype and device: added to
+    an exponent, it masks before exp, so a positive exponent of a pair that is not causal never overflows."""
+    bias = torch.zeros(keep.shape, dtype=like.dtype, device=like.device).masked_fill(~keep.to(like.device),
+                                                                                    -math.inf)
+    return bias.unsqueeze(-1)
+
+
+# -- pieces of the layers --------------------------------------------------------------------------------
+def token_shift(x: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """The previous token along T of x (B, T, D), with `first` (B, D) before position 0."""
+    return torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
+
+
+def short_conv(conv: torch.nn.Conv1d, x: torch.Tensor,
+               history: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal depthwise `conv` (width W) of x (B, T, D), after the W - 1 inputs `history` (B, W - 1, D;
+    zeros at the start). Returns the window of inputs (B, W - 1 + T, D), whose last W - 1 rows are the
+    next call's history, and the output (B, T, D)."""
+    if history is None:
+        history = x.new_zeros(x.shape[0], conv.kernel_size[0] - 1, x.shape[2])
+    window = torch.cat([history, x], 1)
+    return window, F.conv1d(window.transpose(1, 2), conv.weight, conv.bias,
+                            groups=x.shape[2]).transpose(1, 2)

@@ -48,29 +48,15 @@ Glossary (code -> paper):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.kernels import optional_kernel
+from archbench.archs.ops.common import Kernel, log_decay_floor, probe_leaves
 
 _BLOCK_ELEMENTS = 1 << 20  # elements of the largest per-block temporary of `delta_rule_chunked`
-
-# fla's kernels: the decay-free rule runs as the gated one with g = 0, because `chunk_delta_rule`
-# refuses float32 inputs (an assert since 2024), which the float32 fast-vs-reference check needs.
-FLA_KERNELS = {
-    "scalar": ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule"),
-    "vector": ("fla.ops.kda", "chunk_kda"),
-}
-
-
-def log_decay_floor(dtype: torch.dtype) -> float:
-    """-20 in float32, -40 in float64: a one-token decay below e^floor already wipes the state below the
-    dtype's resolution, and clamping to it bounds |Γ| by Q |floor|, so the differences Γ_i − Γ_j keep
-    their precision however strong the learned decay gets."""
-    return math.log(torch.finfo(dtype).eps) - 4
-
 
 def _default_scale(q: Tensor, scale: float | None) -> float:
     return q.shape[-1] ** -0.5 if scale is None else scale
@@ -186,9 +172,26 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
 
 
 # -- the optional fla kernels -----------------------------------------------------------------------------
-def fla_kernel(decay: str):
-    """(fn, reason) for the fla kernel of a decay kind ("none" | "scalar" | "vector")."""
-    return optional_kernel(*FLA_KERNELS["vector" if decay == "vector" else "scalar"])
+def _probe(decay: str) -> Callable[[Callable, str], None]:
+    """A tiny forward+backward through fla's kernel for a decay kind: it raises where fla refuses its
+    backward (Hopper with Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to
+    switch paths."""
+    def probe(_kernel: Callable, device: str) -> None:  # delta_rule_fla calls the kernel itself
+        q, k, v = probe_leaves(device)
+        (beta,) = probe_leaves(device, 1, (1, 16, 1), sample=torch.rand)
+        g = None if decay == "none" else -torch.rand(1, 16, 1, *((16,) if decay == "vector" else ()),
+                                                      device=device, requires_grad=True)
+        delta_rule_fla(q, F.normalize(k, dim=-1), v, beta, g)[0].sum().backward()
+    return probe
+
+
+# fla's kernels by decay kind: the decay-free rule runs as the gated one with g = 0, because
+# `chunk_delta_rule` refuses float32 inputs (an assert since 2024), which the float32 fast-vs-reference
+# check needs.
+_GATED = ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule", "flash-linear-attention")
+FLA = {"none": Kernel(*_GATED, probe=_probe("none")),
+       "scalar": Kernel(*_GATED, probe=_probe("scalar")),
+       "vector": Kernel("fla.ops.kda", "chunk_kda", "flash-linear-attention", probe=_probe("vector"))}
 
 
 def delta_rule_fla(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None,
@@ -199,19 +202,8 @@ def delta_rule_fla(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | No
     q and k arrive already L2-normalised, so the kernels' own normalisation stays off."""
     if g is None:
         g = q.new_zeros(q.shape[:3])
-    fn = fla_kernel("vector" if g.dim() == 4 else "scalar")[0]
+    kernel = FLA["vector" if g.dim() == 4 else "scalar"]
     h0 = None if initial_state is None else initial_state.float().contiguous()
-    o, S = fn(q=q, k=k, v=v, g=g.float(), beta=beta.to(q.dtype), scale=_default_scale(q, scale),
-              initial_state=h0, output_final_state=output_final_state)
+    o, S = kernel(q=q, k=k, v=v, g=g.float(), beta=beta.to(q.dtype), scale=_default_scale(q, scale),
+                  initial_state=h0, output_final_state=output_final_state)
     return o, S
-
-
-def probe_fla_backward(decay: str, device: str) -> None:
-    """A tiny forward+backward through fla's kernel: it raises where fla refuses its backward (Hopper
-    with Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    q, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
-    beta = torch.rand(1, 16, 1, device=device, requires_grad=True)
-    g = None if decay == "none" else -torch.rand(1, 16, 1, *((16,) if decay == "vector" else ()),
-                                                  device=device, requires_grad=True)
-    kn = F.normalize(k, dim=-1)
-    delta_rule_fla(q, kn, v, beta, g)[0].sum().backward()

@@ -40,6 +40,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from archbench.archs.ops.common import Kernel
+
 _BLOCK_ELEMENTS = 1 << 20  # size of the (B, H, chunks, Q, Q) decay tensor built at once
 
 
@@ -118,3 +120,8 @@ def _ssd_chunks(q, k, vs, L, S):
     starts = torch.stack(starts, 2)  # (B, H, c, P, N)
     y = y + L.exp()[..., None] * (q @ starts.transpose(-1, -2))  # what the carried-in state adds
     return y, S
+
+
+# mamba-ssm's fused SISO kernel (CUDA): it takes the normalised B/C, their biases, the raw angles and
+# trap, and applies rotation, trapezoid, D and the gate itself (archs/mamba3.py hands them over).
+MAMBA_SSM = Kernel("mamba_ssm.ops.triton.mamba3.mamba3_siso_combined", "mamba3_siso_combined", "mamba-ssm")

@@ -50,6 +50,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from archbench.archs.ops.common import Kernel, probe_leaves
+
 _GROUP_ELEMENTS = 1 << 21  # size of the (chunks, C, C, K) decay tensor built at once
 
 
@@ -125,3 +127,17 @@ def _chunk_group(r, lw, k, v, a, b, X):
     U = W @ X0 + U_  # (B, H, n, C, V) the low-rank reads u_t
     o = (r * G.exp()) @ X0 + A_rk @ v + A_rb @ U
     return o, X
+
+
+# -- fla's kernel (CUDA) --------------------------------------------------------------------------------
+def _probe_rwkv7(chunk_rwkv7, device: str) -> None:
+    """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
+    Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
+    r, k, v = probe_leaves(device)
+    lw = (-0.5 * torch.rand(1, 16, 1, 16, device=device)).requires_grad_(True)
+    kk = F.normalize(torch.randn(1, 16, 1, 16, device=device), dim=-1).requires_grad_(True)
+    chunk_rwkv7(r=r, w=lw, k=k, v=v, a=-kk, b=kk * 0.5, scale=1.0)[0].sum().backward()
+
+
+# `chunk_rwkv7(r, w, k, v, a, b)`: w the LOG decay, state (B, H, K, V), the transpose of this op's.
+FLA = Kernel("fla.ops.rwkv7", "chunk_rwkv7", "flash-linear-attention", probe=_probe_rwkv7)

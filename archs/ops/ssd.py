@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import Kernel
+from archbench.archs.ops.common import Kernel, probe_leaves
 
 # Working-set size of `ssd_chunked`, in tensor elements: of the (B, H, chunks, Q, Q) decay tensor built
 # at once.
@@ -115,7 +115,7 @@ def _ssd_chunks(xdt: Tensor, logd: Tensor, Bc: Tensor, Cc: Tensor, h: Tensor) ->
 def _probe_simple_gla(chunk_simple_gla, device: str) -> None:
     """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
     Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    q, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
+    q, k, v = probe_leaves(device)
     g = (-torch.rand(1, 16, 1, device=device)).requires_grad_(True)  # (B, T, H) log decay
     chunk_simple_gla(q=q, k=k, v=v, g=g, scale=1.0)[0].sum().backward()
 

@@ -25,18 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import Kernel
+from archbench.archs.ops.common import Kernel, log_decay_floor, mask_bias, probe_leaves
 
 _SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
 _PASS_ELEMENTS = 1 << 21  # size of the largest temporary in one pass of wkv_chunked's output loop
-
-
-def log_decay_floor(dtype: torch.dtype) -> float:
-    """-20 in float32, -40 in float64. A one-token decay below e^floor wipes the state to below the
-    dtype's resolution, so raising it to e^floor changes no output bit that matters; it bounds the
-    cumulative log decay of a chunk by C |floor|, so its differences keep their precision in the
-    chunked kernels however strong the learned decay gets."""
-    return math.log(torch.finfo(dtype).eps) - 4
 
 
 # -- the definition: one step, and the loop over time --------------------------------------------------
@@ -118,30 +110,24 @@ def _chunk_outputs(r, k, v, G, Gx, S_in, u, c: int):
     r_s, Gx_s = r.reshape(B, H, N, nI, c, K), Gx.reshape(B, H, N, nI, c, K)
     G_a = Gx_s[..., :1, :]  # (B, H, N, nI, 1, K) = G_{a-1}
     q = r_s * (Gx_s - G_a).exp()  # (B, H, N, nI, c, K)
-    before = _causal_bias(torch.arange(C) < (torch.arange(nI) * c).view(nI, 1), r)  # (nI, C, 1) s < a
+    before = mask_bias(torch.arange(C) < (torch.arange(nI) * c).view(nI, 1), r)  # (nI, C, 1) s < a
     kk = k.unsqueeze(3) * (G_a - G.unsqueeze(3) + before).exp()  # (B, H, N, nI, C, K)
     o = o + (q @ kk.transpose(-1, -2)).reshape(B, H, N, C, C) @ v
 
     # The same sub-chunk: elementwise over (t, s, K), strictly causal, plus the bonus u on t = s.
     k_s, v_s, G_s = k.reshape(B, H, N, nI, c, K), v.reshape(B, H, N, nI, c, V), G.reshape(B, H, N, nI, c, K)
-    later = _causal_bias(torch.ones(c, c, dtype=torch.bool).tril(-1), r)  # (c, c, 1) t > s
+    later = mask_bias(torch.ones(c, c, dtype=torch.bool).tril(-1), r)  # (c, c, 1) t > s
     decay_ts = (Gx_s.unsqueeze(-2) - G_s.unsqueeze(-3) + later).exp()  # (B, H, N, nI, c, c, K)
     A_d = torch.einsum("...tk,...tsk->...ts", r_s, k_s.unsqueeze(-3) * decay_ts)  # (B, H, N, nI, c, c)
     bonus = (r_s * u.view(H, 1, 1, 1, K) * k_s).sum(-1, keepdim=True)  # (B, H, N, nI, c, 1)
     return o + (A_d @ v_s + bonus * v_s).view(B, H, N, C, V)
 
 
-def _causal_bias(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """0 where `keep`, -inf elsewhere, with a trailing axis for K: added to a log decay, it masks."""
-    bias = torch.zeros(keep.shape, dtype=like.dtype).masked_fill(~keep, -math.inf)
-    return bias.unsqueeze(-1).to(like.device)
-
-
 # -- the optional fused kernel (CUDA) ------------------------------------------------------------------
 def _probe_rwkv6(chunk_rwkv6, device: str) -> None:
     """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
     Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    r, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
+    r, k, v = probe_leaves(device)
     lw = (-torch.rand(1, 16, 1, 16, device=device)).requires_grad_(True)
     u = torch.randn(1, 16, device=device, requires_grad=True)
     chunk_rwkv6(r, k, v, lw, u, scale=1.0)[0].sum().backward()
