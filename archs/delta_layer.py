@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archbench.archs.base import Mixer, State
-from archbench.archs.ops.common import pick_backend, state_dtype
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
 from archbench.archs.ops.delta_rule import FLA, delta_rule_chunked, delta_rule_fla, delta_rule_step
 
 
@@ -121,19 +121,31 @@ class DeltaRuleMixer(Mixer):
         q, k = (l2_norm(t.unflatten(-1, (self.n_head, self.head_k_dim))) for t in (q, k))
         return q, k, v.unflatten(-1, (self.n_head, self.head_v_dim)), u[..., u.shape[-1] - conv.shape[-1]:]
 
-    def _parallel(self, x: Tensor, want_state: bool) -> tuple[Tensor, State | None]:
-        backend = pick_backend(self, x)  # the reference where fla cannot serve this call
-        B = x.shape[0]
-        conv0 = x.new_zeros(B, self.key_dim * 2 + self.value_dim, self.cfg.d_conv - 1)
-        q, k, v, conv = self._qkv(x, conv0)
+    def _segment(self, x: Tensor, carry: tuple[Tensor, Tensor | None], backend: str,
+                 want_state: bool) -> tuple[Tensor, tuple[Tensor, Tensor | None]]:
+        """Parallel mode over x (B, T, D) after carry = (conv inputs (B, C, W - 1), state S or None):
+        y (B, T, D) and the carry after x (S None when fla need not return it)."""
+        conv, S = carry
+        q, k, v, conv = self._qkv(x, conv)
         beta, g = torch.sigmoid(self.b_proj(x)), self._decay(x)  # (B, T, H), log decay
         if backend == "fla":
-            o, S = delta_rule_fla(q, k, v, beta, g, None, want_state)
+            o, S = delta_rule_fla(q, k, v, beta, g, S, want_state)
         else:
             sd = state_dtype(x.dtype)  # the recurrence in >= float32
-            o, S = delta_rule_chunked(q.to(sd), k.to(sd), v.to(sd), beta.to(sd),
-                                      None if g is None else g.to(sd), chunk_size=self.chunk_size)
-        y = self._output(o.to(x.dtype), x)
+            o, S = delta_rule_chunked(*(t.to(sd) for t in (q, k, v, beta)), None if g is None else g.to(sd),
+                                      initial_state=S, chunk_size=self.chunk_size)
+        return self._output(o.to(x.dtype), x), (conv, S)
+
+    def _parallel(self, x: Tensor, want_state: bool) -> tuple[Tensor, State | None]:
+        backend = pick_backend(self, x)  # the reference where fla cannot serve this call
+        B, T, _ = x.shape
+        conv0 = x.new_zeros(B, self.key_dim * 2 + self.value_dim, self.cfg.d_conv - 1)
+        # The reference runs in cache-sized segments of whole chunks, carrying both states across
+        # (common.py, `segment_length`); fla takes the sequence in one piece.
+        width = 2 * (2 * self.key_dim + self.value_dim) + self.value_dim  # projections, conv, output
+        length = segment_length(B, width, self.chunk_size) if backend == "chunked" else T
+        y, (conv, S) = in_segments(lambda seg, carry: self._segment(seg, carry, backend, want_state), x,
+                                   (conv0, None), length)
         return y, ({"conv": conv, "S": S.to(state_dtype(x.dtype)).contiguous()} if want_state else None)
 
     # -- the Mixer contract -----------------------------------------------------------------------------

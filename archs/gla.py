@@ -34,7 +34,7 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.ops.common import pick_backend, state_dtype
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
 from archbench.archs.ops.gated_linear import (
     FLA_GLA,
     gated_linear_chunked,
@@ -91,14 +91,21 @@ class GLA(Mixer):
         """o (..., H, V) -> per-head RMSNorm, swish gate, output projection -> (..., D)."""
         return self.o_proj((self.g_norm(o) * F.silu(g.unflatten(-1, (self.n_head, -1)))).flatten(-2))
 
-    def _parallel(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _chunked(self, x: torch.Tensor, S: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference path over x (B, T, D) from the state S (None: zeros): y and the state after x."""
         q, k, v, gk, g = self._heads(x)  # (B, T, H, ·)
+        o, S = gated_linear_chunked(q, k, v, gk, self.scale, self.chunk_size, initial_state=S)
+        return self._output(o.to(x.dtype), g), S
+
+    def _parallel(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         if pick_backend(self, x) == "fla":  # the reference where fla cannot serve this call
+            q, k, v, gk, g = self._heads(x)  # (B, T, H, ·)
             # fla: (B, T, H, ·) layout, g the log gate per key channel, state (B, H, K, V) in float32.
             o, S = FLA_GLA(q=q, k=k, v=v, g=gk, scale=self.scale, output_final_state=want_state)
-        else:
-            o, S = gated_linear_chunked(q, k, v, gk, self.scale, self.chunk_size)
-        return self._output(o.to(x.dtype), g), S
+            return self._output(o.to(x.dtype), g), S
+        # cache-sized segments of whole chunks, the state carried across (common.py, `segment_length`)
+        width = self.q_proj.out_features * 3 + self.v_proj.out_features * 2  # q, k, gk; v, g
+        return in_segments(self._chunked, x, None, segment_length(x.shape[0], width, self.chunk_size))
 
     # -- the Mixer contract -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.ops.common import pick_backend, state_dtype
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
 from archbench.archs.ops.gated_linear import (
     FLA_LINEAR_ATTN,
     gated_linear_chunked,
@@ -97,9 +97,16 @@ class LinearAttention(Mixer):
         o = o[..., :-1] / (o[..., -1:] + _EPS)
         return self.o_proj(self.norm(o).flatten(-2))
 
-    def _parallel(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, dict | None]:
+    def _chunked(self, x: torch.Tensor, Sz: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference path over x (B, T, D) from the state [S | z] (B, H, K, V + 1) or None (zeros)."""
         q, k, v = self._heads(x)  # (B, T, H, ·)
+        o, Sz = gated_linear_chunked(q, k, self._with_ones(v), None, self.scale, self.chunk_size,
+                                     initial_state=Sz)
+        return self._output(o.to(x.dtype)), Sz
+
+    def _parallel(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, dict | None]:
         if pick_backend(self, x) == "fla":  # the reference where fla cannot serve this call
+            q, k, v = self._heads(x)  # (B, T, H, ·)
             # fla divides by (scale q)·z + 1e-10 itself; its layout is (B, T, H, ·). Since fla 0.5.1 it
             # returns the state as (S (B, H, K, V), z (B, 1, H, K)), before that S alone (z = Σ_t k_t).
             o, state = FLA_LINEAR_ATTN(q=q, k=k, v=v, scale=self.scale, normalize=True,
@@ -109,8 +116,10 @@ class LinearAttention(Mixer):
                 return y, None
             S, z = state if isinstance(state, tuple) else (state, k.sum(1, keepdim=True))
             return y, {"S": S, "z": z[:, 0]}
-        o, S = gated_linear_chunked(q, k, self._with_ones(v), None, self.scale, self.chunk_size)
-        return self._output(o.to(x.dtype)), {"S": S[..., :-1], "z": S[..., -1]}
+        # cache-sized segments of whole chunks, the state carried across (common.py, `segment_length`)
+        width = self.q_proj.out_features * 2 + self.v_proj.out_features * 2  # q, k; v and its output
+        y, S = in_segments(self._chunked, x, None, segment_length(x.shape[0], width, self.chunk_size))
+        return y, {"S": S[..., :-1], "z": S[..., -1]}
 
     # -- the Mixer contract -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,7 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.ops.common import dt_bias_init, pick_backend, state_dtype
+from archbench.archs.ops.common import dt_bias_init, in_segments, pick_backend, segment_length, state_dtype
 from archbench.archs.ops.mamba3 import MAMBA_SSM, mamba3_chunked, mamba3_step
 from archbench.archs.ops.rope import rope, unit_rotation
 
@@ -137,21 +137,33 @@ class Mamba3(Mixer):
         P, N = self.cfg.head_dim, self.cfg.d_state
         return "mamba-ssm needs power-of-two head_dim and d_state" if P & (P - 1) or N & (N - 1) else None
 
+    def _chunked(self, u: torch.Tensor, carry: tuple):
+        """The reference path over u (B, T, D) after carry = (angle θ before u, float64 (B, H, R); the state
+        S, previous k̃, v, or None): y (B, T, D) and the carry after u."""
+        angle, S, k0, v0 = carry
+        z, x, Bm, Cm, dt, la, lam, rate, _, _ = self._split(u)
+        sd = state_dtype(u.dtype)
+        # θ_t = θ_before + Σ_{s<=t} Δ_s π tanh(ω_s), accumulated in float64, kept modulo 2π
+        theta = torch.cumsum((dt.unsqueeze(-1) * rate.unsqueeze(-2)).double(), 1) + angle[:, None]
+        theta = torch.remainder(theta, 2 * math.pi)  # (B, T, H, R) float64
+        q, k = self._qk(Bm.to(sd), Cm.to(sd), theta.to(sd))
+        v = x.to(sd)
+        y, S = mamba3_chunked(q, k, v, la.to(sd), dt.to(sd), lam.to(sd), self.chunk_size, S, k0, v0)
+        return self._output(y, x, z), (theta[:, -1], S, k[:, -1].contiguous(), v[:, -1].contiguous())
+
     def _parallel(self, u: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, dict | None]:
         backend = pick_backend(self, u, self._kernel_refuses())  # the reference where the kernel cannot serve
-        z, x, Bm, Cm, dt, la, lam, rate, trap, omega = self._split(u)
         if backend == "mamba_ssm":
+            z, x, Bm, Cm, dt, la, _, _, trap, omega = self._split(u)
             return self._fused(z, x, Bm, Cm, dt, la, trap, omega, want_state)
-        sd = state_dtype(u.dtype)
-        # θ_t = Σ_{s<=t} Δ_s π tanh(ω_s), accumulated in float64, kept modulo 2π
-        theta = torch.cumsum((dt.unsqueeze(-1) * rate.unsqueeze(-2)).double(), 1)  # (B, T, H, R)
-        theta = torch.remainder(theta, 2 * math.pi).to(sd)
-        q, k = self._qk(Bm.to(sd), Cm.to(sd), theta)
-        v = x.to(sd)
-        y, S = mamba3_chunked(q, k, v, la.to(sd), dt.to(sd), lam.to(sd), self.chunk_size)
-        state = {"angle": theta[:, -1].contiguous(), "ssm": S, "k": k[:, -1].contiguous(),
-                 "v": v[:, -1].contiguous()} if want_state else None
-        return self._output(y, x, z), state
+        # cache-sized segments of whole chunks, the state carried across (common.py, `segment_length`)
+        B = u.shape[0]
+        angle0 = u.new_zeros(B, self.n_head, self.n_angle, dtype=torch.float64)
+        width = self.in_proj.out_features + 4 * self.n_head * self.cfg.d_state  # in_proj; q̃, k̃ per head
+        length = segment_length(B, width, self.chunk_size)
+        y, (angle, S, k, v) = in_segments(self._chunked, u, (angle0, None, None, None), length)
+        state = {"angle": angle.to(S.dtype), "ssm": S, "k": k, "v": v} if want_state else None
+        return y, state
 
     def _fused(self, z, x, Bm, Cm, dt, la, trap, omega, want_state: bool):
         """mamba-ssm's SISO kernel: it applies biases, rotation, trapezoid, D and the gate itself."""

@@ -36,7 +36,7 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.ops.common import pick_backend, state_dtype
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
 from archbench.archs.ops.gated_linear import (
     FLA_RETENTION,
     gated_linear_chunked,
@@ -98,15 +98,26 @@ class RetNet(Mixer):
         """o (..., H, V) -> per-head RMSNorm, swish gate, output projection -> (..., D)."""
         return self.o_proj((self.g_norm(o) * F.silu(g.unflatten(-1, (self.n_head, -1)))).flatten(-2))
 
+    def _chunked(self, x: torch.Tensor, carry: tuple[torch.Tensor | None, int]):
+        """The reference path over x (B, T, D) from carry = (state S or None, position of x's first token):
+        y and the carry after x."""
+        S, start = carry
+        q, k, v, g = self._heads(x, torch.arange(start, start + x.shape[1], device=x.device))
+        decay = log_gamma(self.n_head, state_dtype(x.dtype), x.device)
+        o, S = gated_linear_chunked(q, k, v, decay, self.scale, self.chunk_size, initial_state=S)
+        return self._output(o.to(x.dtype), g), (S, start + x.shape[1])
+
     def _parallel(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q, k, v, g = self._heads(x, torch.arange(x.shape[1], device=x.device))
         if pick_backend(self, x) == "fla":  # the reference where fla cannot serve this call
+            q, k, v, g = self._heads(x, torch.arange(x.shape[1], device=x.device))
             # fla: (B, T, H, ·) layout; it derives the same γ_h = 1 - 2^(-5-h) from the head count.
             o, S = FLA_RETENTION(q=q, k=k, v=v, scale=self.scale, output_final_state=want_state)
-        else:
-            decay = log_gamma(self.n_head, state_dtype(x.dtype), x.device)
-            o, S = gated_linear_chunked(q, k, v, decay, self.scale, self.chunk_size)
-        return self._output(o.to(x.dtype), g), S
+            return self._output(o.to(x.dtype), g), S
+        # cache-sized segments of whole chunks, the state carried across (common.py, `segment_length`)
+        width = self.q_proj.out_features * 2 + self.v_proj.out_features * 2  # q, k; v, g
+        length = segment_length(x.shape[0], width, self.chunk_size)
+        y, (S, _) = in_segments(self._chunked, x, (None, 0), length)
+        return y, S
 
     # -- the Mixer contract -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

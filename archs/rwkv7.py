@@ -50,7 +50,7 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.ops.common import pick_backend, state_dtype, token_shift
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype, token_shift
 from archbench.archs.ops.rwkv7 import FLA, rwkv7_chunked, rwkv7_step
 
 _LOG_W_MIN = -math.exp(-0.5)  # log w >= -e^{-1/2} = -0.6065...: fla's `lower_bound`
@@ -138,21 +138,31 @@ class RWKV7(Mixer):
         bonus = (r * k * self.r_k).sum(-1, keepdim=True) * v  # (B, T, H, V)
         return self.o_proj(((o + bonus).flatten(2)) * g)
 
-    def _wkv(self, r, lw, k, v, a, b, backend: str, want_state: bool):
-        """The recurrence from the zero state on `backend`: o (B, T, H, V), S (B, H, V, K)."""
-        if backend == "fla":
+    def _segment(self, x: torch.Tensor, carry: tuple, backend: str, want_state: bool):
+        """Parallel mode over x (B, T, D) after carry = (the token before x (B, D), the state (B, H, V, K)
+        or None): y (B, T, D) and the carry after x."""
+        x_before, S = carry
+        r, lw, k, v, a, b, g = self._inputs(x, token_shift(x, x_before))
+        if backend == "fla":  # one segment, the whole sequence from the zero state
             o, S = FLA(r=r, w=lw, k=k, v=v, a=a, b=b, scale=1.0, output_final_state=want_state,
                        safe_gate=True, lower_bound=_LOG_W_MIN, chunk_size=64)
-            return o, (S.transpose(-1, -2) if want_state else None)  # fla keeps (B, H, K, V)
-        sd = state_dtype(r.dtype)
-        o, S = rwkv7_chunked(*(t.to(sd) for t in (r, lw, k, v, a, b)), chunk_size=self.chunk_size)
-        return o, S
+            S = S.transpose(-1, -2) if want_state else None  # fla keeps (B, H, K, V)
+        else:
+            sd = state_dtype(r.dtype)
+            o, S = rwkv7_chunked(*(t.to(sd) for t in (r, lw, k, v, a, b)), chunk_size=self.chunk_size,
+                                 initial_state=S)
+        return self._output(o, r, k, v, g), (x[:, -1], S)
 
     def _parallel(self, x: torch.Tensor, want_state: bool):
         backend = pick_backend(self, x)  # the reference where fla cannot serve this call
-        r, lw, k, v, a, b, g = self._inputs(x, token_shift(x, x.new_zeros(x.shape[0], self.d_model)))
-        o, S = self._wkv(r, lw, k, v, a, b, backend, want_state)
-        return self._output(o, r, k, v, g), S
+        B, T, D = x.shape
+        # The reference runs in cache-sized segments of whole chunks, carrying the state across
+        # (common.py, `segment_length`); fla takes the sequence in one piece.
+        width = 14 * D  # six token-shift mixes, r lw k v a b, the gate
+        length = segment_length(B, width, self.chunk_size) if backend == "chunked" else T
+        y, (_, S) = in_segments(lambda seg, c: self._segment(seg, c, backend, want_state), x,
+                                (x.new_zeros(B, D), None), length)
+        return y, S
 
     # -- the Mixer contract -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

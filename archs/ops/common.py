@@ -15,6 +15,8 @@ call runs, Δ / A initialisers, and a few small pieces several layers and ops us
   the (negative) state matrix A = -exp(A_log), shared by Mamba, Mamba-2, Mamba-3, Gated DeltaNet, KDA.
 - `log_decay_floor`, `mask_bias`: the floor of a per-token log decay and the -inf mask added to an
   exponent, used by the chunked ops with per-channel decays (wkv, gated_linear, delta_rule).
+- `segment_length`, `in_segments`: the pure-PyTorch parallel paths run a cache-sized segment at a time,
+  carrying the state, so their time stays linear in T.
 - `token_shift`, `short_conv`: the previous token (RWKV-6, RWKV-7) and the optional short causal
   convolution with its carried inputs (attention, swa).
 
@@ -155,6 +157,35 @@ def mask_bias(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     bias = torch.zeros(keep.shape, dtype=like.dtype, device=like.device).masked_fill(~keep.to(like.device),
                                                                                     -math.inf)
     return bias.unsqueeze(-1)
+
+
+# -- the pure-PyTorch parallel paths, a segment at a time ------------------------------------------------
+# Working set of one segment: about this many elements of the layer's widest per-token activations.
+_SEGMENT_ELEMENTS = 1 << 20
+
+
+def segment_length(batch: int, width: int, multiple: int) -> int:
+    """Tokens per segment of a pure-PyTorch parallel path: whole multiples of `multiple` (the chunk), about
+    `_SEGMENT_ELEMENTS` elements of activations `width` wide per token (at least one chunk).
+
+    Why segments: run on a whole 16k-token sequence at once, every activation of the layer is tens of MB,
+    past the caches and past glibc's mmap threshold (32 MB at most), so each one is a fresh mapping whose
+    pages fault in on first touch; time per token then grows with T. Segments of ~4 MB tensors stay in
+    cache and are reused by the allocator, so time stays linear in T (Mamba-2 measured it first)."""
+    return max(multiple, _SEGMENT_ELEMENTS // (batch * width) // multiple * multiple)
+
+
+def in_segments(fn: Callable, x: torch.Tensor, carry, length: int) -> tuple[torch.Tensor, object]:
+    """Run `fn(x_segment, carry) -> (y_segment, carry)` over consecutive segments of `length` tokens of
+    x (B, T, ·), carrying the recurrent state across; returns y (B, T, ·) and the carry after x. With
+    segments of whole chunks the chunked ops do the same arithmetic as on the whole sequence."""
+    if length >= x.shape[1]:
+        return fn(x, carry)
+    ys = []
+    for s in range(0, x.shape[1], length):
+        y, carry = fn(x[:, s:s + length], carry)
+        ys.append(y)
+    return torch.cat(ys, 1), carry
 
 
 # -- pieces of the layers --------------------------------------------------------------------------------
