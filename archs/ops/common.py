@@ -13,8 +13,9 @@ call runs, Δ / A initialisers, and a few small pieces several layers and ops us
 - `probe_leaves`: the tiny random inputs of a backward probe.
 - `dt_bias_init`, `s4d_real_a_log`, `a_log_uniform`: Mamba's initialisers of the step size Δ and of
   the (negative) state matrix A = -exp(A_log), shared by Mamba, Mamba-2, Mamba-3, Gated DeltaNet, KDA.
-- `log_decay_floor`, `mask_bias`: the floor of a per-token log decay and the -inf mask added to an
-  exponent, used by the chunked ops with per-channel decays (wkv, gated_linear, delta_rule).
+- `log_decay_floor`, `mask_bias`, `decayed_scores`: the floor of a per-token log decay, the -inf mask
+  added to an exponent, and the pair scores of a chunk under a per-channel decay, used by the chunked ops
+  with per-channel decays (wkv, gated_linear, delta_rule, rwkv7).
 - `segment_length`, `in_segments`: the pure-PyTorch parallel paths run a cache-sized segment at a time,
   carrying the state, so their time stays linear in T.
 - `token_shift`, `short_conv`: the previous token (RWKV-6, RWKV-7) and the optional short causal
@@ -157,6 +158,37 @@ def mask_bias(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     bias = torch.zeros(keep.shape, dtype=like.dtype, device=like.device).masked_fill(~keep.to(like.device),
                                                                                     -math.inf)
     return bias.unsqueeze(-1)
+
+
+def decayed_scores(q: torch.Tensor, k: torch.Tensor, bq: torch.Tensor, bk: torch.Tensor, sub_chunk: int,
+                   diagonal: bool = True) -> torch.Tensor:
+    """Pair scores with a per-channel decay inside each chunk: S[i, j] = Σ_c q_ic k_jc exp(bq_ic − bk_jc)
+    for j <= i (j < i if not `diagonal`), 0 elsewhere. q, k, bq, bk (..., Q, K), Q a multiple of
+    `sub_chunk`; bq, bk cumulative log decays within the chunk (<= 0, bk non-increasing along the chunk,
+    bq_i <= bk_{i-1}: the same cumulative sum, or the one of the token before). Returns (..., Q, Q).
+
+    The decay differs per channel, so S is not a plain q kᵀ; building the (Q, Q, K) tensor of
+    exp(bq_i − bk_j) costs Q K elementwise work per token. Instead the chunk is cut into sub-chunks of c
+    tokens: for keys j in an earlier sub-chunk than the query's (j < a <= i, a the query sub-chunk's first
+    token) the exponent splits at r = bk_{a-1}, the key decay at the end of the sub-chunk before, into
+    q_i exp(bq_i − r) and k_j exp(r − bk_j), both exponents <= 0, so the pairs are one matmul; only pairs
+    inside one sub-chunk are built elementwise, a (c, c, K) tensor. Work per token: Q K (matmul) plus
+    (Q / c + c) K elementwise, against Q K elementwise; every exp is of a number <= 0 (or -inf, masked)."""
+    Q, K = q.shape[-2:]
+    c = sub_chunk
+    nI = Q // c
+    q_s, bq_s, k_s, bk_s = (t.unflatten(-2, (nI, c)) for t in (q, bq, k, bk))  # (..., nI, c, K)
+    r = F.pad(bk_s[..., -1:, :], (0, 0, 0, 0, 1, -1))  # (..., nI, 1, K): bk_{a-1}, 0 before the first
+    q_r = q_s * (bq_s - r).exp()
+    earlier = torch.arange(Q, device=q.device) < torch.arange(0, Q, c, device=q.device)[:, None]  # (nI, Q)
+    k_r = k.unsqueeze(-3) * (r - bk.unsqueeze(-3) + mask_bias(earlier, bk)).exp()  # (..., nI, Q, K)
+    scores = q_r @ k_r.transpose(-1, -2)  # (..., nI, c, Q): 0 at keys of the query's own sub-chunk or later
+    keep = torch.ones(c, c, dtype=torch.bool, device=q.device).tril(0 if diagonal else -1)
+    decay = (bq_s.unsqueeze(-2) - bk_s.unsqueeze(-3) + mask_bias(keep, bq)).exp()  # (..., nI, c, c, K)
+    own = torch.einsum("...ik,...ijk->...ij", q_s, k_s.unsqueeze(-3) * decay)  # (..., nI, c, c)
+    blocks = scores.unflatten(-1, (nI, c))  # (..., nI, c, nI, c): query sub-chunk, key sub-chunk
+    blocks.diagonal(dim1=-4, dim2=-2).add_(own.movedim(-3, -1))  # the own sub-chunk's pairs
+    return scores.flatten(-3, -2)  # (..., Q, Q)
 
 
 # -- the pure-PyTorch parallel paths, a segment at a time ------------------------------------------------

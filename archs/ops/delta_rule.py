@@ -28,8 +28,9 @@ Every exponent is a difference Γ_i − Γ_j with j <= i (the other pairs are ma
 or Γ_i, or Γ_Q − Γ_j: all <= 0, so nothing overflows. Log decays are clamped at `log_decay_floor`
 (−20 in float32, −40 in float64) first: below it one token already wipes the state, so no output
 changes visibly, and the differences of cumulative sums keep their precision. For a per-channel
-decay the pair weights need the (Q, Q, K) tensor of decays per chunk; it is built for a few chunks at
-a time, so the working set stays bounded and time linear in T. Nothing of size (B, T, d_k, d_v) is
+decay the pair weights are not plain matmuls; `decayed_scores` (archs/ops/common.py) splits the
+exponent at sub-chunk starts, so only (c, c, K) blocks are elementwise, and chunks are processed a few
+at a time, so the working set stays bounded and time linear in T. Nothing of size (B, T, d_k, d_v) is
 held: only one state per chunk.
 
 Glossary (code -> paper):
@@ -54,9 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import Kernel, log_decay_floor, probe_leaves
+from archbench.archs.ops.common import Kernel, decayed_scores, log_decay_floor, probe_leaves
 
 _BLOCK_ELEMENTS = 1 << 20  # elements of the largest per-block temporary of `delta_rule_chunked`
+_SUB_CHUNK = 8  # c: sub-chunk of the per-channel pair scores (`decayed_scores`)
 
 def _default_scale(q: Tensor, scale: float | None) -> float:
     return q.shape[-1] ** -0.5 if scale is None else scale
@@ -110,7 +112,10 @@ def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor 
     G = None if g is None else blocks(g.clamp(min=log_decay_floor(g.dtype))).cumsum(3)  # Γ, inclusive
     S = initial_state if initial_state is not None else k.new_zeros(B, H, K, V)
 
-    per_chunk = B * H * Q * Q * (K if G is not None and G.dim() == 5 else 1)
+    per_chunk = B * H * Q * Q  # the (Q, Q) pair weights; a per-channel decay's sub-chunk temporaries:
+    if G is not None and G.dim() == 5:
+        c = math.gcd(Q, _SUB_CHUNK)
+        per_chunk = B * H * Q * max(Q, K * (Q // c + c))
     n = max(1, _BLOCK_ELEMENTS // per_chunk)  # chunks per block
     outs = []
     for s in range(0, N, n):
@@ -141,11 +146,10 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
         k_in, q_in = k * e, q * e
         k_out = k * (G[..., -1:] - G).exp()[..., None]  # K ⊙ e^{Γ_Q − Γ_j}
         decay_end = G[..., -1].exp()[..., None, None]  # (B, H, n, 1, 1)
-    else:  # per channel: the decays of every pair, a (Q, Q, K) tensor per chunk
-        diff = (G[..., :, None, :] - G[..., None, :, :]).masked_fill(~causal[..., None], -math.inf)
-        kd = k[..., None, :, :] * diff.exp()  # (B, H, n, Q_i, Q_j, K): e^{Γ_i − Γ_j} ⊙ k_j
-        kk = torch.einsum("...ic,...ijc->...ij", k, kd)
-        qk = torch.einsum("...ic,...ijc->...ij", q, kd)
+    else:  # per channel: the exponent split at sub-chunk starts (common.py, `decayed_scores`)
+        c = math.gcd(Q, _SUB_CHUNK)
+        kk = decayed_scores(k, k, G, G, c, diagonal=False)  # only j < i enters A
+        qk = decayed_scores(q, k, G, G, c)
         k_in, q_in = k * G.exp(), q * G.exp()
         k_out = k * (G[..., -1:, :] - G).exp()
         decay_end = G[..., -1, :].exp()[..., None]  # (B, H, n, K, 1)

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import Kernel, mask_bias, probe_leaves, state_dtype
+from archbench.archs.ops.common import Kernel, decayed_scores, probe_leaves, state_dtype
 
 _SUB_CHUNK = 8  # c: sub-chunk of the per-channel path (the (c, c, K) elementwise blocks)
 _PASS_ELEMENTS = 1 << 21  # largest temporary of one group of chunks: keeps the working set cache-sized
@@ -156,24 +156,8 @@ def _intra(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, c: int) -> Tensor:
         D = (b - b.transpose(-1, -2)).masked_fill(~causal, -math.inf).exp()  # (B, H, n, Q, Q)
         return ((q @ k.transpose(-1, -2)) * D) @ v
 
-    # Per-channel decay, in sub-chunks of c tokens (see the module doc).
-    B, H, n, _, K = q.shape
-    nI = Q // c
-    q_s, k_s, b_s = (t.reshape(B, H, n, nI, c, -1) for t in (q, k, b))  # (B, H, n, nI, c, K)
-    v_s = v.reshape(B, H, n, nI, c, -1)
-
-    # Keys of earlier sub-chunks: r = b at the end of the previous sub-chunk (0 before the first one).
-    r = F.pad(b_s[..., -1:, :], (0, 0, 0, 0, 1, -1))  # (B, H, n, nI, 1, K), shifted by one sub-chunk
-    q_r = q_s * (b_s - r).exp()  # exponent b_i - r <= 0
-    start = torch.arange(nI, device=q.device)[:, None] * c  # (nI, 1): a, the first token of each sub-chunk
-    earlier = torch.arange(Q, device=q.device)[None, :] < start  # (nI, Q): keys j < a
-    k_r = k.unsqueeze(3) * (r - b.unsqueeze(3) + mask_bias(earlier, b)).exp()  # (B,H,n,nI,Q,K), r - b_j <= 0
-    o = (q_r @ k_r.transpose(-1, -2)).reshape(B, H, n, Q, Q) @ v
-
-    # Pairs inside one sub-chunk: exp(b_i - b_j) elementwise, j <= i.
-    decay = (b_s.unsqueeze(-2) - b_s.unsqueeze(-3) + mask_bias(causal[:c, :c], b)).exp()  # (..., c, c, K)
-    A = torch.einsum("...ik,...ijk->...ij", q_s, k_s.unsqueeze(-3) * decay)  # (B, H, n, nI, c, c)
-    return o + (A @ v_s).reshape(o.shape)
+    # Per-channel decay: the exponent split at sub-chunk starts (see the module doc; common.py).
+    return decayed_scores(q, k, b, b, c) @ v
 
 
 def gated_linear_flops(seq_len: int, n_head: int, K: int, V: int, chunk_size: int,

@@ -45,12 +45,10 @@ Glossary (code -> paper):
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from archbench.archs.ops.common import Kernel, probe_leaves
+from archbench.archs.ops.common import Kernel, mask_bias, probe_leaves
 
 _GROUP_ELEMENTS = 1 << 21  # size of the (chunks, C, C, K) decay tensor built at once
 
@@ -102,7 +100,8 @@ def _chunk_group(r, lw, k, v, a, b, X):
     Gx = F.pad(G, (0, 0, 1, -1))  # exclusive (G_{t-1}): a shift, not G - lw, which would cancel badly
     later = torch.ones(C, C, dtype=torch.bool, device=r.device).triu(1)  # [s, t]: t > s
     # E[s, t] = Γ_{t-1} / Γ_s for t > s, else 0: exp of a difference <= 0, the rest sent to exp(-inf).
-    E = (Gx.unsqueeze(-3) - G.unsqueeze(-2)).masked_fill_(~later[..., None], -math.inf).exp_()  # (..,s,t,K)
+    # (adding a -inf bias is one cheap broadcast pass; masked_fill_ with a broadcast mask was 3x slower)
+    E = (Gx.unsqueeze(-3) - G.unsqueeze(-2)).add_(mask_bias(later, G)).exp_()  # (.., s, t, K)
     rw = r * lw.exp()  # Γ_t / Γ_s = w_t Γ_{t-1} / Γ_s: the r-side pairs reuse E
     # All four pair matrices in one batched matmul over s: [a_t; rw_t] ⊙ E[s, t] against [b_s, k_s].
     left = (E.unsqueeze(-3) * torch.stack([a, rw], -3).unsqueeze(-4)).flatten(-3, -2)  # (.., s, 2C, K)
