@@ -9,8 +9,7 @@ linearly with context, unlike the fixed-size states of the recurrent mixers.
 Glossary (code -> paper):
     B batch, T sequence length (n), D d_model, H n_head, hd head_dim (d_k)
     q, k, v    queries, keys, values, (B, H, T, hd)
-    rope       rotation of each (even, odd) feature pair by angle pos * base^(-2i/hd), as a
-               complex multiply
+    rope       rotation of each (even, odd) feature pair by angle pos * base^(-2i/hd) (archs/ops/rope.py)
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
+from archbench.archs.ops.common import short_conv
+from archbench.archs.ops.rope import rope, rope_rotation
 
 # Backends that force one SDPA kernel instead of letting torch pick; all need CUDA.
 _SDPA_KERNELS = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
@@ -37,28 +38,6 @@ class Config:
     # Zoology (Arora et al. 2023) pairs every mixer with such a short conv on its recall tasks; the
     # recurrent mixers here carry one already (Mamba's conv1d, RWKV's token shift).
     d_conv: int = 0
-
-
-def rope_rotation(pos: torch.Tensor, hd: int, base: float, dtype: torch.dtype) -> torch.Tensor:
-    """Unit complex numbers e^(i pos θ_j), θ_j = base^(-2j/hd), shape (T, hd/2), for positions pos (T,).
-
-    In float32 at least (float64 for float64 inputs): in bfloat16 the positions themselves would round.
-    """
-    real = torch.promote_types(dtype, torch.float32)
-    theta = base ** (-torch.arange(0, hd, 2, device=pos.device, dtype=real) / hd)
-    angle = pos.to(real)[:, None] * theta
-    return torch.polar(torch.ones_like(angle), angle)
-
-
-def rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """Rotate each feature pair (2j, 2j+1) of x (..., T, hd) by the complex `rotation` (T, hd/2) (eq. 34).
-
-    One complex multiply is a single pass over x; the same rotation written with real slices,
-    products and a stack is ~10x slower on CPU, a linear-in-T cost that would dilute the O(n²) term
-    the scaling sweeps measure.
-    """
-    pairs = torch.view_as_complex(x.to(rotation.real.dtype).unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -89,15 +68,6 @@ class Attention(Mixer):
             return f"the {backend} SDPA kernel needs a CUDA device"
         return None
 
-    def _short_conv(self, x: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
-        """Causal depthwise conv of x (B, T, D), preceded by the last d_conv-1 inputs `history`
-        (B, d_conv-1, D; zeros at the start). Returns the window (B, d_conv-1+T, D) and the output."""
-        if history is None:
-            history = x.new_zeros(x.shape[0], self.cfg.d_conv - 1, x.shape[2])
-        window = torch.cat([history, x], 1)  # (B, K-1+T, D)
-        return window, F.conv1d(window.transpose(1, 2), self.conv.weight, self.conv.bias,
-                                groups=self.d_model).transpose(1, 2)  # (B, T, D)
-
     def _heads(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, T, D) at positions pos (T,) -> rotated q, k and v, each (B, H, T, hd)."""
         B, T, _ = x.shape
@@ -121,7 +91,7 @@ class Attention(Mixer):
         self.last_backend = backend
         B, T, D = x.shape
         if self.conv is not None:
-            x = self._short_conv(x, None)[1]
+            x = short_conv(self.conv, x, None)[1]
         q, k, v = self._heads(x, torch.arange(T, device=x.device))
         y = self._attend(q, k, v, backend)  # (B, H, T, hd)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
@@ -142,7 +112,7 @@ class Attention(Mixer):
         pos = state["pos"]
         x_t = x_t[:, None]  # (B, 1, D)
         if self.conv is not None:
-            window, x_t = self._short_conv(x_t, state["conv"])
+            window, x_t = short_conv(self.conv, x_t, state["conv"])
             state["conv"].copy_(window[:, 1:])  # in place, for CUDA-graph replay
         q, k, v = self._heads(x_t, pos.view(1))  # each (B, H, 1, hd)
         state["k"].index_copy_(2, pos.view(1), k)
@@ -161,7 +131,7 @@ class Attention(Mixer):
         self.last_backend = backend
         state = self.init_state(B, max_len or T, device=x.device, dtype=x.dtype)
         if self.conv is not None:
-            window, x = self._short_conv(x, None)
+            window, x = short_conv(self.conv, x, None)
             state["conv"].copy_(window[:, T:])
         q, k, v = self._heads(x, torch.arange(T, device=x.device))
         state["k"][:, :, :T] = k

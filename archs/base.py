@@ -11,6 +11,7 @@ of the config: `set_backend("auto" | name)`, and `last_backend` says which path 
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -39,6 +40,9 @@ class Mixer(nn.Module, abc.ABC):
     supports_step: ClassVar[bool] = True
     # Backends in order of preference; the last one is the pure-PyTorch reference that runs anywhere.
     backends: ClassVar[tuple[str, ...]] = ("reference",)
+    # The optional fused kernels behind some of those backends: backend -> `archs.ops.common.Kernel`
+    # (anything with `unavailable(device) -> reason | None`). The other backends run anywhere.
+    kernels: ClassVar[Mapping[str, Any]] = {}
     # The chunk of the mixer's chunked parallel path, or None. An implementation detail, not
     # architecture (so not a Config field); conformance tests lengths 1, Q-1, Q+1, 2Q+3 around it.
     chunk_size: ClassVar[int | None] = None
@@ -55,8 +59,9 @@ class Mixer(nn.Module, abc.ABC):
     # -- backends --------------------------------------------------------------------------------
     @classmethod
     def backend_unavailable(cls, backend: str, device: torch.device | str) -> str | None:
-        """Why `backend` cannot run on `device` here, or None if it can. Override for optional kernels."""
-        return None
+        """Why `backend` cannot run on `device` here, or None if it can: what its kernel (if any) says."""
+        kernel = cls.kernels.get(backend)
+        return None if kernel is None else kernel.unavailable(device)
 
     @classmethod
     def available_backends(cls, device: torch.device | str = "cpu") -> list[str]:

@@ -24,7 +24,6 @@ Glossary (code -> paper):
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
@@ -32,26 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archbench.archs.base import Mixer, State
-from archbench.archs.kernels import backward_refusal
-from archbench.archs.ops.delta_rule import (
-    delta_rule_chunked,
-    delta_rule_fla,
-    delta_rule_step,
-    fla_kernel,
-    probe_fla_backward,
-)
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
+from archbench.archs.ops.delta_rule import FLA, delta_rule_chunked, delta_rule_fla, delta_rule_step
 
 
 def l2_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
     """x / sqrt(Σ x² + eps) over the last axis, as fla's l2norm."""
     return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + eps)
-
-
-def inverse_softplus_dt(n: int, dt_min: float, dt_max: float) -> Tensor:
-    """dt_bias whose softplus starts log-uniform in [dt_min, dt_max] (Mamba's initialisation, which
-    fla's Gated DeltaNet and KDA layers use)."""
-    dt = torch.exp(torch.rand(n) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp_min(1e-4)
-    return dt + torch.log(-torch.expm1(-dt))
 
 
 class GatedRMSNorm(nn.Module):
@@ -81,6 +67,11 @@ class DeltaRuleMixer(Mixer):
     backends = ("fla", "chunked")
     decay: ClassVar[str] = "none"  # "none" | "scalar" | "vector": the kind of log decay `_decay` returns
     chunk_size: ClassVar[int] = 64
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kernels" not in cls.__dict__:  # fla's kernel for the subclass's kind of decay
+            cls.kernels = {"fla": FLA[cls.decay]}
 
     def __init__(self, d_model: int, cfg: Any):
         super().__init__(d_model, cfg)
@@ -117,34 +108,6 @@ class DeltaRuleMixer(Mixer):
         """FLOPs of the layer's own decay and gate projections."""
         return 0
 
-    # -- backends ---------------------------------------------------------------------------------------
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        if backend == "chunked":
-            return None
-        if backend != "fla":
-            return f"unknown backend {backend!r}"
-        if torch.device(device).type != "cuda":
-            return "flash-linear-attention needs a CUDA device"
-        return fla_kernel(cls.decay)[1]
-
-    def _choose_backend(self, x: Tensor) -> str:
-        backend = self.resolve_backend(x.device)
-        self.last_backend = backend
-        if backend == "fla" and x.dtype == torch.float64:  # fla's Triton kernels have no float64
-            backend = "chunked"
-            self.last_backend = "chunked (fla has no float64 kernels)"
-        if backend == "fla" and torch.is_grad_enabled() and (
-                x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            # fla may refuse its backward on this device (fla #640): then train on the reference instead.
-            device = str(x.device)
-            refusal = backward_refusal(f"fla delta rule ({self.decay} decay)", device,
-                                       lambda: probe_fla_backward(self.decay, device))
-            if refusal:
-                backend = "chunked"
-                self.last_backend = f"chunked (fla backward refused: {refusal})"
-        return backend
-
     # -- pieces shared by the two modes -------------------------------------------------------------
     def _qkv(self, x: Tensor, conv: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """x (B, T, D) after the conv inputs `conv` (B, C, W - 1) -> q, k (B, T, H, K), v (B, T, H, V)
@@ -158,24 +121,32 @@ class DeltaRuleMixer(Mixer):
         q, k = (l2_norm(t.unflatten(-1, (self.n_head, self.head_k_dim))) for t in (q, k))
         return q, k, v.unflatten(-1, (self.n_head, self.head_v_dim)), u[..., u.shape[-1] - conv.shape[-1]:]
 
-    @staticmethod
-    def _state_dtype(dtype: torch.dtype) -> torch.dtype:
-        return torch.float64 if dtype == torch.float64 else torch.float32
-
-    def _parallel(self, x: Tensor, want_state: bool) -> tuple[Tensor, State | None]:
-        backend = self._choose_backend(x)
-        B = x.shape[0]
-        conv0 = x.new_zeros(B, self.key_dim * 2 + self.value_dim, self.cfg.d_conv - 1)
-        q, k, v, conv = self._qkv(x, conv0)
+    def _segment(self, x: Tensor, carry: tuple[Tensor, Tensor | None], backend: str,
+                 want_state: bool) -> tuple[Tensor, tuple[Tensor, Tensor | None]]:
+        """Parallel mode over x (B, T, D) after carry = (conv inputs (B, C, W - 1), state S or None):
+        y (B, T, D) and the carry after x (S None when fla need not return it)."""
+        conv, S = carry
+        q, k, v, conv = self._qkv(x, conv)
         beta, g = torch.sigmoid(self.b_proj(x)), self._decay(x)  # (B, T, H), log decay
         if backend == "fla":
-            o, S = delta_rule_fla(q, k, v, beta, g, None, want_state)
+            o, S = delta_rule_fla(q, k, v, beta, g, S, want_state)
         else:
-            sd = self._state_dtype(x.dtype)  # the recurrence in >= float32
-            o, S = delta_rule_chunked(q.to(sd), k.to(sd), v.to(sd), beta.to(sd),
-                                      None if g is None else g.to(sd), chunk_size=self.chunk_size)
-        y = self._output(o.to(x.dtype), x)
-        return y, ({"conv": conv, "S": S.to(self._state_dtype(x.dtype)).contiguous()} if want_state else None)
+            sd = state_dtype(x.dtype)  # the recurrence in >= float32
+            o, S = delta_rule_chunked(*(t.to(sd) for t in (q, k, v, beta)), None if g is None else g.to(sd),
+                                      initial_state=S, chunk_size=self.chunk_size)
+        return self._output(o.to(x.dtype), x), (conv, S)
+
+    def _parallel(self, x: Tensor, want_state: bool) -> tuple[Tensor, State | None]:
+        backend = pick_backend(self, x)  # the reference where fla cannot serve this call
+        B, T, _ = x.shape
+        conv0 = x.new_zeros(B, self.key_dim * 2 + self.value_dim, self.cfg.d_conv - 1)
+        # The reference runs in cache-sized segments of whole chunks, carrying both states across
+        # (common.py, `segment_length`); fla takes the sequence in one piece.
+        width = 2 * (2 * self.key_dim + self.value_dim) + self.value_dim  # projections, conv, output
+        length = segment_length(B, width, self.chunk_size) if backend == "chunked" else T
+        y, (conv, S) = in_segments(lambda seg, carry: self._segment(seg, carry, backend, want_state), x,
+                                   (conv0, None), length)
+        return y, ({"conv": conv, "S": S.to(state_dtype(x.dtype)).contiguous()} if want_state else None)
 
     # -- the Mixer contract -----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -190,7 +161,7 @@ class DeltaRuleMixer(Mixer):
         # The conv keeps its last W - 1 inputs; the delta-rule state is fixed-size, whatever max_len is.
         return {"conv": torch.zeros(batch, C, self.cfg.d_conv - 1, device=device, dtype=dtype),
                 "S": torch.zeros(batch, self.n_head, self.head_k_dim, self.head_v_dim, device=device,
-                                 dtype=self._state_dtype(dtype))}
+                                 dtype=state_dtype(dtype))}
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         x = x_t.unsqueeze(1)  # (B, 1, D)

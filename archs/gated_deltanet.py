@@ -29,12 +29,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archbench.archs import register
-from archbench.archs.delta_layer import DeltaRuleMixer, GatedRMSNorm, inverse_softplus_dt
+from archbench.archs.delta_layer import DeltaRuleMixer, GatedRMSNorm
+from archbench.archs.ops.common import a_log_uniform, dt_bias_init
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ class GatedDeltaNet(DeltaRuleMixer):
         super().__init__(d_model, cfg)
         H = self.n_head
         self.a_proj = nn.Linear(d_model, H, bias=False)
-        self.A_log = nn.Parameter(torch.log(torch.empty(H).uniform_(0, 16)))
-        self.dt_bias = nn.Parameter(inverse_softplus_dt(H, cfg.dt_min, cfg.dt_max))
+        self.A_log = nn.Parameter(a_log_uniform(H, 0, 16))  # A = exp(A_log) uniform in (0, 16), as fla
+        self.dt_bias = nn.Parameter(dt_bias_init(H, cfg.dt_min, cfg.dt_max))
         self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
         self.o_norm = GatedRMSNorm(self.head_v_dim, eps=1e-5, activation="silu")
 

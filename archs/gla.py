@@ -34,15 +34,13 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.kernels import backward_refusal, optional_kernel
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
 from archbench.archs.ops.gated_linear import (
-    compute_dtype,
+    FLA_GLA,
     gated_linear_chunked,
     gated_linear_flops,
     gated_linear_update,
 )
-
-_FLA = ("fla.ops.gla", "chunk_gla")  # imported on first use by `optional_kernel`
 
 
 @dataclass(frozen=True)
@@ -55,19 +53,12 @@ class Config:
     norm_eps: float = 1e-5
 
 
-def _probe_fla_backward(device: str) -> None:
-    """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
-    Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    q, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
-    gk = F.logsigmoid(torch.randn(1, 16, 1, 16, device=device)).requires_grad_(True)
-    optional_kernel(*_FLA)[0](q=q, k=k, v=v, g=gk, scale=1.0)[0].sum().backward()
-
-
 @register("gla")
 class GLA(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("fla", "chunked")
+    kernels = {"fla": FLA_GLA}
     chunk_size = 64
     conformance_configs = ({"n_head": 2, "expand_k": 1.0},)
 
@@ -88,14 +79,6 @@ class GLA(Mixer):
         self.g_norm = nn.RMSNorm(self.head_v, eps=cfg.norm_eps)
         self.o_proj = nn.Linear(value_dim, d_model, bias=False)
 
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        if backend == "fla":
-            if torch.device(device).type != "cuda":
-                return "flash-linear-attention needs a CUDA device"
-            return optional_kernel(*_FLA)[1]
-        return None
-
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """x (..., D) -> q, k (..., H, K), v (..., H, V), log gate gk (..., H, K), gate g (..., H*V)."""
@@ -108,30 +91,21 @@ class GLA(Mixer):
         """o (..., H, V) -> per-head RMSNorm, swish gate, output projection -> (..., D)."""
         return self.o_proj((self.g_norm(o) * F.silu(g.unflatten(-1, (self.n_head, -1)))).flatten(-2))
 
-    def _backend(self, x: torch.Tensor) -> str:
-        backend = self.resolve_backend(x.device)
-        self.last_backend = backend
-        if backend == "fla" and x.dtype == torch.float64:  # fla's Triton kernels have no float64
-            backend = "chunked"
-            self.last_backend = "chunked (fla has no float64 kernels)"
-        if backend == "fla" and torch.is_grad_enabled() and (
-                x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            device = str(x.device)
-            refusal = backward_refusal("fla.chunk_gla", device, lambda: _probe_fla_backward(device))
-            if refusal:
-                backend = "chunked"
-                self.last_backend = f"chunked (fla backward refused: {refusal})"
-        return backend
+    def _chunked(self, x: torch.Tensor, S: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference path over x (B, T, D) from the state S (None: zeros): y and the state after x."""
+        q, k, v, gk, g = self._heads(x)  # (B, T, H, ·)
+        o, S = gated_linear_chunked(q, k, v, gk, self.scale, self.chunk_size, initial_state=S)
+        return self._output(o.to(x.dtype), g), S
 
     def _parallel(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q, k, v, gk, g = self._heads(x)  # (B, T, H, ·)
-        if self._backend(x) == "fla":
+        if pick_backend(self, x) == "fla":  # the reference where fla cannot serve this call
+            q, k, v, gk, g = self._heads(x)  # (B, T, H, ·)
             # fla: (B, T, H, ·) layout, g the log gate per key channel, state (B, H, K, V) in float32.
-            o, S = optional_kernel(*_FLA)[0](q=q, k=k, v=v, g=gk, scale=self.scale,
-                                             output_final_state=want_state)
-        else:
-            o, S = gated_linear_chunked(q, k, v, gk, self.scale, self.chunk_size)
-        return self._output(o.to(x.dtype), g), S
+            o, S = FLA_GLA(q=q, k=k, v=v, g=gk, scale=self.scale, output_final_state=want_state)
+            return self._output(o.to(x.dtype), g), S
+        # cache-sized segments of whole chunks, the state carried across (common.py, `segment_length`)
+        width = self.q_proj.out_features * 3 + self.v_proj.out_features * 2  # q, k, gk; v, g
+        return in_segments(self._chunked, x, None, segment_length(x.shape[0], width, self.chunk_size))
 
     # -- the Mixer contract -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,12 +113,12 @@ class GLA(Mixer):
 
     def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, dict]:
         y, S = self._parallel(x, want_state=True)
-        return y, {"S": S.to(compute_dtype(x.dtype)).contiguous()}
+        return y, {"S": S.to(state_dtype(x.dtype)).contiguous()}
 
     def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         device, dtype = self.param_dtype_device(device, dtype)
         return {"S": torch.zeros(batch, self.n_head, self.head_k, self.head_v, device=device,
-                                 dtype=compute_dtype(dtype))}
+                                 dtype=state_dtype(dtype))}
 
     def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         S = state["S"]

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archbench.archs import register
-from archbench.archs.delta_layer import DeltaRuleMixer, GatedRMSNorm, inverse_softplus_dt
+from archbench.archs.delta_layer import DeltaRuleMixer, GatedRMSNorm
+from archbench.archs.ops.common import a_log_uniform, dt_bias_init
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ class KDA(DeltaRuleMixer):
         super().__init__(d_model, cfg)
         H, K, V = self.n_head, self.head_k_dim, self.head_v_dim
         self.f_proj = nn.Sequential(nn.Linear(d_model, V, bias=False), nn.Linear(V, H * K, bias=False))
-        self.A_log = nn.Parameter(torch.log(torch.empty(H).uniform_(1, 16)))
-        self.dt_bias = nn.Parameter(inverse_softplus_dt(H * K, cfg.dt_min, cfg.dt_max))
+        self.A_log = nn.Parameter(a_log_uniform(H, 1, 16))  # A = exp(A_log) uniform in [1, 16], as fla
+        self.dt_bias = nn.Parameter(dt_bias_init(H * K, cfg.dt_min, cfg.dt_max))
         self.g_proj = nn.Sequential(nn.Linear(d_model, V, bias=False),
                                     nn.Linear(V, self.value_dim, bias=True))
         self.o_norm = GatedRMSNorm(V, eps=1e-5, activation="sigmoid")

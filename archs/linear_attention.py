@@ -32,15 +32,14 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.kernels import backward_refusal, optional_kernel
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
 from archbench.archs.ops.gated_linear import (
-    compute_dtype,
+    FLA_LINEAR_ATTN,
     gated_linear_chunked,
     gated_linear_flops,
     gated_linear_update,
 )
 
-_FLA = ("fla.ops.linear_attn", "chunk_linear_attn")  # imported on first use by `optional_kernel`
 _EPS = 1e-10  # added to the denominator, as fla does
 
 
@@ -57,18 +56,12 @@ def _feature_map(x: torch.Tensor) -> torch.Tensor:
     return F.elu(x) + 1
 
 
-def _probe_fla_backward(device: str) -> None:
-    """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
-    Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    q, k, v = (torch.rand(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
-    optional_kernel(*_FLA)[0](q=q, k=k, v=v, scale=1.0, normalize=True)[0].sum().backward()
-
-
 @register("linear_attention")
 class LinearAttention(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("fla", "chunked")
+    kernels = {"fla": FLA_LINEAR_ATTN}
     chunk_size = 64
     conformance_configs = ({"n_head": 2, "expand_v": 2.0},)
 
@@ -87,14 +80,6 @@ class LinearAttention(Mixer):
         self.norm = nn.RMSNorm(self.head_v, eps=cfg.norm_eps)
         self.o_proj = nn.Linear(value_dim, d_model, bias=False)
 
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        if backend == "fla":
-            if torch.device(device).type != "cuda":
-                return "flash-linear-attention needs a CUDA device"
-            return optional_kernel(*_FLA)[1]
-        return None
-
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """x (..., D) -> φ(q), φ(k) (..., H, K), v (..., H, V)."""
@@ -112,35 +97,29 @@ class LinearAttention(Mixer):
         o = o[..., :-1] / (o[..., -1:] + _EPS)
         return self.o_proj(self.norm(o).flatten(-2))
 
-    def _backend(self, x: torch.Tensor) -> str:
-        backend = self.resolve_backend(x.device)
-        self.last_backend = backend
-        if backend == "fla" and x.dtype == torch.float64:  # fla's Triton kernels have no float64
-            backend = "chunked"
-            self.last_backend = "chunked (fla has no float64 kernels)"
-        if backend == "fla" and torch.is_grad_enabled() and (
-                x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            device = str(x.device)
-            refusal = backward_refusal("fla.chunk_linear_attn", device, lambda: _probe_fla_backward(device))
-            if refusal:
-                backend = "chunked"
-                self.last_backend = f"chunked (fla backward refused: {refusal})"
-        return backend
+    def _chunked(self, x: torch.Tensor, Sz: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference path over x (B, T, D) from the state [S | z] (B, H, K, V + 1) or None (zeros)."""
+        q, k, v = self._heads(x)  # (B, T, H, ·)
+        o, Sz = gated_linear_chunked(q, k, self._with_ones(v), None, self.scale, self.chunk_size,
+                                     initial_state=Sz)
+        return self._output(o.to(x.dtype)), Sz
 
     def _parallel(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, dict | None]:
-        q, k, v = self._heads(x)  # (B, T, H, ·)
-        if self._backend(x) == "fla":
+        if pick_backend(self, x) == "fla":  # the reference where fla cannot serve this call
+            q, k, v = self._heads(x)  # (B, T, H, ·)
             # fla divides by (scale q)·z + 1e-10 itself; its layout is (B, T, H, ·). Since fla 0.5.1 it
             # returns the state as (S (B, H, K, V), z (B, 1, H, K)), before that S alone (z = Σ_t k_t).
-            o, state = optional_kernel(*_FLA)[0](q=q, k=k, v=v, scale=self.scale, normalize=True,
-                                                 output_final_state=want_state)
+            o, state = FLA_LINEAR_ATTN(q=q, k=k, v=v, scale=self.scale, normalize=True,
+                                       output_final_state=want_state)
             y = self.o_proj(self.norm(o.to(x.dtype)).flatten(-2))
             if not want_state:
                 return y, None
             S, z = state if isinstance(state, tuple) else (state, k.sum(1, keepdim=True))
             return y, {"S": S, "z": z[:, 0]}
-        o, S = gated_linear_chunked(q, k, self._with_ones(v), None, self.scale, self.chunk_size)
-        return self._output(o.to(x.dtype)), {"S": S[..., :-1], "z": S[..., -1]}
+        # cache-sized segments of whole chunks, the state carried across (common.py, `segment_length`)
+        width = self.q_proj.out_features * 2 + self.v_proj.out_features * 2  # q, k; v and its output
+        y, S = in_segments(self._chunked, x, None, segment_length(x.shape[0], width, self.chunk_size))
+        return y, {"S": S[..., :-1], "z": S[..., -1]}
 
     # -- the Mixer contract -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,11 +127,11 @@ class LinearAttention(Mixer):
 
     def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, dict]:
         y, state = self._parallel(x, want_state=True)
-        return y, {name: t.to(compute_dtype(x.dtype)).contiguous() for name, t in state.items()}
+        return y, {name: t.to(state_dtype(x.dtype)).contiguous() for name, t in state.items()}
 
     def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         device, dtype = self.param_dtype_device(device, dtype)
-        H, K, cd = self.n_head, self.head_k, compute_dtype(dtype)
+        H, K, cd = self.n_head, self.head_k, state_dtype(dtype)
         return {"S": torch.zeros(batch, H, K, self.head_v, device=device, dtype=cd),
                 "z": torch.zeros(batch, H, K, device=device, dtype=cd)}
 

@@ -38,7 +38,6 @@ from archbench.archs.base import Mixer
 from archbench.archs.ops.common import (
     Kernel,
     dt_bias_init,
-    kernel_unavailable,
     pick_backend,
     s4d_real_a_log,
     state_dtype,
@@ -59,7 +58,6 @@ class Config:
 # -- optional fused kernels (CUDA) -----------------------------------------------------------------
 _SCAN = Kernel("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn", "mamba-ssm")
 _CONV = Kernel("causal_conv1d", "causal_conv1d_fn", "causal-conv1d")  # optional: torch's conv1d also does
-_KERNELS = {"mamba_ssm": _SCAN}  # backend -> kernel
 
 
 @register("mamba")
@@ -67,6 +65,7 @@ class Mamba(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("mamba_ssm", "chunked")
+    kernels = {"mamba_ssm": _SCAN}
     chunk_size = 16  # tokens per chunk of the parallel scan; blocks of chunk_size² bound memory
     conformance_configs = ({"d_state": 4, "d_conv": 2, "expand": 1, "dt_rank": 3},)
 
@@ -86,10 +85,6 @@ class Mamba(Mixer):
             self.dt_proj.bias.copy_(dt_bias_init(E, cfg.dt_min, cfg.dt_max))
         self.A_log = nn.Parameter(s4d_real_a_log(E, N))  # A = -exp(A_log) = -(1, 2, ..., N) per channel
         self.D = nn.Parameter(torch.ones(E))
-
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        return kernel_unavailable(_KERNELS, backend, device)
 
     def _block(self, x: torch.Tensor, conv: torch.Tensor, h: torch.Tensor, scan) -> tuple[torch.Tensor, ...]:
         """x (B, L, D) after state (conv (B, E, K-1), h (B, E, N)) -> y (B, L, D), conv, h.
@@ -145,10 +140,10 @@ class Mamba(Mixer):
         return torch.cat(ys, 1), {"conv": conv.contiguous(), "ssm": h}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._mix(x, pick_backend(self, x, _KERNELS))[0]
+        return self._mix(x, pick_backend(self, x))[0]
 
     def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, dict]:
-        return self._mix(x, pick_backend(self, x, _KERNELS))  # the state is fixed-size: no max_len
+        return self._mix(x, pick_backend(self, x))  # the state is fixed-size: no max_len
 
     def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         device, dtype = self.param_dtype_device(device, dtype)

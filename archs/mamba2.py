@@ -34,14 +34,12 @@ from archbench.archs.base import Mixer
 from archbench.archs.ops.common import (
     a_log_uniform,
     dt_bias_init,
-    kernel_unavailable,
+    in_segments,
     pick_backend,
+    segment_length,
     state_dtype,
 )
 from archbench.archs.ops.ssd import FLA, MAMBA_SSM, ssd_chunked, ssd_fla, ssd_mamba_ssm, ssd_step
-
-_KERNELS = {"fla": FLA, "mamba_ssm": MAMBA_SSM}  # optional CUDA kernels: backend -> kernel
-_SEGMENT_ELEMENTS = 1 << 20  # working set of the pure-PyTorch path: the in_proj output of one segment
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,7 @@ class Mamba2(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("fla", "mamba_ssm", "chunked")
+    kernels = {"fla": FLA, "mamba_ssm": MAMBA_SSM}
     chunk_size = 64  # Q, the chunk of the SSD algorithm (and of mamba-ssm's kernel)
     conformance_configs = ({"d_state": 8, "head_dim": 8, "expand": 1, "d_conv": 2},)
 
@@ -79,10 +78,6 @@ class Mamba2(Mixer):
         self.D = nn.Parameter(torch.ones(H))
         self.norm = nn.RMSNorm(self.d_inner, eps=1e-5)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
-
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        return kernel_unavailable(_KERNELS, backend, device)
 
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
     def _split(self, zxbcdt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,29 +105,25 @@ class Mamba2(Mixer):
                            chunk_size=self.chunk_size)
         return y.to(x.dtype), h
 
-    def _segment(self, u, conv, h, backend: str, final_state: bool):
-        """Parallel mode over u (B, S, D) after the conv inputs `conv` (B, conv_dim, d_conv) and the SSM
-        state h; returns y (B, S, D) and both states after u."""
+    def _segment(self, u, carry, backend: str, final_state: bool):
+        """Parallel mode over u (B, S, D) after carry = (the conv inputs (B, conv_dim, d_conv), the SSM
+        state h or None); returns y (B, S, D) and both states after u."""
+        conv, h = carry
         z, xBC, dt = self._split(self.in_proj(u))
         xBC = torch.cat([conv[..., 1:], xBC.transpose(1, 2)], -1)  # (B, conv_dim, d_conv - 1 + S), causal
         x, Bm, Cm = self._ssm_inputs(self.conv(xBC).transpose(1, 2))
         y, h = self._ssd(x, dt, Bm, Cm, h, backend, final_state)
-        return self._output(y, x, z), xBC[..., -self.cfg.d_conv:].contiguous(), h
+        return self._output(y, x, z), (xBC[..., -self.cfg.d_conv:].contiguous(), h)
 
     def _parallel(self, u: torch.Tensor, final_state: bool) -> tuple[torch.Tensor, dict]:
-        backend = pick_backend(self, u, _KERNELS)  # the reference where a kernel cannot serve this call
+        backend = pick_backend(self, u)  # the reference where a kernel cannot serve this call
         b, T, _ = u.shape
-        conv, h = u.new_zeros(b, self.conv_dim, self.cfg.d_conv), None
-        # The pure-PyTorch path runs in segments of whole chunks, carrying both states across: activations
-        # of a cache-sized segment stay in cache, where a whole 16k sequence would not, so time stays
-        # linear in T. The CUDA kernels take the sequence in one piece.
-        Q, width = self.chunk_size, self.in_proj.out_features
-        S = max(Q, _SEGMENT_ELEMENTS // (b * width) // Q * Q) if backend == "chunked" else T
-        ys = []
-        for s in range(0, T, S):
-            y, conv, h = self._segment(u[:, s:s + S], conv, h, backend, final_state or s + S < T)
-            ys.append(y)
-        return torch.cat(ys, 1), {"conv": conv, "ssm": h}
+        # The pure-PyTorch path runs in cache-sized segments of whole chunks, carrying both states across
+        # (`segment_length`); the CUDA kernels take the sequence in one piece.
+        length = segment_length(b, self.in_proj.out_features, self.chunk_size) if backend == "chunked" else T
+        y, (conv, h) = in_segments(lambda seg, carry: self._segment(seg, carry, backend, final_state), u,
+                                   (u.new_zeros(b, self.conv_dim, self.cfg.d_conv), None), length)
+        return y, {"conv": conv, "ssm": h}
 
     # -- the Mixer contract -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

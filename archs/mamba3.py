@@ -46,10 +46,9 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.kernels import optional_kernel
-from archbench.archs.ops.mamba3 import mamba3_chunked, mamba3_step
-
-_MAMBA_SSM = ("mamba_ssm.ops.triton.mamba3.mamba3_siso_combined", "mamba3_siso_combined")
+from archbench.archs.ops.common import dt_bias_init, in_segments, pick_backend, segment_length, state_dtype
+from archbench.archs.ops.mamba3 import MAMBA_SSM, mamba3_chunked, mamba3_step
+from archbench.archs.ops.rope import rope, unit_rotation
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,7 @@ def rotate_pairs(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     One complex multiply over all N/2 pairs (angle 0 past R): a single pass, where slicing, stacking and
     concatenating the rotated part would copy x three times."""
     theta = F.pad(theta, (0, x.shape[-1] // 2 - theta.shape[-1]))  # (..., N/2)
-    pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)).contiguous())  # (..., N/2)
-    return torch.view_as_real(pairs * torch.polar(torch.ones_like(theta), theta)).flatten(-2)
+    return rope(x.contiguous(), unit_rotation(theta))
 
 
 @register("mamba3")
@@ -83,6 +81,7 @@ class Mamba3(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("mamba_ssm", "chunked")
+    kernels = {"mamba_ssm": MAMBA_SSM}
     chunk_size = 64  # Q of the SSD form (mamba-ssm's recommendation for SISO)
     conformance_configs = ({"d_state": 8, "head_dim": 8, "rope_fraction": 1.0},)
 
@@ -102,9 +101,7 @@ class Mamba3(Mixer):
         self.n_head = H
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * N + 3 * H + self.n_angle, bias=False)
         # Δ starts log-uniform in [dt_min, dt_max]; dt_bias is its softplus inverse (Mamba's init).
-        dt = torch.exp(torch.rand(H) * (math.log(cfg.dt_max) - math.log(cfg.dt_min)) + math.log(cfg.dt_min))
-        dt = dt.clamp_min(1e-4)
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_bias = nn.Parameter(dt_bias_init(H, cfg.dt_min, cfg.dt_max))
         self.B_bias = nn.Parameter(torch.ones(H, N))
         self.C_bias = nn.Parameter(torch.ones(H, N))
         self.B_norm = nn.RMSNorm(N, eps=1e-5)
@@ -112,21 +109,7 @@ class Mamba3(Mixer):
         self.D = nn.Parameter(torch.ones(H))
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
 
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        if backend == "chunked":
-            return None
-        if backend != "mamba_ssm":
-            return f"unknown backend {backend!r}"
-        if torch.device(device).type != "cuda":
-            return "mamba-ssm's Mamba-3 kernels need a CUDA device"
-        return optional_kernel(*_MAMBA_SSM)[1]
-
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
-    @staticmethod
-    def _state_dtype(dtype: torch.dtype) -> torch.dtype:
-        return torch.float64 if dtype == torch.float64 else torch.float32
-
     def _split(self, u: torch.Tensor):
         """in_proj and the per-token maps: z, x (..., H, P), normalised Bm, Cm (..., N), dt, la, lam
         (..., H), the angle rate π tanh(ω) (..., R), and the raw trap and ω for the fused kernel."""
@@ -149,38 +132,43 @@ class Mamba3(Mixer):
         y = (y.to(x.dtype) + self.D[:, None] * x) * F.silu(z)
         return self.out_proj(y.flatten(-2))
 
-    def _fast_ok(self, dtype: torch.dtype) -> str | None:
-        """Why mamba-ssm's kernel cannot take this call, or None."""
-        if dtype == torch.float64:
-            return "mamba-ssm has no float64 kernels"
+    def _kernel_refuses(self) -> str | None:
+        """Why mamba-ssm's kernel cannot take this layer's shapes, or None."""
         P, N = self.cfg.head_dim, self.cfg.d_state
-        if P & (P - 1) or N & (N - 1):
-            return "mamba-ssm needs power-of-two head_dim and d_state"
-        return None
+        return "mamba-ssm needs power-of-two head_dim and d_state" if P & (P - 1) or N & (N - 1) else None
+
+    def _chunked(self, u: torch.Tensor, carry: tuple):
+        """The reference path over u (B, T, D) after carry = (angle θ before u, float64 (B, H, R); the state
+        S, previous k̃, v, or None): y (B, T, D) and the carry after u."""
+        angle, S, k0, v0 = carry
+        z, x, Bm, Cm, dt, la, lam, rate, _, _ = self._split(u)
+        sd = state_dtype(u.dtype)
+        # θ_t = θ_before + Σ_{s<=t} Δ_s π tanh(ω_s), accumulated in float64, kept modulo 2π
+        theta = torch.cumsum((dt.unsqueeze(-1) * rate.unsqueeze(-2)).double(), 1) + angle[:, None]
+        theta = torch.remainder(theta, 2 * math.pi)  # (B, T, H, R) float64
+        q, k = self._qk(Bm.to(sd), Cm.to(sd), theta.to(sd))
+        v = x.to(sd)
+        y, S = mamba3_chunked(q, k, v, la.to(sd), dt.to(sd), lam.to(sd), self.chunk_size, S, k0, v0)
+        return self._output(y, x, z), (theta[:, -1], S, k[:, -1].contiguous(), v[:, -1].contiguous())
 
     def _parallel(self, u: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, dict | None]:
-        backend = self.resolve_backend(u.device)
-        self.last_backend = backend
-        if backend == "mamba_ssm" and (why := self._fast_ok(u.dtype)):
-            backend, self.last_backend = "chunked", f"chunked ({why})"
-        z, x, Bm, Cm, dt, la, lam, rate, trap, omega = self._split(u)
+        backend = pick_backend(self, u, self._kernel_refuses())  # the reference where the kernel cannot serve
         if backend == "mamba_ssm":
+            z, x, Bm, Cm, dt, la, _, _, trap, omega = self._split(u)
             return self._fused(z, x, Bm, Cm, dt, la, trap, omega, want_state)
-        sd = self._state_dtype(u.dtype)
-        # θ_t = Σ_{s<=t} Δ_s π tanh(ω_s), accumulated in float64, kept modulo 2π
-        theta = torch.cumsum((dt.unsqueeze(-1) * rate.unsqueeze(-2)).double(), 1)  # (B, T, H, R)
-        theta = torch.remainder(theta, 2 * math.pi).to(sd)
-        q, k = self._qk(Bm.to(sd), Cm.to(sd), theta)
-        v = x.to(sd)
-        y, S = mamba3_chunked(q, k, v, la.to(sd), dt.to(sd), lam.to(sd), self.chunk_size)
-        state = {"angle": theta[:, -1].contiguous(), "ssm": S, "k": k[:, -1].contiguous(),
-                 "v": v[:, -1].contiguous()} if want_state else None
-        return self._output(y, x, z), state
+        # cache-sized segments of whole chunks, the state carried across (common.py, `segment_length`)
+        B = u.shape[0]
+        angle0 = u.new_zeros(B, self.n_head, self.n_angle, dtype=torch.float64)
+        width = self.in_proj.out_features + 4 * self.n_head * self.cfg.d_state  # in_proj; q̃, k̃ per head
+        length = segment_length(B, width, self.chunk_size)
+        y, (angle, S, k, v) = in_segments(self._chunked, u, (angle0, None, None, None), length)
+        state = {"angle": angle.to(S.dtype), "ssm": S, "k": k, "v": v} if want_state else None
+        return y, state
 
     def _fused(self, z, x, Bm, Cm, dt, la, trap, omega, want_state: bool):
         """mamba-ssm's SISO kernel: it applies biases, rotation, trapezoid, D and the gate itself."""
         H = self.n_head
-        out = optional_kernel(*_MAMBA_SSM)[0](
+        out = MAMBA_SSM(
             Q=Cm.unsqueeze(2), K=Bm.unsqueeze(2), V=x,  # one B/C group: (B, T, 1, N)
             ADT=la.transpose(1, 2).float(), DT=dt.transpose(1, 2).float(), Trap=trap.transpose(1, 2),
             Q_bias=self.C_bias, K_bias=self.B_bias,
@@ -202,7 +190,7 @@ class Mamba3(Mixer):
 
     def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         device, dtype = self.param_dtype_device(device, dtype)
-        sd, H, P, N = self._state_dtype(dtype), self.n_head, self.cfg.head_dim, self.cfg.d_state
+        sd, H, P, N = state_dtype(dtype), self.n_head, self.cfg.head_dim, self.cfg.d_state
         return {"angle": torch.zeros(batch, H, self.n_angle, device=device, dtype=sd),  # θ mod 2π
                 "ssm": torch.zeros(batch, H, P, N, device=device, dtype=sd),  # S
                 "k": torch.zeros(batch, H, N, device=device, dtype=sd),  # previous token's k̃

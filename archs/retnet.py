@@ -11,8 +11,9 @@ D, value width 2D, no short convolution, no feature map). Per head h, with row v
 `forward` uses the chunked form (eq. 7) through the shared diagonal-decay op; `step` runs eq. 6.
 
 Choices, each as in fla's layer: the rotation Θ is rotary embedding (RoPE, base 10000) over the whole
-key width in the half-split layout (feature j is paired with j + d_k/2); the per-head GroupNorm of eq. 8
-is an RMSNorm per head (fla's fused `g_norm_swish_gate`, called `g_norm` here); the scale is 1/√d_k.
+key width in the half-split layout (feature j is paired with j + d_k/2; archs/ops/rope.py); the per-head
+GroupNorm of eq. 8 is an RMSNorm per head (fla's fused `g_norm_swish_gate`, called `g_norm` here); the
+scale is 1/√d_k.
 Left out: the paper's retention-score normalisations (§2.2), which a per-head norm cancels up to eps.
 
 Glossary (code -> paper):
@@ -35,15 +36,14 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.kernels import backward_refusal, optional_kernel
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
 from archbench.archs.ops.gated_linear import (
-    compute_dtype,
+    FLA_RETENTION,
     gated_linear_chunked,
     gated_linear_flops,
     gated_linear_update,
 )
-
-_FLA = ("fla.ops.retention", "chunk_retention")  # imported on first use by `optional_kernel`
+from archbench.archs.ops.rope import rope, rope_rotation
 
 
 @dataclass(frozen=True)
@@ -60,31 +60,12 @@ def log_gamma(n_head: int, dtype: torch.dtype, device=None) -> torch.Tensor:
     return torch.log1p(-torch.exp2(-5.0 - torch.arange(n_head, dtype=torch.float64))).to(device, dtype)
 
 
-def rotary(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotate x (..., T, H, K) at positions pos (T,): feature pair (j, j + K/2) by angle pos·base^(-2j/K).
-
-    Angles in float32 at least (float64 for float64 inputs), so long positions do not round.
-    """
-    K = x.shape[-1]
-    real = torch.promote_types(x.dtype, torch.float32)
-    angle = pos.to(real)[:, None] * base ** (-torch.arange(0, K, 2, device=x.device, dtype=real) / K)
-    cos, sin = angle.cos()[:, None], angle.sin()[:, None]  # (T, 1, K/2): one phase for every head
-    x1, x2 = x.to(real).chunk(2, -1)
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1).to(x.dtype)
-
-
-def _probe_fla_backward(device: str) -> None:
-    """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
-    Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    q, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
-    optional_kernel(*_FLA)[0](q=q, k=k, v=v, scale=1.0)[0].sum().backward()
-
-
 @register("retnet")
 class RetNet(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("fla", "chunked")
+    kernels = {"fla": FLA_RETENTION}
     chunk_size = 64
     conformance_configs = ({"n_head": 2, "expand_v": 1.0},)
 
@@ -103,50 +84,40 @@ class RetNet(Mixer):
         self.g_norm = nn.RMSNorm(self.head_v, eps=cfg.norm_eps)
         self.o_proj = nn.Linear(value_dim, d_model, bias=False)
 
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        if backend == "fla":
-            if torch.device(device).type != "cuda":
-                return "flash-linear-attention needs a CUDA device"
-            return optional_kernel(*_FLA)[1]
-        return None
-
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
     def _heads(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """x (B, T, D) at positions pos (T,) -> rotated q, k (B, T, H, K), v (B, T, H, V), gate g."""
-        H, base = self.n_head, self.cfg.rope_base
-        q = rotary(self.q_proj(x).unflatten(-1, (H, -1)), pos, base)
-        k = rotary(self.k_proj(x).unflatten(-1, (H, -1)), pos, base)
+        H = self.n_head
+        # one phase per position for every head: (T, 1, K/2); the half-split pairing of fla's rotary
+        rotation = rope_rotation(pos, self.head_k, self.cfg.rope_base, x.dtype)[:, None]
+        q = rope(self.q_proj(x).unflatten(-1, (H, -1)), rotation, interleaved=False)
+        k = rope(self.k_proj(x).unflatten(-1, (H, -1)), rotation, interleaved=False)
         return q, k, self.v_proj(x).unflatten(-1, (H, -1)), self.g_proj(x)
 
     def _output(self, o: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """o (..., H, V) -> per-head RMSNorm, swish gate, output projection -> (..., D)."""
         return self.o_proj((self.g_norm(o) * F.silu(g.unflatten(-1, (self.n_head, -1)))).flatten(-2))
 
-    def _backend(self, x: torch.Tensor) -> str:
-        backend = self.resolve_backend(x.device)
-        self.last_backend = backend
-        if backend == "fla" and x.dtype == torch.float64:  # fla's Triton kernels have no float64
-            backend = "chunked"
-            self.last_backend = "chunked (fla has no float64 kernels)"
-        if backend == "fla" and torch.is_grad_enabled() and (
-                x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            device = str(x.device)
-            refusal = backward_refusal("fla.chunk_retention", device, lambda: _probe_fla_backward(device))
-            if refusal:
-                backend = "chunked"
-                self.last_backend = f"chunked (fla backward refused: {refusal})"
-        return backend
+    def _chunked(self, x: torch.Tensor, carry: tuple[torch.Tensor | None, int]):
+        """The reference path over x (B, T, D) from carry = (state S or None, position of x's first token):
+        y and the carry after x."""
+        S, start = carry
+        q, k, v, g = self._heads(x, torch.arange(start, start + x.shape[1], device=x.device))
+        decay = log_gamma(self.n_head, state_dtype(x.dtype), x.device)
+        o, S = gated_linear_chunked(q, k, v, decay, self.scale, self.chunk_size, initial_state=S)
+        return self._output(o.to(x.dtype), g), (S, start + x.shape[1])
 
     def _parallel(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q, k, v, g = self._heads(x, torch.arange(x.shape[1], device=x.device))
-        if self._backend(x) == "fla":
+        if pick_backend(self, x) == "fla":  # the reference where fla cannot serve this call
+            q, k, v, g = self._heads(x, torch.arange(x.shape[1], device=x.device))
             # fla: (B, T, H, ·) layout; it derives the same γ_h = 1 - 2^(-5-h) from the head count.
-            o, S = optional_kernel(*_FLA)[0](q=q, k=k, v=v, scale=self.scale, output_final_state=want_state)
-        else:
-            decay = log_gamma(self.n_head, compute_dtype(x.dtype), x.device)
-            o, S = gated_linear_chunked(q, k, v, decay, self.scale, self.chunk_size)
-        return self._output(o.to(x.dtype), g), S
+            o, S = FLA_RETENTION(q=q, k=k, v=v, scale=self.scale, output_final_state=want_state)
+            return self._output(o.to(x.dtype), g), S
+        # cache-sized segments of whole chunks, the state carried across (common.py, `segment_length`)
+        width = self.q_proj.out_features * 2 + self.v_proj.out_features * 2  # q, k; v, g
+        length = segment_length(x.shape[0], width, self.chunk_size)
+        y, (S, _) = in_segments(self._chunked, x, (None, 0), length)
+        return y, S
 
     # -- the Mixer contract -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,13 +126,13 @@ class RetNet(Mixer):
     def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, dict]:
         y, S = self._parallel(x, want_state=True)
         pos = torch.full((), x.shape[1], device=x.device, dtype=torch.long)
-        return y, {"S": S.to(compute_dtype(x.dtype)).contiguous(), "pos": pos}
+        return y, {"S": S.to(state_dtype(x.dtype)).contiguous(), "pos": pos}
 
     def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         device, dtype = self.param_dtype_device(device, dtype)
         # `pos` is a tensor, not an int, so a captured CUDA graph can replay the step at any position.
         return {"S": torch.zeros(batch, self.n_head, self.head_k, self.head_v, device=device,
-                                 dtype=compute_dtype(dtype)),
+                                 dtype=state_dtype(dtype)),
                 "pos": torch.zeros((), device=device, dtype=torch.long)}
 
     def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:

@@ -34,10 +34,8 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer, State
-from archbench.archs.ops.common import kernel_unavailable, pick_backend, state_dtype
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype, token_shift
 from archbench.archs.ops.wkv import FLA, wkv_chunked, wkv_fla, wkv_step
-
-_KERNELS = {"fla": FLA}  # optional CUDA kernels: backend -> kernel
 
 
 @dataclass(frozen=True)
@@ -58,6 +56,7 @@ class RWKV(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("fla", "chunked")
+    kernels = {"fla": FLA}
     chunk_size = 32  # tokens per chunk of `wkv_chunked`
     conformance_configs = ({"head_dim": 8, "mix_rank": 4, "decay_rank": 4, "ffn_ratio": 1.0},)
 
@@ -94,11 +93,6 @@ class RWKV(Mixer):
         self.cm_value = nn.Linear(F_, D, bias=False)
         self.cm_receptance = nn.Linear(D, D, bias=False)
 
-    # -- backends ---------------------------------------------------------------------------------------
-    @classmethod
-    def backend_unavailable(cls, backend: str, device: torch.device | str) -> str | None:
-        return kernel_unavailable(_KERNELS, backend, device)
-
     # -- pieces shared by forward and step --------------------------------------------------------------
     def _time_mix_in(self, x: torch.Tensor, x_prev: torch.Tensor):
         """ddlerp token shift and projections; x, x_prev (B, T, D) -> r, k, v, lw (B, T, H, K), g."""
@@ -123,27 +117,35 @@ class RWKV(Mixer):
         xk, xr = x + dx * self.cm_mu[0], x + dx * self.cm_mu[1]
         return torch.sigmoid(self.cm_receptance(xr)) * self.cm_value(F.relu(self.cm_key(xk)).square())
 
-    @staticmethod
-    def _shift(x: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        """Previous token along T, with `first` (B, D) before position 0."""
-        return torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
-
     # -- the two modes ----------------------------------------------------------------------------------
-    def _run(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, State | None]:
-        """Parallel mode from the empty state; the final state too if `want_state`."""
-        zeros = x.new_zeros(x.shape[0], self.d_model)  # no token before the first
-        r, k, v, lw, g = self._time_mix_in(x, self._shift(x, zeros))
-        if pick_backend(self, x, _KERNELS) == "fla":  # the reference where fla cannot serve this call
-            o, S = wkv_fla(r, k, v, lw, self.u, None, want_state)
+    def _segment(self, x: torch.Tensor, carry: tuple, backend: str, want_state: bool):
+        """Parallel mode over x (B, T, D) after carry = (the token before x (B, D), the WKV state or None,
+        the channel mix's token before x (B, D)): y (B, T, D) and the carry after x."""
+        x_before, S, xc_before = carry
+        r, k, v, lw, g = self._time_mix_in(x, token_shift(x, x_before))
+        if backend == "fla":
+            o, S = wkv_fla(r, k, v, lw, self.u, S, want_state)
         else:
             wd = state_dtype(x.dtype)
-            o, S = wkv_chunked(r.to(wd), k.to(wd), v.to(wd), lw.to(wd), self.u.to(wd), None, self.chunk_size)
+            o, S = wkv_chunked(*(t.to(wd) for t in (r, k, v, lw, self.u)), S, self.chunk_size)
         a = self._time_mix_out(o, g)  # (B, T, D)
         # Block hands the mixer norm1(x), so the channel-mix residual runs on that: x + a, then LayerNorm.
         xc = self.cm_norm(x + a)
-        y = a + self._channel_mix(xc, self._shift(xc, zeros))
-        new_state = {"tm_shift": x[:, -1], "wkv": S, "cm_shift": xc[:, -1]} if want_state else None
-        return y, new_state
+        y = a + self._channel_mix(xc, token_shift(xc, xc_before))
+        return y, (x[:, -1], S, xc[:, -1])
+
+    def _run(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, State | None]:
+        """Parallel mode from the empty state; the final state too if `want_state`."""
+        backend = pick_backend(self, x)  # the reference where fla cannot serve this call
+        B, T, D = x.shape
+        zeros = x.new_zeros(B, D)  # no token before the first
+        # The reference runs in cache-sized segments of whole chunks, carrying the state across
+        # (common.py, `segment_length`); fla takes the sequence in one piece.
+        width = 12 * D + int(self.cfg.ffn_ratio * D)  # the ddlerp mixes (5 D), r k v g lw, channel mix
+        length = segment_length(B, width, self.chunk_size) if backend == "chunked" else T
+        y, (x_last, S, xc_last) = in_segments(lambda seg, c: self._segment(seg, c, backend, want_state), x,
+                                              (zeros, None, zeros), length)
+        return y, ({"tm_shift": x_last, "wkv": S, "cm_shift": xc_last} if want_state else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, want_state=False)[0]  # (B, T, D)

@@ -50,10 +50,9 @@ from torch import nn
 
 from archbench.archs import register
 from archbench.archs.base import Mixer
-from archbench.archs.kernels import backward_refusal, optional_kernel
-from archbench.archs.ops.rwkv7 import rwkv7_chunked, rwkv7_step
+from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype, token_shift
+from archbench.archs.ops.rwkv7 import FLA, rwkv7_chunked, rwkv7_step
 
-_FLA = ("fla.ops.rwkv7", "chunk_rwkv7")  # imported on first use by `optional_kernel`
 _LOG_W_MIN = -math.exp(-0.5)  # log w >= -e^{-1/2} = -0.6065...: fla's `lower_bound`
 
 
@@ -64,16 +63,6 @@ class Config:
     a_rank: int = 32
     gate_rank: int = 32
     norm_eps: float = 1e-5  # GroupNorm eps = head_dim * norm_eps, as fla
-
-
-def _probe_fla_backward(device: str) -> None:
-    """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
-    Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    chunk_rwkv7 = optional_kernel(*_FLA)[0]
-    r, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
-    lw = (-0.5 * torch.rand(1, 16, 1, 16, device=device)).requires_grad_(True)
-    kk = F.normalize(torch.randn(1, 16, 1, 16, device=device), dim=-1).requires_grad_(True)
-    chunk_rwkv7(r=r, w=lw, k=k, v=v, a=-kk, b=kk * 0.5, scale=1.0)[0].sum().backward()
 
 
 class _LoRA(nn.Module):
@@ -97,6 +86,7 @@ class RWKV7(Mixer):
     Config = Config
     complexity = "linear"
     backends = ("fla", "chunked")
+    kernels = {"fla": FLA}
     chunk_size = 16  # of the chunked op: its decay tensor costs O(chunk · head_dim) per token
     conformance_configs = ({"head_dim": 8, "decay_rank": 8, "a_rank": 4, "gate_rank": 8},)
 
@@ -126,16 +116,6 @@ class RWKV7(Mixer):
             self.a_lora.bias.copy_(-0.19 + 0.3 * zigzag + 0.4 * linear)  # a0
         self.g_norm = nn.GroupNorm(self.n_head, D, eps=hd * cfg.norm_eps)
 
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        if backend == "chunked":
-            return None
-        if backend != "fla":
-            return f"unknown backend {backend!r}"
-        if torch.device(device).type != "cuda":
-            return "flash-linear-attention needs a CUDA device"
-        return optional_kernel(*_FLA)[1]
-
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
     def _inputs(self, x: torch.Tensor, x_prev: torch.Tensor):
         """x, x_prev (B, T, D) -> r, lw, k̃, v, a, b (B, T, H, K) for the op, and the gate g (B, T, D)."""
@@ -158,40 +138,31 @@ class RWKV7(Mixer):
         bonus = (r * k * self.r_k).sum(-1, keepdim=True) * v  # (B, T, H, V)
         return self.o_proj(((o + bonus).flatten(2)) * g)
 
-    @staticmethod
-    def _shift(x: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        """The previous token along T, `first` (B, D) before position 0."""
-        return torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
-
-    @staticmethod
-    def _state_dtype(dtype: torch.dtype) -> torch.dtype:
-        return torch.float64 if dtype == torch.float64 else torch.float32
-
-    def _wkv(self, r, lw, k, v, a, b, want_state: bool):
-        """The recurrence from the zero state on the chosen backend: o (B, T, H, V), S (B, H, V, K)."""
-        backend = self.resolve_backend(r.device)
-        self.last_backend = backend
-        if backend == "fla" and r.dtype == torch.float64:  # fla's Triton kernels have no float64
-            backend, self.last_backend = "chunked", "chunked (fla has no float64 kernels)"
-        if backend == "fla" and torch.is_grad_enabled() and (
-                r.requires_grad or any(p.requires_grad for p in self.parameters())):
-            device = str(r.device)
-            refusal = backward_refusal("fla.chunk_rwkv7", device, lambda: _probe_fla_backward(device))
-            if refusal:
-                backend, self.last_backend = "chunked", f"chunked (fla backward refused: {refusal})"
-        if backend == "fla":
-            o, S = optional_kernel(*_FLA)[0](r=r, w=lw, k=k, v=v, a=a, b=b, scale=1.0,
-                                             output_final_state=want_state, safe_gate=True,
-                                             lower_bound=_LOG_W_MIN, chunk_size=64)
-            return o, (S.transpose(-1, -2) if want_state else None)  # fla keeps (B, H, K, V)
-        sd = self._state_dtype(r.dtype)
-        o, S = rwkv7_chunked(*(t.to(sd) for t in (r, lw, k, v, a, b)), chunk_size=self.chunk_size)
-        return o, S
+    def _segment(self, x: torch.Tensor, carry: tuple, backend: str, want_state: bool):
+        """Parallel mode over x (B, T, D) after carry = (the token before x (B, D), the state (B, H, V, K)
+        or None): y (B, T, D) and the carry after x."""
+        x_before, S = carry
+        r, lw, k, v, a, b, g = self._inputs(x, token_shift(x, x_before))
+        if backend == "fla":  # one segment, the whole sequence from the zero state
+            o, S = FLA(r=r, w=lw, k=k, v=v, a=a, b=b, scale=1.0, output_final_state=want_state,
+                       safe_gate=True, lower_bound=_LOG_W_MIN, chunk_size=64)
+            S = S.transpose(-1, -2) if want_state else None  # fla keeps (B, H, K, V)
+        else:
+            sd = state_dtype(r.dtype)
+            o, S = rwkv7_chunked(*(t.to(sd) for t in (r, lw, k, v, a, b)), chunk_size=self.chunk_size,
+                                 initial_state=S)
+        return self._output(o, r, k, v, g), (x[:, -1], S)
 
     def _parallel(self, x: torch.Tensor, want_state: bool):
-        r, lw, k, v, a, b, g = self._inputs(x, self._shift(x, x.new_zeros(x.shape[0], self.d_model)))
-        o, S = self._wkv(r, lw, k, v, a, b, want_state)
-        return self._output(o, r, k, v, g), S
+        backend = pick_backend(self, x)  # the reference where fla cannot serve this call
+        B, T, D = x.shape
+        # The reference runs in cache-sized segments of whole chunks, carrying the state across
+        # (common.py, `segment_length`); fla takes the sequence in one piece.
+        width = 14 * D  # six token-shift mixes, r lw k v a b, the gate
+        length = segment_length(B, width, self.chunk_size) if backend == "chunked" else T
+        y, (_, S) = in_segments(lambda seg, c: self._segment(seg, c, backend, want_state), x,
+                                (x.new_zeros(B, D), None), length)
+        return y, S
 
     # -- the Mixer contract -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,13 +170,13 @@ class RWKV7(Mixer):
 
     def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, dict]:
         y, S = self._parallel(x, want_state=True)
-        return y, {"shift": x[:, -1].contiguous(), "wkv": S.to(self._state_dtype(x.dtype)).contiguous()}
+        return y, {"shift": x[:, -1].contiguous(), "wkv": S.to(state_dtype(x.dtype)).contiguous()}
 
     def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         device, dtype = self.param_dtype_device(device, dtype)
         hd = self.cfg.head_dim
         return {"shift": torch.zeros(batch, self.d_model, device=device, dtype=dtype),  # x_{t-1}
-                "wkv": torch.zeros(batch, self.n_head, hd, hd, device=device, dtype=self._state_dtype(dtype))}
+                "wkv": torch.zeros(batch, self.n_head, hd, hd, device=device, dtype=state_dtype(dtype))}
 
     def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         r, lw, k, v, a, b, g = self._inputs(x_t.unsqueeze(1), state["shift"].unsqueeze(1))  # T = 1

@@ -14,7 +14,8 @@ stored already rotated at their absolute positions, and softmax does not care ab
 ring needs no reordering.
 
 Backends: "flash_attn" (FlashAttention-2's `flash_attn_func(..., causal=True, window_size=(w - 1, 0))`,
-CUDA with fp16/bf16 only; float32/float64 inputs fall back to "banded" and say so in `last_backend`),
+CUDA with fp16/bf16 only; float32/float64 inputs fall back to "banded" and say so in `last_backend`,
+through archs/ops/common.py's `pick_backend`),
 "banded" (the reference: SDPA per block with the band mask; it runs on any device).
 
 Glossary (code -> paper):
@@ -33,12 +34,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from archbench.archs import register
-from archbench.archs.attention import rope, rope_rotation
 from archbench.archs.base import Mixer
-from archbench.archs.kernels import optional_kernel
+from archbench.archs.ops.common import Kernel, pick_backend, short_conv
+from archbench.archs.ops.rope import rope, rope_rotation
 from archbench.archs.ops.sliding_window import sliding_window_banded
 
-_FLASH = ("flash_attn", "flash_attn_func")  # imported on first use by `optional_kernel`
+# FlashAttention-2's kernels are built for fp16 / bf16 only: float32 and float64 run the banded path.
+_FLASH = Kernel("flash_attn", "flash_attn_func", "flash-attn", dtypes=(torch.float16, torch.bfloat16))
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class SlidingWindowAttention(Mixer):
     Config = Config
     complexity = "linear"  # O(T·w)
     backends = ("flash_attn", "banded")
+    kernels = {"flash_attn": _FLASH}
     chunk_size = 64  # the query block of the banded path is max(chunk_size, window)
     conformance_configs = ({"window": 5, "head_dim": 8},)
 
@@ -68,26 +71,7 @@ class SlidingWindowAttention(Mixer):
         self.out = nn.Linear(d_model, d_model, bias=False)
         self.conv = nn.Conv1d(d_model, d_model, cfg.d_conv, groups=d_model) if cfg.d_conv else None
 
-    @classmethod
-    def backend_unavailable(cls, backend: str, device) -> str | None:
-        if backend == "banded":
-            return None
-        if backend != "flash_attn":
-            return f"unknown backend {backend!r}"
-        if torch.device(device).type != "cuda":
-            return "flash-attn needs a CUDA device"
-        return optional_kernel(*_FLASH)[1]
-
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
-    def _short_conv(self, x: torch.Tensor, history: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal depthwise conv of x (B, T, D) after the d_conv - 1 inputs `history` (zeros at the start).
-        Returns the window of inputs (B, d_conv - 1 + T, D) and the output (B, T, D)."""
-        if history is None:
-            history = x.new_zeros(x.shape[0], self.cfg.d_conv - 1, x.shape[2])
-        window = torch.cat([history, x], 1)
-        return window, F.conv1d(window.transpose(1, 2), self.conv.weight, self.conv.bias,
-                                groups=self.d_model).transpose(1, 2)
-
     def _heads(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, T, D) at positions pos (T,) -> rotated q, k and v, each (B, H, T, hd)."""
         B, T, _ = x.shape
@@ -96,16 +80,10 @@ class SlidingWindowAttention(Mixer):
         return q, k, qkv[2]
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        backend = self.resolve_backend(q.device)
-        self.last_backend = backend
-        if backend == "flash_attn" and q.dtype not in (torch.float16, torch.bfloat16):
-            backend = "banded"
-            self.last_backend = "banded (flash-attn needs fp16/bf16)"
-        if backend == "flash_attn":
-            flash_attn_func = optional_kernel(*_FLASH)[0]
+        if pick_backend(self, q) == "flash_attn":
             # flash-attn takes (B, T, H, hd); window_size=(left, right) keys around each query.
-            y = flash_attn_func(*(t.transpose(1, 2) for t in (q, k, v)), causal=True,
-                                window_size=(self.cfg.window - 1, 0))
+            y = _FLASH(*(t.transpose(1, 2) for t in (q, k, v)), causal=True,
+                       window_size=(self.cfg.window - 1, 0))
             return y.transpose(1, 2)
         return sliding_window_banded(q, k, v, self.cfg.window, self.chunk_size)  # (B, H, T, hd)
 
@@ -114,7 +92,7 @@ class SlidingWindowAttention(Mixer):
         B, T, D = x.shape
         window = None
         if self.conv is not None:
-            window, x = self._short_conv(x, None)
+            window, x = short_conv(self.conv, x, None)
         q, k, v = self._heads(x, torch.arange(T, device=x.device))
         y = self._attend(q, k, v)
         return self.out(y.transpose(1, 2).reshape(B, T, D)), window, k, v
@@ -153,7 +131,7 @@ class SlidingWindowAttention(Mixer):
         pos = state["pos"]
         x_t = x_t[:, None]  # (B, 1, D)
         if self.conv is not None:
-            window, x_t = self._short_conv(x_t, state["conv"])
+            window, x_t = short_conv(self.conv, x_t, state["conv"])
             state["conv"].copy_(window[:, 1:])  # in place, for CUDA-graph replay
         q, k, v = self._heads(x_t, pos.view(1))  # each (B, H, 1, hd)
         slots = state["k"].shape[2]

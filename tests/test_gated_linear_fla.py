@@ -4,26 +4,20 @@ Each stand-in computes what fla's docstring says its kernel computes — (B, T, 
 defaulting to 1/√K, states (B, H, K, V), fla's own γ_h for retention, (S, z) with z (B, 1, H, K) for
 normalised linear attention — with the sequential reference op. The mixers' fla path must then give
 the chunked path's outputs and prefill states: that checks the call plumbing (argument names, log decay
-vs decay, state layout), not fla itself. A stand-in whose backward raises checks the fallback label.
+vs decay, state layout), not fla itself. The float64 and refused-backward fallbacks of every kernel are
+checked in tests/test_kernels.py.
 """
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 import torch
+from stand_ins import fresh_kernel_caches, install_kernel  # noqa: F401 (a fixture, used by name)
 
-from archbench.archs import create, get, kernels
+from archbench.archs import create
 from archbench.archs.ops.gated_linear import gated_linear_sequential
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    kernels.clear_caches()
-    yield
-    kernels.clear_caches()  # leave no test's stand-in behind for the mixers
+pytestmark = pytest.mark.usefixtures("fresh_kernel_caches")  # no stand-in outlives its test
 
 
 def _result(o, S, output_final_state):
@@ -54,19 +48,10 @@ STAND_INS = {"gla": ("fla.ops.gla", chunk_gla), "retnet": ("fla.ops.retention", 
              "linear_attention": ("fla.ops.linear_attn", chunk_linear_attn)}
 
 
-def _install(monkeypatch, arch: str, fn) -> None:
-    module, kernel = STAND_INS[arch][0], fn
-    fake = types.ModuleType(module)
-    setattr(fake, kernel.__name__, kernel)
-    for name in ("fla", "fla.ops"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, module, fake)
-    monkeypatch.setattr(get(arch), "backend_unavailable", classmethod(lambda cls, b, d: None))  # no CUDA here
-
-
 @pytest.mark.parametrize("arch", sorted(STAND_INS))
 def test_fla_path_matches_chunked_path(arch: str, monkeypatch) -> None:
-    _install(monkeypatch, arch, STAND_INS[arch][1])
+    module, fn = STAND_INS[arch]
+    install_kernel(monkeypatch, arch, module, fn.__name__, fn)
     torch.manual_seed(0)
     mixer = create(arch, d_model=32)
     x = torch.randn(2, 21, 32)
@@ -80,40 +65,3 @@ def test_fla_path_matches_chunked_path(arch: str, monkeypatch) -> None:
         torch.testing.assert_close(state_fla[name], state_ref[name])
     mixer.set_backend("fla")(x).sum().backward()  # training runs the backward probe first
     assert mixer.last_backend == "fla"
-
-
-@pytest.mark.parametrize("arch", sorted(STAND_INS))
-def test_float64_falls_back_to_chunked(arch: str, monkeypatch) -> None:
-    _install(monkeypatch, arch, STAND_INS[arch][1])
-    mixer = create(arch, d_model=32).double().set_backend("fla")
-    mixer(torch.randn(1, 5, 32, dtype=torch.float64))
-    assert mixer.last_backend == "chunked (fla has no float64 kernels)"
-
-
-class _RefusingBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("fla refuses here\nPlease upgrade Triton")
-
-
-@pytest.mark.parametrize("arch", sorted(STAND_INS))
-def test_trains_on_chunked_when_fla_refuses_backward(arch: str, monkeypatch) -> None:
-    real = STAND_INS[arch][1]
-
-    def refusing(*args, **kwargs):
-        o, state = real(*args, **kwargs)
-        return _RefusingBackward.apply(o), state
-
-    refusing.__name__ = real.__name__
-    _install(monkeypatch, arch, refusing)
-    torch.manual_seed(0)
-    mixer = create(arch, d_model=32)
-    x = torch.randn(2, 21, 32, requires_grad=True)
-    y = mixer.set_backend("fla")(x)
-    y.sum().backward()  # would raise, had the fla path run
-    assert mixer.last_backend == "chunked (fla backward refused: fla refuses here)"
-    torch.testing.assert_close(y, mixer.set_backend("chunked")(x))

@@ -7,8 +7,9 @@ import types
 
 import pytest
 import torch
+from stand_ins import REFUSAL, RefusingBackward, install_kernel
 
-from archbench.archs import create, get, kernels
+from archbench.archs import create, get, kernels, list_archs
 from archbench.archs.kernels import backward_refusal, optional_kernel
 from archbench.archs.ops.common import a_log_uniform, dt_bias_init, s4d_real_a_log, state_dtype
 
@@ -94,77 +95,53 @@ def test_backward_refusal_keys_by_name() -> None:
     assert backward_refusal("b", "cpu", failing) == "ValueError"  # an empty message names the error
 
 
-REFUSAL = "Triton >= 3.4.0 and < 3.7.1 on Hopper GPUs produces incorrect results (see #640)"
+def _kernels(with_probe: bool = False) -> list[tuple[str, str, str, str]]:
+    """(arch, backend, module, attr) of every optional kernel of every registered mixer (`Mixer.kernels`);
+    only those that probe their backward if `with_probe`."""
+    return [(arch, backend, kernel.module, kernel.attr) for arch in list_archs()
+            for backend, kernel in get(arch).kernels.items() if kernel.probe is not None or not with_probe]
 
 
-class _RefusingBackward(torch.autograd.Function):
-    """Identity whose backward raises like fla on Hopper with Triton < 3.7.1."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError(REFUSAL + "\nPlease upgrade Triton")
+def test_every_kernel_mixer_is_listed() -> None:
+    """The tables below come from the registry: every mixer with a fused kernel is in them."""
+    fla = {"mamba2", "rwkv", "linear_attention", "retnet", "gla", "deltanet", "gated_deltanet", "kda",
+           "rwkv7"}
+    assert {arch for arch, *_ in _kernels(with_probe=True)} >= fla  # fla's kernels probe their backward
+    assert {arch for arch, *_ in _kernels()} >= fla | {"mamba", "mamba3", "swa"}
 
 
 def _refusing_fla(*args, **kwargs):
     v = kwargs["v"] if "v" in kwargs else args[2]
-    return _RefusingBackward.apply(v * 1.0), None
+    return RefusingBackward.apply(v * 1.0), None
 
 
-@pytest.mark.parametrize("arch,module,attr", [("mamba2", "fla.ops.simple_gla", "chunk_simple_gla"),
-                                              ("rwkv", "fla.ops.rwkv6", "chunk_rwkv6"),
-                                              ("deltanet", "fla.ops.gated_delta_rule",
-                                               "chunk_gated_delta_rule"),
-                                              ("gated_deltanet", "fla.ops.gated_delta_rule",
-                                               "chunk_gated_delta_rule"),
-                                              ("kda", "fla.ops.kda", "chunk_kda")])
-def test_mixer_trains_on_reference_when_fla_refuses_backward(arch, module, attr, monkeypatch) -> None:
-    fake = types.ModuleType(module)
-    setattr(fake, attr, _refusing_fla)
-    for name in ("fla", "fla.ops"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, module, fake)
-    monkeypatch.setattr(get(arch), "backend_unavailable", classmethod(lambda cls, b, d: None))  # no CUDA here
+@pytest.mark.parametrize("arch,backend,module,attr", _kernels(with_probe=True))
+def test_mixer_trains_on_reference_when_fla_refuses_backward(arch, backend, module, attr,
+                                                             monkeypatch) -> None:
+    install_kernel(monkeypatch, arch, module, attr, _refusing_fla)
     torch.manual_seed(0)
     mixer = create(arch, d_model=32)
     x = torch.randn(2, 21, 32, requires_grad=True)
-    y = mixer.set_backend("fla")(x)
+    y = mixer.set_backend(backend)(x)
     y.sum().backward()  # would raise, had the fla path run
-    assert mixer.last_backend == f"chunked (fla backward refused: {REFUSAL})"
+    assert mixer.last_backend == f"chunked ({backend} backward refused: {REFUSAL})"
     torch.testing.assert_close(y, mixer.set_backend("chunked")(x))
 
 
 # -- archs/ops/common.py: the plumbing the mixers share -------------------------------------------------
-def _install_fake(monkeypatch, arch: str, module: str, attr: str, fn) -> None:
-    """Make `from module import attr` give `fn`, and let `arch` believe the kernel can run here."""
-    fake = types.ModuleType(module)
-    setattr(fake, attr, fn)
-    for i in range(1, module.count(".") + 1):
-        parent = module.rsplit(".", i)[0]
-        monkeypatch.setitem(sys.modules, parent, types.ModuleType(parent))
-    monkeypatch.setitem(sys.modules, module, fake)
-    monkeypatch.setattr(get(arch), "backend_unavailable", classmethod(lambda cls, b, d: None))
-
-
-@pytest.mark.parametrize("arch,backend,module,attr", [
-    ("mamba", "mamba_ssm", "mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"),
-    ("mamba2", "fla", "fla.ops.simple_gla", "chunk_simple_gla"),
-    ("mamba2", "mamba_ssm", "mamba_ssm.ops.triton.ssd_combined", "mamba_chunk_scan_combined"),
-    ("rwkv", "fla", "fla.ops.rwkv6", "chunk_rwkv6")])
+@pytest.mark.parametrize("arch,backend,module,attr", _kernels())
 def test_float64_runs_the_reference_and_says_so(arch, backend, module, attr, monkeypatch) -> None:
     def no_float64_build(*args, **kwargs):
         raise AssertionError("the fused kernel was called with float64 input")
 
-    _install_fake(monkeypatch, arch, module, attr, no_float64_build)
+    install_kernel(monkeypatch, arch, module, attr, no_float64_build)
     torch.manual_seed(0)
     mixer = create(arch, d_model=32).double().set_backend(backend)
     x = torch.randn(2, 9, 32, dtype=torch.float64)
     y = mixer(x)
-    assert mixer.last_backend == f"chunked ({backend} has no float64 kernels)"
-    torch.testing.assert_close(y, mixer.set_backend("chunked")(x), rtol=0, atol=0)
+    reference = mixer.reference_backend
+    assert mixer.last_backend == f"{reference} ({backend} has no float64 kernels)"
+    torch.testing.assert_close(y, mixer.set_backend(reference)(x), rtol=0, atol=0)
 
 
 def test_backward_is_probed_only_when_a_gradient_is_needed(monkeypatch) -> None:
@@ -173,9 +150,9 @@ def test_backward_is_probed_only_when_a_gradient_is_needed(monkeypatch) -> None:
     def counting_fla(*args, **kwargs):
         calls.append(1)
         v = kwargs["v"] if "v" in kwargs else args[2]
-        return _RefusingBackward.apply(v * 1.0), None
+        return RefusingBackward.apply(v * 1.0), None
 
-    _install_fake(monkeypatch, "mamba2", "fla.ops.simple_gla", "chunk_simple_gla", counting_fla)
+    install_kernel(monkeypatch, "mamba2", "fla.ops.simple_gla", "chunk_simple_gla", counting_fla)
     mixer = create("mamba2", d_model=32).set_backend("fla")
     with torch.no_grad():
         mixer(torch.randn(1, 5, 32))
@@ -184,12 +161,13 @@ def test_backward_is_probed_only_when_a_gradient_is_needed(monkeypatch) -> None:
     assert mixer.last_backend.startswith("chunked (fla backward refused") and len(calls) == 2
 
 
-def test_kernels_report_why_they_cannot_run_on_cpu() -> None:
-    for arch in ("mamba", "mamba2", "rwkv"):
-        cls = get(arch)
-        assert cls.available_backends("cpu") == ["chunked"]
-        for backend in cls.backends[:-1]:
-            assert "needs a CUDA device" in cls.backend_unavailable(backend, "cpu")
+@pytest.mark.parametrize("arch", list_archs())
+def test_kernels_report_why_they_cannot_run_on_cpu(arch: str) -> None:
+    cls = get(arch)
+    assert set(cls.kernels) <= set(cls.backends) and cls.backends[-1] not in cls.kernels
+    for backend in cls.kernels:
+        assert "needs a CUDA device" in cls.backend_unavailable(backend, "cpu")
+        assert backend not in cls.available_backends("cpu")
 
 
 def test_state_dtype_is_at_least_float32() -> None:

@@ -2,14 +2,16 @@
 written from the kernel's documented contract (raw trap and angles, biases, D and gate applied inside)."""
 
 import math
-import sys
-import types
 
+import pytest
 import torch
+from stand_ins import fresh_kernel_caches, install_kernel  # noqa: F401 (a fixture, used by name)
 
-from archbench.archs import create, get, kernels
+from archbench.archs import create
 from archbench.archs.mamba3 import rotate_pairs
 from archbench.archs.ops.mamba3 import mamba3_sequential
+
+pytestmark = pytest.mark.usefixtures("fresh_kernel_caches")  # no stand-in outlives its test
 
 MODULE = "mamba_ssm.ops.triton.mamba3.mamba3_siso_combined"
 
@@ -24,23 +26,23 @@ def _stand_in(Q, K, V, ADT, DT, Trap, Q_bias, K_bias, Angles, D, Z, chunk_size, 
 
 
 def test_mamba_ssm_call_conventions(monkeypatch) -> None:
-    fake = types.ModuleType(MODULE)
-    fake.mamba3_siso_combined = _stand_in
-    monkeypatch.setitem(sys.modules, MODULE, fake)
-    monkeypatch.setattr(get("mamba3"), "backend_unavailable", classmethod(lambda cls, b, d: None))  # no CUDA
-    kernels.clear_caches()
-    try:
-        torch.manual_seed(0)
-        m = create("mamba3", 32)
-        x = torch.randn(2, 19, 32)
-        with torch.no_grad():
-            y, state = m.set_backend("mamba_ssm").prefill(x)
-            assert m.last_backend == "mamba_ssm"
-            y_ref, state_ref = m.set_backend("chunked").prefill(x)
-        torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
-        for key in ("angle", "ssm", "k", "v"):
-            torch.testing.assert_close(state[key], state_ref[key], rtol=1e-4, atol=1e-5)
-        m.double().set_backend("mamba_ssm")(x.double())
-        assert m.last_backend == "chunked (mamba-ssm has no float64 kernels)"
-    finally:
-        kernels.clear_caches()
+    install_kernel(monkeypatch, "mamba3", MODULE, "mamba3_siso_combined", _stand_in)
+    torch.manual_seed(0)
+    m = create("mamba3", 32)
+    x = torch.randn(2, 19, 32)
+    with torch.no_grad():
+        y, state = m.set_backend("mamba_ssm").prefill(x)
+        assert m.last_backend == "mamba_ssm"
+        y_ref, state_ref = m.set_backend("chunked").prefill(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+    for key in ("angle", "ssm", "k", "v"):
+        torch.testing.assert_close(state[key], state_ref[key], rtol=1e-4, atol=1e-5)
+
+
+def test_shapes_the_kernel_does_not_take_run_the_reference(monkeypatch) -> None:
+    """mamba-ssm's kernel needs power-of-two head_dim and d_state: other widths run "chunked" and say so."""
+    install_kernel(monkeypatch, "mamba3", MODULE, "mamba3_siso_combined", _stand_in)
+    m = create("mamba3", 24, head_dim=12).set_backend("mamba_ssm")
+    with torch.no_grad():
+        m(torch.randn(1, 5, 24))
+    assert m.last_backend == "chunked (mamba-ssm needs power-of-two head_dim and d_state)"

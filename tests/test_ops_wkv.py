@@ -5,7 +5,8 @@ import torch
 from op_parity import STATES, assert_chunked_matches_sequential, boundary_lengths
 
 from archbench.archs.ops import wkv
-from archbench.archs.ops.wkv import log_decay_floor, wkv_chunked, wkv_sequential, wkv_step
+from archbench.archs.ops.common import log_decay_floor
+from archbench.archs.ops.wkv import wkv_chunked, wkv_sequential, wkv_step
 
 CHUNK = 8  # two sub-chunks of wkv's 4 tokens, so both intra-chunk paths run
 

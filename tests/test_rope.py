@@ -1,4 +1,5 @@
-"""Rotary positions in the attention mixer: a rotation, relative, and exact at long positions in bf16."""
+"""Rotary positions (archs/ops/rope.py, used by attention, swa, retnet, mamba3): a rotation of the right
+feature pairs, relative, and exact at long positions in bf16."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import pytest
 import torch
 
-from archbench.archs.attention import rope, rope_rotation
+from archbench.archs.ops.rope import rope, rope_rotation
 
 
 def test_rope_rotates_each_pair_by_pos_times_theta() -> None:
@@ -19,6 +20,18 @@ def test_rope_rotates_each_pair_by_pos_times_theta() -> None:
         x0, x1 = x[0, 2 * j], x[0, 2 * j + 1]
         expected = torch.stack((x0 * math.cos(a) - x1 * math.sin(a), x0 * math.sin(a) + x1 * math.cos(a)))
         torch.testing.assert_close(y[0, 2 * j:2 * j + 2], expected)
+
+
+def test_half_split_pairing_rotates_j_with_j_plus_half() -> None:
+    """retnet's pairing (fla's rotate_half): feature j turns with feature j + d/2, by the same angles."""
+    hd, base, pos = 8, 10000.0, 5
+    x = torch.randn(3, 1, hd, dtype=torch.float64)  # (T=3 batch of one position each, 1 head, hd)
+    y = rope(x, rope_rotation(torch.tensor([pos]), hd, base, x.dtype), interleaved=False)
+    for j in range(hd // 2):
+        a = pos * base ** (-2 * j / hd)
+        x0, x1 = x[..., j], x[..., j + hd // 2]
+        torch.testing.assert_close(y[..., j], x0 * math.cos(a) - x1 * math.sin(a))
+        torch.testing.assert_close(y[..., j + hd // 2], x0 * math.sin(a) + x1 * math.cos(a))
 
 
 def test_rope_scores_depend_only_on_relative_position() -> None:

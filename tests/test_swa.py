@@ -1,12 +1,10 @@
 """The swa layer: its w-slot decode ring, and the plumbing of its flash-attn fast path (a stand-in on CPU)."""
 
-import sys
-import types
-
 import pytest
 import torch
+from stand_ins import fresh_kernel_caches, install_kernel  # noqa: F401 (a fixture, used by name)
 
-from archbench.archs import create, get, kernels
+from archbench.archs import create
 from archbench.archs.ops.sliding_window import sliding_window_sequential
 
 
@@ -24,6 +22,7 @@ def test_ring_buffer_wraps_and_matches_forward(d_conv: int) -> None:
     torch.testing.assert_close(torch.cat([y_pre, torch.stack(steps, 1)], 1), y, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.usefixtures("fresh_kernel_caches")
 def test_flash_attn_plumbing_with_a_stand_in(monkeypatch) -> None:
     """The fast path hands flash-attn (B, T, H, hd) tensors, causal=True and window_size=(w - 1, 0);
     float32 inputs fall back to the banded path and say so."""
@@ -34,21 +33,14 @@ def test_flash_attn_plumbing_with_a_stand_in(monkeypatch) -> None:
         o = sliding_window_sequential(*(t.transpose(1, 2).float() for t in (q, k, v)), window_size[0] + 1)
         return o.transpose(1, 2).to(q.dtype)
 
-    fake = types.ModuleType("flash_attn")
-    fake.flash_attn_func = flash_attn_func
-    monkeypatch.setitem(sys.modules, "flash_attn", fake)
-    monkeypatch.setattr(get("swa"), "backend_unavailable", classmethod(lambda cls, b, d: None))  # no CUDA
-    kernels.clear_caches()
-    try:
-        torch.manual_seed(0)
-        m = create("swa", 32, window=6).set_backend("flash_attn")
-        x = torch.randn(2, 21, 32)
-        y32 = m(x)
-        assert m.last_backend == "banded (flash-attn needs fp16/bf16)" and not calls
-        m = m.to(torch.bfloat16)
-        y = m(x.bfloat16())
-        assert m.last_backend == "flash_attn"
-        assert calls == [((2, 21, 2, 16), True, (5, 0))]
-        torch.testing.assert_close(y.float(), y32, rtol=0.05, atol=0.05)
-    finally:
-        kernels.clear_caches()
+    install_kernel(monkeypatch, "swa", "flash_attn", "flash_attn_func", flash_attn_func)
+    torch.manual_seed(0)
+    m = create("swa", 32, window=6).set_backend("flash_attn")
+    x = torch.randn(2, 21, 32)
+    y32 = m(x)
+    assert m.last_backend == "banded (flash_attn has no float32 kernels)" and not calls
+    m = m.to(torch.bfloat16)
+    y = m(x.bfloat16())
+    assert m.last_backend == "flash_attn"
+    assert calls == [((2, 21, 2, 16), True, (5, 0))]
+    torch.testing.assert_close(y.float(), y32, rtol=0.05, atol=0.05)

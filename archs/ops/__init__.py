@@ -10,7 +10,14 @@ flash-linear-attention lays out its ops:
     selective_scan.py   Mamba's S6 scan (archs/mamba.py)
     ssd.py              Mamba-2's SSD (archs/mamba2.py), plus its fla and mamba-ssm kernels
     wkv.py              RWKV-6's WKV (archs/rwkv.py), plus its fla kernel
-    common.py           plumbing shared by the mixers: state dtype, optional kernels, Δ / A init
+    gated_linear.py     the diagonal-decay op of linear_attention, retnet, gla, plus their fla kernels
+    delta_rule.py       the delta rule of deltanet, gated_deltanet, kda, plus their fla kernels
+    rwkv7.py            RWKV-7's DPLR recurrence (archs/rwkv7.py), plus its fla kernel
+    mamba3.py           Mamba-3's trapezoidal SSD (archs/mamba3.py), plus its mamba-ssm kernel
+    sliding_window.py   banded sliding-window attention (archs/swa.py)
+    rope.py             rotary positions (attention, swa, retnet, mamba3)
+    common.py           plumbing shared by the mixers: state dtype, optional kernels and the choice of
+                        backend, Δ / A init, decay floor, token shift, short conv
 
 Every `<op>_chunked` is tested against `<op>_sequential` (tests/test_ops_*.py), values and gradients,
 at lengths that cross chunk boundaries and from a non-zero initial state.

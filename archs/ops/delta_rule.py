@@ -28,8 +28,9 @@ Every exponent is a difference Γ_i − Γ_j with j <= i (the other pairs are ma
 or Γ_i, or Γ_Q − Γ_j: all <= 0, so nothing overflows. Log decays are clamped at `log_decay_floor`
 (−20 in float32, −40 in float64) first: below it one token already wipes the state, so no output
 changes visibly, and the differences of cumulative sums keep their precision. For a per-channel
-decay the pair weights need the (Q, Q, K) tensor of decays per chunk; it is built for a few chunks at
-a time, so the working set stays bounded and time linear in T. Nothing of size (B, T, d_k, d_v) is
+decay the pair weights are not plain matmuls; `decayed_scores` (archs/ops/common.py) splits the
+exponent at sub-chunk starts, so only (c, c, K) blocks are elementwise, and chunks are processed a few
+at a time, so the working set stays bounded and time linear in T. Nothing of size (B, T, d_k, d_v) is
 held: only one state per chunk.
 
 Glossary (code -> paper):
@@ -48,29 +49,16 @@ Glossary (code -> paper):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.kernels import optional_kernel
+from archbench.archs.ops.common import Kernel, decayed_scores, log_decay_floor, probe_leaves
 
 _BLOCK_ELEMENTS = 1 << 20  # elements of the largest per-block temporary of `delta_rule_chunked`
-
-# fla's kernels: the decay-free rule runs as the gated one with g = 0, because `chunk_delta_rule`
-# refuses float32 inputs (an assert since 2024), which the float32 fast-vs-reference check needs.
-FLA_KERNELS = {
-    "scalar": ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule"),
-    "vector": ("fla.ops.kda", "chunk_kda"),
-}
-
-
-def log_decay_floor(dtype: torch.dtype) -> float:
-    """-20 in float32, -40 in float64: a one-token decay below e^floor already wipes the state below the
-    dtype's resolution, and clamping to it bounds |Γ| by Q |floor|, so the differences Γ_i − Γ_j keep
-    their precision however strong the learned decay gets."""
-    return math.log(torch.finfo(dtype).eps) - 4
-
+_SUB_CHUNK = 8  # c: sub-chunk of the per-channel pair scores (`decayed_scores`)
 
 def _default_scale(q: Tensor, scale: float | None) -> float:
     return q.shape[-1] ** -0.5 if scale is None else scale
@@ -124,7 +112,10 @@ def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor 
     G = None if g is None else blocks(g.clamp(min=log_decay_floor(g.dtype))).cumsum(3)  # Γ, inclusive
     S = initial_state if initial_state is not None else k.new_zeros(B, H, K, V)
 
-    per_chunk = B * H * Q * Q * (K if G is not None and G.dim() == 5 else 1)
+    per_chunk = B * H * Q * Q  # the (Q, Q) pair weights; a per-channel decay's sub-chunk temporaries:
+    if G is not None and G.dim() == 5:
+        c = math.gcd(Q, _SUB_CHUNK)
+        per_chunk = B * H * Q * max(Q, K * (Q // c + c))
     n = max(1, _BLOCK_ELEMENTS // per_chunk)  # chunks per block
     outs = []
     for s in range(0, N, n):
@@ -155,11 +146,10 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
         k_in, q_in = k * e, q * e
         k_out = k * (G[..., -1:] - G).exp()[..., None]  # K ⊙ e^{Γ_Q − Γ_j}
         decay_end = G[..., -1].exp()[..., None, None]  # (B, H, n, 1, 1)
-    else:  # per channel: the decays of every pair, a (Q, Q, K) tensor per chunk
-        diff = (G[..., :, None, :] - G[..., None, :, :]).masked_fill(~causal[..., None], -math.inf)
-        kd = k[..., None, :, :] * diff.exp()  # (B, H, n, Q_i, Q_j, K): e^{Γ_i − Γ_j} ⊙ k_j
-        kk = torch.einsum("...ic,...ijc->...ij", k, kd)
-        qk = torch.einsum("...ic,...ijc->...ij", q, kd)
+    else:  # per channel: the exponent split at sub-chunk starts (common.py, `decayed_scores`)
+        c = math.gcd(Q, _SUB_CHUNK)
+        kk = decayed_scores(k, k, G, G, c, diagonal=False)  # only j < i enters A
+        qk = decayed_scores(q, k, G, G, c)
         k_in, q_in = k * G.exp(), q * G.exp()
         k_out = k * (G[..., -1:, :] - G).exp()
         decay_end = G[..., -1, :].exp()[..., None]  # (B, H, n, K, 1)
@@ -186,9 +176,26 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
 
 
 # -- the optional fla kernels -----------------------------------------------------------------------------
-def fla_kernel(decay: str):
-    """(fn, reason) for the fla kernel of a decay kind ("none" | "scalar" | "vector")."""
-    return optional_kernel(*FLA_KERNELS["vector" if decay == "vector" else "scalar"])
+def _probe(decay: str) -> Callable[[Callable, str], None]:
+    """A tiny forward+backward through fla's kernel for a decay kind: it raises where fla refuses its
+    backward (Hopper with Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to
+    switch paths."""
+    def probe(_kernel: Callable, device: str) -> None:  # delta_rule_fla calls the kernel itself
+        q, k, v = probe_leaves(device)
+        (beta,) = probe_leaves(device, 1, (1, 16, 1), sample=torch.rand)
+        g = None if decay == "none" else -torch.rand(1, 16, 1, *((16,) if decay == "vector" else ()),
+                                                      device=device, requires_grad=True)
+        delta_rule_fla(q, F.normalize(k, dim=-1), v, beta, g)[0].sum().backward()
+    return probe
+
+
+# fla's kernels by decay kind: the decay-free rule runs as the gated one with g = 0, because
+# `chunk_delta_rule` refuses float32 inputs (an assert since 2024), which the float32 fast-vs-reference
+# check needs.
+_GATED = ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule", "flash-linear-attention")
+FLA = {"none": Kernel(*_GATED, probe=_probe("none")),
+       "scalar": Kernel(*_GATED, probe=_probe("scalar")),
+       "vector": Kernel("fla.ops.kda", "chunk_kda", "flash-linear-attention", probe=_probe("vector"))}
 
 
 def delta_rule_fla(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None,
@@ -199,19 +206,8 @@ def delta_rule_fla(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | No
     q and k arrive already L2-normalised, so the kernels' own normalisation stays off."""
     if g is None:
         g = q.new_zeros(q.shape[:3])
-    fn = fla_kernel("vector" if g.dim() == 4 else "scalar")[0]
+    kernel = FLA["vector" if g.dim() == 4 else "scalar"]
     h0 = None if initial_state is None else initial_state.float().contiguous()
-    o, S = fn(q=q, k=k, v=v, g=g.float(), beta=beta.to(q.dtype), scale=_default_scale(q, scale),
-              initial_state=h0, output_final_state=output_final_state)
+    o, S = kernel(q=q, k=k, v=v, g=g.float(), beta=beta.to(q.dtype), scale=_default_scale(q, scale),
+                  initial_state=h0, output_final_state=output_final_state)
     return o, S
-
-
-def probe_fla_backward(decay: str, device: str) -> None:
-    """A tiny forward+backward through fla's kernel: it raises where fla refuses its backward (Hopper
-    with Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    q, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
-    beta = torch.rand(1, 16, 1, device=device, requires_grad=True)
-    g = None if decay == "none" else -torch.rand(1, 16, 1, *((16,) if decay == "vector" else ()),
-                                                  device=device, requires_grad=True)
-    kn = F.normalize(k, dim=-1)
-    delta_rule_fla(q, kn, v, beta, g)[0].sum().backward()

@@ -9,6 +9,8 @@ The decay is passed as its logarithm `log_decay` (<= 0), and its shape says whic
     (B, T, H, K)    a data-dependent value per key channel  GLA (arXiv 2312.06635)
 RWKV-6 (per channel, but o_t reads S_{t-1} plus a bonus u on the current token) also maps onto it: delay
 k, v and the decay one token against q (a zero token first), and add (q_t ⊙ u ⊙ k_t)·v_t outside.
+tests/test_ops_family.py checks both mappings (SSD with q = C, k = B on every head, v = Δ x, decay Δ A);
+archs/ops/ssd.py and wkv.py say why each keeps its own chunked form.
 `gated_linear_sequential` is the definition (a loop over tokens, `gated_linear_update` per token, which
 the layers' `step` also runs); `gated_linear_chunked` computes the same in chunks of Q tokens, linear in
 T (the "chunkwise parallel form" of the GLA paper, for linear attention and then with the gate):
@@ -48,13 +50,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from archbench.archs.ops.common import Kernel, decayed_scores, probe_leaves, state_dtype
+
 _SUB_CHUNK = 8  # c: sub-chunk of the per-channel path (the (c, c, K) elementwise blocks)
 _PASS_ELEMENTS = 1 << 21  # largest temporary of one group of chunks: keeps the working set cache-sized
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The recurrence runs in float32, or float64 for float64 inputs."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def gated_linear_update(S: Tensor, q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None,
@@ -75,7 +74,7 @@ def gated_linear_sequential(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor |
     """The definition, token by token. q/k (B, T, H, K), v (B, T, H, V), log_decay as in the module doc,
     initial_state (B, H, K, V) or None (zeros). Returns o (B, T, H, V) and the final state (B, H, K, V)."""
     B, T, H, K = q.shape
-    dtype, cd = q.dtype, compute_dtype(q.dtype)
+    dtype, cd = q.dtype, state_dtype(q.dtype)
     q, k, v = q.to(cd), k.to(cd), v.to(cd)
     S = q.new_zeros(B, H, K, v.shape[-1]) if initial_state is None else initial_state.to(cd)
     out = []
@@ -92,7 +91,7 @@ def gated_linear_chunked(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | No
     """`gated_linear_sequential` in chunks of `chunk_size` tokens (see the module doc): same arguments
     and results, to rounding, values and gradients; time and memory linear in T."""
     B, T, H, K = q.shape
-    V, dtype, cd = v.shape[-1], q.dtype, compute_dtype(q.dtype)
+    V, dtype, cd = v.shape[-1], q.dtype, state_dtype(q.dtype)
     per_channel = log_decay is not None and log_decay.dim() == 4
     if log_decay is not None and log_decay.dim() == 1:  # fixed per head: one scalar per token, so the
         log_decay = log_decay.expand(B, T, H)  # padding below can give the padded tokens decay 1
@@ -157,31 +156,8 @@ def _intra(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, c: int) -> Tensor:
         D = (b - b.transpose(-1, -2)).masked_fill(~causal, -math.inf).exp()  # (B, H, n, Q, Q)
         return ((q @ k.transpose(-1, -2)) * D) @ v
 
-    # Per-channel decay, in sub-chunks of c tokens (see the module doc).
-    B, H, n, _, K = q.shape
-    nI = Q // c
-    q_s, k_s, b_s = (t.reshape(B, H, n, nI, c, -1) for t in (q, k, b))  # (B, H, n, nI, c, K)
-    v_s = v.reshape(B, H, n, nI, c, -1)
-
-    # Keys of earlier sub-chunks: r = b at the end of the previous sub-chunk (0 before the first one).
-    r = F.pad(b_s[..., -1:, :], (0, 0, 0, 0, 1, -1))  # (B, H, n, nI, 1, K), shifted by one sub-chunk
-    q_r = q_s * (b_s - r).exp()  # exponent b_i - r <= 0
-    start = torch.arange(nI, device=q.device)[:, None] * c  # (nI, 1): a, the first token of each sub-chunk
-    earlier = torch.arange(Q, device=q.device)[None, :] < start  # (nI, Q): keys j < a
-    k_r = k.unsqueeze(3) * (r - b.unsqueeze(3) + _bias(earlier, b)).exp()  # (B, H, n, nI, Q, K), r - b_j <= 0
-    o = (q_r @ k_r.transpose(-1, -2)).reshape(B, H, n, Q, Q) @ v
-
-    # Pairs inside one sub-chunk: exp(b_i - b_j) elementwise, j <= i.
-    decay = (b_s.unsqueeze(-2) - b_s.unsqueeze(-3) + _bias(causal[:c, :c], b)).exp()  # (..., c, c, K)
-    A = torch.einsum("...ik,...ijk->...ij", q_s, k_s.unsqueeze(-3) * decay)  # (B, H, n, nI, c, c)
-    return o + (A @ v_s).reshape(o.shape)
-
-
-def _bias(keep: Tensor, like: Tensor) -> Tensor:
-    """0 where `keep`, -inf elsewhere, with a trailing axis for K: added to an exponent, it masks before
-    exp, so a positive exponent of a pair that is not causal never overflows."""
-    bias = torch.zeros(keep.shape, dtype=like.dtype, device=like.device).masked_fill(~keep, -math.inf)
-    return bias.unsqueeze(-1)
+    # Per-channel decay: the exponent split at sub-chunk starts (see the module doc; common.py).
+    return decayed_scores(q, k, b, b, c) @ v
 
 
 def gated_linear_flops(seq_len: int, n_head: int, K: int, V: int, chunk_size: int,
@@ -194,3 +170,28 @@ def gated_linear_flops(seq_len: int, n_head: int, K: int, V: int, chunk_size: in
     Q = min(chunk_size, -(-seq_len // c) * c) if per_channel else min(chunk_size, seq_len)
     per_token = Q * (K + V) + 2 * K * V + (c * (K + V) if per_channel else 0)
     return 2 * seq_len * n_head * per_token
+
+
+# -- fla's kernels of the three layers (CUDA) -------------------------------------------------------------
+# Each probe is a tiny forward+backward: it raises where fla refuses its backward (Hopper with
+# Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths.
+def _probe_linear_attn(chunk_linear_attn, device: str) -> None:
+    q, k, v = probe_leaves(device, sample=torch.rand)  # positive, as after elu + 1
+    chunk_linear_attn(q=q, k=k, v=v, scale=1.0, normalize=True)[0].sum().backward()
+
+
+def _probe_retention(chunk_retention, device: str) -> None:
+    q, k, v = probe_leaves(device)
+    chunk_retention(q=q, k=k, v=v, scale=1.0)[0].sum().backward()
+
+
+def _probe_gla(chunk_gla, device: str) -> None:
+    q, k, v = probe_leaves(device)
+    gk = F.logsigmoid(torch.randn(1, 16, 1, 16, device=device)).requires_grad_()
+    chunk_gla(q=q, k=k, v=v, g=gk, scale=1.0)[0].sum().backward()
+
+
+_FLA = "flash-linear-attention"
+FLA_LINEAR_ATTN = Kernel("fla.ops.linear_attn", "chunk_linear_attn", _FLA, probe=_probe_linear_attn)
+FLA_RETENTION = Kernel("fla.ops.retention", "chunk_retention", _FLA, probe=_probe_retention)
+FLA_GLA = Kernel("fla.ops.gla", "chunk_gla", _FLA, probe=_probe_gla)

@@ -35,10 +35,10 @@ Glossary (code -> paper):
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from archbench.archs.ops.common import Kernel, mask_bias
 
 _BLOCK_ELEMENTS = 1 << 20  # size of the (B, H, chunks, Q, Q) decay tensor built at once
 
@@ -106,7 +106,7 @@ def _ssd_chunks(q, k, vs, L, S):
     causal = torch.ones(Q, Q, dtype=torch.bool, device=L.device).tril()
     # Within a chunk: y_t = Σ_{s<=t} exp(L_t - L_s) (q_t·k_s) σ_s v_s; the differences are <= 0 where s <= t
     # and the mask sends the rest to exp(-inf) = 0.
-    decay = (L[..., :, None] - L[..., None, :]).masked_fill_(~causal, -math.inf).exp_()  # (B, H, c, Q, Q)
+    decay = (L[..., :, None] - L[..., None, :]).add_(mask_bias(causal, L)[..., 0]).exp_()  # (B, H, c, Q, Q)
     y = (decay * (q @ k.transpose(-1, -2))) @ vs
     to_end = (L[..., -1:] - L).exp()  # (B, H, c, Q)
     chunk_states = (vs * to_end[..., None]).transpose(-1, -2) @ k  # (B, H, c, P, N)
@@ -118,3 +118,8 @@ def _ssd_chunks(q, k, vs, L, S):
     starts = torch.stack(starts, 2)  # (B, H, c, P, N)
     y = y + L.exp()[..., None] * (q @ starts.transpose(-1, -2))  # what the carried-in state adds
     return y, S
+
+
+# mamba-ssm's fused SISO kernel (CUDA): it takes the normalised B/C, their biases, the raw angles and
+# trap, and applies rotation, trapezoid, D and the gate itself (archs/mamba3.py hands them over).
+MAMBA_SSM = Kernel("mamba_ssm.ops.triton.mamba3.mamba3_siso_combined", "mamba3_siso_combined", "mamba-ssm")

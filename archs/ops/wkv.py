@@ -9,6 +9,17 @@ Peng et al. 2024, "Eagle and Finch: RWKV with Matrix-Valued States and Dynamic R
 checked against the sequential one, values and gradients (tests/test_ops_wkv.py); `wkv_fla` runs it
 in flash-linear-attention's CUDA kernel.
 
+WKV is a member of the gated-linear family: it is archs/ops/gated_linear.py's diagonal-decay op run on k,
+v and the log decay delayed by one token (a zero token first, one more at the end to carry the final
+state), plus the bonus (r_t ⊙ u ⊙ k_t)·v_t outside (tests/test_ops_family.py checks it, values and
+gradients). It keeps its own chunked form for the two things that mapping adds: the bonus, which here
+is the diagonal of the same elementwise sub-chunk block that the causal pairs already fill (no shifted
+copies of k, v, lw and no separate pass over the tokens), and the log-decay floor (`log_decay_floor`):
+RWKV-6's learned w = exp(-exp(·)) has no lower bound, so the cumulative log decays of a chunk are
+floored before any difference is taken, which the shared op (built for GLA's bounded gates) does not do.
+Measured once, at RWKV-6's shapes for d_model 256 (16 heads of 16), T = 4096, on the same loaded machine,
+the two run about as fast (83 against 99 ms, min of 3): speed is not the reason.
+
 Glossary:
     B, T, H, K, V   batch, sequence length, heads, key and value width per head
     r, k, v, lw     receptance, key, value, log decay (<= 0), each (B, T, H, ·);  u bonus (H, K)
@@ -25,18 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import Kernel
+from archbench.archs.ops.common import Kernel, log_decay_floor, mask_bias, probe_leaves
 
 _SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
 _PASS_ELEMENTS = 1 << 21  # size of the largest temporary in one pass of wkv_chunked's output loop
-
-
-def log_decay_floor(dtype: torch.dtype) -> float:
-    """-20 in float32, -40 in float64. A one-token decay below e^floor wipes the state to below the
-    dtype's resolution, so raising it to e^floor changes no output bit that matters; it bounds the
-    cumulative log decay of a chunk by C |floor|, so its differences keep their precision in the
-    chunked kernels however strong the learned decay gets."""
-    return math.log(torch.finfo(dtype).eps) - 4
 
 
 # -- the definition: one step, and the loop over time --------------------------------------------------
@@ -118,30 +121,24 @@ def _chunk_outputs(r, k, v, G, Gx, S_in, u, c: int):
     r_s, Gx_s = r.reshape(B, H, N, nI, c, K), Gx.reshape(B, H, N, nI, c, K)
     G_a = Gx_s[..., :1, :]  # (B, H, N, nI, 1, K) = G_{a-1}
     q = r_s * (Gx_s - G_a).exp()  # (B, H, N, nI, c, K)
-    before = _causal_bias(torch.arange(C) < (torch.arange(nI) * c).view(nI, 1), r)  # (nI, C, 1) s < a
+    before = mask_bias(torch.arange(C) < (torch.arange(nI) * c).view(nI, 1), r)  # (nI, C, 1) s < a
     kk = k.unsqueeze(3) * (G_a - G.unsqueeze(3) + before).exp()  # (B, H, N, nI, C, K)
     o = o + (q @ kk.transpose(-1, -2)).reshape(B, H, N, C, C) @ v
 
     # The same sub-chunk: elementwise over (t, s, K), strictly causal, plus the bonus u on t = s.
     k_s, v_s, G_s = k.reshape(B, H, N, nI, c, K), v.reshape(B, H, N, nI, c, V), G.reshape(B, H, N, nI, c, K)
-    later = _causal_bias(torch.ones(c, c, dtype=torch.bool).tril(-1), r)  # (c, c, 1) t > s
+    later = mask_bias(torch.ones(c, c, dtype=torch.bool).tril(-1), r)  # (c, c, 1) t > s
     decay_ts = (Gx_s.unsqueeze(-2) - G_s.unsqueeze(-3) + later).exp()  # (B, H, N, nI, c, c, K)
     A_d = torch.einsum("...tk,...tsk->...ts", r_s, k_s.unsqueeze(-3) * decay_ts)  # (B, H, N, nI, c, c)
     bonus = (r_s * u.view(H, 1, 1, 1, K) * k_s).sum(-1, keepdim=True)  # (B, H, N, nI, c, 1)
     return o + (A_d @ v_s + bonus * v_s).view(B, H, N, C, V)
 
 
-def _causal_bias(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """0 where `keep`, -inf elsewhere, with a trailing axis for K: added to a log decay, it masks."""
-    bias = torch.zeros(keep.shape, dtype=like.dtype).masked_fill(~keep, -math.inf)
-    return bias.unsqueeze(-1).to(like.device)
-
-
 # -- the optional fused kernel (CUDA) ------------------------------------------------------------------
 def _probe_rwkv6(chunk_rwkv6, device: str) -> None:
     """A tiny forward+backward of fla's kernel: it raises where fla refuses its backward (Hopper with
     Triton < 3.7.1, fla #640), which happens inside `.backward()`, too late to switch paths."""
-    r, k, v = (torch.randn(1, 16, 1, 16, device=device, requires_grad=True) for _ in range(3))
+    r, k, v = probe_leaves(device)
     lw = (-torch.rand(1, 16, 1, 16, device=device)).requires_grad_(True)
     u = torch.randn(1, 16, device=device, requires_grad=True)
     chunk_rwkv6(r, k, v, lw, u, scale=1.0)[0].sum().backward()
