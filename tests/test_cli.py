@@ -84,7 +84,8 @@ def test_report_on_a_row_of_an_unknown_kind_names_the_file_and_line(capsys, tmp_
                                                 "result": None, "status": "ok", "wall_s": 1.0,
                                                 "provenance": {}}) + "\n")
     code, _, err = run(capsys, "report", "--results", str(tmp_path))
-    assert code == 2 and "rows.jsonl:1: unknown row kind 'serving'; known kinds: generation, retrieval, scaling" in err
+    assert code == 2 and ("rows.jsonl:1: unknown row kind 'serving'; known kinds: generation, retrieval, "
+                          "scaling") in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -124,6 +124,8 @@ def compile_fn(fn: Callable, args: tuple, backend: str = "inductor",
             for _ in range(warmup):
                 compiled(*args)
     except Exception as exc:  # inductor unavailable here, or a step it cannot compile: eager, labelled
+        while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:
+            exc = inner  # Dynamo wraps the backend's own error
         reason = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
         return fn, f"eager (compile failed: {type(exc).__name__}{': ' + reason if reason else ''})"
     return compiled, "compiled"

@@ -152,6 +152,7 @@ class DecodeCall:
     warmup_s: float  # compiling / capturing before timing
     state_read: int  # state bytes one step reads (the whole state)
     state_written: int  # state bytes one step changes (measured)
+    state: Any  # the state at context n that every timed call starts from
 
 
 def decode_call(model: Backbone, spec: ScalingSpec) -> DecodeCall:
@@ -186,7 +187,7 @@ def decode_call(model: Backbone, spec: ScalingSpec) -> DecodeCall:
     if device.type == "cuda" and spec.cuda_graph:
         call = decode.cuda_graph(call)
         path = "cudagraph" if path == "eager" else f"{path}+cudagraph"
-    return DecodeCall(call, path, time.perf_counter() - started, read, written)
+    return DecodeCall(call, path, time.perf_counter() - started, read, written, filled)
 
 
 GRAPH_WARMUP = decode.GRAPH_WARMUP
