@@ -64,6 +64,19 @@ def test_a_step_that_cannot_compile_runs_eager_and_says_why() -> None:
     assert run is fn and label.startswith("eager (compile failed: ") and "no C++ compiler here" in label
 
 
+def test_a_time_limit_while_compiling_is_not_a_compile_failure() -> None:
+    class CellTimeout(Exception):  # as the run loop's alarm raises it (bench/runs/cell.py)
+        pass
+
+    def slow(gm, example_inputs):
+        raise CellTimeout("exceeded 120 s")
+
+    bb, x, states = filled("mamba2", depth=1)
+    leaves, tree = decode.flatten(states)
+    with pytest.raises(CellTimeout):
+        decode.compile_fn(decode.functional(bb.step, tree), (x, *leaves), backend=slow)
+
+
 def test_resolve_names_the_choices() -> None:
     assert decode.resolve("auto", "cpu") == "compiled" and decode.resolve("eager", "cpu") == "eager"
     with pytest.raises(ValueError, match="needs a CUDA device; choose from: auto, eager, compiled"):

@@ -58,6 +58,10 @@ DECODE_BACKENDS = ("auto", "eager", "compiled", "cudagraph")
 ATEN_GRAIN = 32768  # at::internal::GRAIN_SIZE: aten runs an op on one thread below this many elements
 GRAPH_WARMUP = 3  # eager calls before capture, as torch.cuda.graphs requires
 COMPILE_WARMUP = 2  # the first call compiles; the second runs the compiled code once before timing
+# Errors that mean "this step cannot be compiled here" (no C++ compiler or triton, a graph break under
+# fullgraph: all RuntimeErrors in torch): the step then runs eager, labelled. Anything else (the run
+# loop's time limit, MemoryError) propagates.
+CANNOT_COMPILE = (RuntimeError, ImportError, OSError, NotImplementedError)
 
 StepFn = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]  # (x, states) -> (y, states)
 
@@ -123,11 +127,14 @@ def compile_fn(fn: Callable, args: tuple, backend: str = "inductor",
         with torch.no_grad():
             for _ in range(warmup):
                 compiled(*args)
-    except Exception as exc:  # inductor unavailable here, or a step it cannot compile: eager, labelled
-        while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:
-            exc = inner  # Dynamo wraps the backend's own error
-        reason = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
-        return fn, f"eager (compile failed: {type(exc).__name__}{': ' + reason if reason else ''})"
+    except Exception as exc:
+        root = exc
+        while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
+            root = inner  # Dynamo wraps the backend's own error
+        if not isinstance(root, CANNOT_COMPILE):  # the cell's time limit, out of memory: not ours to hide
+            raise root from exc
+        reason = str(root).strip().splitlines()[0][:80] if str(root).strip() else ""
+        return fn, f"eager (compile failed: {type(root).__name__}{': ' + reason if reason else ''})"
     return compiled, "compiled"
 
 
