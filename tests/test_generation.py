@@ -98,7 +98,7 @@ def test_a_batch_over_the_budget_is_skipped_before_anything_is_allocated() -> No
 
 
 def test_the_suite_sweeps_batches_until_the_budget_and_recurrent_goes_further() -> None:
-    # d_model 256, depth 4, P = 4k: attention holds ~34 MB of KV cache per sequence, Mamba-2 ~0.6 MB.
+    # d_model 256, depth 4, P = 4k: attention holds 34 MB of KV cache per sequence, Mamba-2 0.17 MB.
     o = Options(models=["attention", "mamba2"], prompt_lens=[4096], memory_budget=512 << 20, max_batch=64)
     cells = suites.build("generation", o).cells
     batches = {m: [c.spec.batch for c in cells if c.spec.model == m] for m in ("attention", "mamba2")}

@@ -271,8 +271,8 @@ def _retrieval_part(o: Options, plan: Plan, *, quick: bool) -> None:
 
 # -- generation -------------------------------------------------------------------------------------
 # Models of one shape, as the scaling suite's: attention, two recurrent families and each one's
-# production hybrid. At P = 4k, d_model 256, depth 4, float32 attention holds 34 MB of KV cache per
-# sequence, Mamba-2 about 0.6 MB of state, Qwen3-Next's one attention layer in four 8.5 MB.
+# production hybrid. At P+G = 4k+32, d_model 256, depth 4, float32 attention holds 34 MB of KV cache per
+# sequence, Mamba-2 0.17 MB of state, Qwen3-Next (one attention layer in four) 8.6 MB.
 GENERATION_MODELS = ["attention", "mamba2", "gated_deltanet", "mamba2-attn", "qwen3-next"]
 GENERATION_DEPTH = 4
 GENERATION_D_MODEL = 256
