@@ -57,6 +57,11 @@ def _memory_text(status: str, held: Any, transient: Any) -> str:
     return f"{held_s} + {peak_s}"
 
 
+def path_dash(backend: str) -> str:
+    """Line style of a decode path: solid compiled or graphed, dashed eager (dotted is for bounds)."""
+    return "-" if "compiled" in backend or "cudagraph" in backend else "--"
+
+
 def _grid(g: pd.DataFrame, text: list[str]) -> pd.DataFrame:
     """Rows model, backend; one column per n; cells `text`."""
     w = g.assign(_v=text).pivot(index=["model", "backend"], columns="seq_len", values="_v")
@@ -66,7 +71,7 @@ def _grid(g: pd.DataFrame, text: list[str]) -> pd.DataFrame:
 
 
 def decode_tables(out: Outputs, section: str, prefix: str, title: str, g: pd.DataFrame,
-                  style: dict[str, dict], dashes: dict[str, str]) -> None:
+                  style: dict[str, dict]) -> None:
     """The decode tables and plots of one scaling group (`g`: its rows, one per cell, every status)."""
     g = g[g["mode"] == "decode"]
     if g.empty:
@@ -88,14 +93,15 @@ def decode_tables(out: Outputs, section: str, prefix: str, title: str, g: pd.Dat
     lines = []
     for (model, backend), s in ok.groupby(["model", "backend"], sort=True):
         lines.append((f"{model} ({backend})", s["seq_len"].tolist(), s["time_median_s"].tolist(),
-                      {**style[model], "linestyle": dashes[backend]}))
+                      {**style[model], "linestyle": path_dash(backend)}))
     bounds = ok[ok["bound_s"].notna()].groupby(["model", "seq_len"], as_index=False)["bound_s"].min()
     for model, s in bounds.groupby("model", sort=True):
         lines.append((f"{model} bound", s["seq_len"].tolist(), s["bound_s"].tolist(),
                       {"color": style[model]["color"], "linestyle": ":", "marker": None}))
     if lines:
         out.png(section, f"{prefix}_decode_latency", "decode latency per token vs context n (log-log), each "
-                "model and decode path; dotted: the model's bytes-moved bound",
+                "model and decode path (solid: compiled or graphed; dashed: eager); dotted: the model's "
+                "bytes-moved bound",
                 plot([(f"decode — {title}", lines)], "context n (tokens)", "seconds per token"))
 
     methods = ", ".join(sorted(str(m) for m in ok["peak_mem_method"].dropna().unique())) or NA

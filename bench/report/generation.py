@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from archbench.bench.report.decode import path_dash
 from archbench.bench.report.format import (
     MISSING,
     NA,
@@ -121,11 +122,6 @@ def _by_batch(g: pd.DataFrame) -> pd.DataFrame:
     return sort_rows(w, ["model", "backend"]).fillna(MISSING)
 
 
-def _dash(backend: str) -> str:
-    """Solid: a compiled or graphed decode step; dashed: the eager one (its overhead is in the figure)."""
-    return "-" if "compiled" in backend or "cudagraph" in backend else "--"
-
-
 def _plots(out: Outputs, section: str, prefix: str, title: str, g: pd.DataFrame, budget: float,
            lg: pd.DataFrame) -> None:
     ok = g[g["status"] == "ok"]
@@ -136,7 +132,7 @@ def _plots(out: Outputs, section: str, prefix: str, title: str, g: pd.DataFrame,
     lo, hi = ok["tokens_per_s"].min(), ok["tokens_per_s"].max()
     for (model, backend), s in ok.groupby(["model", "backend"], sort=True):
         s = s.sort_values("batch")
-        st = {**style[model], "linestyle": _dash(backend)}
+        st = {**style[model], "linestyle": path_dash(backend)}
         thr.append((f"{model} ({backend})", s["batch"].tolist(), s["tokens_per_s"].tolist(), st))
         mem.append((f"{model} ({backend})", s["batch"].tolist(), s["memory_needed_bytes"].tolist(), st))
     for model, b in zip(lg["model"], lg["largest_batch"], strict=True):

@@ -200,7 +200,7 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
             out.png(sec, stem, f"{caption}, log-log; the legend gives the fitted exponent",
                     plot([(f"{mode} — {title}", lines)], xlabel, "median seconds"))
 
-    decode_tables(out, sec, pre, title, g, grp.style, grp.dashes)  # bench/report/decode.py
+    decode_tables(out, sec, pre, title, g, grp.style)  # bench/report/decode.py
 
     md = fits.assign(
         exponent=[NA if is_missing(e) else f"{e:.2f}" for e in fits["exponent"]],
