@@ -145,3 +145,16 @@ def test_the_report_names_the_largest_batch_within_budget(tmp_path: Path) -> Non
     by_batch = (tmp_path / largest.replace("largest_batch.csv", "by_batch.md")).read_text()
     assert "800 (over)" in by_batch and "skipped" in by_batch
     assert any(n.endswith("_throughput.png") for n in written)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend", ["cudagraph", "compiled"])
+@pytest.mark.parametrize("model", ["attention", "mamba2", "MA:M=mamba2,A=attention"])
+def test_served_tokens_on_cuda_are_generate_s(model: str, backend: str) -> None:
+    # The captured graph replays over the batch's own state tensors, filled after capture; attention's
+    # new position is copied back inside the graph.
+    lm, prompt = lm_and_prompt(model, depth=2)
+    lm, prompt = lm.float().cuda(), prompt.cuda()
+    served = generation.serve(lm, prompt, 6, backend, prefill_batch=2, measure_memory=False)
+    assert served.label == backend and torch.equal(served.tokens, lm.generate(prompt, 6))
