@@ -272,13 +272,25 @@ class LM(nn.Module):
         return self.backbone.state_bytes(batch, seq_len)
 
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
-        """Greedy decoding: parallel prefill of `prompt` (B, T), then `n_new - 1` recurrent steps."""
-        x, states = self.backbone.prefill(self.embed(prompt), prompt.shape[1] + n_new)
-        token = self.head(self.norm(x[:, -1])).argmax(-1)  # (B,)
+    def prefill(self, prompt: torch.Tensor, max_len: int) -> tuple[torch.Tensor, list[State]]:
+        """Parallel prefill of `prompt` (B, T): the greedy next token (B,) and the state after the prompt,
+        with room for `max_len` tokens in all."""
+        x, states = self.backbone.prefill(self.embed(prompt), max_len)
+        return self.head(self.norm(x[:, -1])).argmax(-1), states
+
+    def decode_step(self, token: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
+        """One greedy step: token (B,) in, the next token (B,) out. The unit a compiled step replaces."""
+        x_t, states = self.backbone.step(self.embed(token), states)
+        return self.head(self.norm(x_t)).argmax(-1), states
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, n_new: int, step=None) -> torch.Tensor:
+        """Greedy decoding: parallel prefill of `prompt` (B, T), then `n_new - 1` recurrent steps, each
+        `step(token, states) -> (token, states)` (default `decode_step`; a compiled one plugs in here)."""
+        step = step or self.decode_step
+        token, states = self.prefill(prompt, prompt.shape[1] + n_new)
         out = [token]
         for _ in range(n_new - 1):
-            x_t, states = self.backbone.step(self.embed(token), states)
-            token = self.head(self.norm(x_t)).argmax(-1)
+            token, states = step(token, states)
             out.append(token)
         return torch.stack(out, 1)  # (B, n_new)

@@ -202,6 +202,29 @@ def _seed(value: str) -> int:
     return int(text)
 
 
+def _size(value: str, device: str) -> int:
+    """'512M', '2G', '1048576' (bytes; K/M/G/T are powers of 1024) or '25%' (of the device's memory)."""
+    text = value.strip().upper().removesuffix("B")
+    try:
+        if text.endswith("%"):
+            from archbench.bench.measure.device import memory_bytes
+
+            pct, total = float(text[:-1]), memory_bytes(device)
+            if total is None:
+                raise UsageError(f"cannot read the memory of device {device!r}; give --memory-budget in "
+                                 "bytes")
+            size = int(total * pct / 100)
+        else:
+            scale = 1024 ** ("KMGT".index(text[-1]) + 1) if text and text[-1] in "KMGT" else 1
+            size = int(float(text[:-1] if scale > 1 else text) * scale)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise UsageError(f"malformed --memory-budget {value!r}; give bytes such as 512M, 2G, 1073741824, "
+                         "or a share of the device's memory such as 25%")
+    return size
+
+
 def _num_kv_pairs(value: str, task: str) -> int:
     from archbench.tasks import get
 
@@ -235,6 +258,7 @@ def _executor(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from archbench.bench.experiments.decode import DECODE_BACKENDS
     from archbench.bench.experiments.scaling import MODES
     from archbench.bench.runs import loop, store, suites
     from archbench.bench.runs.executors import ExecutorError
@@ -245,8 +269,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.suite not in suites.SUITES:
         raise UsageError(f"unknown suite {args.suite!r}; choose from: {', '.join(suites.SUITES)}")
     task = _one(args.task, list_tasks(), "task", "--task") if args.task else None
+    device = _device(args.device, here=args.executor == "local")
+    gen_len = _single(args.gen_len, "--gen-len") if args.gen_len else None
+    if gen_len == 1:
+        raise UsageError("--gen-len takes an integer >= 2: the first token comes from the prefill, the rest "
+                         "from decode steps")
     options = suites.Options(
-        device=_device(args.device, here=args.executor == "local"),
+        device=device,
         models=_models(args.models) if args.models else None,
         depth=_single(args.depth, "--depth") if args.depth else None,
         mlp_ratio=_count(args.mlp_ratio, "--mlp-ratio") if args.mlp_ratio is not None else None,
@@ -261,6 +290,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         lrs=_rates(args.lrs) if args.lrs else None,
         max_examples=_single(args.max_examples, "--max-examples") if args.max_examples else None,
         seed=args.seed,
+        decode_backend=_one(args.decode_backend, list(DECODE_BACKENDS), "decode backend", "--decode-backend")
+        if args.decode_backend else None,
+        memory_budget=_size(args.memory_budget, device) if args.memory_budget else None,
+        prompt_lens=_lengths(args.prompt_len, "--prompt-len") if args.prompt_len else None,
+        gen_len=gen_len,
+        max_batch=_single(args.max_batch, "--max-batch") if args.max_batch else None,
     )
     try:
         plan = suites.build(args.suite, options)
@@ -323,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="run a suite of cells, appending rows to OUT/raw/ (resumable)")
-    p.add_argument("suite", help="quick | scaling | retrieval | full")
+    p.add_argument("suite", help="quick | scaling | retrieval | full | generation")
     p.add_argument("--models", "--archs", dest="models",
                    help="comma-separated models: mixers (pure stacks), presets, or patterns such as "
                         "'MMMA:M=mamba2,A=attention' (default: the suite's)")
@@ -333,16 +368,25 @@ def build_parser() -> argparse.ArgumentParser:
                                   "lengths; select points of a retrieval grid)")
     p.add_argument("--modes", help="comma-separated: prefill, train, decode")
     p.add_argument("--d-model", "--d-models", dest="d_model", help="model width(s), comma-separated")
-    p.add_argument("--batch", help="batch size (scaling)")
+    p.add_argument("--batch", help="batch size (scaling; generation: this one batch instead of the sweep)")
     p.add_argument("--dtype", help=f"one of: {', '.join(DTYPES)} (default: float32 on cpu, bfloat16 on cuda "
                                    "for scaling; float32 for retrieval)")
     p.add_argument("--task", help="retrieval task, with its own grid (default: mqar)")
     p.add_argument("--num-kv-pairs", help="MQAR's K at every point of the grid (retrieval)")
     p.add_argument("--max-examples", help="training examples per retrieval cell, e.g. 8k (default: the "
                                            "grid's budget)")
-    p.add_argument("--vocab-size", help="task vocabulary (retrieval; default: the grid's)")
+    p.add_argument("--vocab-size", help="task vocabulary (retrieval; default: the grid's); the LM's "
+                                        "(generation; default: 4096)")
     p.add_argument("--lrs", help="comma-separated learning rates for every model (retrieval; default: the "
                                  "grid's per-model rates)")
+    p.add_argument("--decode-backend", help="decode step: auto (compiled on cpu, a CUDA graph on cuda), "
+                                            "eager, compiled, cudagraph (decode cells, generation)")
+    p.add_argument("--memory-budget", help="generation: bytes the batch may use, e.g. 1G or 25%% "
+                                           "(default: 25%% of the device's memory)")
+    p.add_argument("--prompt-len", help="generation: prompt length(s) P, e.g. 4k,8k (default: 4k)")
+    p.add_argument("--gen-len", help="generation: tokens generated per sequence G (default: 32)")
+    p.add_argument("--max-batch", help="generation: the largest batch of the doubling sweep (default: "
+                                       "256 cpu, 4096 cuda)")
     p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", default="results", help="results folder; rows go to OUT/raw/*.jsonl")
     p.add_argument("--retry-failed", action="store_true",

@@ -80,11 +80,12 @@ def test_report_on_a_corrupt_middle_line_is_exit_2_and_keeps_the_file(capsys, tm
 def test_report_on_a_row_of_an_unknown_kind_names_the_file_and_line(capsys, tmp_path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "rows.jsonl").write_text(json.dumps({"schema": 2, "kind": "generation", "cell": "", "spec": {},
+    (raw / "rows.jsonl").write_text(json.dumps({"schema": 2, "kind": "serving", "cell": "", "spec": {},
                                                 "result": None, "status": "ok", "wall_s": 1.0,
                                                 "provenance": {}}) + "\n")
     code, _, err = run(capsys, "report", "--results", str(tmp_path))
-    assert code == 2 and "rows.jsonl:1: unknown row kind 'generation'; known kinds: retrieval, scaling" in err
+    assert code == 2 and ("rows.jsonl:1: unknown row kind 'serving'; known kinds: generation, retrieval, "
+                          "scaling") in err
     assert len(err.strip().splitlines()) == 1
 
 

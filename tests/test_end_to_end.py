@@ -26,7 +26,11 @@ from archbench.tasks import list_tasks
 UTIL = [f.name for f in dataclasses.fields(ScalingResult) if "_frac_" in f.name]
 TINY_TRAIN = TrainConfig(batch_size=8, max_examples=16, n_train=16, eval_every=16, n_eval=8, n_test=8)
 SCALING = ["run", "scaling", "--models", "attention,mamba-attn", "--depth", "2", "--lens", "16,32",
-           "--modes", "prefill,train,decode", "--d-model", "16", "--budget", "0"]
+           "--modes", "prefill,train,decode", "--d-model", "16", "--budget", "0",
+           "--decode-backend", "eager"]  # compiling is tests/test_decode.py's (seconds per cell)
+GENERATION = ["run", "generation", "--models", "attention,mamba-attn", "--depth", "2", "--d-model", "16",
+              "--prompt-len", "16", "--gen-len", "3", "--vocab-size", "32", "--max-batch", "2",
+              "--memory-budget", "64M", "--decode-backend", "eager"]
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Row]]:
         measure_peaks = peaks.device_peaks
         mp.setattr(scaling.peaks, "device_peaks", lambda device: measure_peaks(device, 256, 1 << 20))
         assert main([*SCALING, "--out", str(out)]) == 0
+        assert main([*GENERATION, "--out", str(out)]) == 0
         for task in list_tasks():  # every task with its own grid: the first length, the smallest width
             length = suites.task_grid(task, "cpu").lengths()[0]
             assert main(["run", "retrieval", "--task", task, "--models", "attention,mamba-attn",
@@ -101,3 +106,14 @@ def test_every_retrieval_table_has_a_value_wherever_its_rows_have_one(results) -
     accuracy_md = next(out.glob("retrieval_*_accuracy.md")).read_text()
     for task in list_tasks():
         assert f"## {task}" in accuracy_md
+
+
+def test_every_generation_table_has_a_value_wherever_its_rows_have_one(results) -> None:
+    out, rows = results
+    ok = [r for r in rows if r.kind == "generation"]
+    assert {(r.spec.model, r.spec.batch) for r in ok} == {(m, b) for m in ("attention", "mamba-attn")
+                                                         for b in (1, 2)}
+    by_batch = _one(out, "generation_*_by_batch.csv")
+    assert _numbers(by_batch["tokens_per_s"]) == len(ok)
+    largest = _one(out, "generation_*_largest_batch.csv")
+    assert sorted(largest["largest_batch"]) == [2, 2] and _numbers(largest["tokens_per_s"]) == 2

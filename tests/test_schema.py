@@ -55,7 +55,8 @@ def test_a_row_round_trips_through_its_json_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda o: o.update(kind="decode"), "unknown row kind 'decode'; known kinds: retrieval, scaling"),
+    (lambda o: o.update(kind="decode"),
+     "unknown row kind 'decode'; known kinds: generation, retrieval, scaling"),
     (lambda o: o.update(schema=3), "row schema 3; this archbench reads schema 2"),
     (lambda o: o["result"].pop("time_median_s"), "scaling result: missing field(s) time_median_s"),
     (lambda o: o["result"].update(util_flops_measured=0.5), "unknown field(s) util_flops_measured"),

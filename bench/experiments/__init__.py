@@ -1,9 +1,11 @@
 """Experiment kinds, registered like mixers and tasks: one file each (see base.py for the contract).
 
-    scaling    time, memory, energy and utilisation of a model's Backbone at one n, in one mode
-    retrieval  a small LM trained on a synthetic task, scored on held-out rows (train.py is its loop)
+    scaling     time, memory, energy and utilisation of a model's Backbone at one n, in one mode
+    retrieval   a small LM trained on a synthetic task, scored on held-out rows (train.py is its loop)
+    generation  an LM serving a batch: prefill P tokens, generate G; TTFT, tokens/s, memory vs a budget
 
-A later kind (e.g. generation: prefill P tokens, then decode G) is one more file here that declares
+decode.py is no kind: the per-token step as served (eager, compiled, CUDA graph) that scaling's
+decode mode and generation share. A later kind is one more file here that declares
 its Spec, Result, `run` and summary columns, and registers; plugins use the entry point group
 `archbench.experiments`. The run loop, the row schema and the report reach every kind through
 `get(kind)`.
@@ -14,7 +16,7 @@ from __future__ import annotations
 from archbench.archs.registry import Registry, UnknownNameError
 from archbench.bench.experiments.base import Experiment, ModelFields, Progress, model_fields
 
-BUILTINS = ("scaling", "retrieval")
+BUILTINS = ("scaling", "retrieval", "generation")
 EXPERIMENTS = Registry("experiment kind", "archbench.experiments",
                        (f"archbench.bench.experiments.{m}" for m in BUILTINS))
 register = EXPERIMENTS.register

@@ -6,29 +6,39 @@ ratio, so a hybrid pattern and the pure stacks beside it have the same shape. Mo
   train    forward + backward (a mean-square loss) with gradients for parameters and input
   decode   one `step` at context n: the state is filled by `prefill` over n tokens first, and every
            timed call starts from that same state (containers are copied, tensors are not), so the
-           context stays exactly n however many repeats the timer needs
+           context stays exactly n however many repeats the timer needs. The step runs as served
+           (bench/experiments/decode.py): `compile_step` compiles it (torch.compile, warmed up before
+           timing; CPU suites), `cuda_graph` captures it (CUDA); with neither it is the eager step, whose
+           time is then mostly the interpreter's: a measured figure of its own
 
 `requested_backend` is "auto" (each mixer's first available), "reference", a backend name (the layers that
 have it), or "fastest" (each backend the model can choose timed briefly on this very cell, the
 quickest kept, the trials recorded). On CUDA, decode is a captured CUDA graph of one `step` unless
-the spec sets `cuda_graph=False`.
+the spec sets `cuda_graph=False`. The row's `backend` names the decode path too: "chunked+compiled",
+"sdpa+cudagraph", or "chunked+eager (compile failed: ...)" where inductor is unavailable.
 
 Each cell measures time (median and spread), peak memory, the model's measured `state_bytes`, energy
-where a hardware counter exists (never a guess), and utilisation against the device's peaks.
+where a hardware counter exists (never a guess), and utilisation against the device's peaks. A decode
+cell also carries its lower bound: the bytes one step must read and write (every parameter and the
+whole state read, the state bytes it changes written; measured) over the copy bandwidth measured here
+for a working set of that size (`bound_s`; the report shows time / bound).
 
 Glossary: B batch, n = T sequence length, D d_model, L depth (layers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from archbench.archs import Backbone, get
-from archbench.bench.experiments import register
+from archbench.bench.experiments import decode, register
 from archbench.bench.experiments.base import Experiment, ModelFields, Progress, resolved_configs
 from archbench.bench.measure import energy, memory, peaks, timing
 
@@ -46,6 +56,9 @@ class ScalingSpec(ModelFields):
     seed: int = 0
     requested_backend: str = "auto"  # auto | reference | a backend name | fastest; the result names what ran
     cuda_graph: bool = True  # CUDA decode as a captured graph (an eager step measures launch latency)
+    # Decode through a compiled step (torch.compile; False: the eager step). False by default because rows
+    # stored before this field existed were eager; the CPU suites set it.
+    compile_step: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +92,11 @@ class ScalingResult:
     bytes_frac_spec: float | None
     backend_trials_s: dict[str, float] | None = None  # "fastest": median seconds of each candidate
     resolved_configs: dict[str, dict[str, Any]] | None = None  # letter -> the Config it ran with
+    # Decode only (None in other modes):
+    bound_bytes: int | None = None  # bytes one step must read and write: parameters, state, changed state
+    bound_bandwidth: float | None = None  # copy bytes/s measured here for a working set of bound_bytes
+    bound_s: float | None = None  # bound_bytes / bound_bandwidth: the least time one step can take here
+    warmup_s: float | None = None  # compiling / capturing and warm-up calls, outside the timed region
 
 
 def copy_containers(state: Any) -> Any:
@@ -100,6 +118,8 @@ def build_backbone(spec: ScalingSpec, backend: str | None = None) -> Backbone:
 
 def make_call(model: Backbone, spec: ScalingSpec):
     """The zero-argument function the timer repeats, for this cell's mode."""
+    if spec.mode == "decode":
+        return decode_call(model, spec).call
     device, dtype = torch.device(spec.device), getattr(torch, spec.dtype)
     batch, n, d = spec.batch, spec.seq_len, spec.d_model
     g = torch.Generator(device=device).manual_seed(spec.seed)
@@ -111,7 +131,7 @@ def make_call(model: Backbone, spec: ScalingSpec):
             with torch.inference_mode():
                 return model(x)
 
-    elif spec.mode == "train":
+    else:  # train
         model.train()
         x.requires_grad_(True)
 
@@ -120,43 +140,58 @@ def make_call(model: Backbone, spec: ScalingSpec):
             x.grad = None
             model(x).float().square().mean().backward()
 
-    else:  # decode
-        model.eval()
-        with torch.inference_mode():
-            _, filled = model.prefill(x, max_len=n + 1)
-        x_t = torch.randn(batch, d, device=device, dtype=dtype, generator=g)  # (B, D)
+    return call
+
+
+@dataclass
+class DecodeCall:
+    """One decode step at context n, ready to time, and what it must move at least."""
+
+    call: Callable[[], Any]
+    path: str  # how the step runs: "eager", "compiled", "cudagraph", "compiled+cudagraph", ...
+    warmup_s: float  # compiling / capturing before timing
+    state_read: int  # state bytes one step reads (the whole state)
+    state_written: int  # state bytes one step changes (measured)
+    state: Any  # the state at context n that every timed call starts from
+
+
+def decode_call(model: Backbone, spec: ScalingSpec) -> DecodeCall:
+    """Prefill n tokens, then the step at context n as the spec asks: eager, compiled, graphed."""
+    device, dtype = torch.device(spec.device), getattr(torch, spec.dtype)
+    batch, n, d = spec.batch, spec.seq_len, spec.d_model
+    g = torch.Generator(device=device).manual_seed(spec.seed)
+    x = torch.randn(batch, n, d, device=device, dtype=dtype, generator=g)  # (B, n, D)
+    model.eval()
+    # The compiled step updates the state in place outside inference mode (decode.py, item 2).
+    with torch.no_grad() if spec.compile_step else torch.inference_mode():
+        _, filled = model.prefill(x, max_len=n + 1)
+    x_t = torch.randn(batch, d, device=device, dtype=dtype, generator=g)  # (B, D)
+    leaves, tree = decode.flatten(filled)
+    step = decode.functional(model.step, tree)
+    with torch.no_grad() if spec.compile_step else torch.inference_mode():
+        read, written = decode.state_traffic(step, x_t, leaves)
+    started = time.perf_counter()
+    if spec.compile_step:
+        compiled, path = decode.compile_fn(step, (x_t, *leaves))
+
+        def call():
+            with torch.no_grad():
+                return compiled(x_t, *leaves)  # new leaves are dropped: the context stays n
+    else:
+        path = "eager"
 
         def call():
             with torch.inference_mode():
                 return model.step(x_t, copy_containers(filled))
 
-        if device.type == "cuda" and spec.cuda_graph:
-            return cuda_graph(call)
-    return call
+    if device.type == "cuda" and spec.cuda_graph:
+        call = decode.cuda_graph(call)
+        path = "cudagraph" if path == "eager" else f"{path}+cudagraph"
+    return DecodeCall(call, path, time.perf_counter() - started, read, written, filled)
 
 
-GRAPH_WARMUP = 3  # eager calls before capture, as torch.cuda.graphs requires
-
-
-def cuda_graph(call):
-    """Capture `call` once and return a replay that gives the captured output: an eager decode step
-    is a few dozen tiny kernels, so without a graph the figure is launch latency, not the
-    architecture (see shared/anchors)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(GRAPH_WARMUP):
-            call()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = call()
-
-    def replay():
-        graph.replay()
-        return out
-
-    return replay
+GRAPH_WARMUP = decode.GRAPH_WARMUP
+cuda_graph = decode.cuda_graph
 
 
 def fastest_backend(spec: ScalingSpec, budget_s: float = 0.2) -> tuple[str, dict[str, float]]:
@@ -198,21 +233,30 @@ class Scaling(Experiment):
             best, trials = fastest_backend(spec)
             spec = dataclasses.replace(spec, requested_backend=best)
         model = build_backbone(spec)
-        call = make_call(model, spec)
         mode, batch, n = spec.mode, spec.batch, spec.seq_len
+        dec = decode_call(model, spec) if mode == "decode" else None
+        call = dec.call if dec else make_call(model, spec)
 
-        stats = timing.time_call(call, device, budget_s=budget_s)
-        peak, peak_method = memory.peak_memory_bytes(call, device), memory.peak_memory_method(device)
-        reading = energy.energy_joules(call, device)
+        # A compiled step is called with the same inputs every time: its guards are skipped (decode.py).
+        with decode.serving() if dec and spec.compile_step else contextlib.nullcontext():
+            stats = timing.time_call(call, device, budget_s=budget_s)
+            peak, peak_method = memory.peak_memory_bytes(call, device), memory.peak_memory_method(device)
+            reading = energy.energy_joules(call, device)
         tokens = batch * (1 if mode == "decode" else n)
         flops = call_flops(model, mode, batch, n)
         state_bytes = model.state_bytes(batch, n)
         param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        # Decode reads every parameter and the whole state once per token: that is its memory traffic.
-        bytes_moved = state_bytes + param_bytes if mode == "decode" else None
+        bound: dict[str, Any] = {}
+        bytes_moved = None
         backend = model.last_backend
-        if mode == "decode" and device.type == "cuda" and spec.cuda_graph:
-            backend += "+cudagraph"
+        if dec:
+            # Decode reads every parameter and the whole state, and writes what it changes: its traffic.
+            bytes_moved = param_bytes + dec.state_read + dec.state_written
+            bandwidth, _ = peaks.copy_bandwidth(device, bytes_moved)
+            bound = dict(bound_bytes=bytes_moved, bound_bandwidth=bandwidth, bound_s=bytes_moved / bandwidth,
+                         warmup_s=dec.warmup_s)
+            if dec.path != "eager":  # eager rows keep the mixers' path alone, as stored rows have it
+                backend += f"+{dec.path}"
         return ScalingResult(
             backend=backend, backend_trials_s=trials,
             time_median_s=stats.median_s, time_min_s=stats.min_s, time_max_s=stats.max_s,
@@ -223,7 +267,7 @@ class Scaling(Experiment):
             energy_j_per_token=reading.joules_per_call / tokens if reading else None,
             energy_source=reading.source if reading else None,
             flops=flops, tokens_per_s=tokens / stats.median_s,
-            resolved_configs=resolved_configs(model),
+            resolved_configs=resolved_configs(model), **bound,
             **peaks.utilisation(flops, bytes_moved, stats.median_s, peaks.device_peaks(device)),
         )
 

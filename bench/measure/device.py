@@ -39,3 +39,17 @@ def device_name(device: Device) -> str:
         pass
     model = model or platform.processor() or platform.machine() or "unknown CPU"
     return f"{model} ({os.cpu_count()} CPUs)"
+
+
+def memory_bytes(device: Device) -> int | None:
+    """Total memory of `device`: the GPU's, or the machine's RAM (MemTotal); None if unknown."""
+    if is_cuda(device):
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

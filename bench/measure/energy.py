@@ -13,9 +13,10 @@ Glossary
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,30 @@ def energy_joules(
     if counter is None:
         return None
     return measure_energy(fn, counter, "rapl", device, min_window_s)
+
+
+@contextlib.contextmanager
+def counter(device: Device, rapl_root: Path | str = RAPL_ROOT) -> Iterator[tuple[Any, str] | None]:
+    """(a cumulative counter with `read()` in joules, its source) for `device`, or None without one:
+    for work that cannot be repeated to fill a window (a generation's decode phase, which fills its
+    cache as it goes), read around it once. A counter updates every few ms (RAPL) to ~100 ms (NVML),
+    so a window shorter than about a second is coarse; the caller says how long it was."""
+    if torch.device(device).type != "cuda":
+        found = RaplCounter.find(rapl_root)
+        yield (found, "rapl") if found is not None else None
+        return
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception:  # not installed, or no driver: no counter
+        yield None
+        return
+    try:
+        try:
+            nvml = NvmlCounter(pynvml, _nvml_handle(pynvml, torch.device(device)))
+            nvml.read()  # NotSupported on GPUs before Volta
+        except pynvml.NVMLError:
+            nvml = None
+        yield (nvml, "nvml") if nvml is not None else None
+    finally:
+        pynvml.nvmlShutdown()

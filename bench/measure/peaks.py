@@ -1,13 +1,15 @@
 """Device peaks and utilisation: how close a call comes to the best this device can do.
 
 The measured peaks are a large matmul and a large copy timed here (once per process); the spec
-peaks are vendor datasheet figures, known for a few GPUs only.
+peaks are vendor datasheet figures, known for a few GPUs only. `copy_bandwidth` is the copy rate for
+a working set of a given size (a cache holds a small one), the yardstick of a decode step's bound.
 
 Glossary
   device      "cpu", "cuda", "cuda:1" or a torch.device
   peaks       achieved matmul FLOP/s and copy bytes/s on this device, measured once per process
   spec        vendor datasheet peaks (dense bf16 tensor-core FLOP/s, HBM bytes/s)
   frac        achieved rate / peak rate, against the measured or the spec peak
+  working set the bytes a loop touches over and over: a copy's source and destination together
 """
 
 from __future__ import annotations
@@ -111,3 +113,33 @@ def utilisation(
         "flops_frac_spec": frac(flops_s, peaks.spec_flops),
         "bytes_frac_spec": frac(bytes_s, peaks.spec_bytes),
     }
+
+
+WORKING_SET_MIN = 1 << 16  # 64 KiB: smaller copies measure the call, not the memory
+
+
+@functools.cache
+def _copy_bandwidth(device: str, working_set: int) -> float:
+    copy = functools.partial(_copy_bytes_per_s, device, working_set // 2)  # half read, half written
+    if torch.device(device).type == "cuda" or torch.get_num_threads() == 1:
+        return copy()
+    # A bound takes the best rate the device shows: a small copy may run faster on one thread than
+    # split across cores (an OpenMP barrier costs more than the copy; far more on a shared machine).
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = copy()
+    finally:
+        torch.set_num_threads(threads)
+    return max(single, copy())
+
+
+def copy_bandwidth(device: Device, working_set_bytes: int) -> tuple[float, int]:
+    """(copy bytes/s, the working set it was measured at): read + write bytes per second of a copy
+    whose source and destination together hold `working_set_bytes`, rounded up to a power of two
+    (at least 64 KiB). Measured once per process and size (about a second each): the fastest rep, as
+    `device_peaks`, on all threads and on one (the faster). A working set that fits a cache copies
+    faster than one that streams from memory (this VM: 113 GB/s at 8 MB, 27 GB/s from DRAM), so a
+    bound uses the rate of its own size."""
+    ws = max(WORKING_SET_MIN, 1 << (max(1, int(working_set_bytes)) - 1).bit_length())
+    return _copy_bandwidth(str(torch.device(device)), ws), ws

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from archbench.bench.report.decode import decode_tables
 from archbench.bench.report.format import (
     MISSING,
     NA,
@@ -198,6 +199,8 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
             xlabel = "context n (tokens)" if mode == "decode" else "n (tokens)"
             out.png(sec, stem, f"{caption}, log-log; the legend gives the fitted exponent",
                     plot([(f"{mode} — {title}", lines)], xlabel, "median seconds"))
+
+    decode_tables(out, sec, pre, title, g, grp.style)  # bench/report/decode.py
 
     md = fits.assign(
         exponent=[NA if is_missing(e) else f"{e:.2f}" for e in fits["exponent"]],

@@ -7,6 +7,8 @@ schema stops the report with its file and line) and every pytest-benchmark JSON 
   scaling_<device>_<dtype>_b<batch>_L<depth>_d<d_model>_mlp<ratio>_*   per group of one shape: time per
                       mode, fitted exponents, crossovers, peak memory, state bytes, energy, utilisation
   retrieval_<device>_*      best-lr accuracy grids and recall plots
+  generation_<device>_*     per group of one shape, P, G and budget: the largest batch within the
+                            budget, tokens/s per batch, throughput and memory against batch
   pytest_benchmark.{md,csv} pytest-benchmark runs
   README.md                 an index of all of it, with a provenance summary
 
@@ -38,6 +40,7 @@ import pandas as pd
 
 from archbench.bench.report.format import NA, is_missing, markdown, short_status, slug
 from archbench.bench.report.frame import frame
+from archbench.bench.report.generation import generation_tables
 from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.pytest_benchmark import pytest_benchmark_tables
 from archbench.bench.report.retrieval import retrieval_tables
@@ -56,6 +59,7 @@ class ReadmeError(ValueError):
 TABLES: dict[str, Callable[[Outputs, pd.DataFrame, dict[str, str]], None]] = {
     "scaling": scaling_tables,
     "retrieval": retrieval_tables,
+    "generation": generation_tables,
 }
 
 

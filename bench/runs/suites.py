@@ -6,6 +6,8 @@
                fits the depth, all of one depth, width and MLP ratio (CPU: depth 4, d_model 256, no MLP)
     retrieval  a task's grid of small LMs (MQAR by default; `--task` picks another task's own grid)
     full       scaling + retrieval
+    generation LMs serving a batch (prefill P, generate G) at doubling batch sizes, up to the first
+               batch whose parameters and state at P+G exceed the memory budget (or `--max-batch`)
 
 Every option the CLI takes overrides a suite default (`Options`). `--lens` *replaces* the scaling
 lengths but *filters* a retrieval grid (each point pairs a length with its K); a filter that leaves
@@ -22,13 +24,14 @@ from typing import Any
 import numpy as np
 
 from archbench.archs import list_models, resolve_model
-from archbench.bench.experiments import model_fields
+from archbench.bench.experiments import decode, model_fields
+from archbench.bench.experiments.generation import GenerationSpec, held_bytes
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.scaling import MODES, ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.runs.cell import Cell
 
-SUITES = ("quick", "scaling", "retrieval", "full")
+SUITES = ("quick", "scaling", "retrieval", "full", "generation")
 
 
 class SuiteError(ValueError):
@@ -54,6 +57,11 @@ class Options:
     lrs: list[float] | None = None
     max_examples: int | None = None  # the training budget of every retrieval cell (default: the grid's)
     seed: int = 0
+    decode_backend: str | None = None  # decode cells: auto | eager | compiled | cudagraph
+    memory_budget: int | None = None  # generation: bytes (default: a fraction of the device's memory)
+    prompt_lens: list[int] | None = None  # generation: P
+    gen_len: int | None = None  # generation: G
+    max_batch: int | None = None  # generation: the largest batch of the doubling sweep
 
 
 @dataclass
@@ -103,12 +111,23 @@ def scaling_models(depth: int) -> list[str]:
 QUICK_SCALING_MODELS = ["attention", "mamba2", "mamba2-attn", "gated_deltanet", "qwen3-next"]
 
 
+def decode_flags(o: Options) -> dict[str, bool]:
+    """A decode cell's (compile_step, cuda_graph) for `--decode-backend`: by default the step as served,
+    compiled on CPU and a captured graph on CUDA (bench/experiments/decode.py)."""
+    try:
+        backend = decode.resolve(o.decode_backend or "auto", o.device)
+    except ValueError as exc:
+        raise SuiteError(str(exc)) from None
+    return {"compile_step": backend == "compiled", "cuda_graph": backend == "cudagraph"}
+
+
 def scaling_cells(o: Options, *, lens: list[int], modes: list[str], batches: tuple[int, ...] = (1,),
                   d_model: int = SCALING_D_MODEL, mixer_configs: dict | None = None,
                   backend: str = "auto", models: list[str] | None = None) -> list[Cell]:
     """Cells over models × modes × batches × widths × n; `models` defaults to `scaling_models`."""
     depth = o.depth or SCALING_DEPTH
     mlp_ratio = SCALING_MLP_RATIO if o.mlp_ratio is None else o.mlp_ratio
+    flags = decode_flags(o)
     cells = []
     for name in o.models or models or scaling_models(depth):
         for mode in o.modes or modes:
@@ -119,7 +138,7 @@ def scaling_cells(o: Options, *, lens: list[int], modes: list[str], batches: tup
                         cells.append(Cell("scaling", ScalingSpec(
                             **model, mode=mode, seq_len=n, batch=batch, device=o.device,
                             dtype=o.dtype or default_dtype(o.device), seed=o.seed,
-                            requested_backend=backend)))
+                            requested_backend=backend, **(flags if mode == "decode" else {}))))
     return cells
 
 
@@ -254,6 +273,63 @@ def _retrieval_part(o: Options, plan: Plan, *, quick: bool) -> None:
     plan.cells += cells
 
 
+# -- generation -------------------------------------------------------------------------------------
+# Models of one shape, as the scaling suite's: attention, two recurrent families and each one's
+# production hybrid. At P+G = 4k+32, d_model 256, depth 4, float32 attention holds 34 MB of KV cache per
+# sequence, Mamba-2 0.17 MB of state, Qwen3-Next (one attention layer in four) 8.6 MB.
+GENERATION_MODELS = ["attention", "mamba2", "gated_deltanet", "mamba2-attn", "qwen3-next"]
+GENERATION_DEPTH = 4
+GENERATION_D_MODEL = 256
+GENERATION_PROMPT_LENS = [4096]
+GENERATION_GEN_LEN = 32
+GENERATION_VOCAB = 4096
+GENERATION_MAX_BATCH = {"cpu": 256, "cuda": 4096}  # bounds a CPU sweep's time where states are small
+BUDGET_FRACTION = 0.25  # the default memory budget: this fraction of the device's memory
+
+
+def default_budget(device: str) -> int:
+    from archbench.bench.measure.device import memory_bytes
+
+    total = memory_bytes(device)
+    if total is None:
+        raise SuiteError(f"cannot read the memory of device {device!r}; give --memory-budget (e.g. 1G)")
+    return int(total * BUDGET_FRACTION)
+
+
+def generation_cells(o: Options) -> list[Cell]:
+    """Per model × width × P: batches 1, 2, 4, … up to the first whose parameters and state at P+G
+    exceed the budget (that one is kept: its row says so), or `max_batch`; `--batch` picks one batch."""
+    budget = o.memory_budget or default_budget(o.device)
+    depth = o.depth or GENERATION_DEPTH
+    mlp_ratio = SCALING_MLP_RATIO if o.mlp_ratio is None else o.mlp_ratio
+    max_batch = o.max_batch or GENERATION_MAX_BATCH.get(o.device, GENERATION_MAX_BATCH["cpu"])
+    backend = o.decode_backend or "auto"
+    try:
+        decode.resolve(backend, o.device)
+    except ValueError as exc:
+        raise SuiteError(str(exc)) from None
+    cells = []
+    for name in o.models or GENERATION_MODELS:
+        for d in o.d_models or [GENERATION_D_MODEL]:
+            model = model_fields(_model(name, depth, d, mlp_ratio, None))
+            for P in o.prompt_lens or GENERATION_PROMPT_LENS:
+                batch = o.batch or 1
+                while batch <= (o.batch or max_batch):
+                    try:
+                        spec = GenerationSpec(
+                            **model, prompt_len=P, gen_len=o.gen_len or GENERATION_GEN_LEN, batch=batch,
+                            vocab_size=o.vocab_size or GENERATION_VOCAB, memory_budget_bytes=budget,
+                            device=o.device, dtype=o.dtype or default_dtype(o.device), decode_backend=backend,
+                            seed=o.seed)
+                    except ValueError as exc:
+                        raise SuiteError(str(exc)) from None
+                    cells.append(Cell("generation", spec))
+                    if held_bytes(spec) > budget:
+                        break
+                    batch *= 2
+    return cells
+
+
 def build(suite: str, o: Options) -> Plan:
     """The cells of `suite` under options `o`; SuiteError if they come to none."""
     if suite not in SUITES:
@@ -271,6 +347,8 @@ def build(suite: str, o: Options) -> Plan:
         plan.cells += scaling_cells(o, lens=CPU_LENS, modes=list(MODES))
     if suite in ("retrieval", "full"):
         _retrieval_part(o, plan, quick=False)
+    if suite == "generation":
+        plan.cells += generation_cells(o)
     if not plan.cells:
         raise SuiteError("; ".join(plan.notes) or f"suite {suite} has no cells with these options")
     return plan
