@@ -155,6 +155,32 @@ def test_served_tokens_on_cuda_are_generate_s(model: str, backend: str) -> None:
     # The captured graph replays over the batch's own state tensors, filled after capture; attention's
     # new position is copied back inside the graph.
     lm, prompt = lm_and_prompt(model, depth=2)
-    lm, prompt = lm.float().cuda(), prompt.cuda()
+    lm, prompt = lm.cuda(), prompt.cuda()  # float64: no near-tie can flip an argmax between kernels
     served = generation.serve(lm, prompt, 6, backend, prefill_batch=2, measure_memory=False)
     assert served.label == backend and torch.equal(served.tokens, lm.generate(prompt, 6))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--gen-len", "1"], "--gen-len takes an integer >= 2"),
+    (["--memory-budget", "lots"], "malformed --memory-budget 'lots'; give bytes such as 512M"),
+    (["--memory-budget", "0"], "malformed --memory-budget '0'"),
+    (["--decode-backend", "turbo"], "unknown decode backend 'turbo'; choose from: auto, eager, compiled"),
+    (["--decode-backend", "cudagraph"], "needs a CUDA device; choose from: auto, eager, compiled"),
+    (["--prompt-len", "4k,x"], "malformed value 'x' in --prompt-len"),
+    (["--max-batch", "0"], "malformed value '0' in --max-batch"),
+])
+def test_bad_generation_options_are_one_line_and_exit_2(capsys, tmp_path, argv, expected) -> None:
+    from archbench.bench.cli import main
+
+    assert main(["run", "generation", *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1
+    assert main(["run", "scaling", "--decode-backend", "cudagraph", "--out", str(tmp_path)]) == 2
+
+
+def test_memory_budget_sizes() -> None:
+    from archbench.bench.cli import _size
+
+    assert _size("512M", "cpu") == 512 << 20 and _size("2g", "cpu") == 2 << 30
+    assert _size("1000", "cpu") == 1000
+    assert 0 < _size("25%", "cpu") < _size("50%", "cpu")
