@@ -5,6 +5,7 @@ cannot compile, runs at a fixed context however often it is timed; a decode row 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pytest
 import torch
@@ -116,6 +117,8 @@ def test_a_timed_compiled_decode_step_stays_at_context_n(monkeypatch) -> None:
 
 def test_a_decode_row_carries_its_bound(monkeypatch) -> None:
     monkeypatch.setattr(peaks, "_copy_bytes_per_s", lambda device, nbytes: 1e9)  # no half-second probes
+    # A fresh cache for this test: a rate cached by an earlier test would bypass the stand-in.
+    monkeypatch.setattr(peaks, "_copy_bandwidth", functools.cache(peaks._copy_bandwidth.__wrapped__))
     monkeypatch.setattr(scaling.peaks, "device_peaks", lambda device: peaks.Peaks(
         None, None, False, None, None, "cpu", "float32"))
     s = spec()

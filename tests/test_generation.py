@@ -7,6 +7,7 @@ table reads them."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def spec(model: str = "mamba2", batch: int = 2, budget: int = 1 << 30, **extra) 
 
 def test_a_row_s_figures_add_up(monkeypatch) -> None:
     monkeypatch.setattr(peaks, "_copy_bytes_per_s", lambda device, nbytes: 1e9)  # no half-second probes
+    # A fresh cache for this test: a rate cached by an earlier test would bypass the stand-in.
+    monkeypatch.setattr(peaks, "_copy_bandwidth", functools.cache(peaks._copy_bandwidth.__wrapped__))
     s = spec("attention", batch=3, prefill_tokens=24)  # prefill calls of two sequences
     r = Generation.run(s, budget_s=0.0)
     lm = generation.build_lm(s)

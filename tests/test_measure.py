@@ -97,6 +97,8 @@ def test_cpu_peak_ignores_what_earlier_measured_calls_left_alive() -> None:
 
 
 def test_ctrl_c_during_a_profiled_call_waits_until_the_profiler_has_stopped() -> None:
+    # Python's own Ctrl-C handler, also when pytest runs in the background with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if measure.cpu_peak_method() != "torch_allocated":
         pytest.skip("the torch profiler method is not available here")
     finished = []

@@ -291,7 +291,9 @@ def test_an_interrupted_driver_resumes_and_every_cell_is_written_once(ray_instan
     argv = [sys.executable, "-m", "archbench.bench.cli", "run", "scaling", "--models", "attention,mamba",
             "--depth", "1", "--modes", "prefill,decode", "--lens", "32,64,128", "--d-model", "32",
             "--budget", "0.3", "--executor", "ray", "--workers", "2", "--out", str(tmp_path)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    # SIG_DFL in the child: a test run launched in the background inherits SIGINT ignored.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     raw = tmp_path / "raw"
     deadline = time.time() + 240
     while time.time() < deadline and not (raw.exists() and any(
