@@ -244,14 +244,19 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
                 plot(grp.per_mode(en, "energy_j_per_token", "energy per token"), "n (tokens)", "joules"))
 
     parts, empty = [], []
+    series = [ok["mode"], ok["model"], ok["backend"]]
     for col, name in UTIL_COLUMNS.items():
-        if ok[col].notna().any():
-            md, _ = _wide(ok, ["mode", "model", "backend"], col, fmt_pct)
+        # Only the series that carry the figure: bytes moved are modelled for decode alone, so a
+        # prefill row of the bytes table would be n/a by design, not for want of a measurement.
+        has = ok[col].notna().groupby(series).transform("any")
+        if has.any():
+            md, _ = _wide(ok[has], ["mode", "model", "backend"], col, fmt_pct)
             parts.append(f"## {name}\n\n{markdown(md)}\n")
         else:
             empty.append(name)
     if empty:
-        parts.append(f"n/a in every cell: {', '.join(empty)}.\n")
+        parts.append(f"Not shown, no cell has a value (no such peak is known for this device): "
+                     f"{', '.join(empty)}.\n")
     util = ok[["mode", "model", "backend", "seq_len", *UTIL_COLUMNS]]
     out.table(sec, f"{pre}_util", "utilisation: achieved FLOP/s and bytes/s as a fraction of the device "
               "peaks (ok cells; columns n)", "\n".join(parts).rstrip("\n"), util)
