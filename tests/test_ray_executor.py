@@ -8,10 +8,8 @@ apart while resume counts a cell done on any of them."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from interrupt_resume import assert_interrupt_then_rerun_writes_each_cell_once
 
 from archbench.archs import resolve_model
 from archbench.bench.cli import main
@@ -288,22 +287,4 @@ def test_an_address_where_nothing_answers_fails_at_once(monkeypatch) -> None:
 
 @pytest.mark.ray
 def test_an_interrupted_driver_resumes_and_every_cell_is_written_once(ray_instance, tmp_path) -> None:
-    argv = [sys.executable, "-m", "archbench.bench.cli", "run", "scaling", "--models", "attention,mamba",
-            "--depth", "1", "--modes", "prefill,decode", "--lens", "32,64,128", "--d-model", "32",
-            "--budget", "0.3", "--executor", "ray", "--workers", "2", "--out", str(tmp_path)]
-    # SIG_DFL in the child: a test run launched in the background inherits SIGINT ignored.
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    raw = tmp_path / "raw"
-    deadline = time.time() + 240
-    while time.time() < deadline and not (raw.exists() and any(
-            len(p.read_text().splitlines()) >= 2 for p in raw.glob("*.jsonl"))):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130, proc.stderr.read().decode()[-2000:]
-    partial = sum(len(p.read_text().splitlines()) for p in raw.glob("*.jsonl"))
-    assert 2 <= partial < 12
-    done = subprocess.run(argv, capture_output=True, timeout=600)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    keys = [json.loads(line)["cell"] for p in raw.glob("*.jsonl") for line in p.read_text().splitlines()]
-    assert len(keys) == 12 and len(set(keys)) == 12
+    assert_interrupt_then_rerun_writes_each_cell_once(tmp_path, "--executor", "ray", "--workers", "2")

@@ -2,16 +2,12 @@
 duplicates; --retry-failed reruns failures and keeps the old rows; jobs cross the executor seam."""
 
 import dataclasses
-import json
-import os
 import pickle
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from interrupt_resume import assert_interrupt_then_rerun_writes_each_cell_once
 
 from archbench.archs import resolve_model
 from archbench.bench.experiments import model_fields
@@ -144,26 +140,7 @@ def test_jobs_and_outcomes_cross_the_executor_seam_as_plain_data(tmp_path) -> No
 
 
 def test_sigint_then_rerun_gives_every_cell_exactly_once(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "archbench.bench.cli", "run", "scaling", "--models", "attention,mamba",
-            "--depth", "1", "--modes", "prefill,decode", "--lens", "32,64,128", "--d-model", "32",
-            "--budget", "0.3", "--out", str(tmp_path)]
-    # SIG_DFL in the child: a test run launched in the background inherits SIGINT ignored, and then
-    # Python installs no KeyboardInterrupt handler (the real Ctrl-C case has it).
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    raw = tmp_path / "raw"
-    deadline = time.time() + 240
-    while time.time() < deadline and not (raw.exists() and any(
-            len(p.read_text().splitlines()) >= 2 for p in raw.glob("*.jsonl"))):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130, proc.stderr.read().decode()[-2000:]
-    partial = sum(len(p.read_text().splitlines()) for p in raw.glob("*.jsonl"))
-    assert 2 <= partial < 12
-    done = subprocess.run(argv, capture_output=True, timeout=600)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    keys = [json.loads(line)["cell"] for p in raw.glob("*.jsonl") for line in p.read_text().splitlines()]
-    assert len(keys) == 12 and len(set(keys)) == 12
+    assert_interrupt_then_rerun_writes_each_cell_once(tmp_path)
 
 
 def test_a_result_that_does_not_fit_its_schema_is_an_error_row_and_the_store_stays_readable(
