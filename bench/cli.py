@@ -268,7 +268,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.suite not in suites.SUITES:
         raise UsageError(f"unknown suite {args.suite!r}; choose from: {', '.join(suites.SUITES)}")
-    task = _one(args.task, list_tasks(), "task", "--task") if args.task else None
+    # The frontier suite also takes --task none: its cost cells alone.
+    task_choices = list_tasks() + (["none"] if args.suite == "frontier" else [])
+    task = _one(args.task, task_choices, "task", "--task") if args.task else None
     device = _device(args.device, here=args.executor == "local")
     gen_len = _single(args.gen_len, "--gen-len") if args.gen_len else None
     if gen_len == 1:
@@ -285,7 +287,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch=_single(args.batch, "--batch") if args.batch else None,
         dtype=_one(args.dtype, DTYPES, "dtype", "--dtype") if args.dtype else None,
         task=task,
-        num_kv_pairs=_num_kv_pairs(args.num_kv_pairs, task or "mqar") if args.num_kv_pairs else None,
+        num_kv_pairs=_num_kv_pairs(args.num_kv_pairs, task if task not in (None, "none") else "mqar")
+        if args.num_kv_pairs else None,
         vocab_size=_single(args.vocab_size, "--vocab-size") if args.vocab_size else None,
         lrs=_rates(args.lrs) if args.lrs else None,
         max_examples=_single(args.max_examples, "--max-examples") if args.max_examples else None,
@@ -358,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="run a suite of cells, appending rows to OUT/raw/ (resumable)")
-    p.add_argument("suite", help="quick | scaling | retrieval | full | generation")
+    p.add_argument("suite", help="quick | scaling | retrieval | full | generation | frontier")
     p.add_argument("--models", "--archs", dest="models",
                    help="comma-separated models: mixers (pure stacks), presets, or patterns such as "
                         "'MMMA:M=mamba2,A=attention' (default: the suite's)")

@@ -8,6 +8,9 @@
     full       scaling + retrieval
     generation LMs serving a batch (prefill P, generate G) at doubling batch sizes, up to the first
                batch whose parameters and state at P+G exceed the memory budget (or `--max-batch`)
+    frontier   recall against cost: MQAR at V = 1024 for every family at several state sizes and
+               learning rates, hybrid ratios and placements, the other tasks scored at L .. 8L, and the
+               cost cells of the same models (bench/runs/frontier.py)
 
 Every option the CLI takes overrides a suite default (`Options`). `--lens` *replaces* the scaling
 lengths but *filters* a retrieval grid (each point pairs a length with its K); a filter that leaves
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from archbench.archs import list_models, resolve_model
+from archbench.archs import list_archs, list_models, resolve_model
 from archbench.bench.experiments import decode, model_fields
 from archbench.bench.experiments.generation import GenerationSpec, held_bytes
 from archbench.bench.experiments.retrieval import RetrievalSpec
@@ -31,7 +34,7 @@ from archbench.bench.experiments.scaling import MODES, ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.runs.cell import Cell
 
-SUITES = ("quick", "scaling", "retrieval", "full", "generation")
+SUITES = ("quick", "scaling", "retrieval", "full", "generation", "frontier")
 
 
 class SuiteError(ValueError):
@@ -330,6 +333,29 @@ def generation_cells(o: Options) -> list[Cell]:
     return cells
 
 
+# Options the frontier suite's grid fixes (bench/runs/frontier.py); given anyway, they are an error, not
+# silently ignored.
+FRONTIER_FIXED = ("depth", "mlp_ratio", "lens", "batch", "num_kv_pairs", "vocab_size", "memory_budget",
+                  "prompt_lens", "gen_len", "max_batch")
+
+
+def _frontier_cells(o: Options) -> list[Cell]:
+    from archbench.bench.runs import frontier
+
+    fixed = [f"--{name.replace('_', '-').rstrip('s') if name == 'prompt_lens' else name.replace('_', '-')}"
+             for name in FRONTIER_FIXED if getattr(o, name) is not None]
+    if fixed:
+        raise SuiteError(f"the frontier suite fixes {', '.join(fixed)} (bench/runs/frontier.py); it takes "
+                         "--models, --task (a task or 'none'), --modes, --lrs, --max-examples, --d-model, "
+                         "--dtype, --decode-backend")
+    families = [m for m in list_archs() if m in frontier.STATE_KNOBS] + \
+        [m for m in list_archs() if m not in frontier.STATE_KNOBS]  # plugins: one point, their default
+    return frontier.frontier_cells(frontier.FrontierOptions(
+        device=o.device, dtype=o.dtype or default_dtype(o.device), families=families, model_filter=o.models,
+        tasks=None if o.task is None else ([] if o.task == "none" else [o.task]), modes=o.modes,
+        lrs=o.lrs, max_examples=o.max_examples, d_models=o.d_models, decode_flags=decode_flags(o)))
+
+
 def build(suite: str, o: Options) -> Plan:
     """The cells of `suite` under options `o`; SuiteError if they come to none."""
     if suite not in SUITES:
@@ -349,6 +375,8 @@ def build(suite: str, o: Options) -> Plan:
         _retrieval_part(o, plan, quick=False)
     if suite == "generation":
         plan.cells += generation_cells(o)
+    if suite == "frontier":
+        plan.cells += _frontier_cells(o)
     if not plan.cells:
         raise SuiteError("; ".join(plan.notes) or f"suite {suite} has no cells with these options")
     return plan

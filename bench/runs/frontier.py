@@ -1,0 +1,271 @@
+"""The frontier suite: recall against cost for every family, at several state sizes, and for hybrid
+ratios and placements (issue 11). Written as data, like the other suites; `archbench run frontier`.
+
+The suite has six parts, in the order they run (a resumed run picks up where it stopped, so a budget
+cut short still has the headline first):
+
+    mqar      MQAR at a vocabulary that tests capacity (V = 1024 on CPU, Zoology's 8192 on GPU): every
+              family at its default state at three learning rates (the headline cells), then each
+              family's own state knob swept (`STATE_KNOBS`), so each draws a curve of accuracy against
+              measured state bytes; rows keep every lr (the report shows best-of-sweep and sensitivity)
+    seeds     the headline cells again at seed 1 (the spread)
+    hybrids   depth-4 models with 0, 1, 2 or 4 attention-like layers at different positions, for each
+              recurrent partner (Mamba-2, Gated DeltaNet) and attention-like partner (full attention,
+              sliding-window attention), plus the production presets that fit depth 4
+    v8192     (CPU) Zoology's vocabulary for attention and two recurrent families, a longer budget
+    tasks     passkey, copy, selective copy and induction heads, trained at L and scored at L .. 8L
+    cost      the scaling harness's cells for every model above: prefill at 4k and 16k, decode per
+              token at 4k and 16k on the fair decode path (state / KV bytes come with each row)
+
+Recall models follow Zoology's MQAR models (two mixer layers, no MLPs, attention with a short
+convolution); hybrids are four layers. Splitting the grid across processes: `--executor ray
+--workers 2 --threads 1` runs two cells at once with one writer (one worker per core here), and a
+Ray cluster (`--address`) spreads it over machines; the run resumes, so a grid may also run across
+sessions. Cost cells time the model: run them on a quiet machine (`--task none` leaves out every
+recall part; `--modes prefill,decode` keeps only cost cells of those modes).
+
+Glossary: n = seq_len, K = num_kv_pairs, V = vocab_size, lr learning rate, w SWA window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from archbench.archs import resolve_model
+from archbench.bench.experiments import model_fields
+from archbench.bench.experiments.retrieval import RetrievalSpec
+from archbench.bench.experiments.scaling import ScalingSpec
+from archbench.bench.experiments.train import TrainConfig
+from archbench.bench.runs.cell import Cell
+
+RECALL_DEPTH = 2
+HYBRID_DEPTH = 4
+D_MODEL = 64
+ATTENTION_CFG = {"attention": {"d_conv": 4}, "swa": {"d_conv": 4}}  # Zoology's short conv before q/k/v
+
+# Each family's own state knob, smallest state first; the first entry of every family is its default
+# state (the headline cell). Chosen so the states at d_model 64 span about 4x-16x within a family.
+STATE_KNOBS: dict[str, tuple[dict[str, Any], ...]] = {
+    "attention": ({},),  # a KV cache that grows with n: one point, the reference
+    "swa": ({"window": 16}, {"window": 8}, {"window": 32}),
+    "mamba": ({}, {"d_state": 4}, {"d_state": 64}),
+    "mamba2": ({}, {"d_state": 4}, {"d_state": 64}),
+    "mamba3": ({}, {"d_state": 4}, {"d_state": 64}),
+    "rwkv": ({}, {"head_dim": 8}, {"head_dim": 32}),
+    "rwkv7": ({}, {"head_dim": 8}, {"head_dim": 32}),
+    "linear_attention": ({}, {"n_head": 16}, {"n_head": 2}),
+    "retnet": ({}, {"n_head": 16}, {"n_head": 2}),
+    "gla": ({}, {"n_head": 8}, {"n_head": 1}),
+    "deltanet": ({}, {"head_dim": 8}, {"head_dim": 32}),
+    "gated_deltanet": ({}, {"head_dim": 8}, {"head_dim": 32}),
+    "kda": ({}, {"head_dim": 8}, {"head_dim": 32}),
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One device's frontier grid."""
+
+    mqar: dict[str, Any]  # the MQAR point: seq_len, num_kv_pairs, vocab_size
+    lrs: tuple[float, ...]  # the headline cells (every family at its default state)
+    sweep_lrs: tuple[float, ...]  # the other state sizes
+    seed_lrs: tuple[float, ...]  # the headline cells at the seeds after the first
+    hybrid_lrs: tuple[float, ...]
+    train: TrainConfig
+    seeds: tuple[int, ...]
+    tasks: dict[str, dict[str, Any]]  # task -> its Config overrides (seq_len among them)
+    task_lrs: tuple[float, ...]
+    task_train: TrainConfig
+    test_factors: tuple[int, ...]  # tasks are scored at L times each of these
+    cost_lens: tuple[int, ...]
+    d_models: tuple[int, ...] = (D_MODEL,)
+
+
+# CPU: sized to ~2 hours on this 2-core machine (README, "The recall–cost frontier", gives the measured
+# figure). MQAR at n=64, K=8 with V=1024: 512 keys, so every key is one of many and the state must hold
+# which 8 of them this row bound (V=64 bound 24 of 31 keys at n=256 and stopped measuring capacity).
+CPU_GRID = Grid(
+    mqar=dict(seq_len=64, num_kv_pairs=8, vocab_size=1024),
+    # A probe at this point (attention, Mamba-2, DeltaNet, Gated DeltaNet; 20k examples at 3e-3):
+    # attention 0.996, the recurrent ones <= 0.03; DeltaNet at 1e-2 and 40k examples reached 0.92, its
+    # curve rising from 25k on. So the sweep is centred on 1e-2 (Okpekpe & Orvieto 2025: recurrent
+    # models learn MQAR only in a narrow lr window), and the cheaper parts run at that lr alone.
+    lrs=(3e-3, 1e-2, 3e-2),
+    sweep_lrs=(1e-2,),
+    seed_lrs=(1e-2,),
+    hybrid_lrs=(1e-2,),
+    train=TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=5_000,
+                      target_accuracy=0.99, compile=True),
+    seeds=(0, 1),
+    tasks={"passkey": dict(seq_len=64), "copy": dict(seq_len=34),
+           "selective_copy": dict(seq_len=64, num_tokens=8), "induction": dict(seq_len=64)},
+    task_lrs=(1e-2,),
+    task_train=TrainConfig(batch_size=64, max_examples=20_000, n_train=20_000, eval_every=5_000,
+                           target_accuracy=0.99, compile=True),
+    test_factors=(2, 4, 8),
+    cost_lens=(4096, 16384),
+)
+# GPU: Zoology's scale (V = 8192, its four learning rates, 64 x 20k steps), widths 64-256.
+GPU_GRID = Grid(
+    mqar=dict(seq_len=256, num_kv_pairs=16, vocab_size=8192),
+    lrs=(3e-4, 1e-3, 3e-3, 1e-2),
+    sweep_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
+    seed_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
+    hybrid_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
+    train=TrainConfig(batch_size=64, max_examples=64 * 20_000, n_train=100_000, target_accuracy=0.99,
+                      compile=True),
+    seeds=(0, 1),
+    tasks={"passkey": dict(seq_len=256), "copy": dict(seq_len=130, max_len=64),
+           "selective_copy": dict(seq_len=256, num_tokens=16), "induction": dict(seq_len=256)},
+    task_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
+    task_train=TrainConfig(batch_size=64, max_examples=64 * 5_000, n_train=100_000, target_accuracy=0.99,
+                           compile=True),
+    test_factors=(2, 4, 8),
+    cost_lens=(4096, 16384, 65536),
+    d_models=(64, 128, 256),
+)
+# The V = 8192 slice on CPU: attention and the two recurrent families that recall best at V = 1024
+# (README), at their default state, with a longer budget.
+CPU_V8192 = dict(models=("attention", "deltanet", "rwkv7"), vocab_size=8192, max_examples=80_000,
+                 lrs=(3e-3, 1e-2))
+
+# Hybrid partners: letter R is the recurrent family, X the attention-like one.
+RECURRENT_PARTNERS = ("mamba2", "gated_deltanet")
+ATTENTION_PARTNERS = ("attention", "swa")
+# depth-4 placements: 0, 1 (first, middle, last), 2 (evenly spread) and 4 attention-like layers.
+# Sliding-window attention, the cheap partner, at the placements the presets use (last, spread).
+PLACEMENTS = {"attention": ("RRRR", "XRRR", "RRXR", "RRRX", "RXRX", "XXXX"), "swa": ("RRRX", "RXRX", "XXXX")}
+# Presets at depth 4 (a placement equal to a preset runs under the preset's name).
+HYBRID_PRESETS = ("qwen3-next", "mamba2-attn", "kimi-linear", "samba")
+
+
+def grid_for(device: str) -> Grid:
+    return GPU_GRID if device == "cuda" else CPU_GRID
+
+
+def _config_for(mixer: str, overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Mixer configs for a model: the suite's attention conv, and `overrides` on `mixer`."""
+    out = {k: dict(v) for k, v in ATTENTION_CFG.items()}
+    if overrides:
+        out[mixer] = {**out.get(mixer, {}), **overrides}
+    return out
+
+
+def recall_models(grid: Grid, families: list[str]) -> list[tuple[str, int, dict, bool]]:
+    """(model, depth, mixer configs, headline?) of the MQAR part: each family's default state first
+    (the headline), then its other state sizes."""
+    heads = [(f, RECALL_DEPTH, _config_for(f, STATE_KNOBS.get(f, ({},))[0]), True) for f in families]
+    rest = [(f, RECALL_DEPTH, _config_for(f, knob), False)
+            for f in families for knob in STATE_KNOBS.get(f, ({},))[1:]]
+    return heads + rest
+
+
+def hybrid_models() -> list[str]:
+    """Depth-4 model names: every placement for every partner pair, then the presets not already
+    among them (RRRR does not depend on X, XXXX not on R; a placement equal to a preset is the preset)."""
+    presets = {_layers(p): p for p in HYBRID_PRESETS}
+    names: list[str] = []
+    for r in RECURRENT_PARTNERS:
+        for x, placements in PLACEMENTS.items():
+            for p in placements:
+                name = r if p == "RRRR" else x if p == "XXXX" else f"{p}:R={r},X={x}"
+                name = presets.get(_layers(name), name)
+                if name not in names:
+                    names.append(name)
+    return names + [p for p in HYBRID_PRESETS if p not in names]
+
+
+def _layers(name: str) -> tuple[str, ...]:
+    """The mixer of each layer of `name` at depth 4: what makes two names one model."""
+    spec = resolve_model(name, HYBRID_DEPTH, 8)
+    return tuple(spec.mixers[c] for c in spec.pattern)
+
+
+@dataclass(frozen=True)
+class FrontierOptions:
+    device: str
+    dtype: str
+    families: list[str]  # registered mixers in the recall parts (a `--models` filter keeps these)
+    model_filter: list[str] | None  # `--models`: keep only these model names, in every part
+    tasks: list[str] | None  # `--task`: only these recall parts' tasks ("mqar" is the mqar, seeds,
+    # v8192 and hybrid parts; "none" keeps only cost cells)
+    modes: list[str] | None  # `--modes`: which cost cells (prefill, decode); [] none
+    lrs: list[float] | None
+    max_examples: int | None
+    d_models: list[int] | None
+    decode_flags: dict[str, bool]
+
+
+def frontier_cells(o: FrontierOptions) -> list[Cell]:
+    """The grid's cells in run order: mqar, seeds, hybrids, the V = 8192 slice (CPU), tasks, cost."""
+    grid = grid_for(o.device)
+
+    def want(name: str) -> bool:
+        return o.model_filter is None or name in o.model_filter
+
+    def want_task(task: str) -> bool:
+        return o.tasks is None or task in o.tasks
+
+    def budget(train: TrainConfig) -> TrainConfig:
+        if not o.max_examples:
+            return train
+        return dataclasses.replace(train, max_examples=o.max_examples,
+                                   n_train=min(train.n_train, o.max_examples))
+
+    train, task_train = budget(grid.train), budget(grid.task_train)
+    lrs = tuple(o.lrs or grid.lrs)
+    d_models = tuple(o.d_models or grid.d_models)
+    mqar_test = (grid.mqar["seq_len"] * 2,)
+    recall = [m for m in recall_models(grid, o.families) if want(m[0])]
+    hybrids = [(name, HYBRID_DEPTH, ATTENTION_CFG, False) for name in hybrid_models() if want(name)]
+    cells: list[Cell] = []
+
+    def recall_cells(models, task, task_cfg, test_lens, train_cfg, lrs_, seeds, widths) -> None:
+        for seed in seeds:
+            for d in widths:
+                for name, depth, configs, _ in models:
+                    fields = model_fields(resolve_model(name, depth, d, 0, configs))
+                    for lr in lrs_:
+                        cells.append(Cell("retrieval", RetrievalSpec(
+                            **fields, task=task, task_cfg=task_cfg, test_lens=test_lens,
+                            train_cfg=dataclasses.asdict(dataclasses.replace(train_cfg, lr=lr, seed=seed)),
+                            device=o.device, dtype=o.dtype, seed=seed)))
+
+    if want_task("mqar"):
+        first, more = grid.seeds[:1], grid.seeds[1:]
+        heads = [m for m in recall if m[3]]
+        recall_cells(heads, "mqar", grid.mqar, mqar_test, train, lrs, first, d_models)
+        recall_cells([m for m in recall if not m[3]], "mqar", grid.mqar, mqar_test, train,
+                     tuple(o.lrs or grid.sweep_lrs), first, d_models)
+        recall_cells(heads, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.seed_lrs), more,
+                     d_models)
+        recall_cells(hybrids, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.hybrid_lrs), first,
+                     d_models)
+        if o.device != "cuda":
+            wide = [(f, RECALL_DEPTH, _config_for(f, STATE_KNOBS.get(f, ({},))[0]), True)
+                    for f in CPU_V8192["models"] if f in o.families and want(f)]
+            long_train = dataclasses.replace(train, max_examples=CPU_V8192["max_examples"],
+                                             n_train=CPU_V8192["max_examples"])
+            recall_cells(wide, "mqar", {**grid.mqar, "vocab_size": CPU_V8192["vocab_size"]}, mqar_test,
+                         long_train, tuple(o.lrs or CPU_V8192["lrs"]), first, (D_MODEL,))
+    task_models = [(f, RECALL_DEPTH, _config_for(f, {}), True) for f in o.families if want(f)]
+    task_models += [(p, HYBRID_DEPTH, ATTENTION_CFG, False) for p in HYBRID_PRESETS if want(p)]
+    for task, task_cfg in grid.tasks.items():
+        if want_task(task):
+            test_lens = tuple(task_cfg["seq_len"] * f for f in grid.test_factors)
+            recall_cells(task_models, task, task_cfg, test_lens, task_train, tuple(o.lrs or grid.task_lrs),
+                         grid.seeds[:1], (D_MODEL,))
+
+    # cost: every model of the mqar and hybrid parts, timed by the scaling harness
+    modes = ["prefill", "decode"] if o.modes is None else [m for m in o.modes if m in ("prefill", "decode")]
+    for d in d_models:
+        for name, depth, configs, _ in recall + hybrids:
+            fields = model_fields(resolve_model(name, depth, d, 0, configs))
+            for mode in modes:
+                for n in grid.cost_lens:
+                    cells.append(Cell("scaling", ScalingSpec(
+                        **fields, mode=mode, seq_len=n, batch=1, device=o.device, dtype=o.dtype, seed=0,
+                        **(o.decode_flags if mode == "decode" else {}))))
+    return cells

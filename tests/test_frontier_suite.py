@@ -1,0 +1,107 @@
+"""The frontier suite's grid (bench/runs/frontier.py): what runs, in which order, and what it refuses."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from archbench.archs import list_archs, resolve_model
+from archbench.bench.runs import frontier
+from archbench.bench.runs.suites import Options, SuiteError, build
+
+
+def _cells(**options):
+    return build("frontier", Options(**options)).cells
+
+
+def _layers(spec) -> tuple[str, ...]:
+    return tuple(spec.mixers[c] for c in spec.pattern)
+
+
+def test_every_family_has_headline_cells_at_every_lr_before_any_state_sweep() -> None:
+    cells = [c for c in _cells() if c.kind == "retrieval" and c.spec.task == "mqar"]
+    heads = collections.defaultdict(set)
+    first_sweep = None
+    for i, c in enumerate(cells):
+        v = c.spec.task_cfg["vocab_size"]
+        if c.spec.depth == frontier.RECALL_DEPTH and c.spec.seed == 0 and v == 1024:
+            knobs = frontier.STATE_KNOBS.get(c.spec.model, ({},))
+            letter = next(iter(c.spec.mixers))
+            own = {k: v for k, v in c.spec.configs.get(letter, {}).items() if k != "d_conv"}
+            if own == knobs[0]:
+                heads[c.spec.model].add(c.spec.lr)
+            elif first_sweep is None:
+                first_sweep = i
+    assert set(heads) == set(list_archs())
+    assert all(lrs == set(frontier.CPU_GRID.lrs) for lrs in heads.values()), heads
+    assert len(frontier.CPU_GRID.lrs) >= 3
+    head_positions = [i for i, c in enumerate(cells) if c.spec.seed == 0 and c.spec.depth == 2][:len(heads)]
+    assert max(head_positions) < first_sweep  # a run cut short has the headline first
+
+
+def test_state_sweeps_change_the_measured_state_bytes_within_a_family() -> None:
+    from archbench.archs import LM
+
+    for family, knobs in frontier.STATE_KNOBS.items():
+        sizes = {LM(resolve_model(family, 2, 64, 0, frontier._config_for(family, k)), 64).state_bytes(1, 64)
+                 for k in knobs}
+        assert len(sizes) == len(knobs), (family, sizes)
+
+
+def test_headline_cells_run_at_a_second_seed() -> None:
+    cells = [c for c in _cells() if c.kind == "retrieval" and c.spec.task == "mqar"]
+    seeds = collections.defaultdict(set)
+    for c in cells:
+        if c.spec.depth == 2:
+            seeds[c.spec.model].add(c.spec.seed)
+            assert c.spec.seed == c.spec.train_cfg["seed"]
+    assert all(s == {0, 1} for s in seeds.values()), seeds
+
+
+def test_hybrid_placements_are_distinct_models_and_presets_keep_their_names() -> None:
+    names = frontier.hybrid_models()
+    layers = [_layers(resolve_model(n, 4, 8)) for n in names]
+    assert len(set(layers)) == len(layers)  # no model twice under two names
+    for preset in frontier.HYBRID_PRESETS:
+        assert preset in names
+    assert "RRRX:R=gated_deltanet,X=attention" not in names  # that is qwen3-next
+    counts = {sum(m in ("attention", "swa") for m in ls) for ls in layers}
+    assert counts == {0, 1, 2, 4}
+
+
+def test_every_recall_model_has_its_cost_cells() -> None:
+    cells = _cells()
+    recall = {(c.spec.model, c.spec.depth, str(c.spec.configs)) for c in cells
+              if c.kind == "retrieval" and c.spec.task == "mqar" and c.spec.task_cfg["vocab_size"] == 1024}
+    cost = collections.Counter((c.spec.model, c.spec.depth, str(c.spec.configs)) for c in cells
+                               if c.kind == "scaling")
+    assert recall == set(cost)
+    assert set(cost.values()) == {2 * len(frontier.CPU_GRID.cost_lens)}  # prefill and decode at each n
+
+
+def test_task_none_keeps_only_cost_cells_and_modes_pick_them() -> None:
+    cells = _cells(task="none", modes=["prefill"])
+    assert cells and {c.kind for c in cells} == {"scaling"} and {c.spec.mode for c in cells} == {"prefill"}
+    only = _cells(task="passkey", models=["attention"])
+    kinds = {(c.kind, getattr(c.spec, "task", None)) for c in only}
+    assert kinds == {("retrieval", "passkey"), ("scaling", None)}
+    assert all(c.spec.test_lens == (128, 256, 512) for c in only if c.kind == "retrieval")
+
+
+@pytest.mark.parametrize("option", [{"lens": [64]}, {"depth": 2}, {"vocab_size": 64}, {"batch": 2}])
+def test_options_the_grid_fixes_are_refused_by_name(option) -> None:
+    with pytest.raises(SuiteError, match="frontier suite fixes --"):
+        _cells(**option)
+
+
+def test_gpu_grid_is_zoology_scale_with_four_lrs_everywhere() -> None:
+    cells = _cells(device="cuda")
+    mqar = [c for c in cells if c.kind == "retrieval" and c.spec.task == "mqar"]
+    assert {c.spec.task_cfg["vocab_size"] for c in mqar} == {8192}
+    by_model = collections.defaultdict(set)
+    for c in mqar:
+        key = (c.spec.model, c.spec.depth, str(c.spec.configs), c.spec.d_model, c.spec.seed)
+        by_model[key].add(c.spec.lr)
+    assert all(len(lrs) == 4 for lrs in by_model.values())
+    assert {c.spec.d_model for c in mqar} == set(frontier.GPU_GRID.d_models)
