@@ -103,6 +103,17 @@ def _points(recall: pd.DataFrame, costs: dict[str, tuple[float | None, str]]) ->
     return pts
 
 
+def _labelled(rec: pd.DataFrame) -> pd.DataFrame:
+    """`label`: the model, with its depth and width where a task point holds several (a depth-4 hybrid
+    grid beside depth-2 pure stacks)."""
+    labels = rec["model"].astype(str).copy()
+    for _, g in rec.groupby(POINT):
+        for col, tag in (("depth", "L"), ("d_model", "d")):
+            if g[col].nunique() > 1:
+                labels[g.index] = [f"{lab} {tag}={v}" for lab, v in zip(labels[g.index], g[col], strict=True)]
+    return rec.assign(label=labels)
+
+
 def _title(task: str, n: int, k: int) -> str:
     return f"{task}, n={n}, K={k_text(k)}"
 
@@ -117,30 +128,31 @@ def _measure_outputs(out: Outputs, section: str, stem: str, m: Measure, pts: pd.
     panels, parts, summary = [], [], []
     for (task, n, k), g in _sorted_points(pts):
         have = g[g["cost"].notna()].sort_values(["cost", "accuracy"], ascending=[True, False])
-        lack = g[g["cost"].isna()].sort_values("model")
+        lack = g[g["cost"].isna()].sort_values("label")
         front = have[have["on_front"] == True]  # noqa: E712 (a nullable column)
         series: list[Series] = [(fam, s["cost"].tolist(), s["accuracy"].tolist(),
                                  {**style[fam], "linestyle": "none",
-                                  "annotate": [lab if lab != fam else "" for lab in s["model"]]})
+                                  "annotate": [lab if lab != fam else "" for lab in s["label"]]})
                                 for fam, s in have.groupby("family", sort=True)]
         series.append(("Pareto front", front["cost"].tolist(), front["accuracy"].tolist(),
                        {"color": "black", "drawstyle": "steps-post", "linewidth": 1, "alpha": 0.6}))
         if len(have):
             panels.append((_title(task, n, k), series))
-        table = pd.DataFrame({"model": front["model"], "recall": [acc_text(r) for _, r in front.iterrows()],
+        table = pd.DataFrame({"model": front["label"], "recall": [acc_text(r) for _, r in front.iterrows()],
                               m.title: front["cost"].map(m.fmt), "best lr": front["_lr"].map("{:g}".format),
                               "measured on": front["cost_from"]})
         body = markdown(table) if len(front) else "_No model of this task point has this figure._"
-        missing = "; ".join(f"{r['model']} ({r['cost_from']})" for _, r in lack.iterrows())
+        missing = "; ".join(f"{r['label']} ({r['cost_from']})" for _, r in lack.iterrows())
         parts.append(f"## {_title(task, n, k)}\n\n{body}\n" +
                      (f"\nLeft off ({NA}: no {m.title} figure): {missing}\n" if missing else ""))
         if len(front):
-            steps = [f"{r['model']} {r['accuracy']:.2f} @ {m.fmt(r['cost'])}" for _, r in front.iterrows()]
+            steps = [f"{r['label']} {r['accuracy']:.2f} @ {m.fmt(r['cost'])}" for _, r in front.iterrows()]
             summary.append((_title(task, n, k), " → ".join(steps)))
     csv = pts.assign(num_kv_pairs=pts["num_kv_pairs"].map(lambda k: None if k < 0 else k),
                      best_lr=pts["_lr"], cost_backend_or_reason=pts["cost_from"])
-    csv = csv[[*POINT, "model", "family", "accuracy", "acc_min", "acc_max", "seeds", "best_lr", "cost",
-               "cost_backend_or_reason", "on_front"]].rename(columns={"accuracy": "recall", "cost": m.column})
+    csv = csv[[*POINT, "label", "model", "family", "depth", "d_model", "accuracy", "acc_min", "acc_max",
+               "seeds", "best_lr", "cost", "cost_backend_or_reason", "on_front"]]
+    csv = csv.rename(columns={"accuracy": "recall", "cost": m.column})
     out.table(section, f"{stem}_{m.key}", f"the recall–{m.title} front: models no other beats on both "
               f"(lower {m.title}, higher recall), cheapest first; recall = best-lr accuracy, {SPREAD_NOTE}",
               "\n".join(parts).rstrip("\n"), csv)
@@ -154,7 +166,7 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
     """Every frontier chart and table, one set per (device, scaling dtype) whose recall cells have at
     least one cost figure; the README's frontier headline (`out.frontier`) for the MQAR task points."""
     recall = best_lr(per_lr(prepare(rt)))
-    recall = recall[recall["_ok"]]
+    recall = _labelled(recall[recall["_ok"]])
     sc = sc[sc["batch"] == 1]
     sc = sc.assign(identity=[identity(r) for _, r in sc.iterrows()] if len(sc) else [])
     for (dev, dtype), gs in sc.groupby(["device_name", "dtype"], sort=True):
@@ -184,12 +196,13 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
 def _costs_table(out: Outputs, section: str, stem: str, rec: pd.DataFrame,
                  pts: dict[str, pd.DataFrame]) -> None:
     """Every recall cell with every measure: the joined table the charts are drawn from."""
-    parts, csv = [], rec[[*POINT, "model", "family", "accuracy", "acc_min", "acc_max", "seeds", "_lr"]]
+    parts, csv = [], rec[[*POINT, "label", "model", "family", "depth", "d_model", "accuracy", "acc_min",
+                          "acc_max", "seeds", "_lr"]]
     csv = csv.rename(columns={"accuracy": "recall", "_lr": "best_lr"})
     for m in MEASURES:
         csv = csv.assign(**{m.key: pts[m.key]["cost"]})
     for (task, n, k), g in _sorted_points(rec):
-        t = pd.DataFrame({"model": g["model"], "recall": [acc_text(r) for _, r in g.iterrows()],
+        t = pd.DataFrame({"model": g["label"], "recall": [acc_text(r) for _, r in g.iterrows()],
                           **{m.title: [NA if np.isnan(c) else m.fmt(c)
                                        for c in pts[m.key].loc[g.index, "cost"]] for m in MEASURES}})
         t = t.sort_values("model")

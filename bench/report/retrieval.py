@@ -89,25 +89,25 @@ def _family_label(fam: str, depth: int, depths: int) -> str:
 def _state_series(gp: pd.DataFrame, style: dict[str, dict]) -> list[Series]:
     """One line per family (and depth) through its state-size variants and widths, by state bytes."""
     sb = gp[gp["state_bytes"].notna()]
-    depths = sb["depth"].nunique()
-    return [(_family_label(fam, depth, depths), s["state_bytes"].tolist(), s["accuracy"].tolist(),
-             style[fam]) for (fam, depth), s in sb.sort_values("state_bytes").groupby(["family", "depth"])]
+    depths = sorted(sb["depth"].unique())
+    marker = {d: "os^Dv"[i % 5] for i, d in enumerate(depths)}  # one family, two depths: two markers
+    return [(_family_label(fam, depth, len(depths)), s["state_bytes"].tolist(), s["accuracy"].tolist(),
+             {**style[fam], **({"marker": marker[depth]} if len(depths) > 1 else {})})
+            for (fam, depth), s in sb.sort_values("state_bytes").groupby(["family", "depth"])]
 
 
 def _lr_series(gp: pd.DataFrame, style: dict[str, dict]) -> list[Series]:
-    """Accuracy vs lr per family: its best state config solid with the seeds' min–max as error bars,
-    its other configs as faint lines without a legend entry."""
+    """Accuracy vs lr per family: its best state config solid, its other configs faint without a legend
+    entry; error bars the seeds' min–max around the mean."""
     series: list[Series] = []
     for fam, f in gp.groupby("family", sort=True):
         best_cfg = f.sort_values(["accuracy", "model"], ascending=[False, True])["model"].iloc[0]
         for label, s in f.groupby("model", sort=True):
             s = s.sort_values("_lr")
-            if label == best_cfg:
-                err = [(s["accuracy"] - s["acc_min"]).tolist(), (s["acc_max"] - s["accuracy"]).tolist()]
-                series.append((label, s["_lr"].tolist(), s["accuracy"].tolist(), {**style[fam], "yerr": err}))
-            else:
-                series.append((f"_{label}", s["_lr"].tolist(), s["accuracy"].tolist(),
-                               {**style[fam], "alpha": 0.25}))
+            err = [(s["accuracy"] - s["acc_min"]).tolist(), (s["acc_max"] - s["accuracy"]).tolist()]
+            faint = {} if label == best_cfg else {"alpha": 0.25}
+            series.append((label if label == best_cfg else f"_{label}", s["_lr"].tolist(),
+                           s["accuracy"].tolist(), {**style[fam], "yerr": err, **faint}))
     return series
 
 
