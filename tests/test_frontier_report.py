@@ -212,6 +212,7 @@ def test_readme_frontier_block_and_fallback(report, tmp_path: Path) -> None:
     assert "Recall–cost front" in frontier_block and "Recall–cost front" not in results_block
     front = f"{M8} L=2 0.80 @ 200 µs → {M32} L=2 0.90 @ 300 µs → attention L=2 0.98 @ 1.00 ms"
     assert front in frontier_block
+    assert "V=8192" not in frontier_block  # one task point: the one with the most measured models
     # A README without the frontier markers gets the frontier after the results headlines instead.
     recall, cost = _rows()
     results = _write(tmp_path / "results", recall[6:7], cost[:1])
