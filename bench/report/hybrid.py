@@ -25,6 +25,7 @@ import pandas as pd
 
 from archbench.bench.report.cells import SPREAD_NOTE, acc_text, k_text, natural
 from archbench.bench.report.format import MISSING, cell_raw, markdown
+from archbench.bench.report.outputs import Outputs
 
 ATTENTION_LIKE = frozenset({"attention", "swa"})
 
@@ -106,7 +107,7 @@ def _presets_note(g: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def hybrid_tables(out: Any, section: str, prefix: str, gd: pd.DataFrame) -> None:
+def hybrid_tables(out: Outputs, section: str, prefix: str, gd: pd.DataFrame) -> None:
     """`gd`: the device's best-lr cells (bench/report/cells.py). Writes <prefix>_hybrid.{md,csv}."""
     parts, recs = [], []
     groups = gd.groupby(["task", "seq_len", "num_kv_pairs", "depth", "d_model", "mlp_ratio"])
