@@ -7,7 +7,11 @@ One module per job:
   write.py             write_report: read rows, run each kind's tables, the index, README markers
   frame.py             rows -> one DataFrame per kind, columns exactly the schema's; `require`
   scaling.py           exponent fits, crossovers, scaling tables and plots
-  retrieval.py         best-lr accuracy grids and plots
+  retrieval.py         best-lr accuracy grids, the lr sweep, plots against width, state bytes and lr
+  cells.py             retrieval rows as cells: seeds averaged per lr, the best lr by mean, labels
+  lengths.py           accuracy by test length (Mamba paper Table 11 layout) and by slice
+  hybrid.py            the hybrid ratio/placement grid (R/A patterns of one depth)
+  frontier.py          recall joined with the scaling rows of the same model: Pareto fronts per cost
   pytest_benchmark.py  pytest-benchmark JSON files
   format.py            the formatting API: fmt_seconds / fmt_bytes / fmt_joules / fmt_pct, cell_text,
                        markdown, csv_bytes

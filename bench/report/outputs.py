@@ -15,6 +15,7 @@ class Outputs:
     files: dict[str, bytes] = field(default_factory=dict)  # name in results/ -> content
     index: list[tuple[str, str, str]] = field(default_factory=list)  # (section, file name, caption)
     headlines: list[tuple[str, str]] = field(default_factory=list)  # (heading, markdown) for the README
+    frontier: list[tuple[str, str]] = field(default_factory=list)  # the same, for the frontier markers
     notes: list[str] = field(default_factory=list)
 
     def table(self, section: str, stem: str, caption: str, md: pd.DataFrame | str, csv: pd.DataFrame) -> str:

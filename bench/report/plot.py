@@ -2,7 +2,9 @@
 stamp, fixed margins), rendered without pyplot so no global figure state is touched.
 
 Glossary
-  Series  one plotted line: (label, xs, ys, matplotlib style)
+  Series  one plotted line: (label, xs, ys, matplotlib style); two style keys are the report's own:
+          "yerr" (error bars: one value or a (below, above) pair per point) and "annotate" (a text per
+          point, written beside it). A label starting with "_" stays out of the legend
   panel   (title, [Series]): one subplot
 """
 
@@ -29,14 +31,21 @@ def plot(panels: list[tuple[str, list[Series]]], xlabel: str, ylabel: str, xscal
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()  # squeeze=False: always a 2-D array
         for ax, (title, series) in zip(axes, panels, strict=False):
             for label, xs, ys, style in series:
-                ax.plot(xs, ys, label=label, **style)
+                style = dict(style)
+                yerr, notes = style.pop("yerr", None), style.pop("annotate", None)
+                if yerr is None:
+                    ax.plot(xs, ys, label=label, **style)
+                else:
+                    ax.errorbar(xs, ys, yerr=yerr, label=label, capsize=2, **style)
+                for x, y, text in zip(xs, ys, notes or (), strict=False):
+                    ax.annotate(text, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
             ax.set_xscale("log", base=2) if xscale == "log2" else ax.set_xscale(xscale)
             ax.set_yscale(yscale)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(True, which="major", alpha=0.3)
-            if series:
+            if any(not label.startswith("_") for label, *_ in series):
                 ax.legend(fontsize=7, loc="best")
         for ax in axes[len(panels):]:
             ax.set_visible(False)

@@ -1,124 +1,153 @@
-"""Retrieval tables and plots for `archbench report`: accuracy at the best learning rate per cell,
-as grids (model × d_model, one per task, n, K) and as plots against width, state bytes and test length.
+"""Retrieval tables and plots for `archbench report`: accuracy at the best learning rate per cell (mean
+over seeds, bench/report/cells.py), as grids (model × d_model, one per task, V, n, K), the lr sweep behind
+each best lr, and plots against width, state bytes (one line per family through its state-size variants)
+and learning rate. Test lengths and slices: lengths.py; hybrid ratio and placement: hybrid.py.
 
 Glossary
-  cell       one (device, task, n, K, d_model, depth, mlp_ratio, model); its runs differ only in lr
-  best lr    the run with the highest accuracy in a cell (ties: the smaller lr)
+  cell       one (device, task, V, n, K, d_model, depth, mlp_ratio, model with its configs); its runs
+             differ only in lr and seed
+  best lr    the lr with the highest mean accuracy over seeds (ties: the smaller lr)
   n          train/test sequence length (seq_len)
   K          key-value pairs per MQAR example (num_kv_pairs); -1 inside this module for "none"
+  family     a model's name without its config label
 """
 
 from __future__ import annotations
 
-import re
-
+import numpy as np
 import pandas as pd
 
-from archbench.bench.report.format import (
-    MISSING,
-    cell_raw,
-    cell_text,
-    cells,
-    is_missing,
-    markdown,
-    slug,
-    sort_rows,
-)
-from archbench.bench.report.frame import config_labels, require
+from archbench.bench.report.cells import SPREAD_NOTE, acc_text, best_lr, k_text, natural, per_lr, prepare
+from archbench.bench.report.format import MISSING, cell_raw, cells, markdown, slug, sort_rows
+from archbench.bench.report.hybrid import hybrid_tables
+from archbench.bench.report.lengths import length_tables
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.report.plot import plot, styles
+from archbench.bench.report.plot import Series, plot, styles
 
-KEYS = ["device_name", "task", "seq_len", "num_kv_pairs", "d_model", "depth", "mlp_ratio", "model"]
-# Every column this module reads, checked against the retrieval Spec and Result when it is imported.
-READS = require("retrieval", (*KEYS, "cell", "status", "mixers", "configs", "vocab_size", "lr", "accuracy",
-                              "accuracy_by_len", "state_bytes", "params", "steps"),
-                "bench/report/retrieval.py")
+POINT = ["task", "seq_len", "num_kv_pairs"]  # one task point: a table section, a plot panel
 
 
-def _k(k: int) -> str:
-    return MISSING if k < 0 else str(k)
-
-
-def _best_lr(rt: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: the learning rate with the highest accuracy (ties: the smaller lr). A cell
-    whose every run failed keeps the row of its smallest lr, so the grid shows a status, not a number."""
-    rt = rt.assign(_ok=(rt["status"] == "ok") & rt["accuracy"].notna(),
-                   _acc=rt["accuracy"].astype(float).fillna(-1.0), _lr=rt["lr"].astype(float).fillna(0.0))
-    order = [*KEYS, "_ok", "_acc", "_lr", "_order"]
-    rt = rt.sort_values(order, ascending=[True] * len(KEYS) + [False, False, True, False])
-    return rt.drop_duplicates(KEYS, keep="first")
+def _points(gd: pd.DataFrame):
+    """(task, n, K) groups in natural order ('mqar V=64' before 'mqar V=128')."""
+    return sorted(gd.groupby(POINT), key=lambda kv: (natural(kv[0][0]), *kv[0][1:]))
 
 
 def _accuracy_tables(out: Outputs, section: str, prefix: str, dev: str, gd: pd.DataFrame) -> None:
     parts, csv_parts = [], []
-    groups = gd.groupby(["task", "seq_len", "num_kv_pairs"])
-    for (task, n, k), g in sorted(groups, key=lambda kv: (_natural(kv[0][0]), *kv[0][1:])):
-        g = g.assign(_v=cells(g, "accuracy", lambda s, a: cell_text(s, a, "{:.3f}".format)))
+    for (task, n, k), g in _points(gd):
+        g = g.assign(_v=[acc_text(r) for _, r in g.iterrows()])
         w = g.pivot(index=["model", "depth", "mlp_ratio"], columns="d_model", values="_v")
         w = w.reindex(columns=sorted(w.columns)).reset_index()
         w.columns = ["model", "depth", "mlp_ratio", *(f"d={c}" for c in w.columns[3:])]
         body = markdown(sort_rows(w, ["model", "depth", "mlp_ratio"]).fillna(MISSING).astype(str))
-        parts.append(f"## {task}, train/test length n={n}, K={_k(k)}\n\n{body}\n")
+        parts.append(f"## {task}, train/test length n={n}, K={k_text(k)}\n\n{body}\n")
         if task.startswith("mqar"):  # "mqar V=64": one headline per vocabulary
             out.headlines.append((f"{task.replace('mqar', 'MQAR')} accuracy (best lr) — {dev}, "
-                                  f"n={n}, K={_k(k)}", body))
+                                  f"n={n}, K={k_text(k)}", body))
         csv_parts.append(g.assign(accuracy=cells(g, "accuracy", cell_raw)))
     csv = pd.concat(csv_parts)
-    csv = csv.assign(num_kv_pairs=csv["num_kv_pairs"].map(lambda k: None if k < 0 else k), best_lr=csv["lr"])
-    csv = csv[["task", "seq_len", "num_kv_pairs", "model", "depth", "mlp_ratio", "d_model", "accuracy",
-               "best_lr", "state_bytes", "params", "steps", "status"]]
-    out.table(section, f"{prefix}_accuracy", "held-out exact-match accuracy at the best learning rate (rows "
-              "model, depth, mlp_ratio; columns d_model; one table per task, n, K)",
+    csv = csv.assign(num_kv_pairs=csv["num_kv_pairs"].map(lambda k: None if k < 0 else k),
+                     vocab_size=csv["vocab_size"].map(lambda v: None if v < 0 else v), best_lr=csv["lr"])
+    csv = csv[["task", "vocab_size", "seq_len", "num_kv_pairs", "model", "family", "depth", "mlp_ratio",
+               "d_model", "accuracy", "acc_min", "acc_max", "seeds", "best_lr", "state_bytes", "params",
+               "steps", "status"]]
+    out.table(section, f"{prefix}_accuracy", "held-out exact-match accuracy at the best learning rate, "
+              f"{SPREAD_NOTE} (rows model, depth, mlp_ratio; columns d_model; one table per task, n, K)",
               "\n".join(parts).rstrip("\n"), csv)
 
 
-def _retrieval_plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame) -> None:
-    style = styles(ok["model"])
+def _lr_table(out: Outputs, section: str, prefix: str, pl: pd.DataFrame, best: pd.DataFrame) -> None:
+    """Every lr of every cell: what the best lr was chosen from."""
+    best_of = {tuple(r[c] for c in (*POINT, "model", "depth", "mlp_ratio", "d_model")): r["_lr"]
+               for _, r in best.iterrows()}
+    idx = ["model", "depth", "mlp_ratio", "d_model"]
+    parts = []
+    for (task, n, k), g in _points(pl):
+        g = g.assign(_v=[acc_text(r) for _, r in g.iterrows()])
+        w = g.pivot(index=idx, columns="_lr", values="_v")
+        w = w.reindex(columns=sorted(w.columns)).reset_index()
+        w.columns = [*idx, *(f"lr={c:g}" for c in w.columns[len(idx):])]
+        w["best lr"] = [f"{best_of.get((task, n, k, *key), np.nan):g}"
+                        for key in zip(*(w[c] for c in idx), strict=True)]
+        body = markdown(sort_rows(w, idx).fillna(MISSING).astype(str))
+        parts.append(f"## {task}, n={n}, K={k_text(k)}\n\n{body}\n")
+    keys = list(zip(*(pl[c] for c in (*POINT, "model", "depth", "mlp_ratio", "d_model")), strict=True))
+    csv = pl.assign(num_kv_pairs=pl["num_kv_pairs"].map(lambda k: None if k < 0 else k),
+                    accuracy=cells(pl, "accuracy", cell_raw),
+                    best=[best_of.get(key) == lr for key, lr in zip(keys, pl["_lr"], strict=True)])
+    csv = csv[["task", "seq_len", "num_kv_pairs", "model", "family", "depth", "mlp_ratio", "d_model", "lr",
+               "accuracy", "acc_min", "acc_max", "seeds", "runs", "failed", "best", "status"]]
+    out.table(section, f"{prefix}_lr_sweep", f"accuracy per learning rate, {SPREAD_NOTE}; the best lr has "
+              "the highest mean (rows model, depth, mlp_ratio, d_model; columns lr)",
+              "\n".join(parts).rstrip("\n"), csv)
+
+
+def _family_label(fam: str, depth: int, depths: int) -> str:
+    return f"{fam} (L={depth})" if depths > 1 else fam
+
+
+def _state_series(gp: pd.DataFrame, style: dict[str, dict]) -> list[Series]:
+    """One line per family (and depth) through its state-size variants and widths, by state bytes."""
+    sb = gp[gp["state_bytes"].notna()]
+    depths = sorted(sb["depth"].unique())
+    marker = {d: "os^Dv"[i % 5] for i, d in enumerate(depths)}  # one family, two depths: two markers
+    return [(_family_label(fam, depth, len(depths)), s["state_bytes"].tolist(), s["accuracy"].tolist(),
+             {**style[fam], **({"marker": marker[depth]} if len(depths) > 1 else {})})
+            for (fam, depth), s in sb.sort_values("state_bytes").groupby(["family", "depth"])]
+
+
+def _lr_series(gp: pd.DataFrame, style: dict[str, dict]) -> list[Series]:
+    """Accuracy vs lr per family: its best state config solid, its other configs faint without a legend
+    entry; error bars the seeds' min–max around the mean."""
+    series: list[Series] = []
+    for fam, f in gp.groupby("family", sort=True):
+        best_cfg = f.sort_values(["accuracy", "model"], ascending=[False, True])["model"].iloc[0]
+        for label, s in f.groupby("model", sort=True):
+            s = s.sort_values("_lr")
+            err = [(s["accuracy"] - s["acc_min"]).tolist(), (s["acc_max"] - s["accuracy"]).tolist()]
+            faint = {} if label == best_cfg else {"alpha": 0.25}
+            series.append((label if label == best_cfg else f"_{label}", s["_lr"].tolist(),
+                           s["accuracy"].tolist(), {**style[fam], "yerr": err, **faint}))
+    return series
+
+
+def _retrieval_plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame, ok_lr: pd.DataFrame) -> None:
+    style = styles(ok["family"])
     for task, gt in ok.groupby("task", sort=True):
-        by_width, by_state, by_len = [], [], []
+        by_width, by_state, by_lr = [], [], []
         for (n, k), gp in gt.groupby(["seq_len", "num_kv_pairs"], sort=True):
-            title = f"{task} n={n}, K={_k(k)}"
-            models = list(gp.groupby(["model", "depth"], sort=True))
+            title = f"{task} n={n}, K={k_text(k)}"
             by_width.append((title, [(f"{m} (L={depth})", s["d_model"].tolist(), s["accuracy"].tolist(),
-                                      style[m]) for (m, depth), s in models]))
-            sb = gp[gp["state_bytes"].notna()].sort_values("state_bytes")
-            by_state.append((title, [(m, s["state_bytes"].tolist(), s["accuracy"].tolist(),
-                                      {**style[m], "linestyle": "none"})
-                                     for m, s in sb.groupby("model", sort=True)]))
-            lens = []
-            for (m, _), s in models:  # the widest model: the one with the most capacity to generalise
-                r = s.sort_values("d_model").iloc[-1]
-                acc = r["accuracy_by_len"] if isinstance(r["accuracy_by_len"], dict) else {}
-                pts = sorted((int(t), float(v)) for t, v in acc.items() if not is_missing(v))
-                if pts:
-                    lens.append((f"{m} d={r['d_model']}", [t for t, _ in pts], [v for _, v in pts], style[m]))
-            if lens:
-                by_len.append((title, lens))
+                                      style[s["family"].iloc[0]])
+                                     for (m, depth), s in gp.groupby(["model", "depth"], sort=True)]))
+            by_state.append((title, _state_series(gp, style)))
+            lrs = ok_lr[(ok_lr["task"] == task) & (ok_lr["seq_len"] == n) & (ok_lr["num_kv_pairs"] == k)]
+            for (d, depth), gl in lrs.groupby(["d_model", "depth"], sort=True):
+                if gl["_lr"].nunique() > 1:
+                    by_lr.append((f"{title}, d={d}, L={depth}", _lr_series(gl, style)))
         stem = f"{prefix}_{slug(task)}"
         out.png(section, f"{stem}_acc_vs_dmodel", f"{task}: accuracy vs d_model, one panel per (n, K)",
                 plot(by_width, "d_model", "accuracy", xscale="log2", yscale="linear"))
         if any(lines for _, lines in by_state):
-            out.png(section, f"{stem}_acc_vs_state", f"{task}: accuracy vs measured state bytes (the recall "
-                    "frontier)", plot(by_state, "state bytes (batch 1)", "accuracy", yscale="linear"))
-        if by_len:
-            out.png(section, f"{stem}_acc_vs_len", f"{task}: accuracy vs test length, widest of each model",
-                    plot(by_len, "test length", "accuracy", xscale="log2", yscale="linear"))
-
-
-def _natural(label: str) -> tuple:
-    """Sort key that orders 'mqar V=64' before 'mqar V=128' (numbers as numbers)."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", label))
+            out.png(section, f"{stem}_acc_vs_state", f"{task}: accuracy (best lr, mean over seeds) vs "
+                    "measured state bytes, one line per family through its state sizes (the recall frontier)",
+                    plot(by_state, "state bytes (batch 1)", "accuracy", yscale="linear"))
+        if by_lr:
+            out.png(section, f"{stem}_acc_vs_lr", f"{task}: accuracy vs learning rate per family (its best "
+                    "state config solid, error bars the seeds' min–max; other configs faint)",
+                    plot(by_lr, "learning rate", "accuracy", xscale="log", yscale="linear"))
 
 
 def retrieval_tables(out: Outputs, rt: pd.DataFrame, slugs: dict[str, str]) -> None:
     """Every retrieval table and plot, one set per device."""
-    # -1 stands for "none" (a task without K) so the keys sort and group; runs of one task with
-    # different vocabularies are different experiments: "mqar V=128".
-    rt = rt.assign(num_kv_pairs=rt["num_kv_pairs"].map(lambda k: -1 if is_missing(k) else int(k)),
-                   task=[f"{t} V={int(v)}" if not is_missing(v) else str(t)
-                         for t, v in zip(rt["task"], rt["vocab_size"], strict=True)])
-    rt = rt.assign(model=config_labels(rt, KEYS[:-1]))
-    for dev, gd in _best_lr(rt).groupby("device_name", sort=True):
+    pl = per_lr(prepare(rt))
+    best = best_lr(pl)
+    for dev, gd in best.groupby("device_name", sort=True):
         section, prefix = f"Retrieval: {dev}", f"retrieval_{slugs[dev]}"
+        pd_lr = pl[pl["device_name"] == dev]
         _accuracy_tables(out, section, prefix, dev, gd)
-        _retrieval_plots(out, section, prefix, gd[gd["_ok"]])
+        _lr_table(out, section, prefix, pd_lr, gd)
+        ok_lr = pd_lr[(pd_lr["status"] == "ok") & pd_lr["accuracy"].notna()]
+        _retrieval_plots(out, section, prefix, gd[gd["_ok"]], ok_lr)
+        length_tables(out, section, prefix, gd[gd["_ok"]])
+        hybrid_tables(out, section, prefix, gd)

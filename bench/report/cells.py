@@ -1,0 +1,141 @@
+"""Retrieval rows as cells: which runs are one cell, seeds averaged per learning rate, the best lr.
+
+A cell is one (device, task, V, n, K, d_model, depth, mlp_ratio, model and its configs); its runs
+differ only in the learning rate and the seed. Per lr the report shows the mean accuracy over the
+seeds that ran ok, with their min and max; the cell's best lr is the one with the highest mean (ties:
+the smaller lr). A best-of-runs pick would reward a lucky seed: Okpekpe & Orvieto 2025 (arXiv
+2508.19029) find recurrent models solve MQAR only in a narrow lr window, so one seed can flip a ranking.
+
+Glossary
+  task      the row's task, with the vocabulary when it has one: "mqar V=1024"
+  K         num_kv_pairs; -1 here for a task without it (so keys sort and group), shown as "-"
+  V         vocab_size; -1 here for a task without it
+  model     the model's name plus "(mixer.field=value, …)" for configs that differ within a cell's
+            coordinates (frame.config_labels; a pure stack's without the mixer prefix): mamba2 at
+            d_state 8 and 32 are two cells, "mamba2 (d_state=8)" and "mamba2 (d_state=32)"
+  family    the model's name alone: one family draws one curve through its state-size variants
+  identity  canonical JSON of (model, pattern, mixers, configs, depth, d_model, mlp_ratio): joins a
+            recall cell with the scaling rows of the very same model
+  seed      "spec.seed/train_cfg.seed": two runs with the same lr and seed are one run (the newer kept)
+  spread    half the min–max range over seeds, printed as "0.910 ±0.020 (2 seeds)"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from archbench.bench.report.format import MISSING, is_missing, short_status
+from archbench.bench.report.frame import config_labels, require
+
+KEYS = ["device_name", "task", "vocab_size", "seq_len", "num_kv_pairs", "d_model", "depth", "mlp_ratio",
+        "model"]
+IDENTITY = ("model", "pattern", "mixers", "configs", "depth", "d_model", "mlp_ratio")
+READS = require("retrieval", (*KEYS, *IDENTITY, "cell", "status", "lr", "seed", "train_cfg", "dtype",
+                              "accuracy", "accuracy_by_len", "accuracy_by_slice", "state_bytes", "params",
+                              "steps"), "bench/report/cells.py")
+SPREAD_NOTE = "mean over seeds ± half their min–max range (seeds that ran ok)"
+
+
+def identity(row: pd.Series | dict) -> str:
+    """The model a row measured, as one string: equal exactly when every model field is equal."""
+    fields = {k: row[k] for k in IDENTITY}
+    fields.update({k: int(row[k]) for k in ("depth", "d_model", "mlp_ratio")})  # numpy ints -> JSON ints
+    return json.dumps(fields, sort_keys=True)
+
+
+def prepare(rt: pd.DataFrame) -> pd.DataFrame:
+    """The retrieval frame with the cell columns: task label, -1 for missing K / V, the config-aware model
+    label (`model`), `family`, `identity` and `seed_id`."""
+    rt = rt.assign(
+        num_kv_pairs=rt["num_kv_pairs"].map(lambda k: -1 if is_missing(k) else int(k)),
+        vocab_size=rt["vocab_size"].map(lambda v: -1 if is_missing(v) else int(v)),
+        task=[f"{t} V={int(v)}" if not is_missing(v) else str(t)
+              for t, v in zip(rt["task"], rt["vocab_size"], strict=True)],
+        family=rt["model"].astype(str),
+        identity=[identity(r) for _, r in rt.iterrows()] if len(rt) else [],
+        seed_id=[f"{s}/{(c or {}).get('seed', MISSING)}" for s, c in zip(rt["seed"], rt["train_cfg"],
+                                                                           strict=True)],
+        _lr=rt["lr"].astype(float))
+    labels = config_labels(rt, KEYS[:-1])
+    # A pure stack's fields need no mixer prefix: "mamba2 (d_state=8)", not "mamba2 (mamba2.d_state=8)".
+    labels = [lab.replace(f"({fam}.", "(").replace(f", {fam}.", ", ") if set(mx.values()) == {fam} else lab
+              for lab, fam, mx in zip(labels, rt["family"], rt["mixers"], strict=True)]
+    return rt.assign(model=labels)
+
+
+def _mean_dicts(dicts: list[Any]) -> dict[str, float | None]:
+    """Per key, the mean of the non-missing values (None where every seed's value is missing)."""
+    keys = sorted({k for d in dicts if isinstance(d, dict) for k in d}, key=_key_order)
+    out: dict[str, float | None] = {}
+    for k in keys:
+        vals = [float(d[k]) for d in dicts if isinstance(d, dict) and not is_missing(d.get(k))]
+        out[k] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def _key_order(k: str) -> tuple:
+    return (0, int(k), "") if k.lstrip("-").isdigit() else (1, 0, k)
+
+
+def per_lr(rt: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, lr): acc_mean / acc_min / acc_max over the seeds that ran ok, `seeds` (how
+    many did), `runs` (how many ran), and the by-length and by-slice accuracies averaged the same way.
+    Its status is "ok" when any seed is; else the newest run's (so a grid shows "oom", not a number)."""
+    rt = rt.sort_values("_order").drop_duplicates([*KEYS, "_lr", "seed_id"], keep="last")
+    recs = []
+    for _, g in rt.groupby([*KEYS, "_lr"], sort=True):
+        ok = g[(g["status"] == "ok") & g["accuracy"].notna()]
+        first = (ok if len(ok) else g).iloc[-1]
+        acc = ok["accuracy"].astype(float)
+        recs.append({**first.to_dict(),
+                     "status": "ok" if len(ok) else first["status"],
+                     "accuracy": acc.mean() if len(ok) else np.nan,
+                     "acc_min": acc.min() if len(ok) else np.nan,
+                     "acc_max": acc.max() if len(ok) else np.nan,
+                     "seeds": len(ok), "runs": len(g),
+                     "failed": ", ".join(sorted({short_status(s) for s in g["status"] if s != "ok"})),
+                     "state_bytes": ok["state_bytes"].mean() if len(ok) else np.nan,
+                     "accuracy_by_len": _mean_dicts(list(ok["accuracy_by_len"])),
+                     "accuracy_by_slice": _mean_dicts(list(ok["accuracy_by_slice"]))})
+    cols = [*rt.columns, "acc_min", "acc_max", "seeds", "runs", "failed"]
+    return pd.DataFrame.from_records(recs, columns=cols) if recs else pd.DataFrame(columns=cols)
+
+
+def best_lr(pl: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell from `per_lr`'s: the lr with the highest mean accuracy (ties: the smaller lr).
+    A cell whose every run failed keeps its smallest lr's row, so a grid shows its status."""
+    pl = pl.assign(_ok=(pl["status"] == "ok") & pl["accuracy"].notna(),
+                   _acc=pl["accuracy"].astype(float).fillna(-1.0))
+    order = [*KEYS, "_ok", "_acc", "_lr"]
+    pl = pl.sort_values(order, ascending=[True] * len(KEYS) + [False, False, True])
+    return pl.drop_duplicates(KEYS, keep="first").reset_index(drop=True)
+
+
+def spread_text(mean: float, lo: float, hi: float, seeds: int) -> str:
+    """"0.910" for one seed, "0.910 ±0.020 (2 seeds)" for more: ± half the min–max range."""
+    if seeds <= 1:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ±{(hi - lo) / 2:.3f} ({seeds} seeds)"
+
+
+def acc_text(r: pd.Series | dict) -> str:
+    """A Markdown cell for a per-lr or best-lr row: the spread text, or the short status."""
+    if r["status"] != "ok":
+        return short_status(r["status"])
+    if is_missing(r["accuracy"]):
+        return "n/a"
+    return spread_text(r["accuracy"], r["acc_min"], r["acc_max"], int(r["seeds"]))
+
+
+def k_text(k: int) -> str:
+    return MISSING if k < 0 else str(k)
+
+
+def natural(label: str) -> tuple:
+    """Sort key that orders 'mqar V=64' before 'mqar V=128' (numbers as numbers)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", label))
