@@ -56,5 +56,6 @@ def test_train_step(benchmark, mixer: str, backend: str) -> None:
     benchmark.group = f"train step mqar n={task.seq_len} V={task.vocab_size} d={D_MODEL} b={cfg.batch_size}"
     benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=0)
     benchmark.extra_info.update(
-        mixer=mixer, backend=backend + loss_fn.note.replace("+train compiled", ""), warmup_s=round(warmup_s, 1),
-        threads=torch.get_num_threads(), examples_per_s=round(cfg.batch_size / benchmark.stats.stats.median, 1))
+        mixer=mixer, backend=backend + loss_fn.note.replace("+train compiled", ""),
+        warmup_s=round(warmup_s, 1), threads=torch.get_num_threads(),
+        examples_per_s=round(cfg.batch_size / benchmark.stats.stats.median, 1))

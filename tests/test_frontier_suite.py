@@ -105,3 +105,15 @@ def test_gpu_grid_is_zoology_scale_with_four_lrs_everywhere() -> None:
         by_model[key].add(c.spec.lr)
     assert all(len(lrs) == 4 for lrs in by_model.values())
     assert {c.spec.d_model for c in mqar} == set(frontier.GPU_GRID.d_models)
+
+
+def test_one_figure_of_every_part_comes_before_the_rest_of_the_sweep() -> None:
+    cells = [c for c in _cells() if c.kind == "retrieval"]
+    n = len(list_archs())
+    assert {c.spec.model for c in cells[:n]} == set(list_archs())
+    assert {c.spec.lr for c in cells[:n]} == {frontier.CPU_GRID.lrs[0]}
+    first_other_lr = next(i for i, c in enumerate(cells) if c.spec.lr != frontier.CPU_GRID.lrs[0])
+    hybrid_at = [i for i, c in enumerate(cells)
+                 if c.spec.depth == frontier.HYBRID_DEPTH and c.spec.task == "mqar"]
+    passkey_at = [i for i, c in enumerate(cells) if c.spec.task == "passkey"]
+    assert max(hybrid_at) < first_other_lr and max(passkey_at) < first_other_lr

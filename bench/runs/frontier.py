@@ -1,8 +1,9 @@
 """The frontier suite: recall against cost for every family, at several state sizes, and for hybrid
 ratios and placements (issue 11). Written as data, like the other suites; `archbench run frontier`.
 
-The suite has six parts, in the order they run (a resumed run picks up where it stopped, so a budget
-cut short still has the headline first):
+The suite has six parts (`frontier_cells` runs them interleaved: every family, every hybrid and
+passkey at the central learning rate first, so a grid cut short — or one session of it — already
+has one figure for each; a resumed run picks up where it stopped):
 
     mqar      MQAR at a vocabulary that tests capacity (V = 1024 on CPU, Zoology's 8192 on GPU): every
               family at its default state at three learning rates (the headline cells), then each
@@ -69,7 +70,7 @@ class Grid:
     """One device's frontier grid."""
 
     mqar: dict[str, Any]  # the MQAR point: seq_len, num_kv_pairs, vocab_size
-    lrs: tuple[float, ...]  # the headline cells (every family at its default state)
+    lrs: tuple[float, ...]  # the headline cells (every family at its default state); the first runs first
     sweep_lrs: tuple[float, ...]  # the other state sizes
     seed_lrs: tuple[float, ...]  # the headline cells at the seeds after the first
     hybrid_lrs: tuple[float, ...]
@@ -92,7 +93,7 @@ CPU_GRID = Grid(
     # attention 0.996, the recurrent ones <= 0.03; DeltaNet at 1e-2 and 40k examples reached 0.92, its
     # curve rising from 25k on. So the sweep is centred on 1e-2 (Okpekpe & Orvieto 2025: recurrent
     # models learn MQAR only in a narrow lr window), and the cheaper parts run at that lr alone.
-    lrs=(3e-3, 1e-2, 3e-2),
+    lrs=(1e-2, 3e-3, 3e-2),  # the first is the central one: every part runs it before the others
     sweep_lrs=(1e-2,),
     seed_lrs=(1e-2,),
     hybrid_lrs=(1e-2,),
@@ -110,7 +111,7 @@ CPU_GRID = Grid(
 # GPU: Zoology's scale (V = 8192, its four learning rates, 64 x 20k steps), widths 64-256.
 GPU_GRID = Grid(
     mqar=dict(seq_len=256, num_kv_pairs=16, vocab_size=8192),
-    lrs=(3e-4, 1e-3, 3e-3, 1e-2),
+    lrs=(1e-3, 3e-4, 3e-3, 1e-2),
     sweep_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
     seed_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
     hybrid_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
@@ -199,7 +200,7 @@ class FrontierOptions:
 
 
 def frontier_cells(o: FrontierOptions) -> list[Cell]:
-    """The grid's cells in run order: mqar, seeds, hybrids, the V = 8192 slice (CPU), tasks, cost."""
+    """The grid's cells in run order (see the comment below), cost cells last."""
     grid = grid_for(o.device)
 
     def want(name: str) -> bool:
@@ -233,30 +234,41 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
                             train_cfg=dataclasses.asdict(dataclasses.replace(train_cfg, lr=lr, seed=seed)),
                             device=o.device, dtype=o.dtype, seed=seed)))
 
+    first, more = grid.seeds[:1], grid.seeds[1:]
+    heads = [m for m in recall if m[3]]
+    task_models = [(f, RECALL_DEPTH, _config_for(f, {}), True) for f in o.families if want(f)]
+    task_models += [(p, HYBRID_DEPTH, ATTENTION_CFG, False) for p in HYBRID_PRESETS if want(p)]
+
+    def task_cells(task: str) -> None:
+        if want_task(task):
+            cfg = grid.tasks[task]
+            test_lens = tuple(cfg["seq_len"] * f for f in grid.test_factors)
+            recall_cells(task_models, task, cfg, test_lens, task_train, tuple(o.lrs or grid.task_lrs), first,
+                         (D_MODEL,))
+
+    # Run order: one figure for every part first, so a grid cut short (or one session of it) already
+    # has every family, every hybrid and the passkey ordering at the central lr; then the rest.
     if want_task("mqar"):
-        first, more = grid.seeds[:1], grid.seeds[1:]
-        heads = [m for m in recall if m[3]]
-        recall_cells(heads, "mqar", grid.mqar, mqar_test, train, lrs, first, d_models)
+        recall_cells(heads, "mqar", grid.mqar, mqar_test, train, lrs[:1], first, d_models)
+        recall_cells(hybrids, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.hybrid_lrs), first,
+                     d_models)
+    task_cells("passkey")
+    if want_task("mqar"):
+        recall_cells(heads, "mqar", grid.mqar, mqar_test, train, lrs[1:], first, d_models)
         recall_cells([m for m in recall if not m[3]], "mqar", grid.mqar, mqar_test, train,
                      tuple(o.lrs or grid.sweep_lrs), first, d_models)
         recall_cells(heads, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.seed_lrs), more,
                      d_models)
-        recall_cells(hybrids, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.hybrid_lrs), first,
-                     d_models)
-        if o.device != "cuda":
-            wide = [(f, RECALL_DEPTH, _config_for(f, STATE_KNOBS.get(f, ({},))[0]), True)
-                    for f in CPU_V8192["models"] if f in o.families and want(f)]
-            long_train = dataclasses.replace(train, max_examples=CPU_V8192["max_examples"],
-                                             n_train=CPU_V8192["max_examples"])
-            recall_cells(wide, "mqar", {**grid.mqar, "vocab_size": CPU_V8192["vocab_size"]}, mqar_test,
-                         long_train, tuple(o.lrs or CPU_V8192["lrs"]), first, (D_MODEL,))
-    task_models = [(f, RECALL_DEPTH, _config_for(f, {}), True) for f in o.families if want(f)]
-    task_models += [(p, HYBRID_DEPTH, ATTENTION_CFG, False) for p in HYBRID_PRESETS if want(p)]
-    for task, task_cfg in grid.tasks.items():
-        if want_task(task):
-            test_lens = tuple(task_cfg["seq_len"] * f for f in grid.test_factors)
-            recall_cells(task_models, task, task_cfg, test_lens, task_train, tuple(o.lrs or grid.task_lrs),
-                         grid.seeds[:1], (D_MODEL,))
+    for task in grid.tasks:
+        if task != "passkey":
+            task_cells(task)
+    if want_task("mqar") and o.device != "cuda":
+        wide = [(f, RECALL_DEPTH, _config_for(f, STATE_KNOBS.get(f, ({},))[0]), True)
+                for f in CPU_V8192["models"] if f in o.families and want(f)]
+        long_train = dataclasses.replace(train, max_examples=CPU_V8192["max_examples"],
+                                         n_train=CPU_V8192["max_examples"])
+        recall_cells(wide, "mqar", {**grid.mqar, "vocab_size": CPU_V8192["vocab_size"]}, mqar_test,
+                     long_train, tuple(o.lrs or CPU_V8192["lrs"]), first, (D_MODEL,))
 
     # cost: every model of the mqar and hybrid parts, timed by the scaling harness
     modes = ["prefill", "decode"] if o.modes is None else [m for m in o.modes if m in ("prefill", "decode")]
