@@ -53,4 +53,39 @@ def pytest_benchmark_tables(out: Outputs, folder: Path) -> list[str]:
     md = md.rename(columns={"median_s": "median", "min_s": "min", "max_s": "max"})
     out.table("pytest-benchmark", "pytest_benchmark", "pytest-benchmark runs (median, min, max per call; "
               "extra_info fields as columns)", md, df)
+    _train_speed(out, df)
     return prov
+
+
+def _train_speed(out: Outputs, df: pd.DataFrame) -> None:
+    """bench/test_train_speed.py's figures side by side: examples/s per mixer, eager and compiled loss,
+    and their ratio (the newest file wins where two measured the same benchmark)."""
+    need = {"mixer", "backend", "examples_per_s", "warmup_s"}
+    if not need <= set(df.columns):
+        return
+    t = df[df["group"].str.startswith("train step") & df["mixer"].notna()].copy()
+    if t.empty:
+        return
+    t["kind"] = t["backend"].astype(str).str.split(" ").str[0]  # "eager" | "compiled" (+ a failure note)
+    t = t.drop_duplicates(["group", "mixer", "kind"], keep="last")
+    for group, g in t.groupby("group"):
+        w = g.pivot(index="mixer", columns="kind", values="examples_per_s")
+        warm = g.pivot(index="mixer", columns="kind", values="warmup_s")
+        raw = pd.DataFrame({"mixer": w.index, "eager_examples_per_s": w.get("eager"),
+                            "compiled_examples_per_s": w.get("compiled"),
+                            "compile_warmup_s": warm.get("compiled")}).reset_index(drop=True)
+        raw["speedup"] = raw["compiled_examples_per_s"] / raw["eager_examples_per_s"]
+
+        md = pd.DataFrame({"mixer": raw["mixer"],
+                           "eager (examples/s)": _fmt(raw["eager_examples_per_s"]),
+                           "compiled (examples/s)": _fmt(raw["compiled_examples_per_s"]),
+                           "compiled / eager": _fmt(raw["speedup"], "{:.2f}×"),
+                           "compile + warm-up (s)": _fmt(raw["compile_warmup_s"])})
+        name = "".join(c if c.isalnum() else "-" for c in group.removeprefix("train step ")).strip("-")
+        stem = f"train_speed_{name}"
+        out.table("training speed", stem, f"Training examples/s per mixer, eager vs compiled loss — {group} "
+                  "(bench/test_train_speed.py; median of the timed steps)", md, raw)
+
+
+def _fmt(values: pd.Series, pattern: str = "{:.0f}") -> list[str]:
+    return [NA if is_missing(v) else pattern.format(v) for v in values]
