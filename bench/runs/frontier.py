@@ -270,10 +270,11 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
         recall_cells(wide, "mqar", {**grid.mqar, "vocab_size": CPU_V8192["vocab_size"]}, mqar_test,
                      long_train, tuple(o.lrs or CPU_V8192["lrs"]), first, (D_MODEL,))
 
-    # cost: every model of the mqar and hybrid parts, timed by the scaling harness
+    # cost: every model of the mqar and hybrid parts, timed by the scaling harness; the headline models
+    # and the hybrids first, the other state sizes after them (the same order as their recall cells)
     modes = ["prefill", "decode"] if o.modes is None else [m for m in o.modes if m in ("prefill", "decode")]
     for d in d_models:
-        for name, depth, configs, _ in recall + hybrids:
+        for name, depth, configs, _ in heads + hybrids + [m for m in recall if not m[3]]:
             fields = model_fields(resolve_model(name, depth, d, 0, configs))
             for mode in modes:
                 for n in grid.cost_lens:
