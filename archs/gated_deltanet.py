@@ -45,6 +45,14 @@ class Config:
     d_conv: int = 4  # short causal conv width on q, k, v
     dt_min: float = 0.001  # softplus(dt_bias) starts log-uniform in [dt_min, dt_max]
     dt_max: float = 0.1
+    # The output gate SiLU(W_g x) (the paper's); "none" drops it (an ablation: the norm alone, as
+    # DeltaNet's output), to tell the gate's part in a result from the decay's.
+    output_gate: str = "swish"
+
+    def __post_init__(self):
+        if self.output_gate not in ("swish", "none"):
+            raise ValueError(f"gated_deltanet: output_gate must be 'swish' or 'none', "
+                             f"got {self.output_gate!r}")
 
 
 @register("gated_deltanet")
@@ -52,7 +60,7 @@ class GatedDeltaNet(DeltaRuleMixer):
     Config = Config
     decay = "scalar"
     chunk_size = 64
-    conformance_configs = ({"head_dim": 8, "expand_v": 1.0},)
+    conformance_configs = ({"head_dim": 8, "expand_v": 1.0}, {"output_gate": "none"})
 
     def __init__(self, d_model: int, cfg: Config):
         super().__init__(d_model, cfg)
@@ -60,15 +68,19 @@ class GatedDeltaNet(DeltaRuleMixer):
         self.a_proj = nn.Linear(d_model, H, bias=False)
         self.A_log = nn.Parameter(a_log_uniform(H, 0, 16))  # A = exp(A_log) uniform in (0, 16), as fla
         self.dt_bias = nn.Parameter(dt_bias_init(H, cfg.dt_min, cfg.dt_max))
-        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
-        self.o_norm = GatedRMSNorm(self.head_v_dim, eps=1e-5, activation="silu")
+        gated = cfg.output_gate == "swish"
+        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False) if gated else None
+        self.o_norm = GatedRMSNorm(self.head_v_dim, eps=1e-5, activation="silu" if gated else None)
 
     def _decay(self, x: Tensor) -> Tensor:
         return -self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)  # (B, T, H) log α <= 0
 
     def _output(self, o: Tensor, x: Tensor) -> Tensor:
+        if self.g_proj is None:
+            return self.o_proj(self.o_norm(o).flatten(-2))  # (B, T, D)
         gate = self.g_proj(x).unflatten(-1, (self.n_head, self.head_v_dim))  # (B, T, H, V)
         return self.o_proj(self.o_norm(o, gate).flatten(-2))  # (B, T, D)
 
     def _gate_flops(self, seq_len: int) -> int:
-        return 2 * seq_len * self.d_model * (self.n_head + self.value_dim)  # a_proj, g_proj
+        gate = self.value_dim if self.g_proj is not None else 0
+        return 2 * seq_len * self.d_model * (self.n_head + gate)  # a_proj, g_proj
