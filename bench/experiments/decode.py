@@ -35,7 +35,18 @@ fullgraph=True), and what is done about it here:
   4. Guards. Each call checks every input and parameter tensor (~0.1 ms at depth 4 on the loaded VM);
      `serving()` skips them where one compiled entry is called with the same inputs every time
      (`set_stance(skip_guard_eval_unsafe=True)`; serving stacks bypass Dynamo's guards likewise).
-What remains is Python around the compiled graph (~20 µs per call here) and the matmuls themselves.
+  5. Matrix-vector products. At batch 1 every projection is a (1, d) @ (d, m) product, which inductor
+     hands to MKL's sgemm as an extern call: ~37 GB/s from these weights, half the rate this CPU reads
+     them at, and each call splits the step into separately launched kernels. Inductor's
+     `decompose_mm_pass` rewrites such a product as multiply-and-sum, which it fuses with the ops
+     around it: a mamba2 ×4 step at d_model 256 became one C++ kernel (min 322 -> 232 µs on the
+     loaded VM, pinned to one core). Ops that inductor cannot generate split the kernel the same way;
+     the layers avoid them in `step` (delta_layer.py: the one-token conv; ops/rope.py: no complex
+     numbers under compile).
+  6. Size asserts. The generated Python wrapper checks every input's size and stride per call
+     (~45 checks, ~25 µs at depth 4): off, since every call passes the inputs it was compiled for.
+What remains is Python around the compiled kernel (Dynamo's frame hook, AOT's runtime wrapper: ~30 µs
+per call here) and the kernel itself (`archbench profile` shows the split).
 
 Glossary
   leaves   the state's tensors in `torch.utils._pytree` order; `spec` rebuilds the containers
@@ -120,8 +131,15 @@ def compile_fn(fn: Callable, args: tuple, backend: str = "inductor",
     torch._dynamo.reset()  # see the module docstring, item 3
     options = None
     if backend == "inductor":
-        # Item 1: split a loop across threads only where aten would (GRAIN_SIZE elements in all).
-        options = {"cpp.min_chunk_size": max(512, ATEN_GRAIN // max(1, torch.get_num_threads()))}
+        options = {
+            # Item 1: split a loop across threads only where aten would (GRAIN_SIZE elements in all).
+            "cpp.min_chunk_size": max(512, ATEN_GRAIN // max(1, torch.get_num_threads())),
+            # Item 5: a one-row matmul becomes a multiply-and-sum that inductor fuses with its neighbours
+            # (on CPU the pass takes only mm/addmm/bmm with one row, every other dimension <= 2048).
+            "post_grad_fusion_options": {"decompose_mm_pass": {}},
+            # Item 6: no Python check of every input's size and stride per call.
+            "size_asserts": False,
+        }
     compiled = torch.compile(fn, fullgraph=True, dynamic=False, backend=backend, options=options)
     try:
         with torch.no_grad():
