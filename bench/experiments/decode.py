@@ -48,10 +48,11 @@ fullgraph=True), and what is done about it here:
   7. Dynamo itself. Even with guards skipped, a call through Dynamo runs its frame hook, a cache
      lookup and the bytecode that gathers the graph's inputs (every parameter by attribute), ~70 µs
      per call at depth 4 on this VM: a third of a compiled mamba2 step, more than its bytes-moved
-     bound. Serving stacks call the compiled graph directly (vLLM keeps Dynamo for the first trace
-     only); `compile_call` does the same for a call whose inputs never change (the scaling experiment's
-     timed step): the backend records inductor's compiled graph and the tensors it was traced with,
-     and each call is `graph(*inputs)`: AOTAutograd's runtime wrapper, the generated code, the kernel.
+     bound. Serving stacks skip Dynamo's dispatch once compiled (vLLM calls the compiled code itself
+     after the first trace); `compile_call` goes further for a call whose inputs never change (the
+     scaling experiment's timed step): the backend records inductor's compiled graph and the tensors
+     it was traced with, and each call is `graph(*inputs)`: AOTAutograd's runtime wrapper, the
+     generated code, the kernel.
 What remains is that wrapper and the generated Python around the kernel (`archbench profile` shows
 the split), and the kernel itself.
 
