@@ -348,6 +348,42 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    """One decode step of MODEL at context n, timed and profiled beside its bound (issue 12)."""
+    from archbench.archs import resolve_model
+    from archbench.bench.experiments import decode, model_fields
+    from archbench.bench.experiments.decode_profile import markdown, profile_decode, write
+    from archbench.bench.experiments.scaling import Scaling, ScalingSpec
+    from archbench.bench.runs.suites import default_dtype
+
+    device = _device(args.device)
+    models = _models(args.model)
+    if len(models) > 1:
+        raise UsageError(f"profile takes one model, got {args.model!r}")
+    n, depth, d_model, batch, reps = (_single(v, o) for v, o in (
+        (args.n, "--n"), (args.depth, "--depth"), (args.d_model, "--d-model"), (args.batch, "--batch"),
+        (args.reps, "--reps")))
+    mlp_ratio = _count(args.mlp_ratio, "--mlp-ratio")
+    dtype = _one(args.dtype, DTYPES, "dtype", "--dtype") if args.dtype else default_dtype(device)
+    try:
+        path = decode.resolve(_one(args.decode_backend, list(decode.DECODE_BACKENDS), "decode backend",
+                                   "--decode-backend"), device)
+        fields = model_fields(resolve_model(models[0], depth, d_model, mlp_ratio))
+    except ValueError as exc:  # cudagraph on a cpu, a depth the pattern cannot tile
+        raise UsageError(str(exc)) from None
+    spec = ScalingSpec(**fields, mode="decode", seq_len=n, batch=batch, device=device, dtype=dtype,
+                       compile_step=path == "compiled", cuda_graph=path == "cudagraph")
+    if (reason := Scaling.skip_reason(spec)) is not None:
+        raise UsageError(f"model {models[0]!r} cannot decode: {reason}")
+    if args.threads:
+        torch.set_num_threads(_single(args.threads, "--threads"))
+    result = profile_decode(spec, reps=reps)
+    md, js = write(result, Path(args.out))
+    print(markdown(result), end="")
+    print(f"wrote {md} and {js}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="archbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -410,6 +446,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", help="torch threads per cell, and the CPUs a Ray task reserves (default: "
                                       "torch's own locally, 1 on ray)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("profile", help="time and profile one decode step of MODEL beside its bytes-moved "
+                                       "bound; a top-ops table, written to OUT")
+    p.add_argument("model", help="a mixer, a preset, or a pattern such as 'MMMA:M=mamba2,A=attention'")
+    p.add_argument("--n", default="4096", help="context before the step, e.g. 1024 or 16k (default: 4096)")
+    p.add_argument("--decode-backend", default="auto", help="auto (compiled on cpu, a CUDA graph on cuda), "
+                                                            "eager, compiled, cudagraph")
+    p.add_argument("--depth", default="4", help="layers (default: 4)")
+    p.add_argument("--d-model", default="256", help="model width (default: 256)")
+    p.add_argument("--mlp-ratio", default="0", help="MLP width ratio; 0 = no MLP (default: 0)")
+    p.add_argument("--batch", default="1", help="batch size (default: 1)")
+    p.add_argument("--dtype", help=f"one of: {', '.join(DTYPES)} (default: float32 on cpu, bfloat16 on cuda)")
+    p.add_argument("--reps", default="200", help="profiled steps (default: 200)")
+    p.add_argument("--threads", help="torch threads (default: torch's own)")
+    p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--out", default="results/profile", help="folder for the table (.md) and every op (.json)")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("report", help="regenerate tables and plots in RESULTS from RESULTS/raw")
     p.add_argument("--results", default="results")

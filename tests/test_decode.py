@@ -25,8 +25,8 @@ def filled(model: str, depth: int = 2, d_model: int = 16, batch: int = 2, n: int
     return bb, torch.randn(batch, d_model, dtype=dtype), states
 
 
-def compiled_matches_eager(model: str, compile_backend: str, depth: int = 2) -> None:
-    bb, x, states = filled(model, depth)
+def compiled_matches_eager(model: str, compile_backend: str, depth: int = 2, batch: int = 2) -> None:
+    bb, x, states = filled(model, depth, batch=batch)
     leaves, tree = decode.flatten(states)
     fn = decode.functional(bb.step, tree)
     mine = [leaf.clone() for leaf in leaves]
@@ -49,9 +49,35 @@ def test_compiled_attention_step_matches_eager_fast() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("model", list_archs())
-def test_inductor_step_matches_eager_for_every_mixer(model: str) -> None:
-    compiled_matches_eager(model, "inductor", depth=1)
+def test_inductor_step_matches_eager_for_every_mixer(model: str, batch: int) -> None:
+    # Batch 1 is the served case: its one-row matmuls are rewritten as multiply-and-sum (decode.py,
+    # item 5) and rotary turns real (ops/rope.py); batch 2 keeps the matmuls.
+    compiled_matches_eager(model, "inductor", depth=1, batch=batch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["mamba2", "attention", "retnet"])
+def test_a_directly_called_graph_matches_eager(model: str) -> None:
+    """The scaling experiment's timed step calls inductor's graph without Dynamo (decode.py, item 7): the
+    same output, and the same in-place state updates, as the eager step."""
+    bb, x, states = filled(model, depth=1, batch=1)
+    leaves, tree = decode.flatten(states)
+    fn = decode.functional(bb.step, tree)
+    mine = [leaf.clone() for leaf in leaves]
+    call, label = decode.compile_call(fn, (x, *mine))
+    assert label == "compiled"
+    for leaf, start in zip(mine, leaves, strict=True):  # the warm-up stepped `mine`: start again
+        leaf.copy_(start)
+    with torch.no_grad():
+        out = call()
+        ref = [leaf.clone() for leaf in leaves]
+        y_ref, new_ref = fn(x, *ref)
+    torch.testing.assert_close(out[0], y_ref, rtol=1e-9, atol=1e-10)
+    for got, want, made in zip(mine, ref, new_ref, strict=True):
+        if made is None:  # updated in place by the step (a recurrent state, a KV cache)
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
 
 
 def test_a_step_that_cannot_compile_runs_eager_and_says_why() -> None:

@@ -62,3 +62,14 @@ def test_rope_keeps_dtype_and_shape_on_a_strided_view() -> None:
     qkv = torch.randn(2, 5, 3, 4, 8).permute(2, 0, 3, 1, 4).to(torch.bfloat16)  # (3, B, H, T, hd) view
     y = rope(qkv[:2], rope_rotation(torch.arange(5), 8, 10000.0, qkv.dtype))
     assert y.shape == qkv[:2].shape and y.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("interleaved", [True, False])
+def test_real_rotation_equals_the_complex_one(interleaved: bool) -> None:
+    """Under torch.compile the rotation is (cos, sin) in real arithmetic (no complex dtype in inductor):
+    both pairings must give the complex multiply's values."""
+    x = torch.randn(2, 4, 3, 8, dtype=torch.float64)  # (B, T, H, hd)
+    rotation = rope_rotation(torch.arange(4), 8, 10000.0, x.dtype)[:, None]  # (T, 1, hd/2)
+    real = torch.stack([rotation.real, rotation.imag], -1)  # (T, 1, hd/2, 2): (cos, sin)
+    torch.testing.assert_close(rope(x, real, interleaved), rope(x, rotation, interleaved))
+    assert not torch.allclose(rope(x, real, interleaved), x)  # it did rotate

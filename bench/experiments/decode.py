@@ -35,7 +35,26 @@ fullgraph=True), and what is done about it here:
   4. Guards. Each call checks every input and parameter tensor (~0.1 ms at depth 4 on the loaded VM);
      `serving()` skips them where one compiled entry is called with the same inputs every time
      (`set_stance(skip_guard_eval_unsafe=True)`; serving stacks bypass Dynamo's guards likewise).
-What remains is Python around the compiled graph (~20 µs per call here) and the matmuls themselves.
+  5. Matrix-vector products. At batch 1 every projection is a (1, d) @ (d, m) product, which inductor
+     hands to MKL's sgemm as an extern call: ~37 GB/s from these weights, half the rate this CPU reads
+     them at, and each call splits the step into separately launched kernels. Inductor's
+     `decompose_mm_pass` rewrites such a product as multiply-and-sum, which it fuses with the ops
+     around it: a mamba2 ×4 step at d_model 256 became one C++ kernel (min 322 -> 232 µs on the
+     loaded VM, pinned to one core). Ops that inductor cannot generate split the kernel the same way;
+     the layers avoid them in `step` (delta_layer.py: the one-token conv; ops/rope.py: no complex
+     numbers under compile).
+  6. Size asserts. The generated Python wrapper checks every input's size and stride per call
+     (~45 checks, ~25 µs at depth 4): off, since every call passes the inputs it was compiled for.
+  7. Dynamo itself. Even with guards skipped, a call through Dynamo runs its frame hook, a cache
+     lookup and the bytecode that gathers the graph's inputs (every parameter by attribute), ~70 µs
+     per call at depth 4 on this VM: a third of a compiled mamba2 step, more than its bytes-moved
+     bound. Serving stacks skip Dynamo's dispatch once compiled (vLLM calls the compiled code itself
+     after the first trace); `compile_call` goes further for a call whose inputs never change (the
+     scaling experiment's timed step): the backend records inductor's compiled graph and the tensors
+     it was traced with, and each call is `graph(*inputs)`: AOTAutograd's runtime wrapper, the
+     generated code, the kernel.
+What remains is that wrapper and the generated Python around the kernel (`archbench profile` shows
+the split), and the kernel itself.
 
 Glossary
   leaves   the state's tensors in `torch.utils._pytree` order; `spec` rebuilds the containers
@@ -110,7 +129,20 @@ def in_place(step: StepFn, spec: Any) -> Callable[..., torch.Tensor]:
     return run
 
 
-def compile_fn(fn: Callable, args: tuple, backend: str = "inductor",
+def inductor_options() -> dict[str, Any]:
+    """Inductor's settings for a decode step (the module docstring's items 1, 5 and 6)."""
+    return {
+        # Item 1: split a loop across threads only where aten would (GRAIN_SIZE elements in all).
+        "cpp.min_chunk_size": max(512, ATEN_GRAIN // max(1, torch.get_num_threads())),
+        # Item 5: a one-row matmul becomes a multiply-and-sum that inductor fuses with its neighbours
+        # (on CPU the pass takes only mm/addmm/bmm with one row, every other dimension <= 2048).
+        "post_grad_fusion_options": {"decompose_mm_pass": {}},
+        # Item 6: no Python check of every input's size and stride per call.
+        "size_asserts": False,
+    }
+
+
+def compile_fn(fn: Callable, args: tuple, backend: str | Callable = "inductor",
                warmup: int = COMPILE_WARMUP) -> tuple[Callable, str]:
     """`fn` compiled (fullgraph, static shapes) and warmed up on `args`, with its label; `fn` itself and
     "eager (compile failed: ...)" where compiling fails (no C++ compiler for inductor, say).
@@ -118,10 +150,7 @@ def compile_fn(fn: Callable, args: tuple, backend: str = "inductor",
     The warm-up calls run `fn` for real: pass scratch tensors when it updates its inputs in place.
     """
     torch._dynamo.reset()  # see the module docstring, item 3
-    options = None
-    if backend == "inductor":
-        # Item 1: split a loop across threads only where aten would (GRAIN_SIZE elements in all).
-        options = {"cpp.min_chunk_size": max(512, ATEN_GRAIN // max(1, torch.get_num_threads()))}
+    options = inductor_options() if backend == "inductor" else None
     compiled = torch.compile(fn, fullgraph=True, dynamic=False, backend=backend, options=options)
     try:
         with torch.no_grad():
@@ -136,6 +165,28 @@ def compile_fn(fn: Callable, args: tuple, backend: str = "inductor",
         reason = str(root).strip().splitlines()[0][:80] if str(root).strip() else ""
         return fn, f"eager (compile failed: {type(root).__name__}{': ' + reason if reason else ''})"
     return compiled, "compiled"
+
+
+def compile_call(fn: Callable, args: tuple) -> tuple[Callable[[], Any], str]:
+    """`fn(*args)` as a zero-argument call of the graph inductor compiled, without Dynamo (item 7), and
+    its label; through Dynamo where the graph cannot be called directly, eager where compiling fails.
+    For a call whose inputs are the same tensors every time (the scaling experiment's timed step)."""
+    from torch._inductor.compile_fx import compile_fx
+
+    graphs: list[tuple[Callable, list]] = []
+
+    def capture(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+        compiled = compile_fx(gm, example_inputs, config_patches=inductor_options())
+        graphs.append((compiled, list(example_inputs)))
+        return compiled
+
+    compiled, label = compile_fn(fn, args, backend=capture)
+    if label != "compiled" or len(graphs) != 1 or not all(
+            type(t) is torch.Tensor or isinstance(t, torch.nn.Parameter) for t in graphs[0][1]):
+        # Not a single graph over real tensors (a recompile, fake or symbolic inputs): Dynamo calls it.
+        return (lambda: compiled(*args)), label
+    graph, inputs = graphs[0]
+    return (lambda: graph(*inputs)), label
 
 
 @contextlib.contextmanager

@@ -172,11 +172,12 @@ def decode_call(model: Backbone, spec: ScalingSpec) -> DecodeCall:
         read, written = decode.state_traffic(step, x_t, leaves)
     started = time.perf_counter()
     if spec.compile_step:
-        compiled, path = decode.compile_fn(step, (x_t, *leaves))
+        # The same inputs every call: the compiled graph is called directly, as served (decode.py, item 7).
+        compiled, path = decode.compile_call(step, (x_t, *leaves))
 
         def call():
             with torch.no_grad():
-                return compiled(x_t, *leaves)  # new leaves are dropped: the context stays n
+                return compiled()  # new leaves are dropped: the context stays n
     else:
         path = "eager"
 
