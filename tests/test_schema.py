@@ -151,3 +151,15 @@ def test_every_kind_s_summary_columns_are_declared() -> None:
 
     for kind in list_experiments():
         require_columns(kind, get(kind).summary_columns, f"the {kind} summary")
+
+
+def test_a_train_field_added_later_keeps_stored_cells_keys_at_its_default() -> None:
+    import dataclasses
+
+    _, attention = read_rows(V1_ROWS)
+    stored = attention.spec
+    assert "compile" not in stored.train_cfg
+    eager = dataclasses.replace(stored, train_cfg={**stored.train_cfg, "compile": False})
+    compiled = dataclasses.replace(stored, train_cfg={**stored.train_cfg, "compile": True})
+    assert cell_key(eager) == cell_key(stored) == attention.cell
+    assert cell_key(compiled) != attention.cell and compiled.train_cfg["compile"] is True

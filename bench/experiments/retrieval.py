@@ -36,6 +36,11 @@ class RetrievalSpec(ModelFields):
         if "seq_len" not in self.task_cfg:
             raise ValueError(f"task_cfg must set seq_len, got {self.task_cfg}")
         TrainConfig.from_dict(self.train_cfg)  # a bad field fails when the grid is built, not mid-sweep
+        # TrainConfig fields added after rows were stored are left out of the cell at their default, so
+        # a stored row's cell keeps its key and a resume still finds it.
+        late = {k: v for k, v in TrainConfig.LATE_DEFAULTS.items() if self.train_cfg.get(k, v) == v}
+        if late:
+            object.__setattr__(self, "train_cfg", {k: v for k, v in self.train_cfg.items() if k not in late})
 
     def _task_field(self, name: str) -> Any:
         """A task Config field as the cell ran it: the override, else the task's default, else None."""

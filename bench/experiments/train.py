@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -68,6 +68,10 @@ class TrainConfig:
     # same data order; the figures differ from eager's by float rounding only. Evaluation stays eager.
     # Where compiling fails (no C++ compiler) the loop trains eager and the row's backend says so.
     compile: bool = False
+
+    # Fields added after rows were stored, with the default those rows ran at: a cell (RetrievalSpec)
+    # leaves them out at that default, so its key is the stored one.
+    LATE_DEFAULTS: ClassVar[dict[str, Any]] = {"compile": False}
 
     def __post_init__(self):
         # JSON has no tuples: accept the list a round trip through `json` gives back.
