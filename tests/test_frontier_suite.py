@@ -117,3 +117,12 @@ def test_one_figure_of_every_part_comes_before_the_rest_of_the_sweep() -> None:
                  if c.spec.depth == frontier.HYBRID_DEPTH and c.spec.task == "mqar"]
     passkey_at = [i for i, c in enumerate(cells) if c.spec.task == "passkey"]
     assert max(hybrid_at) < first_other_lr and max(passkey_at) < first_other_lr
+
+
+def test_training_compiles_only_where_it_pays_on_cpu() -> None:
+    cells = [c for c in _cells() if c.kind == "retrieval"]
+    compiled = {c.spec.model: c.spec.train_cfg.get("compile", False) for c in cells}
+    assert compiled["mamba2"] and compiled["gated_deltanet"] and compiled["qwen3-next"]
+    assert not compiled["mamba"] and not compiled["attention"] and not compiled["swa"]
+    assert not compiled["samba"]  # Mamba-1 inside: the slowest layer would get slower
+    assert all(c.spec.train_cfg["compile"] for c in _cells(device="cuda") if c.kind == "retrieval")

@@ -142,6 +142,20 @@ PLACEMENTS = {"attention": ("RRRR", "XRRR", "RRXR", "RRRX", "RXRX", "XXXX"), "sw
 HYBRID_PRESETS = ("qwen3-next", "mamba2-attn", "kimi-linear", "samba")
 
 
+# Training steps that compiling does not speed up on CPU (`pytest bench/test_train_speed.py`, table
+# results/train_speed_*.md; one thread, load ~3): Mamba-1 0.43x (its selective scan compiles into a
+# slower loop), sliding-window attention 0.85x, attention 1.03x; every other mixer 1.3-2.5x.
+EAGER_TRAIN_CPU = frozenset({"mamba", "swa", "attention"})
+
+
+def compile_pays(device: str, mixers: set[str]) -> bool:
+    """Whether a model of these mixers trains faster compiled: on CPU not with Mamba-1 in it (the
+    slowest layer gets 2.3x slower), nor when all its layers are attention; on CUDA always."""
+    if device == "cuda":
+        return True
+    return "mamba" not in mixers and not mixers <= EAGER_TRAIN_CPU
+
+
 def grid_for(device: str) -> Grid:
     return GPU_GRID if device == "cuda" else CPU_GRID
 
@@ -228,10 +242,12 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
             for d in widths:
                 for name, depth, configs, _ in models:
                     fields = model_fields(resolve_model(name, depth, d, 0, configs))
+                    compile_ = train_cfg.compile and compile_pays(o.device, set(fields["mixers"].values()))
                     for lr in lrs_:
                         cells.append(Cell("retrieval", RetrievalSpec(
                             **fields, task=task, task_cfg=task_cfg, test_lens=test_lens,
-                            train_cfg=dataclasses.asdict(dataclasses.replace(train_cfg, lr=lr, seed=seed)),
+                            train_cfg=dataclasses.asdict(dataclasses.replace(train_cfg, lr=lr, seed=seed,
+                                                                             compile=compile_)),
                             device=o.device, dtype=o.dtype, seed=seed)))
 
     first, more = grid.seeds[:1], grid.seeds[1:]
