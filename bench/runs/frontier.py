@@ -1,7 +1,7 @@
 """The frontier suite: recall against cost for every family, at several state sizes, and for hybrid
 ratios and placements (issue 11). Written as data, like the other suites; `archbench run frontier`.
 
-The suite has six parts (`frontier_cells` runs them interleaved: every family, every hybrid and
+The suite has seven parts (`frontier_cells` runs them interleaved: every family, every hybrid and
 passkey at the central learning rate first, so a grid cut short — or one session of it — already
 has one figure for each; a resumed run picks up where it stopped):
 
@@ -13,6 +13,7 @@ has one figure for each; a resumed run picks up where it stopped):
     hybrids   depth-4 models with 0, 1, 2 or 4 attention-like layers at different positions, for each
               recurrent partner (Mamba-2, Gated DeltaNet) and attention-like partner (full attention,
               sliding-window attention), plus the production presets that fit depth 4
+    ablations configs that test the cause of a disagreement with the published ordering (`ABLATIONS`)
     v8192     (CPU) Zoology's vocabulary for attention and two recurrent families, a longer budget
     tasks     passkey, copy, selective copy and induction heads, trained at L and scored at L .. 8L
     cost      the scaling harness's cells for every model above: prefill at 4k and 16k, decode per
@@ -62,6 +63,16 @@ STATE_KNOBS: dict[str, tuple[dict[str, Any], ...]] = {
     "deltanet": ({}, {"head_dim": 8}, {"head_dim": 32}),
     "gated_deltanet": ({}, {"head_dim": 8}, {"head_dim": 32}),
     "kda": ({}, {"head_dim": 8}, {"head_dim": 32}),
+}
+
+
+# Ablations run beside the headline cells at the central lr: configs that test a cause when a family
+# disagrees with the published ordering. Gated DeltaNet learned nothing at V = 1024 where DeltaNet,
+# the same layer without the decay and the output gate, recalled 0.92: these take away the decay at
+# initialisation (softplus(dt) <= 1e-3, so every head keeps > 98% a token), the wider values, and the
+# output gate, one at a time.
+ABLATIONS: dict[str, tuple[dict[str, Any], ...]] = {
+    "gated_deltanet": ({"output_gate": "none"}, {"dt_min": 1e-4, "dt_max": 1e-3}, {"expand_v": 1.0}),
 }
 
 
@@ -264,8 +275,11 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
 
     # Run order: one figure for every part first, so a grid cut short (or one session of it) already
     # has every family, every hybrid and the passkey ordering at the central lr; then the rest.
+    ablations = [(f, RECALL_DEPTH, _config_for(f, knob), False)
+                 for f in o.families if want(f) for knob in ABLATIONS.get(f, ())]
     if want_task("mqar"):
         recall_cells(heads, "mqar", grid.mqar, mqar_test, train, lrs[:1], first, d_models)
+        recall_cells(ablations, "mqar", grid.mqar, mqar_test, train, lrs[:1], first, d_models)
         recall_cells(hybrids, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.hybrid_lrs), first,
                      d_models)
     task_cells("passkey")
@@ -290,7 +304,7 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
     # and the hybrids first, the other state sizes after them (the same order as their recall cells)
     modes = ["prefill", "decode"] if o.modes is None else [m for m in o.modes if m in ("prefill", "decode")]
     for d in d_models:
-        for name, depth, configs, _ in heads + hybrids + [m for m in recall if not m[3]]:
+        for name, depth, configs, _ in heads + hybrids + [m for m in recall if not m[3]] + ablations:
             fields = model_fields(resolve_model(name, depth, d, 0, configs))
             for mode in modes:
                 for n in grid.cost_lens:
