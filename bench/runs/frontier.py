@@ -279,7 +279,8 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
                  for f in o.families if want(f) for knob in ABLATIONS.get(f, ())]
     if want_task("mqar"):
         recall_cells(heads, "mqar", grid.mqar, mqar_test, train, lrs[:1], first, d_models)
-        recall_cells(ablations, "mqar", grid.mqar, mqar_test, train, lrs[:1], first, d_models)
+        recall_cells(ablations, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.sweep_lrs), first,
+                     d_models)
         recall_cells(hybrids, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.hybrid_lrs), first,
                      d_models)
     task_cells("passkey")
