@@ -24,7 +24,7 @@ convolution); hybrids are four layers. Splitting the grid across processes: `--e
 --workers 2 --threads 1` runs two cells at once with one writer (one worker per core here), and a
 Ray cluster (`--address`) spreads it over machines; the run resumes, so a grid may also run across
 sessions. Cost cells time the model: run them on a quiet machine (`--task none` leaves out every
-recall part; `--modes prefill,decode` keeps only cost cells of those modes).
+recall part; `--modes decode` keeps only the decode cells among the cost cells).
 
 Glossary: n = seq_len, K = num_kv_pairs, V = vocab_size, lr learning rate, w SWA window.
 """
@@ -95,9 +95,10 @@ class Grid:
     d_models: tuple[int, ...] = (D_MODEL,)
 
 
-# CPU: sized to ~2 hours on this 2-core machine (README, "The recall–cost frontier", gives the measured
-# figure). MQAR at n=64, K=8 with V=1024: 512 keys, so every key is one of many and the state must hold
-# which 8 of them this row bound (V=64 bound 24 of 31 keys at n=256 and stopped measuring capacity).
+# CPU: a training cell takes 25-550 s on one core (measured, README "The frontier grid, first session"),
+# so the whole grid is about 3.5 hours on this 2-core machine; it resumes across sessions. MQAR at
+# n=64, K=8 with V=1024: 512 keys, so every key is one of many and the state must hold which 8 of them
+# this row bound (V=64 bound 24 of 31 keys at n=256 and stopped measuring capacity).
 CPU_GRID = Grid(
     mqar=dict(seq_len=64, num_kv_pairs=8, vocab_size=1024),
     # A probe at this point (attention, Mamba-2, DeltaNet, Gated DeltaNet; 20k examples at 3e-3):
