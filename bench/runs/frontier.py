@@ -96,7 +96,7 @@ class Grid:
 
 
 # CPU: a training cell takes 25-550 s on one core (measured, README "The frontier grid, first session"),
-# so the whole grid is about 3.5 hours on this 2-core machine; it resumes across sessions. MQAR at
+# so the whole grid is about 5.5 hours on this 2-core machine; it resumes across sessions. MQAR at
 # n=64, K=8 with V=1024: 512 keys, so every key is one of many and the state must hold which 8 of them
 # this row bound (V=64 bound 24 of 31 keys at n=256 and stopped measuring capacity).
 CPU_GRID = Grid(
