@@ -142,6 +142,13 @@ def inductor_options() -> dict[str, Any]:
     }
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost error under `exc`: Dynamo wraps the backend's own error (inductor's, say)."""
+    while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:
+        exc = inner
+    return exc
+
+
 def compile_fn(fn: Callable, args: tuple, backend: str | Callable = "inductor",
                warmup: int = COMPILE_WARMUP) -> tuple[Callable, str]:
     """`fn` compiled (fullgraph, static shapes) and warmed up on `args`, with its label; `fn` itself and
@@ -157,9 +164,7 @@ def compile_fn(fn: Callable, args: tuple, backend: str | Callable = "inductor",
             for _ in range(warmup):
                 compiled(*args)
     except Exception as exc:
-        root = exc
-        while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
-            root = inner  # Dynamo wraps the backend's own error
+        root = root_cause(exc)
         if not isinstance(root, CANNOT_COMPILE):  # the cell's time limit, out of memory: not ours to hide
             raise root from exc
         reason = str(root).strip().splitlines()[0][:80] if str(root).strip() else ""

@@ -42,6 +42,7 @@ from torch import nn
 
 from archbench.archs import LM, ModelSpec
 from archbench.bench.experiments.base import resolved_configs
+from archbench.bench.experiments.decode import CANNOT_COMPILE, root_cause
 from archbench.tasks.base import IGNORE, Task
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], one-line status)
@@ -182,8 +183,6 @@ class TrainLoss:
     eager for the rest of the run, noted as "+train eager (compile failed: ...)".
     """
 
-    CANNOT_COMPILE = (RuntimeError, ImportError, OSError, NotImplementedError)
-
     def __init__(self, model: LM, compile: bool):
         self.eager = functools.partial(scored_loss, model)
         self.fn, self.note = self.eager, ""
@@ -194,13 +193,11 @@ class TrainLoss:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         try:
             return self.fn(x, y)
-        except self.CANNOT_COMPILE as exc:
+        except CANNOT_COMPILE as exc:
             if self.fn is self.eager:
                 raise
-            root = exc
-            while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
-                root = inner  # Dynamo wraps the backend's own error
-            if not isinstance(root, self.CANNOT_COMPILE):
+            root = root_cause(exc)
+            if not isinstance(root, CANNOT_COMPILE):
                 raise root from exc
             self.fn, self.note = self.eager, f"+train eager (compile failed: {type(root).__name__})"
             return self.eager(x, y)

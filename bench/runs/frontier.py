@@ -180,7 +180,7 @@ def _config_for(mixer: str, overrides: dict[str, Any]) -> dict[str, dict[str, An
     return out
 
 
-def recall_models(grid: Grid, families: list[str]) -> list[tuple[str, int, dict, bool]]:
+def recall_models(families: list[str]) -> list[tuple[str, int, dict, bool]]:
     """(model, depth, mixer configs, headline?) of the MQAR part: each family's default state first
     (the headline), then its other state sizes."""
     heads = [(f, RECALL_DEPTH, _config_for(f, STATE_KNOBS.get(f, ({},))[0]), True) for f in families]
@@ -245,7 +245,7 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
     lrs = tuple(o.lrs or grid.lrs)
     d_models = tuple(o.d_models or grid.d_models)
     mqar_test = (grid.mqar["seq_len"] * 2,)
-    recall = [m for m in recall_models(grid, o.families) if want(m[0])]
+    recall = [m for m in recall_models(o.families) if want(m[0])]
     hybrids = [(name, HYBRID_DEPTH, ATTENTION_CFG, False) for name in hybrid_models() if want(name)]
     cells: list[Cell] = []
 

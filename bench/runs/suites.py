@@ -335,15 +335,16 @@ def generation_cells(o: Options) -> list[Cell]:
 
 # Options the frontier suite's grid fixes (bench/runs/frontier.py); given anyway, they are an error, not
 # silently ignored.
-FRONTIER_FIXED = ("depth", "mlp_ratio", "lens", "batch", "num_kv_pairs", "vocab_size", "memory_budget",
-                  "prompt_lens", "gen_len", "max_batch")
+FRONTIER_FIXED = {"depth": "--depth", "mlp_ratio": "--mlp-ratio", "lens": "--lens", "batch": "--batch",
+                  "num_kv_pairs": "--num-kv-pairs", "vocab_size": "--vocab-size",
+                  "memory_budget": "--memory-budget", "prompt_lens": "--prompt-len", "gen_len": "--gen-len",
+                  "max_batch": "--max-batch"}  # Options field -> the flag that sets it
 
 
 def _frontier_cells(o: Options) -> list[Cell]:
     from archbench.bench.runs import frontier
 
-    fixed = [f"--{name.replace('_', '-').rstrip('s') if name == 'prompt_lens' else name.replace('_', '-')}"
-             for name in FRONTIER_FIXED if getattr(o, name) is not None]
+    fixed = [flag for name, flag in FRONTIER_FIXED.items() if getattr(o, name) is not None]
     if fixed:
         raise SuiteError(f"the frontier suite fixes {', '.join(fixed)} (bench/runs/frontier.py); it takes "
                          "--models, --task (a task or 'none'), --modes, --lrs, --max-examples, --d-model, "
