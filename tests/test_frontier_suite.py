@@ -121,8 +121,10 @@ def test_one_figure_of_every_part_comes_before_the_rest_of_the_sweep() -> None:
 
 def test_training_compiles_only_where_it_pays_on_cpu() -> None:
     cells = [c for c in _cells() if c.kind == "retrieval"]
-    compiled = {c.spec.model: c.spec.train_cfg.get("compile", False) for c in cells}
+    compiled = {c.spec.model: c.spec.train_cfg.get("compile", False) for c in cells if c.spec.task == "mqar"}
     assert compiled["mamba2"] and compiled["gated_deltanet"] and compiled["qwen3-next"]
     assert not compiled["mamba"] and not compiled["attention"] and not compiled["swa"]
     assert not compiled["samba"]  # Mamba-1 inside: the slowest layer would get slower
+    # the other tasks' cells each compile a graph no other cell shares: eager on CPU
+    assert not any(c.spec.train_cfg.get("compile", False) for c in cells if c.spec.task != "mqar")
     assert all(c.spec.train_cfg["compile"] for c in _cells(device="cuda") if c.kind == "retrieval")
