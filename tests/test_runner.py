@@ -53,6 +53,16 @@ def test_rerun_skips_finished_cells(tmp_path: Path) -> None:
     assert rows[0].provenance["torch"] and rows[0].result.time_median_s > 0
 
 
+def test_each_row_has_its_own_timestamp_and_load(tmp_path: Path, monkeypatch) -> None:
+    """A sweep takes its provenance once, but when a row was written and the load then are its own."""
+    ticks = iter(range(100))
+    monkeypatch.setattr(loop, "moment", lambda: {"timestamp": f"t{(t := next(ticks))}", "load_1m": float(t)})
+    loop.run_cells(cells(), tmp_path, budget_s=0.01)
+    provs = [r.provenance for r in read_rows(tmp_path / "raw")]
+    assert [p["timestamp"] for p in provs] == ["t0", "t1", "t2"]
+    assert [p["load_1m"] for p in provs] == [0.0, 1.0, 2.0]
+
+
 @pytest.mark.parametrize(
     "exc, status",
     [(MemoryError("x"), "oom"), (RuntimeError("CUDA out of memory. Tried"), "oom"),

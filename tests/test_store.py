@@ -105,7 +105,7 @@ def test_provenance_keys() -> None:
     prov = provenance("cpu", "float32")
     required = {
         "git_commit", "git_dirty", "archbench_version", "python", "torch", "cuda", "numpy",
-        "device", "device_name", "dtype", "cpu_count", "torch_threads", "timestamp", "plugins",
+        "device", "device_name", "dtype", "cpu_count", "torch_threads", "timestamp", "load_1m", "plugins",
     }
     assert required <= prov.keys()
     assert prov["device"] == "cpu" and prov["dtype"] == "float32" and prov["device_name"]

@@ -10,6 +10,8 @@ schema stops the report with its file and line) and every pytest-benchmark JSON 
                             accuracy by test length and slice, the hybrid ratio/placement grid
   frontier_<device>_<dtype>_*  recall joined with the scaling rows of the same model: one chart and one
                             table of the Pareto front per cost measure (bench/report/frontier.py)
+  frontier_<device>_grid    the frontier grid by part: cells stored, the time they took and the load
+                            then, an estimate for the rest (bench/report/grid.py)
   generation_<device>_*     per group of one shape, P, G and budget: the largest batch within the
                             budget, tokens/s per batch, throughput and memory against batch
   pytest_benchmark.{md,csv} pytest-benchmark runs
@@ -46,6 +48,7 @@ from archbench.bench.report.format import NA, is_missing, markdown, short_status
 from archbench.bench.report.frame import frame
 from archbench.bench.report.frontier import frontier_tables
 from archbench.bench.report.generation import generation_tables
+from archbench.bench.report.grid import grid_tables
 from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.pytest_benchmark import pytest_benchmark_tables
 from archbench.bench.report.retrieval import retrieval_tables
@@ -204,6 +207,7 @@ def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
             out.notes.append(f"{n} row(s) of kind {kind!r}: bench/report/ has no tables for this kind yet.")
     if "retrieval" in frames and "scaling" in frames:  # the one table that joins two kinds
         frontier_tables(out, frames["retrieval"], frames["scaling"], slugs)
+    grid_tables(out, frames, slugs)
     bench_prov = pytest_benchmark_tables(out, raw / "pytest-benchmark")
     out.files["README.md"] = _index(out, rows, bench_prov)
 

@@ -231,6 +231,17 @@ class FrontierOptions:
 
 def frontier_cells(o: FrontierOptions) -> list[Cell]:
     """The grid's cells in run order (see the comment below), cost cells last."""
+    return [cell for _, cell in frontier_parts(o)]
+
+
+# The part names `frontier_parts` tags cells with.
+PARTS = ("headline", "headline lrs", "state sweep", "seeds", "hybrids", "ablations", "v8192", "passkey",
+         "copy", "selective_copy", "induction", "cost")
+
+
+def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
+    """(part, cell) for every cell of the grid, in run order: the part a cell belongs to, so the report
+    can say how much of each part is stored and what it took (`PARTS`)."""
     grid = grid_for(o.device)
 
     def want(name: str) -> bool:
@@ -251,20 +262,20 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
     mqar_test = (grid.mqar["seq_len"] * 2,)
     recall = [m for m in recall_models(o.families) if want(m[0])]
     hybrids = [(name, HYBRID_DEPTH, ATTENTION_CFG, False) for name in hybrid_models() if want(name)]
-    cells: list[Cell] = []
+    cells: list[tuple[str, Cell]] = []
 
-    def recall_cells(models, task, task_cfg, test_lens, train_cfg, lrs_, seeds, widths) -> None:
+    def recall_cells(part, models, task, task_cfg, test_lens, train_cfg, lrs_, seeds, widths) -> None:
         for seed in seeds:
             for d in widths:
                 for name, depth, configs, _ in models:
                     fields = model_fields(resolve_model(name, depth, d, 0, configs))
                     compile_ = train_cfg.compile and compile_pays(o.device, set(fields["mixers"].values()))
                     for lr in lrs_:
-                        cells.append(Cell("retrieval", RetrievalSpec(
+                        cells.append((part, Cell("retrieval", RetrievalSpec(
                             **fields, task=task, task_cfg=task_cfg, test_lens=test_lens,
                             train_cfg=dataclasses.asdict(dataclasses.replace(train_cfg, lr=lr, seed=seed,
                                                                              compile=compile_)),
-                            device=o.device, dtype=o.dtype, seed=seed)))
+                            device=o.device, dtype=o.dtype, seed=seed))))
 
     first, more = grid.seeds[:1], grid.seeds[1:]
     heads = [m for m in recall if m[3]]
@@ -275,26 +286,26 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
         if want_task(task):
             cfg = grid.tasks[task]
             test_lens = tuple(cfg["seq_len"] * f for f in grid.test_factors)
-            recall_cells(task_models, task, cfg, test_lens, task_train, tuple(o.lrs or grid.task_lrs), first,
-                         (D_MODEL,))
+            recall_cells(task, task_models, task, cfg, test_lens, task_train,
+                         tuple(o.lrs or grid.task_lrs), first, (D_MODEL,))
 
     # Run order: one figure for every part first, so a grid cut short (or one session of it) already
     # has every family, every hybrid and the passkey ordering at the central lr; then the rest.
     ablations = [(f, RECALL_DEPTH, _config_for(f, knob), False)
                  for f in o.families if want(f) for knob in ABLATIONS.get(f, ())]
     if want_task("mqar"):
-        recall_cells(heads, "mqar", grid.mqar, mqar_test, train, lrs[:1], first, d_models)
-        recall_cells(ablations, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.sweep_lrs), first,
-                     d_models)
-        recall_cells(hybrids, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.hybrid_lrs), first,
-                     d_models)
+        recall_cells("headline", heads, "mqar", grid.mqar, mqar_test, train, lrs[:1], first, d_models)
+        recall_cells("ablations", ablations, "mqar", grid.mqar, mqar_test, train,
+                     tuple(o.lrs or grid.sweep_lrs), first, d_models)
+        recall_cells("hybrids", hybrids, "mqar", grid.mqar, mqar_test, train,
+                     tuple(o.lrs or grid.hybrid_lrs), first, d_models)
     task_cells("passkey")
     if want_task("mqar"):
-        recall_cells(heads, "mqar", grid.mqar, mqar_test, train, lrs[1:], first, d_models)
-        recall_cells([m for m in recall if not m[3]], "mqar", grid.mqar, mqar_test, train,
+        recall_cells("headline lrs", heads, "mqar", grid.mqar, mqar_test, train, lrs[1:], first, d_models)
+        recall_cells("state sweep", [m for m in recall if not m[3]], "mqar", grid.mqar, mqar_test, train,
                      tuple(o.lrs or grid.sweep_lrs), first, d_models)
-        recall_cells(heads, "mqar", grid.mqar, mqar_test, train, tuple(o.lrs or grid.seed_lrs), more,
-                     d_models)
+        recall_cells("seeds", heads, "mqar", grid.mqar, mqar_test, train,
+                     tuple(o.lrs or grid.seed_lrs), more, d_models)
     for task in grid.tasks:
         if task != "passkey":
             task_cells(task)
@@ -303,7 +314,7 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
                 for f in CPU_V8192["models"] if f in o.families and want(f)]
         long_train = dataclasses.replace(train, max_examples=CPU_V8192["max_examples"],
                                          n_train=CPU_V8192["max_examples"])
-        recall_cells(wide, "mqar", {**grid.mqar, "vocab_size": CPU_V8192["vocab_size"]}, mqar_test,
+        recall_cells("v8192", wide, "mqar", {**grid.mqar, "vocab_size": CPU_V8192["vocab_size"]}, mqar_test,
                      long_train, tuple(o.lrs or CPU_V8192["lrs"]), first, (D_MODEL,))
 
     # cost: every model of the mqar and hybrid parts, timed by the scaling harness; the headline models
@@ -314,7 +325,7 @@ def frontier_cells(o: FrontierOptions) -> list[Cell]:
             fields = model_fields(resolve_model(name, depth, d, 0, configs))
             for mode in modes:
                 for n in grid.cost_lens:
-                    cells.append(Cell("scaling", ScalingSpec(
+                    cells.append(("cost", Cell("scaling", ScalingSpec(
                         **fields, mode=mode, seq_len=n, batch=1, device=o.device, dtype=o.dtype, seed=0,
-                        **(o.decode_flags if mode == "decode" else {}))))
+                        **(o.decode_flags if mode == "decode" else {})))))
     return cells

@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from archbench.bench.runs import store
 from archbench.bench.runs.cell import Cell, Job, Outcome
 from archbench.bench.runs.executors import Executor, LocalExecutor
-from archbench.bench.runs.provenance import provenance
+from archbench.bench.runs.provenance import moment, provenance
 from archbench.bench.runs.schema import (
     Row,
     RowSchemaError,
@@ -150,7 +150,8 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
             return functools.partial(_describe, bar, task, experiment(job.kind).label(job.spec))
 
         for job, outcome in executor.map(pending(), progress_for):  # an outcome may name the node it ran on
-            write(_row(job, outcome, getattr(outcome, "provenance", None) or provenances_of(job.spec)[0]))
+            prov = getattr(outcome, "provenance", None) or {**provenances_of(job.spec)[0], **moment()}
+            write(_row(job, outcome, prov))
             bar.advance(task)
     if kept_failures:
         console.print(f"{kept_failures} stored cell(s) failed earlier and were kept as they are; "

@@ -95,5 +95,16 @@ def provenance(device: str, dtype: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cpu_peak_method": cpu_peak_method(),
         "plugins": _plugin_versions(),
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **moment(),
     }
+
+
+def moment() -> dict[str, Any]:
+    """The fields of a provenance that change from row to row: when the row was written, and the
+    machine's 1-minute load average then (None where the OS has none), so a timing is read beside
+    what else ran. A sweep takes the rest of its provenance once and these per row."""
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        load = None
+    return {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load_1m": load}

@@ -342,6 +342,12 @@ FRONTIER_FIXED = {"depth": "--depth", "mlp_ratio": "--mlp-ratio", "lens": "--len
 
 
 def _frontier_cells(o: Options) -> list[Cell]:
+    return [cell for _, cell in frontier_parts(o)]
+
+
+def frontier_parts(o: Options) -> list[tuple[str, Cell]]:
+    """(part, cell) of the frontier suite under `o` (bench/runs/frontier.py `PARTS`); the report counts
+    what each part has stored and took."""
     from archbench.bench.runs import frontier
 
     fixed = [flag for name, flag in FRONTIER_FIXED.items() if getattr(o, name) is not None]
@@ -351,7 +357,7 @@ def _frontier_cells(o: Options) -> list[Cell]:
                          "--dtype, --decode-backend")
     families = [m for m in list_archs() if m in frontier.STATE_KNOBS] + \
         [m for m in list_archs() if m not in frontier.STATE_KNOBS]  # plugins: one point, their default
-    return frontier.frontier_cells(frontier.FrontierOptions(
+    return frontier.frontier_parts(frontier.FrontierOptions(
         device=o.device, dtype=o.dtype or default_dtype(o.device), families=families, model_filter=o.models,
         tasks=None if o.task is None else ([] if o.task == "none" else [o.task]), modes=o.modes,
         lrs=o.lrs, max_examples=o.max_examples, d_models=o.d_models, decode_flags=decode_flags(o)))

@@ -1,0 +1,88 @@
+"""How much of the frontier grid is stored and what it took, for `archbench report`.
+
+The frontier suite is sized to a wall-time budget (bench/runs/frontier.py), so its size is a measured
+figure like any other: for each part of the grid (`frontier.PARTS`) the cells it has, how many are
+stored, the seconds the stored ones took (each row's own `wall_s`) and the machine's load when they
+were written (`load_1m`, rows from before it was recorded show n/a). Cells still to run are estimated
+from the median of the same part's stored cells, and said to be an estimate; a part with no stored cell
+gets no estimate.
+
+The grid is the one this checkout defines: cells an older grid ran under other settings are not
+counted (they stay in their own tables).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from archbench.bench.report.format import NA, markdown
+from archbench.bench.report.outputs import Outputs
+from archbench.bench.runs.schema import OK, cell_key
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h"
+
+
+def grid_table(stored: pd.DataFrame, parts: list[tuple[str, str]],
+               cores: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(table, its raw CSV, a summary) for one device. `stored`: one row per stored cell (columns cell,
+    status, wall_s, load_1m); `parts`: (part, cell key) of the grid in run order."""
+    joined = pd.DataFrame(parts, columns=["part", "cell"]).merge(stored, on="cell", how="left")
+    md, csv = [], []
+    for part, g in joined.groupby("part", sort=False):
+        done = g[g["status"].notna()]
+        left = len(g) - len(done)
+        median = float(done["wall_s"].median()) if len(done) else None
+        estimate = None if median is None else median * left
+        loads = pd.to_numeric(done["load_1m"]).dropna()
+        ok = int((done["status"] == OK).sum())
+        csv.append({"part": part, "cells": len(g), "stored": len(done), "ok": ok,
+                    "measured_s": float(done["wall_s"].sum()), "median_cell_s": median,
+                    "load_1m_median": float(loads.median()) if len(loads) else None,
+                    "left": left, "left_estimate_s": estimate})
+        md.append({"part": part, "cells": len(g), "stored": len(done), "ok": ok,
+                   "measured": _hours(csv[-1]["measured_s"]) if len(done) else NA,
+                   "median cell": NA if median is None else f"{median:.0f} s",
+                   "load (median, range)": f"{loads.median():.1f} ({loads.min():.1f}–{loads.max():.1f})"
+                   if len(loads) else NA,
+                   "left (estimate)": "0" if not left else
+                   f"{left} ({NA if estimate is None else _hours(estimate)})"})
+    raw = pd.DataFrame(csv)
+    took, est = float(raw["measured_s"].sum()), float(raw["left_estimate_s"].fillna(0).sum())
+    no_estimate = raw[(raw["left"] > 0) & raw["left_estimate_s"].isna()]["part"].tolist()
+    summary = (f"{int(raw['stored'].sum())} of {int(raw['cells'].sum())} cells stored, {_hours(took)} of "
+               f"cell time measured ({_hours(took / cores)} of wall time at one process per core on "
+               f"{cores} cores). The {int(raw['left'].sum())} cells left: about {_hours(est)} of cell time "
+               f"({_hours(est / cores)} wall), each part's median stored cell times its cells left"
+               + (f"; no estimate for {', '.join(no_estimate)} (nothing stored yet)" if no_estimate else "")
+               + ". Seconds are the rows' own `wall_s`; the load is the 1-minute load average when a row "
+               "was written (`load_1m`; n/a for rows from before it was recorded).")
+    return pd.DataFrame(md), raw, summary
+
+
+def grid_tables(out: Outputs, frames: dict[str, pd.DataFrame], slugs: dict[str, str]) -> None:
+    """One table per device name that holds rows of the frontier grid."""
+    from archbench.bench.runs.suites import Options, frontier_parts
+
+    stored = pd.concat([f[["cell", "status", "wall_s", "device_name", "device", "provenance"]]
+                        for k, f in frames.items() if k in ("retrieval", "scaling")], ignore_index=True) \
+        if any(k in frames for k in ("retrieval", "scaling")) else pd.DataFrame()
+    if stored.empty:
+        return
+    stored = stored.assign(load_1m=[p.get("load_1m") for p in stored["provenance"]],
+                           cores=[p.get("cpu_count") for p in stored["provenance"]])
+    grids: dict[str, list[tuple[str, str]]] = {}
+    for (dev_name, device), rows in stored.groupby(["device_name", "device"], sort=True):
+        device = "cuda" if str(device).startswith("cuda") else "cpu"
+        if device not in grids:
+            grids[device] = [(part, cell_key(c.spec)) for part, c in frontier_parts(Options(device=device))]
+        keys = {k for _, k in grids[device]}
+        mine = rows[rows["cell"].isin(keys)]
+        if mine.empty:
+            continue
+        cores = int(pd.to_numeric(mine["cores"]).max()) if mine["cores"].notna().any() else 1
+        table, raw, summary = grid_table(mine[["cell", "status", "wall_s", "load_1m"]], grids[device], cores)
+        out.table(f"Frontier grid: {dev_name}", f"frontier_{slugs[dev_name]}_grid",
+                  "the frontier grid by part: cells stored and the time they took",
+                  markdown(table) + "\n\n" + summary, raw)
