@@ -26,6 +26,10 @@ Ray cluster (`--address`) spreads it over machines; the run resumes, so a grid m
 sessions. Cost cells time the model: run them on a quiet machine (`--task none` leaves out every
 recall part; `--modes decode` keeps only the decode cells among the cost cells).
 
+`archbench report` writes `frontier_<device>_grid.md`: each part's cells (`frontier_parts` tags them
+with `PARTS`), how many are stored, the time they took and the load then, so the grid's size is a
+measured figure.
+
 Glossary: n = seq_len, K = num_kv_pairs, V = vocab_size, lr learning rate, w SWA window.
 """
 
