@@ -29,7 +29,7 @@ def test_parts_count_stored_cells_sum_their_time_and_estimate_only_from_their_ow
     md = table.set_index("part")
     assert md.loc["b", "measured"] == "n/a" and md.loc["b", "left (estimate)"] == "1 (n/a)"
     assert md.loc["a", "load (median, range)"] == "1.0 (1.0–1.0)"
-    assert summary.startswith("2 of 4 cells stored") and "no estimate for b" in summary
+    assert summary.startswith("2 of 4 cells stored") and "no estimate for b (none stored)" in summary
 
 
 def test_report_writes_the_grid_table_for_rows_of_the_frontier_grid(tmp_path: Path) -> None:

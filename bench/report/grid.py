@@ -53,10 +53,12 @@ def grid_table(stored: pd.DataFrame, parts: list[tuple[str, str]],
     no_estimate = raw[(raw["left"] > 0) & raw["left_estimate_s"].isna()]["part"].tolist()
     summary = (f"{int(raw['stored'].sum())} of {int(raw['cells'].sum())} cells stored, {_hours(took)} of "
                f"cell time measured ({_hours(took / cores)} of wall time at one process per core on "
-               f"{cores} cores). The {int(raw['left'].sum())} cells left: about {_hours(est)} of cell time "
-               f"({_hours(est / cores)} wall), each part's median stored cell times its cells left"
-               + (f"; no estimate for {', '.join(no_estimate)} (nothing stored yet)" if no_estimate else "")
-               + ". Seconds are the rows' own `wall_s`; the load is the 1-minute load average when a row "
+               f"{cores} cores). "
+               + (f"The {int(raw['left'].sum())} cells left: about {_hours(est)} of cell time "
+                  f"({_hours(est / cores)} wall), each part's median stored cell times its cells left"
+                  + (f"; no estimate for {', '.join(no_estimate)} (none stored)" if no_estimate else "")
+                  + "." if int(raw["left"].sum()) else "Every cell is stored.")
+               + " Seconds are the rows' own `wall_s`; the load is the 1-minute load average when a row "
                "was written (`load_1m`; n/a for rows from before it was recorded).")
     return pd.DataFrame(md), raw, summary
 
