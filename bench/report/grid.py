@@ -67,20 +67,19 @@ def grid_tables(out: Outputs, frames: dict[str, pd.DataFrame], slugs: dict[str, 
     """One table per device name that holds rows of the frontier grid."""
     from archbench.bench.runs.suites import Options, frontier_parts
 
-    stored = pd.concat([f[["cell", "status", "wall_s", "device_name", "device", "provenance"]]
-                        for k, f in frames.items() if k in ("retrieval", "scaling")], ignore_index=True) \
-        if any(k in frames for k in ("retrieval", "scaling")) else pd.DataFrame()
-    if stored.empty:
+    kinds = [f for k, f in frames.items() if k in ("retrieval", "scaling")]
+    if not kinds:
         return
-    stored = stored.assign(load_1m=[p.get("load_1m") for p in stored["provenance"]],
+    cols = ["cell", "status", "wall_s", "device_name", "device", "provenance"]
+    stored = pd.concat([f[cols] for f in kinds], ignore_index=True)
+    stored = stored.assign(grid=["cuda" if str(d).startswith("cuda") else "cpu" for d in stored["device"]],
+                           load_1m=[p.get("load_1m") for p in stored["provenance"]],
                            cores=[p.get("cpu_count") for p in stored["provenance"]])
-    grids: dict[str, list[tuple[str, str]]] = {}
-    for (dev_name, device), rows in stored.groupby(["device_name", "device"], sort=True):
-        device = "cuda" if str(device).startswith("cuda") else "cpu"
+    grids: dict[str, list[tuple[str, str]]] = {}  # "cpu" / "cuda" -> (part, cell key) of that grid
+    for (dev_name, device), rows in stored.groupby(["device_name", "grid"], sort=True):
         if device not in grids:
             grids[device] = [(part, cell_key(c.spec)) for part, c in frontier_parts(Options(device=device))]
-        keys = {k for _, k in grids[device]}
-        mine = rows[rows["cell"].isin(keys)]
+        mine = rows[rows["cell"].isin({k for _, k in grids[device]})]
         if mine.empty:
             continue
         cores = int(pd.to_numeric(mine["cores"]).max()) if mine["cores"].notna().any() else 1

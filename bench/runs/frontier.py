@@ -1,7 +1,7 @@
 """The frontier suite: recall against cost for every family, at several state sizes, and for hybrid
 ratios and placements (issue 11). Written as data, like the other suites; `archbench run frontier`.
 
-The suite has seven parts (`frontier_cells` runs them interleaved: every family, every hybrid and
+The suite has seven parts (`frontier_parts` runs them interleaved: every family, every hybrid and
 passkey at the central learning rate first, so a grid cut short — or one session of it — already
 has one figure for each; a resumed run picks up where it stopped):
 
@@ -233,19 +233,14 @@ class FrontierOptions:
     decode_flags: dict[str, bool]
 
 
-def frontier_cells(o: FrontierOptions) -> list[Cell]:
-    """The grid's cells in run order (see the comment below), cost cells last."""
-    return [cell for _, cell in frontier_parts(o)]
-
-
 # The part names `frontier_parts` tags cells with.
 PARTS = ("headline", "headline lrs", "state sweep", "seeds", "hybrids", "ablations", "v8192", "passkey",
          "copy", "selective_copy", "induction", "cost")
 
 
 def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
-    """(part, cell) for every cell of the grid, in run order: the part a cell belongs to, so the report
-    can say how much of each part is stored and what it took (`PARTS`)."""
+    """(part, cell) for every cell of the grid in run order (see the comment below), cost cells last; the
+    part (`PARTS`) lets the report say how much of each part is stored and what it took."""
     grid = grid_for(o.device)
 
     def want(name: str) -> bool:

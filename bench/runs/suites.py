@@ -341,10 +341,6 @@ FRONTIER_FIXED = {"depth": "--depth", "mlp_ratio": "--mlp-ratio", "lens": "--len
                   "max_batch": "--max-batch"}  # Options field -> the flag that sets it
 
 
-def _frontier_cells(o: Options) -> list[Cell]:
-    return [cell for _, cell in frontier_parts(o)]
-
-
 def frontier_parts(o: Options) -> list[tuple[str, Cell]]:
     """(part, cell) of the frontier suite under `o` (bench/runs/frontier.py `PARTS`); the report counts
     what each part has stored and took."""
@@ -383,7 +379,7 @@ def build(suite: str, o: Options) -> Plan:
     if suite == "generation":
         plan.cells += generation_cells(o)
     if suite == "frontier":
-        plan.cells += _frontier_cells(o)
+        plan.cells += [cell for _, cell in frontier_parts(o)]
     if not plan.cells:
         raise SuiteError("; ".join(plan.notes) or f"suite {suite} has no cells with these options")
     return plan
