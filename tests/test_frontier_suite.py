@@ -59,6 +59,28 @@ def test_headline_cells_run_at_a_second_seed() -> None:
     assert all(s == {0, 1} for s in seeds.values()), seeds
 
 
+def test_one_lr_parts_run_a_family_at_its_own_lr_where_the_grid_names_one() -> None:
+    def lrs(cells, family):  # (seed, state knob) -> lrs of the depth-2 MQAR cells of `family`
+        out = collections.defaultdict(set)
+        for c in cells:
+            if c.kind == "retrieval" and c.spec.task == "mqar" and c.spec.model == family \
+                    and c.spec.depth == frontier.RECALL_DEPTH and c.spec.task_cfg["vocab_size"] == 1024:
+                out[c.spec.seed, str(c.spec.configs)].add(c.spec.lr)
+        return out
+
+    cells = _cells()
+    own, central = frontier.CPU_GRID.family_lrs["rwkv7"], frontier.CPU_GRID.sweep_lrs[0]
+    assert own != central
+    for family, one_lr in (("rwkv7", own), ("deltanet", central)):
+        by_cell = lrs(cells, family)
+        heads = [k for k, v in by_cell.items() if v == set(frontier.CPU_GRID.lrs)]
+        assert len(heads) == 1 and heads[0][0] == 0  # the headline (seed 0) keeps every lr
+        del by_cell[heads[0]]
+        assert len(by_cell) == 3  # two more state sizes and seed 1 ...
+        assert all(v == {one_lr} for v in by_cell.values()), (family, by_cell)  # ... at one lr
+    # --lrs names the lrs of every part, family lrs included
+    assert all(v == {0.02} for v in lrs(_cells(lrs=[0.02]), "rwkv7").values())
+
 def test_hybrid_placements_are_distinct_models_and_presets_keep_their_names() -> None:
     names = frontier.hybrid_models()
     layers = [_layers(resolve_model(n, 4, 8)) for n in names]
