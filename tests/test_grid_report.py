@@ -30,6 +30,18 @@ def test_parts_count_stored_cells_sum_their_time_and_estimate_only_from_their_ow
     assert md.loc["b", "measured"] == "n/a" and md.loc["b", "left (estimate)"] == "1 (n/a)"
     assert md.loc["a", "load (median, range)"] == "1.0 (1.0–1.0)"
     assert summary.startswith("2 of 4 cells stored") and "no estimate for b (none stored)" in summary
+    assert "(0.06 h of wall time at one process per core on 2 cores)" in summary  # 400 s / 2
+
+
+def test_serial_parts_count_their_whole_time_towards_the_wall_time() -> None:
+    parts = [("train", "k1"), ("train", "k2"), ("cost", "k3"), ("cost", "k4")]
+    stored = pd.DataFrame({"cell": ["k1", "k2", "k3"], "status": ["ok"] * 3,
+                           "wall_s": [3600.0, 3600.0, 1800.0], "load_1m": [2.0, 2.0, 0.1]})
+    _, _, summary = grid_table(stored, parts, cores=2)
+    # training 2 h over 2 cores, cost 0.5 h one cell at a time; the cost cell left, 0.5 h, in turn too
+    assert "2.50 h of cell time measured (1.50 h of wall time at one process per core on 2 cores, " \
+           "the cost cells one at a time)" in summary
+    assert "about 0.50 h of cell time (0.50 h wall)" in summary
 
 
 def test_report_writes_the_grid_table_for_rows_of_the_frontier_grid(tmp_path: Path) -> None:

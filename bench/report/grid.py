@@ -24,10 +24,12 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def grid_table(stored: pd.DataFrame, parts: list[tuple[str, str]],
-               cores: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def grid_table(stored: pd.DataFrame, parts: list[tuple[str, str]], cores: int,
+               serial: tuple[str, ...] = ("cost",)) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(table, its raw CSV, a summary) for one device. `stored`: one row per stored cell (columns cell,
-    status, wall_s, load_1m); `parts`: (part, cell key) of the grid in run order."""
+    status, wall_s, load_1m); `parts`: (part, cell key) of the grid in run order. The summary's wall
+    time runs the `serial` parts one cell at a time (the cost cells time the model: nothing else may
+    run beside them) and every other part at one process per core."""
     joined = pd.DataFrame(parts, columns=["part", "cell"]).merge(stored, on="cell", how="left")
     md, csv = [], []
     for part, g in joined.groupby("part", sort=False):
@@ -49,13 +51,21 @@ def grid_table(stored: pd.DataFrame, parts: list[tuple[str, str]],
                    "left (estimate)": "0" if not left else
                    f"{left} ({NA if estimate is None else _hours(estimate)})"})
     raw = pd.DataFrame(csv)
+    one_by_one = raw["part"].isin(serial)
+
+    def wall(column: str) -> float:  # the parallel parts shared over the cores, the serial ones in turn
+        seconds = raw[column].fillna(0)
+        return float(seconds[~one_by_one].sum() / cores + seconds[one_by_one].sum())
+
     took, est = float(raw["measured_s"].sum()), float(raw["left_estimate_s"].fillna(0).sum())
     no_estimate = raw[(raw["left"] > 0) & raw["left_estimate_s"].isna()]["part"].tolist()
+    how = (f"one process per core on {cores} cores" if not one_by_one.any() else
+           f"one process per core on {cores} cores, the {', '.join(raw[one_by_one]['part'])} cells one at "
+           "a time")
     summary = (f"{int(raw['stored'].sum())} of {int(raw['cells'].sum())} cells stored, {_hours(took)} of "
-               f"cell time measured ({_hours(took / cores)} of wall time at one process per core on "
-               f"{cores} cores). "
+               f"cell time measured ({_hours(wall('measured_s'))} of wall time at {how}). "
                + (f"The {int(raw['left'].sum())} cells left: about {_hours(est)} of cell time "
-                  f"({_hours(est / cores)} wall), each part's median stored cell times its cells left"
+                  f"({_hours(wall('left_estimate_s'))} wall), each part's median stored cell times its cells left"
                   + (f"; no estimate for {', '.join(no_estimate)} (none stored)" if no_estimate else "")
                   + "." if int(raw["left"].sum()) else "Every cell is stored.")
                + " Seconds are the rows' own `wall_s`; the load is the 1-minute load average when a row "
