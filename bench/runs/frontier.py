@@ -105,8 +105,8 @@ class Grid:
     family_lrs: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-# CPU: a training cell takes 25-550 s on one core (measured, README "The frontier grid, first session"),
-# so the whole grid is about 5.5 hours on this 2-core machine; it resumes across sessions. MQAR at
+# CPU: what each part's cells took is measured, not assumed: `archbench report` writes it from the rows'
+# `wall_s` (results/frontier_<device>_grid.md); the run resumes, so the grid may span sessions. MQAR at
 # n=64, K=8 with V=1024: 512 keys, so every key is one of many and the state must hold which 8 of them
 # this row bound (V=64 bound 24 of 31 keys at n=256 and stopped measuring capacity).
 CPU_GRID = Grid(
