@@ -9,6 +9,10 @@ cost is `extra_info["warmup_s"]`. `extra_info["examples_per_s"]` is batch / medi
     taskset -c 1 pytest bench/test_train_speed.py --benchmark-only \
         --benchmark-json=results/raw/pytest-benchmark/train_speed.json
     ARCHBENCH_TRAIN_MIXERS=mamba2,kda pytest bench/test_train_speed.py --benchmark-only
+    ARCHBENCH_TRAIN_BATCH=128 pytest bench/test_train_speed.py --benchmark-only   # another batch size
+
+A larger batch at the same number of examples means fewer optimiser steps: what it buys in examples/s
+is measured here; whether the models still learn at it is a question for the retrieval grid.
 
 Time it on a quiet core with one torch thread (the retrieval cells run one thread each).
 """
@@ -28,6 +32,7 @@ from archbench.tasks import create
 MIXERS = os.environ.get("ARCHBENCH_TRAIN_MIXERS", "").split(",") if os.environ.get(
     "ARCHBENCH_TRAIN_MIXERS") else list_archs()
 ROUNDS = 10
+BATCH = int(os.environ.get("ARCHBENCH_TRAIN_BATCH", CPU_GRID.train.batch_size))
 
 
 @pytest.mark.parametrize("backend", ["eager", "compiled"])
@@ -36,7 +41,7 @@ def test_train_step(benchmark, mixer: str, backend: str) -> None:
     torch.set_num_threads(int(os.environ.get("ARCHBENCH_TRAIN_THREADS", "1")))
     task = create("mqar", **CPU_GRID.mqar)
     cfg = CPU_GRID.train
-    x, y = (torch.from_numpy(a) for a in task.make(cfg.batch_size, np.random.default_rng(0)))
+    x, y = (torch.from_numpy(a) for a in task.make(BATCH, np.random.default_rng(0)))
     torch.manual_seed(0)
     model = LM(resolve_model(mixer, RECALL_DEPTH, D_MODEL, 0, ATTENTION_CFG), task.vocab_size).train()
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=1e-3, fused=True)
@@ -53,9 +58,9 @@ def test_train_step(benchmark, mixer: str, backend: str) -> None:
     for _ in range(3):  # compiles (forward and backward graphs) and warms the caches
         step()
     warmup_s = time.perf_counter() - start
-    benchmark.group = f"train step mqar n={task.seq_len} V={task.vocab_size} d={D_MODEL} b={cfg.batch_size}"
+    benchmark.group = f"train step mqar n={task.seq_len} V={task.vocab_size} d={D_MODEL} b={BATCH}"
     benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=0)
     benchmark.extra_info.update(
         mixer=mixer, backend=backend + loss_fn.note.replace("+train compiled", ""),
         warmup_s=round(warmup_s, 1), threads=torch.get_num_threads(),
-        examples_per_s=round(cfg.batch_size / benchmark.stats.stats.median, 1))
+        examples_per_s=round(BATCH / benchmark.stats.stats.median, 1))

@@ -59,7 +59,7 @@ def test_headline_cells_run_at_a_second_seed() -> None:
     assert all(s == {0, 1} for s in seeds.values()), seeds
 
 
-def test_one_lr_parts_run_a_family_at_its_own_lr_where_the_grid_names_one() -> None:
+def test_one_lr_parts_run_a_family_at_its_own_lrs_where_the_grid_names_them() -> None:
     def lrs(cells, family):  # (seed, state knob) -> lrs of the depth-2 MQAR cells of `family`
         out = collections.defaultdict(set)
         for c in cells:
@@ -69,17 +69,20 @@ def test_one_lr_parts_run_a_family_at_its_own_lr_where_the_grid_names_one() -> N
         return out
 
     cells = _cells()
-    own, central = frontier.CPU_GRID.family_lrs["rwkv7"], frontier.CPU_GRID.sweep_lrs[0]
-    assert own != central
-    for family, one_lr in (("rwkv7", own), ("deltanet", central)):
+    central = frontier.CPU_GRID.sweep_lrs
+    assert len(central) == 1
+    own = frontier.CPU_GRID.family_lrs
+    assert own["rwkv7"] != central and len(own["kda"]) == 2  # one lr of its own, and two
+    for family, one_lr in (("rwkv7", own["rwkv7"]), ("kda", own["kda"]), ("deltanet", central)):
         by_cell = lrs(cells, family)
         heads = [k for k, v in by_cell.items() if v == set(frontier.CPU_GRID.lrs)]
         assert len(heads) == 1 and heads[0][0] == 0  # the headline (seed 0) keeps every lr
         del by_cell[heads[0]]
         assert len(by_cell) == 3  # two more state sizes and seed 1 ...
-        assert all(v == {one_lr} for v in by_cell.values()), (family, by_cell)  # ... at one lr
+        assert all(v == set(one_lr) for v in by_cell.values()), (family, by_cell)  # ... at its lrs
     # --lrs names the lrs of every part, family lrs included
     assert all(v == {0.02} for v in lrs(_cells(lrs=[0.02]), "rwkv7").values())
+
 
 def test_hybrid_placements_are_distinct_models_and_presets_keep_their_names() -> None:
     names = frontier.hybrid_models()

@@ -10,8 +10,8 @@ has one figure for each; a resumed run picks up where it stopped):
               family's own state knob swept (`STATE_KNOBS`), so each draws a curve of accuracy against
               measured state bytes; rows keep every lr (the report shows best-of-sweep and sensitivity)
     seeds     the headline cells again at seed 1 (the spread)
-              On CPU the state sweep and the seeds run at one lr: the central one, or a family's
-              own where it learns only there (`Grid.family_lrs`).
+              On CPU the state sweep and the seeds run at the central lr, or at a family's own
+              lrs where its headline cells learn away from it (`Grid.family_lrs`).
     hybrids   depth-4 models with 0, 1, 2 or 4 attention-like layers at different positions, for each
               recurrent partner (Mamba-2, Gated DeltaNet) and attention-like partner (full attention,
               sliding-window attention), plus the production presets that fit depth 4
@@ -99,10 +99,10 @@ class Grid:
     test_factors: tuple[int, ...]  # tasks are scored at L times each of these
     cost_lens: tuple[int, ...]
     d_models: tuple[int, ...] = (D_MODEL,)
-    # Where a one-lr part (the state sweep, the seeds) runs a family at its own lr instead of the first
-    # of `sweep_lrs` / `seed_lrs`: a family that learns only away from the central lr would otherwise
-    # draw a flat curve at chance and a spread of two failures.
-    family_lrs: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Where a one-lr part (the state sweep, the seeds) runs a family at its own lrs instead of the
+    # single lr of `sweep_lrs` / `seed_lrs`: a family that learns only away from the central lr would
+    # otherwise draw a flat curve at chance and a spread of two failures.
+    family_lrs: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
 
 
 # CPU: what each part's cells took is measured, not assumed: `archbench report` writes it from the rows'
@@ -134,9 +134,10 @@ CPU_GRID = Grid(
                            target_accuracy=0.99),
     test_factors=(2, 4, 8),
     cost_lens=(4096, 16384),
-    # The families whose headline cells (seed 0) recall clearly better at 3e-3 than at 1e-2: RWKV-7
-    # 0.952 vs 0.003, KDA 0.810 vs 0.767 (and 0.082 at 1e-2 with seed 1), Mamba-3 0.072 vs 0.003.
-    family_lrs={"rwkv7": 3e-3, "kda": 3e-3, "mamba3": 3e-3},
+    # The families whose headline cells (seed 0) learn at 3e-3 and not at 1e-2: RWKV-7 0.952 vs 0.003,
+    # Mamba-3 0.072 vs 0.003. KDA learns at both (0.810 at 3e-3, 0.768 at 1e-2; seed 1 fails at both,
+    # 0.116 and 0.082) and its largest head only at 1e-2 (0.962 vs 0.640), so it keeps both.
+    family_lrs={"rwkv7": (3e-3,), "kda": (1e-2, 3e-3), "mamba3": (3e-3,)},
 )
 # GPU: Zoology's scale (V = 8192, its four learning rates, 64 x 20k steps), widths 64-256.
 GPU_GRID = Grid(
@@ -172,15 +173,17 @@ PLACEMENTS = {"attention": ("RRRR", "XRRR", "RRXR", "RRRX", "RXRX", "XXXX"), "sw
 HYBRID_PRESETS = ("qwen3-next", "mamba2-attn", "kimi-linear", "samba")
 
 
-# Training steps that compiling does not speed up on CPU (`pytest bench/test_train_speed.py`, table
-# results/train_speed_*.md; one thread, load ~3): Mamba-1 0.43x (its selective scan compiles into a
-# slower loop), sliding-window attention 0.85x, attention 1.03x; every other mixer 1.3-2.5x.
+# Training steps that compiling does not pay for on CPU (`pytest bench/test_train_speed.py`, table
+# results/train_speed_*-b-64.md; one quiet core): Mamba-1 0.37x (its selective scan compiles into a
+# slower loop); sliding-window attention 1.15x and attention 1.07x, less than their compile costs at
+# 40k examples (SWA 33 s eager vs 28 s + 6 s; an earlier run at load ~3: 0.85x, 1.03x); every other
+# mixer 1.3-2.3x.
 EAGER_TRAIN_CPU = frozenset({"mamba", "swa", "attention"})
 
 
 def compile_pays(device: str, mixers: set[str]) -> bool:
     """Whether a model of these mixers trains faster compiled: on CPU not with Mamba-1 in it (the
-    slowest layer gets 2.3x slower), nor when all its layers are attention; on CUDA always."""
+    slowest layer gets 2.7x slower), nor when all its layers are attention; on CUDA always."""
     if device == "cuda":
         return True
     return "mamba" not in mixers and not mixers <= EAGER_TRAIN_CPU
@@ -273,9 +276,9 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
     hybrids = [(name, HYBRID_DEPTH, ATTENTION_CFG, False) for name in hybrid_models() if want(name)]
     cells: list[tuple[str, Cell]] = []
 
-    def own_lr(name: str, lrs_: tuple[float, ...]) -> tuple[float, ...]:
-        """A one-lr part's lr for this family (`Grid.family_lrs`); `--lrs` and several lrs are kept."""
-        return lrs_ if o.lrs or len(lrs_) != 1 else (grid.family_lrs.get(name, lrs_[0]),)
+    def own_lrs(name: str, lrs_: tuple[float, ...]) -> tuple[float, ...]:
+        """A one-lr part's lrs for this family (`Grid.family_lrs`); `--lrs` and several lrs are kept."""
+        return lrs_ if o.lrs or len(lrs_) != 1 else grid.family_lrs.get(name, lrs_)
 
     def recall_cells(part, models, task, task_cfg, test_lens, train_cfg, lrs_, seeds, widths,
                      family_lr=False) -> None:
@@ -284,7 +287,7 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
                 for name, depth, configs, _ in models:
                     fields = model_fields(resolve_model(name, depth, d, 0, configs))
                     compile_ = train_cfg.compile and compile_pays(o.device, set(fields["mixers"].values()))
-                    for lr in own_lr(name, lrs_) if family_lr else lrs_:
+                    for lr in own_lrs(name, lrs_) if family_lr else lrs_:
                         cells.append((part, Cell("retrieval", RetrievalSpec(
                             **fields, task=task, task_cfg=task_cfg, test_lens=test_lens,
                             train_cfg=dataclasses.asdict(dataclasses.replace(train_cfg, lr=lr, seed=seed,
