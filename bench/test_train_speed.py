@@ -32,13 +32,23 @@ from archbench.tasks import create
 MIXERS = os.environ.get("ARCHBENCH_TRAIN_MIXERS", "").split(",") if os.environ.get(
     "ARCHBENCH_TRAIN_MIXERS") else list_archs()
 ROUNDS = 10
-BATCH = int(os.environ.get("ARCHBENCH_TRAIN_BATCH", CPU_GRID.train.batch_size))
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    if not value.isdigit() or int(value) < 1:
+        raise pytest.UsageError(f"{name} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+BATCH = _positive_int("ARCHBENCH_TRAIN_BATCH", CPU_GRID.train.batch_size)
+THREADS = _positive_int("ARCHBENCH_TRAIN_THREADS", 1)
 
 
 @pytest.mark.parametrize("backend", ["eager", "compiled"])
 @pytest.mark.parametrize("mixer", MIXERS)
 def test_train_step(benchmark, mixer: str, backend: str) -> None:
-    torch.set_num_threads(int(os.environ.get("ARCHBENCH_TRAIN_THREADS", "1")))
+    torch.set_num_threads(THREADS)
     task = create("mqar", **CPU_GRID.mqar)
     cfg = CPU_GRID.train
     x, y = (torch.from_numpy(a) for a in task.make(BATCH, np.random.default_rng(0)))

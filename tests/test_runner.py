@@ -3,7 +3,10 @@ duplicates; --retry-failed reruns failures and keeps the old rows; jobs cross th
 
 import dataclasses
 import pickle
+import signal
+import sys
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -151,6 +154,32 @@ def test_jobs_and_outcomes_cross_the_executor_seam_as_plain_data(tmp_path) -> No
 
 def test_sigint_then_rerun_gives_every_cell_exactly_once(tmp_path: Path) -> None:
     assert_interrupt_then_rerun_writes_each_cell_once(tmp_path)
+
+
+def test_a_ctrl_c_python_drops_inside_a_cell_still_stops_the_run_after_that_cells_row(tmp_path,
+                                                                                     monkeypatch) -> None:
+    calls, dropped = [], []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(unraisable.exc_type))
+
+    class Dropped:
+        pass
+
+    def run(cls, spec, budget_s, progress=None):
+        calls.append(spec.seq_len)
+        if len(calls) == 1:  # Ctrl-C arrives while Python runs a weakref callback, which drops it
+            obj = Dropped()
+            ref = weakref.ref(obj, lambda _ref: signal.raise_signal(signal.SIGINT))
+            del obj
+            assert ref() is None
+        return RESULT
+
+    monkeypatch.setattr(Scaling, "run", classmethod(run))
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_cells(cells((16, 32, 64)), tmp_path)
+    assert dropped == [KeyboardInterrupt]  # Python did drop it ("Exception ignored in ...")
+    assert calls == [16]  # the run stopped after the cell it landed in ...
+    assert [r.spec.seq_len for r in read_rows(tmp_path / "raw")] == [16]  # ... whose row is kept
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_result_that_does_not_fit_its_schema_is_an_error_row_and_the_store_stays_readable(

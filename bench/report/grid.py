@@ -65,7 +65,8 @@ def grid_table(stored: pd.DataFrame, parts: list[tuple[str, str]], cores: int,
     summary = (f"{int(raw['stored'].sum())} of {int(raw['cells'].sum())} cells stored, {_hours(took)} of "
                f"cell time measured ({_hours(wall('measured_s'))} of wall time at {how}). "
                + (f"The {int(raw['left'].sum())} cells left: about {_hours(est)} of cell time "
-                  f"({_hours(wall('left_estimate_s'))} wall), each part's median stored cell times its cells left"
+                  f"({_hours(wall('left_estimate_s'))} wall), each part's median stored cell times its "
+                  "cells left"
                   + (f"; no estimate for {', '.join(no_estimate)} (none stored)" if no_estimate else "")
                   + "." if int(raw["left"].sum()) else "Every cell is stored.")
                + " Seconds are the rows' own `wall_s`; the load is the 1-minute load average when a row "

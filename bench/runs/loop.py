@@ -10,7 +10,8 @@ The loop
   - skips the longer lengths of a series (same cell but for n) once a length failed, across resumes
     too, and cells that cannot run by design (a decode cell of a model without a recurrent step);
   - appends and fsyncs one row per cell (bench/runs/schema.py) in this one process, with provenance,
-    so an interrupt loses only the cells in progress;
+    so an interrupt loses only the cells in progress, and stops the run even where Python swallowed
+    the KeyboardInterrupt (`_interrupts_noticed`);
   - holds the store's one-writer lock (store.RunLock) from before it reads the stored rows to the end:
     a results folder that cannot take rows, or that another run is writing, is refused before any
     cell runs, and a row that cannot be written whole (disk full) stops the sweep (RowWriteError).
@@ -22,7 +23,10 @@ Glossary
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +85,30 @@ def _one_writer(run):
     return locked
 
 
+@contextlib.contextmanager
+def _interrupts_noticed():
+    """Yield a function telling whether Ctrl-C came while the block ran; Ctrl-C still raises
+    KeyboardInterrupt at once. Why both: Python drops an exception raised while it runs a weakref
+    callback or a `__del__` ("Exception ignored in ..."), and a Ctrl-C landing there would be lost —
+    the run went on to its last cell. The loop checks between cells, so such a Ctrl-C stops it there.
+    Only where SIGINT has Python's own handler (not when it is ignored, nor off the main thread)."""
+    came = threading.Event()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield came.is_set
+        return
+
+    def noticed(signum: int, frame: Any) -> None:
+        came.set()
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, noticed)
+    try:
+        yield came.is_set
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @_one_writer
 def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = None, budget_s: float = 1.0,
               retry_failed: bool = False, executor: Executor | None = None,
@@ -121,13 +149,15 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
     kept_failures = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                *getattr(executor, "progress_columns", ()))  # a cluster's queued / running / done
-    with Progress(*columns, console=console, transient=False) as bar:
+    with Progress(*columns, console=console, transient=False) as bar, _interrupts_noticed() as interrupted:
         task = bar.add_task("cells", total=len(cells))
 
         def pending():
             """The jobs to run, decided one at a time as the executor asks (see executors.py)."""
             nonlocal kept_failures
             for kind, spec in cells:
+                if interrupted():
+                    raise KeyboardInterrupt
                 prov, old = _stored(newest, spec, provenances_of(spec), retry_failed)
                 if old is not None and not (retry_failed and is_retryable(old.status)):
                     kept_failures += is_retryable(old.status)
@@ -153,6 +183,8 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
             prov = getattr(outcome, "provenance", None) or {**provenances_of(job.spec)[0], **moment()}
             write(_row(job, outcome, prov))
             bar.advance(task)
+            if interrupted():  # a Ctrl-C that Python swallowed inside the cell: stop after its row
+                raise KeyboardInterrupt
     if kept_failures:
         console.print(f"{kept_failures} stored cell(s) failed earlier and were kept as they are; "
                       "--retry-failed runs them again")
