@@ -59,9 +59,8 @@ def grid_table(stored: pd.DataFrame, parts: list[tuple[str, str]], cores: int,
 
     took, est = float(raw["measured_s"].sum()), float(raw["left_estimate_s"].fillna(0).sum())
     no_estimate = raw[(raw["left"] > 0) & raw["left_estimate_s"].isna()]["part"].tolist()
-    how = (f"one process per core on {cores} cores" if not one_by_one.any() else
-           f"one process per core on {cores} cores, the {', '.join(raw[one_by_one]['part'])} cells one at "
-           "a time")
+    how = f"one process per core on {cores} cores" + (
+        f", the {', '.join(raw[one_by_one]['part'])} cells one at a time" if one_by_one.any() else "")
     summary = (f"{int(raw['stored'].sum())} of {int(raw['cells'].sum())} cells stored, {_hours(took)} of "
                f"cell time measured ({_hours(wall('measured_s'))} of wall time at {how}). "
                + (f"The {int(raw['left'].sum())} cells left: about {_hours(est)} of cell time "

@@ -46,12 +46,13 @@ def _n_keys(g: pd.DataFrame, col: str) -> int:
     return len({k for d in g[col] if isinstance(d, dict) for k in d})
 
 
-def _with_training_length(r: pd.Series, n: int) -> dict:
+def _with_training_length(r: pd.Series) -> dict:
     """The row's accuracy by test length with the training length in it: a grid that scores only at
     2n, 4n, … (the frontier's tasks) has it as the row's own held-out `accuracy`."""
     by_len = dict(r["accuracy_by_len"]) if isinstance(r["accuracy_by_len"], dict) else {}
-    if str(n) not in by_len and not is_missing(r["accuracy"]):
-        by_len[str(n)] = r["accuracy"]
+    n = str(int(r["seq_len"]))
+    if n not in by_len and not is_missing(r["accuracy"]):
+        by_len[n] = r["accuracy"]
     return by_len
 
 
@@ -63,7 +64,7 @@ def length_tables(out: Outputs, section: str, prefix: str, ok: pd.DataFrame) -> 
     for (task, n, k), g in points:
         head = f"## {task}, trained at n={n}, K={k_text(k)}"
         if _n_keys(g, "accuracy_by_len") > 1:
-            g = g.assign(accuracy_by_len=[_with_training_length(r, n) for _, r in g.iterrows()])
+            g = g.assign(accuracy_by_len=[_with_training_length(r) for _, r in g.iterrows()])
             w = _wide(g, "accuracy_by_len", int)
             w.columns = [*IDX, *(f"{c} (train)" if int(c) == n else c for c in w.columns[len(IDX):])]
             len_parts.append(f"{head}\n\n{markdown(w)}\n")
@@ -92,7 +93,7 @@ def _plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame) -> None:
             lines = []
             for (m, _), s in gp.groupby(["model", "depth"], sort=True):
                 r = s.sort_values("d_model").iloc[-1]  # the widest: the most capacity to generalise
-                acc = _with_training_length(r, n)
+                acc = _with_training_length(r)
                 pts = sorted((int(t), float(v)) for t, v in acc.items() if not is_missing(v))
                 if pts:
                     lines.append((f"{m} d={r['d_model']}", [t for t, _ in pts], [v for _, v in pts],
