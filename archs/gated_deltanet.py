@@ -45,14 +45,18 @@ class Config:
     d_conv: int = 4  # short causal conv width on q, k, v
     dt_min: float = 0.001  # softplus(dt_bias) starts log-uniform in [dt_min, dt_max]
     dt_max: float = 0.1
-    # The output gate SiLU(W_g x) (the paper's); "none" drops it (an ablation: the norm alone, as
-    # DeltaNet's output), to tell the gate's part in a result from the decay's.
+    # The output gate SiLU(W_g x) (the paper's); "sigmoid" gates as KDA does (fla's FusedRMSNormGated
+    # takes either activation); "none" drops it (the norm alone, as DeltaNet's output). The last two are
+    # ablations, to tell the gate's part in a result from the decay's.
     output_gate: str = "swish"
 
     def __post_init__(self):
-        if self.output_gate not in ("swish", "none"):
-            raise ValueError(f"gated_deltanet: output_gate must be 'swish' or 'none', "
+        if self.output_gate not in GATE_ACTIVATIONS:
+            raise ValueError(f"gated_deltanet: output_gate must be one of {', '.join(GATE_ACTIVATIONS)}, "
                              f"got {self.output_gate!r}")
+
+
+GATE_ACTIVATIONS = {"swish": "silu", "sigmoid": "sigmoid", "none": None}  # output_gate -> GatedRMSNorm's
 
 
 @register("gated_deltanet")
@@ -68,9 +72,9 @@ class GatedDeltaNet(DeltaRuleMixer):
         self.a_proj = nn.Linear(d_model, H, bias=False)
         self.A_log = nn.Parameter(a_log_uniform(H, 0, 16))  # A = exp(A_log) uniform in (0, 16), as fla
         self.dt_bias = nn.Parameter(dt_bias_init(H, cfg.dt_min, cfg.dt_max))
-        gated = cfg.output_gate == "swish"
-        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False) if gated else None
-        self.o_norm = GatedRMSNorm(self.head_v_dim, eps=1e-5, activation="silu" if gated else None)
+        activation = GATE_ACTIVATIONS[cfg.output_gate]
+        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False) if activation else None
+        self.o_norm = GatedRMSNorm(self.head_v_dim, eps=1e-5, activation=activation)
 
     def _decay(self, x: Tensor) -> Tensor:
         return -self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)  # (B, T, H) log α <= 0

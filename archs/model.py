@@ -245,17 +245,24 @@ class Backbone(nn.Module):
 
 
 class LM(nn.Module):
-    """Token embedding, a `Backbone`, final norm and output head."""
+    """Token embedding, a `Backbone`, final norm and output head.
 
-    def __init__(self, spec: ModelSpec, vocab_size: int):
+    `tie_head` shares the head's matrix with the embedding (GPT-2, Zoology); `embed_dropout` drops
+    embedding features while training (Zoology's `embed_dropout`); both are training-recipe choices.
+    """
+
+    def __init__(self, spec: ModelSpec, vocab_size: int, tie_head: bool = False, embed_dropout: float = 0.0):
         super().__init__()
         self.spec = spec
         self.embed = nn.Embedding(vocab_size, spec.d_model)
+        self.drop = nn.Dropout(embed_dropout) if embed_dropout > 0 else nn.Identity()
         self.backbone = Backbone(spec)
         self.norm = nn.RMSNorm(spec.d_model)
         self.head = nn.Linear(spec.d_model, vocab_size, bias=False)
         nn.init.normal_(self.embed.weight, std=0.02)
         nn.init.normal_(self.head.weight, std=0.02)
+        if tie_head:
+            self.head.weight = self.embed.weight
 
     @property
     def mixers(self) -> Iterable[Mixer]:
@@ -263,7 +270,7 @@ class LM(nn.Module):
 
     def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T) int -> (B, T, D) final-normed hidden states; apply `head` where logits are needed."""
-        return self.norm(self.backbone(self.embed(tokens)))
+        return self.norm(self.backbone(self.drop(self.embed(tokens))))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(tokens))  # (B, T, V)

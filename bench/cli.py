@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="run a suite of cells, appending rows to OUT/raw/ (resumable)")
-    p.add_argument("suite", help="quick | scaling | retrieval | full | generation | frontier")
+    p.add_argument("suite", help="quick | scaling | retrieval | full | generation | frontier | plateau")
     p.add_argument("--models", "--archs", dest="models",
                    help="comma-separated models: mixers (pure stacks), presets, or patterns such as "
                         "'MMMA:M=mamba2,A=attention' (default: the suite's)")

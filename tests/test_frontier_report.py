@@ -14,7 +14,7 @@ from archbench.archs import resolve_model
 from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.retrieval import RetrievalResult, RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingResult, ScalingSpec
-from archbench.bench.report import MARK_END, MARK_START, write_report
+from archbench.bench.report import MARK_END, MARK_START, frontier, write_report
 from archbench.bench.report.frontier import pareto_front
 from archbench.bench.report.write import FRONTIER_END, FRONTIER_START
 from archbench.bench.runs.schema import Row
@@ -41,7 +41,9 @@ def _recall(model: str, lr: float, acc: float, seed: int = 0, configs: dict | No
         backend="reference", params=1000, steps=10, examples_seen=640, train_seconds=1.0, state_bytes=state,
         # n=64 only in `accuracy`, as in the frontier's rows (scored at 2n, 4n, … beyond it)
         accuracy=acc, accuracy_by_len={"128": acc / 2, "256": acc / 4}, test_len=256,
-        accuracy_by_slice={"depth 0.0-0.5": acc, "depth 0.5-1.0": acc}, final_loss=0.5, stopped_early=False)
+        accuracy_by_slice={"depth 0.0-0.5": acc, "depth 0.5-1.0": acc}, final_loss=0.5, stopped_early=False,
+        # a flat curve well below the answer prior's loss: learned at >= 0.9, else flat (capacity-limited)
+        curve={"examples": [320, 640], "loss": [0.5, 0.5], "accuracy": [acc, acc]})
     return Row("retrieval", spec, result, "ok", PROV, 1.0).to_json()
 
 
@@ -101,7 +103,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     results = _write(tmp / "results", *_rows())
     readme = tmp / "README.md"
     readme.write_text(f"# P\n{MARK_START}\n{MARK_END}\n## Frontier\n{FRONTIER_START}\n{FRONTIER_END}\n")
-    write_report(results, readme=readme)
+    with pytest.MonkeyPatch.context() as mp:  # these rows sweep one or two lrs; the sweep rule: its own test
+        mp.setattr(frontier, "MIN_LRS", 1)
+        write_report(results, readme=readme)
     return results, readme.read_text()
 
 
@@ -125,7 +129,7 @@ def test_seeds_are_averaged_and_the_best_lr_is_the_best_mean(report) -> None:
     low = sweep[(sweep["model"] == M8) & (sweep["lr"] == 1e-3)].iloc[0]
     assert low["accuracy"] == pytest.approx(0.6) and low["seeds"] == 2 and not low["best"]
     assert _md_rows((results / f"retrieval_{DEV}_lr_sweep.md").read_text())[M8][4:] == \
-        ["0.600 ±0.400 (2 seeds)", "0.800 ±0.050 (2 seeds)", "0.003"]
+        ["0.600 ±0.400 (2 seeds) ±", "0.800 ±0.050 (2 seeds) ▭", "0.003"]  # ±: one seed learned, one not
     assert (results / f"retrieval_{DEV}_mqar-v-1024_acc_vs_lr.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -173,10 +177,10 @@ def test_a_missing_cost_is_never_invented(report) -> None:
     md = (results / f"frontier_{DEV}_float32_decode_16k.md").read_text()
     assert f"{M32} L=2 (oom)" in md and "gated_deltanet L=2 (not measured)" in md
     costs = _md_rows((results / f"frontier_{DEV}_float32_costs.md").read_text())
-    assert costs["gated_deltanet L=2"][2:] == ["n/a"] * 7  # every measure, none guessed
+    assert costs["gated_deltanet L=2"][3:] == ["n/a"] * 7  # every measure, none guessed (after recall, lrs)
     # state bytes at 16k, decode at 4k and 16k
-    assert costs["attention L=2"][2:5] == ["16.0 MiB", "1.00 ms", "4.00 ms"]
-    assert costs["mamba L=2"][3] == "500 µs" and costs["mamba L=2"][5] == "n/a"  # decode 4k; no prefill row
+    assert costs["attention L=2"][3:6] == ["16.0 MiB", "1.00 ms", "4.00 ms"]
+    assert costs["mamba L=2"][4] == "500 µs" and costs["mamba L=2"][6] == "n/a"  # decode 4k; no prefill row
     # No energy counter anywhere: no energy chart or table at all, and no joule figure in the README.
     assert not list(results.glob("frontier_*_decode_j_*"))
     assert "J" not in readme.split(FRONTIER_START)[1].replace("Recall–cost", "")
@@ -190,8 +194,8 @@ def test_hybrid_grid_by_ratio_and_placement(report) -> None:
     assert [c.strip() for c in header.strip("|").split("|")][2:] == ["RRRR", "ARRR", "RRAR", "RRRA", "AAAA"]
     rows = {tuple(cells[:2]): cells[2:] for line in section.splitlines() if line.startswith("| mamba2")
             for cells in [[c.strip() for c in line.strip("|").split("|")]]}
-    assert rows["mamba2", "attention"] == ["0.300", "0.900", "0.970 (mamba2-attn)", "0.950", "1.000"]
-    assert rows["mamba2", "swa"] == ["0.300", "-", "-", "0.600", "-"]  # no pure swa stack: nothing invented
+    assert rows["mamba2", "attention"] == ["0.300 ▭", "0.900", "0.970 (mamba2-attn)", "0.950", "1.000"]
+    assert rows["mamba2", "swa"] == ["0.300 ▭", "-", "-", "0.600 ▭", "-"]  # no pure swa stack: none invented
     assert "`mamba2-attn`: MMAM (M=mamba2, A=attention) → RRAR" in section
     assert "depth 2" not in md  # no hybrid at depth 2: no grid there
 
@@ -206,7 +210,7 @@ def test_accuracy_by_test_length_marks_the_training_length(report) -> None:
     assert "depth 0.0-0.5" in (results / f"retrieval_{DEV}_acc_by_slice.md").read_text()
 
 
-def test_readme_frontier_block_and_fallback(report, tmp_path: Path) -> None:
+def test_readme_frontier_block_and_fallback(report, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, readme = report
     results_block = readme.split(MARK_START)[1].split(MARK_END)[0]
     frontier_block = readme.split(FRONTIER_START)[1].split(FRONTIER_END)[0]
@@ -219,5 +223,34 @@ def test_readme_frontier_block_and_fallback(report, tmp_path: Path) -> None:
     results = _write(tmp_path / "results", recall[6:7], cost[:1])
     other = tmp_path / "README.md"
     other.write_text(f"{MARK_START}\n{MARK_END}\n")
+    monkeypatch.setattr(frontier, "MIN_LRS", 1)
     write_report(results, readme=other)
     assert "Recall–cost front" in other.read_text()
+
+
+def test_only_cells_that_learned_at_the_best_of_three_lrs_stand_on_a_front(tmp_path: Path) -> None:
+    """A cell on the answer-prior plateau, a still-rising one and a one-lr one are named under the table
+    with why, never put on the front, however cheap (the report's own MIN_LRS, no monkeypatch)."""
+    def run(model: str, lr: float, acc: float, loss: list[float], accs: list[float], state: int) -> dict:
+        row = _recall(model, lr, acc, state=state)
+        row["result"]["curve"] = {"examples": [160, 320, 480, 640], "loss": loss, "accuracy": accs}
+        return row
+
+    plateau, learned = [6.2, 6.2, 6.2, 6.2], [2.0, 1.0, 0.3, 0.1]
+    lrs = (1e-3, 3e-3, 1e-2)
+    recall = [run("attention", lr, 0.98, learned, [0.2, 0.6, 0.9, 0.98], 900_000) for lr in lrs]
+    recall += [run("mamba2", lr, 0.002, plateau, [0.002] * 4, 1000) for lr in lrs]
+    recall += [run("mamba", lr, 0.4, [5.0, 4.0, 3.0, 2.0], [0.1, 0.2, 0.3, 0.4], 2000) for lr in lrs]
+    recall += [run("gated_deltanet", 1e-3, 0.95, learned, [0.2, 0.6, 0.9, 0.95], 3000)]
+    cost = [_cost("attention", "decode", 4096, 1e-3, 4 << 20), _cost("mamba2", "decode", 4096, 2e-4, 1000),
+            _cost("mamba", "decode", 4096, 5e-4, 2000), _cost("gated_deltanet", "decode", 4096, 3e-4, 3000)]
+    results = _write(tmp_path / "results", recall, cost)
+    write_report(results)
+    pts = pd.read_csv(results / f"frontier_{DEV}_float32_decode_4k.csv").set_index("model")
+    assert pts["on_front"].fillna(False).to_dict() == {"attention": True, "mamba2": False, "mamba": False,
+                                                        "gated_deltanet": False}
+    assert pts["learn_class"].to_dict() == {"attention": "learned", "mamba2": "plateau", "mamba": "rising",
+                                            "gated_deltanet": "learned"}
+    md = (results / f"frontier_{DEV}_float32_decode_4k.md").read_text()
+    assert "gated_deltanet (1 lr only)" in md and "mamba2 (plateau 0.002)" in md
+    assert "mamba (rising 0.400)" in md

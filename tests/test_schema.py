@@ -14,6 +14,7 @@ from archbench.archs import LM, resolve_model
 from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingResult, ScalingSpec
+from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.runs import suites
 from archbench.bench.runs.schema import (
     SCHEMA_VERSION,
@@ -163,3 +164,10 @@ def test_a_train_field_added_later_keeps_stored_cells_keys_at_its_default() -> N
     compiled = dataclasses.replace(stored, train_cfg={**stored.train_cfg, "compile": True})
     assert cell_key(eager) == cell_key(stored) == attention.cell
     assert cell_key(compiled) != attention.cell and compiled.train_cfg["compile"] is True
+    # every recipe field added later, at archbench's default, leaves the key alone too
+    defaults = TrainConfig().to_dict()
+    late = dataclasses.replace(stored, train_cfg={**stored.train_cfg, **{k: defaults[k] for k in
+                                                                         TrainConfig.LATE_DEFAULTS}})
+    assert cell_key(late) == attention.cell
+    zoology = dataclasses.replace(stored, train_cfg={**stored.train_cfg, "recipe": "zoology"})
+    assert cell_key(zoology) != attention.cell and zoology.recipe == "zoology" and late.recipe == "archbench"

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from archbench.archs import LM, list_archs, resolve_model
+from archbench.bench.experiments.recipes import zoology_init
 from archbench.bench.experiments.retrieval import RetrievalResult
 from archbench.bench.experiments.train import (
     TrainConfig,
@@ -155,6 +156,43 @@ def test_weight_decay_skips_norms_biases_and_dynamics_parameters():
     assert id(model.embed.weight) in decayed and id(model.head.weight) in decayed
     assert id(model.norm.weight) not in decayed and id(model.backbone.blocks[0].mlp.up.bias) not in decayed
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_zoology_recipe_is_zoologys_trainer():
+    cfg = TrainConfig.for_recipe("zoology", lr=1.0, batch_size=10, max_examples=400, n_train=100, n_test=50)
+    assert (cfg.recipe, cfg.eval_every, cfg.n_eval) == ("zoology", 100, 50)  # evaluated on all, once an epoch
+    assert (cfg.grad_clip, cfg.tie_head, cfg.decay, cfg.shuffle) == (0.0, True, "all", False)
+    lrs = [lr_at(s, cfg) for s in range(cfg.total_steps)]  # 4 epochs of 10 steps, cosine per epoch to 0
+    assert lrs[:10] == [1.0] * 10 and lrs[10] == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert len(set(lrs)) == 4 and lrs[-1] == pytest.approx(0.5 * (1 + math.cos(3 * math.pi / 4)))
+    with pytest.raises(ValueError, match="choose from: archbench, zoology"):
+        TrainConfig.for_recipe("nanogpt")
+    with pytest.raises(ValueError, match="choose from: warmup_cosine, cosine_epochs"):
+        TrainConfig(schedule="linear")
+
+
+def test_zoology_init_ties_the_head_and_scales_output_projections():
+    torch.manual_seed(0)
+    model = LM(resolve_model("mamba2", 2, 64), 256, tie_head=True)
+    zoology_init(model, 2)
+    assert model.head.weight is model.embed.weight
+    out = model.backbone.blocks[0].mixer.out_proj.weight
+    inp = model.backbone.blocks[0].mixer.in_proj.weight
+    assert inp.std().item() == pytest.approx(0.02, rel=0.05)
+    assert out.std().item() == pytest.approx(0.01, rel=0.05)  # 0.02 / sqrt(2 * 2 layers)
+    (every,) = param_groups(model, 0.1, "all")
+    a_log = model.backbone.blocks[0].mixer.A_log
+    assert any(p is a_log for p in every["params"]) and len(every["params"]) == len(list(model.parameters()))
+
+
+def test_unshuffled_epochs_and_layer_diagnostics_in_the_curve():
+    cfg = TrainConfig.for_recipe("zoology", batch_size=8, max_examples=32, n_train=16, n_test=8)
+    task = create("mqar", seq_len=16, num_kv_pairs=2, vocab_size=16)
+    row = train_and_evaluate(resolve_model("gated_deltanet", 2, 16), task, cfg)
+    curve = row["curve"]
+    assert curve["examples"] == [16, 32]  # evaluated once per epoch
+    assert [len(v) for v in curve["layer_rms"]] == [2, 2]
+    assert all(0 <= s <= 1 for s in curve["const_share"][0])
 
 
 @pytest.mark.parametrize("model", [*list_archs(), "mamba-attn"])

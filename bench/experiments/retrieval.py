@@ -67,6 +67,10 @@ class RetrievalSpec(ModelFields):
     def lr(self) -> float:
         return self.train_cfg["lr"]
 
+    @property
+    def recipe(self) -> str:  # the training recipe's name (bench/experiments/recipes.py)
+        return self.train_cfg.get("recipe", TrainConfig.LATE_DEFAULTS["recipe"])
+
 
 @dataclass(frozen=True)
 class RetrievalResult:
@@ -82,7 +86,8 @@ class RetrievalResult:
     accuracy_by_slice: dict[str, float | None]  # the task's slices (e.g. per query, per depth)
     final_loss: float | None
     stopped_early: bool
-    curve: dict[str, list] | None = None  # examples seen -> held-out-subset accuracy and mean loss
+    # examples seen -> held-out-subset accuracy, mean loss, per-layer output RMS and constant share
+    curve: dict[str, list] | None = None
     resolved_configs: dict[str, dict[str, Any]] | None = None  # letter -> the Config it ran with
 
 

@@ -1,10 +1,12 @@
 """The one training loop of the retrieval experiments: train a small LM on a task, score held-out rows.
 
-The recipe follows Zoology (Arora, Eyuboglu et al. 2023, arXiv:2312.04927, Sec. 3 and App. E): a
-fixed training set drawn once from the seed and trained over in epochs, AdamW with linear warm-up
-and cosine decay, cross-entropy only where the task scores a token, and exact-match accuracy on a
-held-out set that shares no row with the training set. Training stops early once a held-out subset
-reaches `target_accuracy`, so easy cells cost seconds and the budget goes to the hard ones.
+The set-up follows Zoology (Arora, Eyuboglu et al. 2023, arXiv:2312.04927, Sec. 3 and App. E): a
+fixed training set drawn once from the seed and trained over in epochs, AdamW, cross-entropy only
+where the task scores a token, and exact-match accuracy on a held-out set that shares no row with
+the training set. The optimiser's schedule, weight decay, clipping and initialisation are a named
+recipe (bench/experiments/recipes.py: archbench's own by default, or Zoology's exactly). Training
+stops early once a held-out subset reaches `target_accuracy`, so easy cells cost seconds and the
+budget goes to the hard ones.
 
     from archbench.archs import resolve_model
     from archbench.tasks import create
@@ -43,6 +45,16 @@ from torch import nn
 from archbench.archs import LM, ModelSpec
 from archbench.bench.experiments.base import resolved_configs
 from archbench.bench.experiments.decode import CANNOT_COMPILE, root_cause
+from archbench.bench.experiments.diagnostics import watch
+from archbench.bench.experiments.recipes import (
+    DECAY,
+    INITS,
+    RECIPES,
+    SCHEDULES,
+    lr_at,
+    param_groups,
+    zoology_init,
+)
 from archbench.tasks.base import IGNORE, Task
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], one-line status)
@@ -50,8 +62,11 @@ Progress = Callable[[float, str], None]  # (fraction done in [0, 1], one-line st
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """One training run's recipe and budget. The defaults are archbench's recipe; `for_recipe` gives
+    another named one (bench/experiments/recipes.py), and every row names the recipe it ran."""
+
     lr: float = 1e-3
-    weight_decay: float = 0.1  # on projection / embedding matrices only, see `param_groups`
+    weight_decay: float = 0.1  # on the parameters `decay` names, see recipes.param_groups
     betas: tuple[float, float] = (0.9, 0.999)  # torch's AdamW defaults, as Zoology uses
     batch_size: int = 64
     max_examples: int = 100_000  # training budget in examples (steps = max_examples // batch_size)
@@ -67,12 +82,22 @@ class TrainConfig:
     # torch.compile the training loss (forward and, through AOTAutograd, backward): the chunked
     # recurrences are hundreds of small element-wise ops per layer, which inductor fuses. Same recipe,
     # same data order; the figures differ from eager's by float rounding only. Evaluation stays eager.
-    # Where compiling fails (no C++ compiler) the loop trains eager and the row's backend says so.
+    # Where compiling fails (no C++ compiler for inductor) the loop trains eager; the row's backend says so.
     compile: bool = False
+    recipe: str = "archbench"  # the named recipe these fields started from (recipes.RECIPES)
+    schedule: str = "warmup_cosine"  # or "cosine_epochs" (recipes.lr_at)
+    decay: str = "matrices"  # which parameters weight decay pulls to zero: "matrices" or "all"
+    tie_head: bool = False  # the output head shares the token embedding's matrix
+    init: str = "archbench"  # "archbench" (each mixer's own) or "zoology" (recipes.zoology_init)
+    shuffle: bool = True  # reshuffle the training set every epoch (Zoology: a fixed order)
+    embed_dropout: float = 0.0
+    adam_eps: float = 1e-8
 
     # Fields added after rows were stored, with the default those rows ran at: a cell (RetrievalSpec)
     # leaves them out at that default, so its key is the stored one.
-    LATE_DEFAULTS: ClassVar[dict[str, Any]] = {"compile": False}
+    LATE_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "compile": False, "recipe": "archbench", "schedule": "warmup_cosine", "decay": "matrices",
+        "tie_head": False, "init": "archbench", "shuffle": True, "embed_dropout": 0.0, "adam_eps": 1e-8}
 
     def __post_init__(self):
         # JSON has no tuples: accept the list a round trip through `json` gives back.
@@ -84,6 +109,25 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if not 0 <= self.warmup_frac < 1 or not 0 <= self.min_lr_frac <= 1:
             raise ValueError("TrainConfig: need 0 <= warmup_frac < 1 and 0 <= min_lr_frac <= 1")
+        if not 0 <= self.embed_dropout < 1 or not self.adam_eps > 0:
+            raise ValueError("TrainConfig: need 0 <= embed_dropout < 1 and adam_eps > 0")
+        for name, choices in (("recipe", tuple(RECIPES)), ("schedule", SCHEDULES), ("decay", DECAY),
+                              ("init", INITS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown TrainConfig.{name} {getattr(self, name)!r}; choose from: "
+                                 f"{', '.join(choices)}")
+
+    @classmethod
+    def for_recipe(cls, recipe: str, **fields: Any) -> TrainConfig:
+        """The named recipe's config, `fields` on top. Zoology evaluates on its whole held-out set once
+        per epoch, so its evaluation follows the training set unless `fields` say otherwise."""
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose from: {', '.join(RECIPES)}")
+        base = dict(RECIPES[recipe], recipe=recipe)
+        if recipe == "zoology":
+            n_train = fields.get("n_train", cls.n_train)
+            base.update(eval_every=n_train, n_eval=fields.get("n_test", cls.n_test))
+        return cls(**{**base, **fields})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,39 +139,6 @@ class TrainConfig:
     @property
     def total_steps(self) -> int:
         return max(1, self.max_examples // self.batch_size)
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate before optimizer step `step` (0-based): linear warm-up, then cosine to min_lr_frac."""
-    total = cfg.total_steps
-    warmup = int(cfg.warmup_frac * total)
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup - 1)  # 0 at the end of warm-up, 1 at the last step
-    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay the weights of Linear / Embedding / Conv modules, nothing else.
-
-    Zoology decays every parameter by 0.1. We follow nanoGPT and the Mamba reference instead: the
-    other parameters are norm gains, biases and the mixers' own dynamics parameters (Mamba's A_log,
-    D and dt_bias, RWKV's decay w0 and token-shift mixes). Pulling those towards zero does not shrink
-    a projection, it changes the recurrence — A_log -> 0 pins every SSM decay rate to one value — so
-    a recurrent mixer would be regularised towards a different model than attention is. A parameter
-    with `_no_weight_decay = True` (the Mamba convention) is never decayed either.
-    """
-    decay_ids = set()
-    for module in model.modules():
-        if isinstance(module, nn.Linear | nn.Embedding | nn.Conv1d):
-            w = module.weight
-            if not getattr(w, "_no_weight_decay", False):
-                decay_ids.add(id(w))
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if id(p) in decay_ids else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def make_test_set(task: Task, n: int, seed: int, exclude: set[bytes] | None = None,
@@ -227,6 +238,11 @@ def accuracy(correct: np.ndarray, mask: np.ndarray) -> float | None:
     return float(correct[mask].sum()) / n if n else None
 
 
+def _rounded(values: list[float | None]) -> list[float | None]:
+    """4 significant digits, None for a non-finite value (rows are strict JSON)."""
+    return [float(f"{v:.4g}") if v is not None and math.isfinite(v) else None for v in values]
+
+
 def train_and_evaluate(model_spec: ModelSpec, task: Task, train_cfg: TrainConfig | None = None,
                        test_lens: tuple[int, ...] = (), device: str | torch.device = "cpu",
                        dtype: torch.dtype = torch.float32,
@@ -234,8 +250,10 @@ def train_and_evaluate(model_spec: ModelSpec, task: Task, train_cfg: TrainConfig
     """Train `LM(model_spec, task.vocab_size)` on `task`; return the figures of a retrieval result
     (bench/experiments/retrieval.py's `RetrievalResult` fields).
 
-    Besides the accuracies they carry `curve`: the held-out-subset accuracy and mean training loss at
-    every evaluation, keyed by examples seen, for learning-curve plots.
+    Besides the accuracies they carry `curve`: at every evaluation the examples seen, the mean training
+    loss since the last one, the held-out-subset accuracy, and per layer the RMS of the mixer's output
+    and the share of its energy in one constant vector (bench/experiments/diagnostics.py) — what the
+    report classifies a cell by (learned, still rising, stuck on the answer-prior plateau).
     """
     cfg = train_cfg or TrainConfig()
     device = torch.device(device)
@@ -257,11 +275,14 @@ def train_and_evaluate(model_spec: ModelSpec, task: Task, train_cfg: TrainConfig
     # -- model and optimiser; init on CPU under a forked RNG, so every device starts from one model ----
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = LM(model_spec, task.vocab_size)
+        model = LM(model_spec, task.vocab_size, tie_head=cfg.tie_head, embed_dropout=cfg.embed_dropout)
+        if cfg.init == "zoology":
+            zoology_init(model, model_spec.depth)
     model.to(device=device, dtype=model_dtype).train()
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters())  # a tied matrix counts once
     # fused AdamW: one kernel per step instead of a Python loop over tensors (CPU and CUDA alike).
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, fused=True)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay), lr=cfg.lr, betas=cfg.betas,
+                            eps=cfg.adam_eps, fused=True)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     train_loss = TrainLoss(model, cfg.compile)
 
@@ -270,15 +291,21 @@ def train_and_evaluate(model_spec: ModelSpec, task: Task, train_cfg: TrainConfig
     total = cfg.total_steps
     eval_steps = max(1, cfg.eval_every // cfg.batch_size)
     report_steps = max(1, total // 100)  # the progress callback runs ~100 times, not every step
-    perm, pos = torch.randperm(cfg.n_train, generator=shuffle).to(device), 0
+    def order() -> torch.Tensor:  # one epoch's order of the training rows
+        if not cfg.shuffle:
+            return torch.arange(cfg.n_train, device=device)
+        return torch.randperm(cfg.n_train, generator=shuffle).to(device)
+
+    perm, pos = order(), 0
     loss_sum = torch.zeros((), device=device)
     window, info = 0, "starting"
-    curve: dict[str, list] = {"examples": [], "loss": [], "accuracy": []}
+    mixers = list(model.mixers)
+    curve: dict[str, list] = {"examples": [], "loss": [], "accuracy": [], "layer_rms": [], "const_share": []}
     final_loss, stopped_early, step = float("nan"), False, 0
     train_seconds, t_mark = 0.0, time.perf_counter()
     while step < total:
         if pos + bs > cfg.n_train:  # new epoch; the partial last batch is dropped, shapes stay fixed
-            perm, pos = torch.randperm(cfg.n_train, generator=shuffle).to(device), 0
+            perm, pos = order(), 0
         idx = perm[pos:pos + bs]
         pos += bs
         for group in opt.param_groups:
@@ -297,10 +324,13 @@ def train_and_evaluate(model_spec: ModelSpec, task: Task, train_cfg: TrainConfig
         if step % eval_steps == 0 or step == total:
             final_loss = float(loss_sum) / window  # mean over the window: steadier than the last step
             train_seconds += time.perf_counter() - t_mark  # float() above synchronised the device
-            sub_acc = float(score(model, eval_x, eval_y, dtype).sum()) / max(1, eval_scored)
+            with watch(mixers) as stats:
+                sub_acc = float(score(model, eval_x, eval_y, dtype).sum()) / max(1, eval_scored)
             curve["examples"].append(step * bs)
             curve["loss"].append(final_loss if math.isfinite(final_loss) else None)
             curve["accuracy"].append(sub_acc)
+            curve["layer_rms"].append(_rounded(stats.rms()))
+            curve["const_share"].append(_rounded(stats.const_share()))
             info = f"step {step}/{total} loss {final_loss:.3f} held-out acc {sub_acc:.3f}"
             loss_sum.zero_()
             window = 0

@@ -31,13 +31,19 @@ import pandas as pd
 
 from archbench.bench.report.format import MISSING, is_missing, short_status
 from archbench.bench.report.frame import config_labels, require
+from archbench.bench.report.learning import MARK, answer_prior, classify, combine, examples_to
 
 KEYS = ["device_name", "task", "vocab_size", "seq_len", "num_kv_pairs", "d_model", "depth", "mlp_ratio",
         "model"]
 IDENTITY = ("model", "pattern", "mixers", "configs", "depth", "d_model", "mlp_ratio")
 READS = require("retrieval", (*KEYS, *IDENTITY, "cell", "status", "lr", "seed", "train_cfg", "dtype",
                               "accuracy", "accuracy_by_len", "accuracy_by_slice", "state_bytes", "params",
-                              "steps"), "bench/report/cells.py")
+                              "steps", "task_cfg", "curve", "stopped_early", "examples_seen"),
+                "bench/report/cells.py")
+# TrainConfig fields that make two runs different cells rather than two lrs or seeds of one: the
+# recipe's choices. The budget splits a cell only where one grid point holds several budgets.
+RECIPE_FIELDS = ("recipe", "schedule", "warmup_frac", "min_lr_frac", "betas", "adam_eps", "weight_decay",
+                 "decay", "grad_clip", "tie_head", "init", "shuffle", "embed_dropout")
 SPREAD_NOTE = "mean over seeds ± half their min–max range (seeds that ran ok)"
 
 
@@ -65,7 +71,59 @@ def prepare(rt: pd.DataFrame) -> pd.DataFrame:
     # A pure stack's fields need no mixer prefix: "mamba2 (d_state=8)", not "mamba2 (mamba2.d_state=8)".
     labels = [lab.replace(f"({fam}.", "(").replace(f", {fam}.", ", ") if set(mx.values()) == {fam} else lab
               for lab, fam, mx in zip(labels, rt["family"], rt["mixers"], strict=True)]
-    return rt.assign(model=labels)
+    rt = rt.assign(model=[f"{lab}{tag}" for lab, tag in zip(labels, _train_tags(rt), strict=True)])
+    return _learning_columns(rt)
+
+
+def _train_tags(rt: pd.DataFrame) -> list[str]:
+    """" · <recipe>, field=value" for a run whose recipe choices differ from its recipe's defaults, and
+    " · <N>k examples" where one grid point holds several budgets: such runs are cells of their own."""
+    from archbench.bench.experiments.train import TrainConfig
+
+    tags = []
+    for cfg in rt["train_cfg"]:
+        cfg = cfg or {}
+        recipe = cfg.get("recipe", "archbench")
+        ref = TrainConfig.for_recipe(recipe).to_dict()
+        changed = [f"{k}={_short(cfg[k])}" for k in RECIPE_FIELDS[1:]
+                   if k in cfg and _short(cfg[k]) != _short(ref[k])]
+        parts = ([] if recipe == "archbench" else [f"{recipe} recipe"]) + changed
+        tags.append(f" · {', '.join(parts)}" if parts else "")
+    budget = rt["train_cfg"].map(lambda c: (c or {}).get("max_examples"))
+    several = rt.assign(_b=budget).groupby([c for c in KEYS if c != "model"] + ["model"])["_b"] \
+        .transform("nunique") > 1 if len(rt) else pd.Series([], dtype=bool)
+    return [f"{t} · {int(b) // 1000}k examples" if many and b is not None else t
+            for t, b, many in zip(tags, budget, several, strict=True)]
+
+
+def _short(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(tuple(v) if isinstance(v, list) else v)
+
+
+def _learning_columns(rt: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the task's answer prior (chance, prior_loss), the curve's class (bench/report/learning.py)
+    and the examples it took to reach 0.5 and 0.9."""
+    if rt.empty:
+        return rt.assign(chance=[], prior_loss=[], learn_class=[], ex_50=[], ex_90=[], last_const_share=[],
+                         last_rms=[])
+    task_names = rt["cell"].map(lambda c: json.loads(c)["task"])
+    priors = [answer_prior(t, cfg) for t, cfg in zip(task_names, rt["task_cfg"], strict=True)]
+    classes = [classify(c if isinstance(c, dict) else None, None if is_missing(a) else float(a),
+                        bool(e) if not is_missing(e) else False, ch, pl) if st == "ok" else short_status(st)
+               for c, a, e, (ch, pl), st in zip(rt["curve"], rt["accuracy"], rt["stopped_early"], priors,
+                                                 rt["status"], strict=True)]
+    return rt.assign(chance=[p[0] for p in priors], prior_loss=[p[1] for p in priors], learn_class=classes,
+                     ex_50=[examples_to(c if isinstance(c, dict) else None, 0.5) for c in rt["curve"]],
+                     ex_90=[examples_to(c if isinstance(c, dict) else None, 0.9) for c in rt["curve"]],
+                     last_const_share=[_last_layer(c, "const_share") for c in rt["curve"]],
+                     last_rms=[_last_layer(c, "layer_rms") for c in rt["curve"]])
+
+
+def _last_layer(curve: Any, key: str) -> float:
+    """The last layer's figure at the last evaluation (diagnostics.py), NaN for a row without it."""
+    values = (curve or {}).get(key) if isinstance(curve, dict) else None
+    last = values[-1][-1] if values and values[-1] else None
+    return np.nan if last is None else float(last)
 
 
 def _mean_dicts(dicts: list[Any]) -> dict[str, float | None]:
@@ -100,10 +158,22 @@ def per_lr(rt: pd.DataFrame) -> pd.DataFrame:
                      "seeds": len(ok), "runs": len(g),
                      "failed": ", ".join(sorted({short_status(s) for s in g["status"] if s != "ok"})),
                      "state_bytes": ok["state_bytes"].mean() if len(ok) else np.nan,
+                     "learn_class": combine(list(ok["learn_class"])) if len(ok) else first["learn_class"],
+                     "ex_50": _mean_reached(ok["ex_50"]), "ex_90": _mean_reached(ok["ex_90"]),
+                     "last_const_share": ok["last_const_share"].mean() if len(ok) else np.nan,
+                     "last_rms": ok["last_rms"].mean() if len(ok) else np.nan,
                      "accuracy_by_len": _mean_dicts(list(ok["accuracy_by_len"])),
                      "accuracy_by_slice": _mean_dicts(list(ok["accuracy_by_slice"]))})
-    cols = [*rt.columns, "acc_min", "acc_max", "seeds", "runs", "failed"]
-    return pd.DataFrame.from_records(recs, columns=cols) if recs else pd.DataFrame(columns=cols)
+    cols = [*rt.columns, "acc_min", "acc_max", "seeds", "runs", "failed", "lrs_tried"]
+    out = pd.DataFrame.from_records(recs, columns=cols) if recs else pd.DataFrame(columns=cols)
+    # how many learning rates the cell was run at: a best-of-sweep from one lr is no sweep
+    return out.assign(lrs_tried=out.groupby(KEYS)["_lr"].transform("nunique") if len(out) else [])
+
+
+def _mean_reached(values: pd.Series) -> float:
+    """The mean over seeds of examples to a threshold; NaN unless every seed reached it."""
+    v = [x for x in values if not is_missing(x)]
+    return float(np.mean(v)) if v and len(v) == len(values) else np.nan
 
 
 def best_lr(pl: pd.DataFrame) -> pd.DataFrame:
@@ -124,12 +194,14 @@ def spread_text(mean: float, lo: float, hi: float, seeds: int) -> str:
 
 
 def acc_text(r: pd.Series | dict) -> str:
-    """A Markdown cell for a per-lr or best-lr row: the spread text, or the short status."""
+    """A Markdown cell for a per-lr or best-lr row: the spread text and its learning class's mark
+    (learning.MARK_NOTE), or the short status."""
     if r["status"] != "ok":
         return short_status(r["status"])
     if is_missing(r["accuracy"]):
         return "n/a"
-    return spread_text(r["accuracy"], r["acc_min"], r["acc_max"], int(r["seeds"]))
+    mark = MARK.get(r.get("learn_class", "learned"), "")
+    return spread_text(r["accuracy"], r["acc_min"], r["acc_max"], int(r["seeds"])) + mark
 
 
 def k_text(k: int) -> str:

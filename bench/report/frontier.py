@@ -37,6 +37,7 @@ from archbench.bench.report.cells import (
 )
 from archbench.bench.report.format import NA, fmt_bytes, fmt_joules, fmt_seconds, markdown, short_status, slug
 from archbench.bench.report.frame import require
+from archbench.bench.report.learning import MARK_NOTE, RESULT_CLASSES
 from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.plot import Series, plot, styles
 
@@ -69,6 +70,7 @@ MEASURES = (
             16384, fmt_joules),
 )
 POINT = ["task", "seq_len", "num_kv_pairs"]
+MIN_LRS = 3  # a cell's best lr must come from at least this many lrs for it to stand on a front
 
 
 def pareto_front(cost: list[float], recall: list[float]) -> list[bool]:
@@ -92,13 +94,26 @@ def cost_of(sc: pd.DataFrame, m: Measure) -> dict[str, tuple[float | None, str]]
     return out
 
 
+def eligible(rec: pd.DataFrame) -> pd.Series:
+    """Whether a recall cell may stand on a front: its curve says it learned (or is flat above chance,
+    capacity-limited) and its best lr comes from a sweep of at least MIN_LRS learning rates."""
+    return rec["learn_class"].isin(RESULT_CLASSES) & (rec["lrs_tried"] >= MIN_LRS)
+
+
+def why_not(r: pd.Series) -> str:
+    """Why a cell is off the fronts: its class, or the sweep it lacks."""
+    if r["learn_class"] not in RESULT_CLASSES:
+        return f"{r['learn_class']} {r['accuracy']:.3f}"
+    return f"{int(r['lrs_tried'])} lr{'s' if r['lrs_tried'] > 1 else ''} only"
+
+
 def _points(recall: pd.DataFrame, costs: dict[str, tuple[float | None, str]]) -> pd.DataFrame:
     """The recall cells with this measure's cost (NaN and the reason where a model has none) and
-    `on_front` within each task point."""
+    `on_front` within each task point, among the cells `eligible` to stand on one."""
     got = [costs.get(i, (None, "not measured")) for i in recall["identity"]]
     pts = recall.assign(cost=[np.nan if c is None else c for c, _ in got],
-                        cost_from=[why for _, why in got], on_front=pd.NA)
-    for _, g in pts[pts["cost"].notna()].groupby(POINT):
+                        cost_from=[why for _, why in got], on_front=pd.NA, eligible=eligible(recall))
+    for _, g in pts[pts["cost"].notna() & pts["eligible"]].groupby(POINT):
         pts.loc[g.index, "on_front"] = pareto_front(g["cost"].tolist(), g["accuracy"].tolist())
     return pts
 
@@ -127,13 +142,18 @@ def _measure_outputs(out: Outputs, section: str, stem: str, m: Measure, pts: pd.
     """The chart, the table of the front and the CSV of every point; returns (task point, summary)."""
     panels, parts, summary = [], [], []
     for (task, n, k), g in _sorted_points(pts):
-        have = g[g["cost"].notna()].sort_values(["cost", "accuracy"], ascending=[True, False])
+        measured = g[g["cost"].notna()].sort_values(["cost", "accuracy"], ascending=[True, False])
+        have, apart = measured[measured["eligible"]], measured[~measured["eligible"]]
         lack = g[g["cost"].isna()].sort_values("label")
         front = have[have["on_front"] == True]  # noqa: E712 (a nullable column)
         series: list[Series] = [(fam, s["cost"].tolist(), s["accuracy"].tolist(),
                                  {**style[fam], "linestyle": "none",
                                   "annotate": [lab if lab != fam else "" for lab in s["label"]]})
                                 for fam, s in have.groupby("family", sort=True)]
+        # cells that did not learn (or lack a sweep): drawn apart, hollow, never part of the front
+        series += [(f"_{fam}", s["cost"].tolist(), s["accuracy"].tolist(),
+                    {**style[fam], "linestyle": "none", "markerfacecolor": "none", "alpha": 0.5})
+                   for fam, s in apart.groupby("family", sort=True)]
         series.append(("Pareto front", front["cost"].tolist(), front["accuracy"].tolist(),
                        {"color": "black", "drawstyle": "steps-post", "linewidth": 1, "alpha": 0.6}))
         if len(have):
@@ -143,7 +163,10 @@ def _measure_outputs(out: Outputs, section: str, stem: str, m: Measure, pts: pd.
                               "measured on": front["cost_from"]})
         body = markdown(table) if len(front) else "_No model of this task point has this figure._"
         missing = "; ".join(f"{r['label']} ({r['cost_from']})" for _, r in lack.iterrows())
+        off = "; ".join(f"{r['label']} ({why_not(r)})" for _, r in apart.sort_values("label").iterrows())
         parts.append(f"## {_title(task, n, k)}\n\n{body}\n" +
+                     (f"\nNot on the front (did not learn at its lr and budget, or not swept over "
+                      f"{MIN_LRS} lrs; drawn hollow): {off}\n" if off else "") +
                      (f"\nLeft off ({NA}: no {m.title} figure): {missing}\n" if missing else ""))
         if len(front):
             steps = [f"{r['label']} {r['accuracy']:.2f} @ {m.fmt(r['cost'])}" for _, r in front.iterrows()]
@@ -151,10 +174,12 @@ def _measure_outputs(out: Outputs, section: str, stem: str, m: Measure, pts: pd.
     csv = pts.assign(num_kv_pairs=pts["num_kv_pairs"].map(lambda k: None if k < 0 else k),
                      best_lr=pts["_lr"], cost_backend_or_reason=pts["cost_from"])
     csv = csv[[*POINT, "label", "model", "family", "depth", "d_model", "accuracy", "acc_min", "acc_max",
-               "seeds", "best_lr", "cost", "cost_backend_or_reason", "on_front"]]
+               "seeds", "best_lr", "lrs_tried", "learn_class", "cost", "cost_backend_or_reason", "on_front"]]
     csv = csv.rename(columns={"accuracy": "recall", "cost": m.column})
     out.table(section, f"{stem}_{m.key}", f"the recall–{m.title} front: models no other beats on both "
-              f"(lower {m.title}, higher recall), cheapest first; recall = best-lr accuracy, {SPREAD_NOTE}",
+              f"(lower {m.title}, higher recall), cheapest first, among the cells whose learning curve says "
+              f"they learned (or are flat above chance) at the best of >= {MIN_LRS} lrs; recall = best-lr "
+              f"accuracy, {SPREAD_NOTE}",
               "\n".join(parts).rstrip("\n"), csv)
     if panels:
         out.png(section, f"{stem}_{m.key}", f"recall vs {m.title}, Pareto front as a step line",
@@ -211,17 +236,18 @@ def _costs_table(out: Outputs, section: str, stem: str, rec: pd.DataFrame,
                  pts: dict[str, pd.DataFrame]) -> None:
     """Every recall cell with every measure: the joined table the charts are drawn from."""
     parts, csv = [], rec[[*POINT, "label", "model", "family", "depth", "d_model", "accuracy", "acc_min",
-                          "acc_max", "seeds", "_lr"]]
+                          "acc_max", "seeds", "_lr", "lrs_tried", "learn_class"]]
     csv = csv.rename(columns={"accuracy": "recall", "_lr": "best_lr"})
     for m in MEASURES:
         csv = csv.assign(**{m.key: pts[m.key]["cost"]})
     for (task, n, k), g in _sorted_points(rec):
         t = pd.DataFrame({"model": g["label"], "recall": [acc_text(r) for _, r in g.iterrows()],
+                          "lrs": g["lrs_tried"].map(lambda v: f"{v:.0f}"),
                           **{m.title: [NA if np.isnan(c) else m.fmt(c)
                                        for c in pts[m.key].loc[g.index, "cost"]] for m in MEASURES}})
         t = t.sort_values("model")
         parts.append(f"## {_title(task, n, k)}\n\n{markdown(t)}\n")
     csv = csv.assign(num_kv_pairs=csv["num_kv_pairs"].map(lambda k: None if k < 0 else k))
     out.table(section, f"{stem}_costs", f"recall (best-lr accuracy, {SPREAD_NOTE}) and every cost measure of "
-              "the same model (scaling rows at batch 1; n/a: not measured or failed)",
+              f"the same model (scaling rows at batch 1; n/a: not measured or failed); {MARK_NOTE}",
               "\n".join(parts).rstrip("\n"), csv)

@@ -18,7 +18,7 @@ Series = tuple[str, Sequence[float], Sequence[float], dict]  # (label, xs, ys, m
 
 
 def plot(panels: list[tuple[str, list[Series]]], xlabel: str, ylabel: str, xscale: str = "log",
-         yscale: str = "log") -> bytes:
+         yscale: str = "log", ylim: tuple[float, float] | None = None) -> bytes:
     """PNG bytes of one subplot per panel. Deterministic: default style, no Software stamp."""
     import matplotlib as mpl
     import matplotlib.style
@@ -41,6 +41,8 @@ def plot(panels: list[tuple[str, list[Series]]], xlabel: str, ylabel: str, xscal
                     ax.annotate(text, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
             ax.set_xscale("log", base=2) if xscale == "log2" else ax.set_xscale(xscale)
             ax.set_yscale(yscale)
+            if ylim is not None:
+                ax.set_ylim(*ylim)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)

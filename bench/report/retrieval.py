@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 
 from archbench.bench.report.cells import SPREAD_NOTE, acc_text, best_lr, k_text, natural, per_lr, prepare
+from archbench.bench.report.curves import curve_tables
 from archbench.bench.report.format import MISSING, cell_raw, cells, markdown, slug, sort_rows
 from archbench.bench.report.hybrid import hybrid_tables
+from archbench.bench.report.learning import MARK_NOTE, RESULT_CLASSES
 from archbench.bench.report.lengths import length_tables
 from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.plot import Series, plot, styles
@@ -52,7 +54,8 @@ def _accuracy_tables(out: Outputs, section: str, prefix: str, dev: str, gd: pd.D
                "d_model", "accuracy", "acc_min", "acc_max", "seeds", "best_lr", "state_bytes", "params",
                "steps", "status"]]
     out.table(section, f"{prefix}_accuracy", "held-out exact-match accuracy at the best learning rate, "
-              f"{SPREAD_NOTE} (rows model, depth, mlp_ratio; columns d_model; one table per task, n, K)",
+              f"{SPREAD_NOTE} (rows model, depth, mlp_ratio; columns d_model; one table per task, n, K); "
+              f"{MARK_NOTE}",
               "\n".join(parts).rstrip("\n"), csv)
 
 
@@ -78,7 +81,7 @@ def _lr_table(out: Outputs, section: str, prefix: str, pl: pd.DataFrame, best: p
     csv = csv[["task", "seq_len", "num_kv_pairs", "model", "family", "depth", "mlp_ratio", "d_model", "lr",
                "accuracy", "acc_min", "acc_max", "seeds", "runs", "failed", "best", "status"]]
     out.table(section, f"{prefix}_lr_sweep", f"accuracy per learning rate, {SPREAD_NOTE}; the best lr has "
-              "the highest mean (rows model, depth, mlp_ratio, d_model; columns lr)",
+              f"the highest mean (rows model, depth, mlp_ratio, d_model; columns lr); {MARK_NOTE}",
               "\n".join(parts).rstrip("\n"), csv)
 
 
@@ -87,13 +90,27 @@ def _family_label(fam: str, depth: int, depths: int) -> str:
 
 
 def _state_series(gp: pd.DataFrame, style: dict[str, dict]) -> list[Series]:
-    """One line per family (and depth) through its state-size variants and widths, by state bytes."""
+    """One line per family (and depth) through its state-size variants and widths, by state bytes;
+    cells that did not learn are drawn hollow over their line."""
     sb = gp[gp["state_bytes"].notna()]
     depths = sorted(sb["depth"].unique())
     marker = {d: "os^Dv"[i % 5] for i, d in enumerate(depths)}  # one family, two depths: two markers
-    return [(_family_label(fam, depth, len(depths)), s["state_bytes"].tolist(), s["accuracy"].tolist(),
-             {**style[fam], **({"marker": marker[depth]} if len(depths) > 1 else {})})
-            for (fam, depth), s in sb.sort_values("state_bytes").groupby(["family", "depth"])]
+    series: list[Series] = []
+    for (fam, depth), s in sb.sort_values("state_bytes").groupby(["family", "depth"]):
+        st = {**style[fam], **({"marker": marker[depth]} if len(depths) > 1 else {})}
+        label = _family_label(fam, depth, len(depths))
+        series.append((label, s["state_bytes"].tolist(), s["accuracy"].tolist(), st))
+        series += _hollow(s, "state_bytes", st)
+    return series
+
+
+def _hollow(s: pd.DataFrame, x: str, style: dict) -> list[Series]:
+    """The points of `s` whose class is not a result (learning.RESULT_CLASSES), hollow and legend-less."""
+    off = s[~s["learn_class"].isin(RESULT_CLASSES)]
+    if off.empty:
+        return []
+    return [("_not learned", off[x].tolist(), off["accuracy"].tolist(),
+             {**style, "linestyle": "none", "markerfacecolor": "white", "markersize": 7})]
 
 
 def _lr_series(gp: pd.DataFrame, style: dict[str, dict]) -> list[Series]:
@@ -117,9 +134,12 @@ def _retrieval_plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame, 
         by_width, by_state, by_lr = [], [], []
         for (n, k), gp in gt.groupby(["seq_len", "num_kv_pairs"], sort=True):
             title = f"{task} n={n}, K={k_text(k)}"
-            by_width.append((title, [(f"{m} (L={depth})", s["d_model"].tolist(), s["accuracy"].tolist(),
-                                      style[s["family"].iloc[0]])
-                                     for (m, depth), s in gp.groupby(["model", "depth"], sort=True)]))
+            width_series: list[Series] = []
+            for (m, depth), s in gp.groupby(["model", "depth"], sort=True):
+                st = style[s["family"].iloc[0]]
+                width_series += [(f"{m} (L={depth})", s["d_model"].tolist(), s["accuracy"].tolist(), st),
+                                 *_hollow(s, "d_model", st)]
+            by_width.append((title, width_series))
             by_state.append((title, _state_series(gp, style)))
             lrs = ok_lr[(ok_lr["task"] == task) & (ok_lr["seq_len"] == n) & (ok_lr["num_kv_pairs"] == k)]
             for (d, depth), gl in lrs.groupby(["d_model", "depth"], sort=True):
@@ -140,7 +160,8 @@ def _retrieval_plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame, 
 
 def retrieval_tables(out: Outputs, rt: pd.DataFrame, slugs: dict[str, str]) -> None:
     """Every retrieval table and plot, one set per device."""
-    pl = per_lr(prepare(rt))
+    runs = prepare(rt)
+    pl = per_lr(runs)
     best = best_lr(pl)
     for dev, gd in best.groupby("device_name", sort=True):
         section, prefix = f"Retrieval: {dev}", f"retrieval_{slugs[dev]}"
@@ -150,4 +171,5 @@ def retrieval_tables(out: Outputs, rt: pd.DataFrame, slugs: dict[str, str]) -> N
         ok_lr = pd_lr[(pd_lr["status"] == "ok") & pd_lr["accuracy"].notna()]
         _retrieval_plots(out, section, prefix, gd[gd["_ok"]], ok_lr)
         length_tables(out, section, prefix, gd[gd["_ok"]])
+        curve_tables(out, section, prefix, runs[runs["device_name"] == dev], gd)
         hybrid_tables(out, section, prefix, gd)

@@ -11,6 +11,8 @@
     frontier   recall against cost: MQAR at V = 1024 for every family at several state sizes and
                learning rates, hybrid ratios and placements, the other tasks scored at L .. 8L, and the
                cost cells of the same models (bench/runs/frontier.py)
+    plateau    the answer-prior plateau's candidate causes, one change a cell, on cheap MQAR cells
+               (bench/runs/plateau.py); `--models` keeps some of its models
 
 Every option the CLI takes overrides a suite default (`Options`). `--lens` *replaces* the scaling
 lengths but *filters* a retrieval grid (each point pairs a length with its K); a filter that leaves
@@ -34,7 +36,7 @@ from archbench.bench.experiments.scaling import MODES, ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.runs.cell import Cell
 
-SUITES = ("quick", "scaling", "retrieval", "full", "generation", "frontier")
+SUITES = ("quick", "scaling", "retrieval", "full", "generation", "frontier", "plateau")
 
 
 class SuiteError(ValueError):
@@ -359,6 +361,25 @@ def frontier_parts(o: Options) -> list[tuple[str, Cell]]:
         lrs=o.lrs, max_examples=o.max_examples, d_models=o.d_models, decode_flags=decode_flags(o)))
 
 
+# Options the plateau suite fixes: it is a fixed set of controlled cells, `--models` may only select.
+PLATEAU_TAKES = ("device", "models", "seed")
+
+
+def plateau_parts(o: Options) -> list[tuple[str, Cell]]:
+    """(part, cell) of the plateau suite (bench/runs/plateau.py); only `--models` filters it."""
+    from archbench.bench.runs import plateau
+
+    given = [f.name for f in dataclasses.fields(Options)
+             if f.name not in PLATEAU_TAKES and getattr(o, f.name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise SuiteError(f"the plateau suite fixes its cells (bench/runs/plateau.py); it takes --models, "
+                         f"not {flags}")
+    if o.device != "cpu" or o.seed:
+        raise SuiteError("the plateau suite runs on --device cpu at --seed 0 (bench/runs/plateau.py)")
+    return plateau.plateau_parts(o.models)
+
+
 def build(suite: str, o: Options) -> Plan:
     """The cells of `suite` under options `o`; SuiteError if they come to none."""
     if suite not in SUITES:
@@ -380,6 +401,8 @@ def build(suite: str, o: Options) -> Plan:
         plan.cells += generation_cells(o)
     if suite == "frontier":
         plan.cells += [cell for _, cell in frontier_parts(o)]
+    if suite == "plateau":
+        plan.cells += [cell for _, cell in plateau_parts(o)]
     if not plan.cells:
         raise SuiteError("; ".join(plan.notes) or f"suite {suite} has no cells with these options")
     return plan

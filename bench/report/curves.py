@@ -1,0 +1,105 @@
+"""Learning curves and sample efficiency, for `archbench report`: every retrieval run's curve drawn
+(one figure per task point and depth, a panel per family, a line per model and lr), and a table of each
+cell at its best lr with its class (bench/report/learning.py) and the examples it took to reach 0.5 and
+0.9 of held-out accuracy.
+
+Glossary: chance = the accuracy of answering the most frequent answer; prior loss = the entropy of the
+answers in nats (the loss of a model that learned only which tokens answer); ex→0.5 the examples seen
+at the first evaluation at or above 0.5.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from archbench.bench.report.cells import k_text, natural
+from archbench.bench.report.format import MISSING, markdown, slug, sort_rows
+from archbench.bench.report.learning import LAST, LEARNED, PLATEAU_NATS, RISE, RISE_NATS
+from archbench.bench.report.outputs import Outputs
+from archbench.bench.report.plot import Series, plot
+
+POINT = ["task", "seq_len", "num_kv_pairs"]
+LR_COLORS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6")
+CLASS_NOTE = (f"class: learned (final accuracy >= {LEARNED}), plateau (final loss within {PLATEAU_NATS} nats "
+              f"of the prior loss and accuracy near chance), rising (gained >= {RISE} accuracy or lost >= "
+              f"{RISE_NATS} nats of loss over the last {LAST:.0%} of its examples), flat (neither: "
+              "capacity-limited at this budget); ± seeds disagree")
+
+
+def _examples(v: float) -> str:
+    return MISSING if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v / 1000:.0f}k"
+
+
+def _table(out: Outputs, section: str, prefix: str, best: pd.DataFrame) -> None:
+    parts, csv_parts = [], []
+    for (task, n, k), g in sorted(best.groupby(POINT), key=lambda kv: (natural(kv[0][0]), *kv[0][1:])):
+        g = g[g["_ok"]]
+        if g.empty:
+            continue
+        t = pd.DataFrame({
+            "model": g["model"], "depth": g["depth"], "d": g["d_model"],
+            "class": g["learn_class"].replace({"mixed": "± mixed"}),
+            "accuracy": g["accuracy"].map("{:.3f}".format),
+            "best lr": g["_lr"].map("{:g}".format), "lrs": g["lrs_tried"].map("{:.0f}".format),
+            "ex→0.5": g["ex_50"].map(_examples), "ex→0.9": g["ex_90"].map(_examples),
+            "examples": g["examples_seen"].map(_examples),
+            "last layer rms / const": [MISSING if math.isnan(r) else f"{r:.2f} / {c:.2f}"
+                                       for r, c in zip(g["last_rms"], g["last_const_share"], strict=True)]})
+        chance, prior = g["chance"].iloc[0], g["prior_loss"].iloc[0]
+        parts.append(f"## {task}, n={n}, K={k_text(k)} — chance {chance:.4f}, prior loss {prior:.2f} nats\n\n"
+                     f"{markdown(sort_rows(t, ['model', 'depth', 'd']))}\n")
+        csv_parts.append(g)
+    if not parts:
+        return
+    csv = pd.concat(csv_parts)
+    csv = csv.assign(num_kv_pairs=csv["num_kv_pairs"].map(lambda k: None if k < 0 else k), best_lr=csv["_lr"])
+    csv = csv[["task", "seq_len", "num_kv_pairs", "model", "family", "depth", "d_model", "learn_class",
+               "accuracy", "best_lr", "lrs_tried", "ex_50", "ex_90", "examples_seen", "chance", "prior_loss",
+               "last_rms", "last_const_share"]]
+    out.table(section, f"{prefix}_learning", "each cell at its best lr: its learning curve's class and "
+              f"sample efficiency (examples to reach 0.5 and 0.9 held-out accuracy; '{MISSING}' never), and "
+              "its last mixer's output at the last evaluation: RMS and the share of its energy in one "
+              "constant vector "
+              f"(bench/experiments/diagnostics.py); {CLASS_NOTE}",
+              "\n".join(parts).rstrip("\n"), csv)
+
+
+def _curve_series(runs: pd.DataFrame, lr_color: dict[float, str]) -> list[Series]:
+    series: list[Series] = []
+    for (model, lr, seed), r in runs.groupby(["model", "_lr", "seed_id"], sort=True):
+        curve = r["curve"].iloc[-1]
+        if not isinstance(curve, dict) or len(curve.get("examples") or []) < 2:
+            continue
+        label = f"{model} lr={lr:g}" + ("" if seed.startswith("0/") else f" seed {seed.split('/')[0]}")
+        series.append((label, [e / 1000 for e in curve["examples"]], curve["accuracy"],
+                       {"color": lr_color[lr], "linewidth": 1,
+                        "linestyle": "-" if seed.startswith("0/") else "--"}))
+    return series
+
+
+def _plots(out: Outputs, section: str, prefix: str, rt: pd.DataFrame) -> None:
+    ok = rt[(rt["status"] == "ok") & rt["curve"].map(lambda c: isinstance(c, dict))]
+    for (task, n, k, depth), g in ok.groupby([*POINT, "depth"], sort=True):
+        lr_color = {lr: LR_COLORS[i % len(LR_COLORS)] for i, lr in enumerate(sorted(g["_lr"].unique()))}
+        chance = g["chance"].iloc[0]
+        panels = []
+        for fam, f in sorted(g.groupby("family"), key=lambda kv: kv[0]):
+            series = _curve_series(f, lr_color)
+            if series:
+                xs = [0, max(max(s[1]) for s in series)]
+                series.append(("chance", xs, [chance, chance], {"color": "grey", "linestyle": ":"}))
+                panels.append((f"{fam} (L={depth})", series))
+        if panels:
+            stem = f"{prefix}_{slug(task)}_n{n}_k{k_text(k)}_L{depth}_curves"
+            out.png(section, stem, f"{task} n={n}, K={k_text(k)}, depth {depth}: held-out-subset accuracy "
+                    "against examples seen, every run (colour: lr; dashed: another seed; dotted: chance)",
+                    plot(panels, "examples seen (thousands)", "accuracy", xscale="linear", yscale="linear",
+                         ylim=(-0.02, 1.02)))
+
+
+def curve_tables(out: Outputs, section: str, prefix: str, runs: pd.DataFrame, best: pd.DataFrame) -> None:
+    """The learning table (best-lr cells) and the curve figures (every run) of one device."""
+    _table(out, section, prefix, best)
+    _plots(out, section, prefix, runs)
