@@ -5,6 +5,9 @@ scored loss, backward, gradient clipping, fused AdamW) at the frontier suite's M
 shape (bench/runs/frontier.py: n 64, K 8, V 1024, batch 64, depth 2, d_model 64), with the loss eager
 or compiled (`TrainConfig.compile`). Compiling happens in the warm-up, outside the timed rounds; its
 cost is `extra_info["warmup_s"]`. `extra_info["examples_per_s"]` is batch / median step time.
+Against it stands a bound (bench/measure/train_flops.py): `step_flops`, the step's analytic FLOPs
+(forward × 3 for forward + backward), over `matmul_peak_flops`, a large matmul's FLOP/s measured on the
+benchmark's threads, gives `bound_examples_per_s`; `frac_of_bound` is the measured share of it.
 
     taskset -c 1 pytest bench/test_train_speed.py --benchmark-only \
         --benchmark-json=results/raw/pytest-benchmark/train_speed.json
@@ -26,8 +29,10 @@ import torch
 
 from archbench.archs import LM, list_archs, resolve_model
 from archbench.bench.experiments.train import TrainConfig, TrainLoss, param_groups
+from archbench.bench.measure.train_flops import matmul_peak_flops, train_step_flops
 from archbench.bench.runs.frontier import ATTENTION_CFG, CPU_GRID, D_MODEL, RECALL_DEPTH
 from archbench.tasks import create
+from archbench.tasks.base import IGNORE
 
 MIXERS = os.environ.get("ARCHBENCH_TRAIN_MIXERS", "").split(",") if os.environ.get(
     "ARCHBENCH_TRAIN_MIXERS") else list_archs()
@@ -70,7 +75,13 @@ def test_train_step(benchmark, mixer: str, backend: str) -> None:
     warmup_s = time.perf_counter() - start
     benchmark.group = f"train step mqar n={task.seq_len} V={task.vocab_size} d={D_MODEL} b={BATCH}"
     benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    examples_per_s = BATCH / benchmark.stats.stats.median
+    step_flops = train_step_flops(model, BATCH, task.seq_len, int((y != IGNORE).sum()))
+    peak = matmul_peak_flops(THREADS)
+    bound = peak / (step_flops / BATCH)
     benchmark.extra_info.update(
         mixer=mixer, backend=backend + loss_fn.note.replace("+train compiled", ""),
         warmup_s=round(warmup_s, 1), threads=torch.get_num_threads(),
-        examples_per_s=round(BATCH / benchmark.stats.stats.median, 1))
+        examples_per_s=round(examples_per_s, 1), step_flops=step_flops,
+        matmul_peak_flops=round(peak), bound_examples_per_s=round(bound, 1),
+        frac_of_bound=round(examples_per_s / bound, 4))

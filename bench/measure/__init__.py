@@ -6,6 +6,8 @@
     energy.py   energy_joules(fn, device) -> joules per call from NVML / RAPL, or None; counter(device)
     peaks.py    device_peaks(device) (measured and datasheet), utilisation(flops, bytes, seconds, peaks),
                 copy_bandwidth(device, working_set_bytes) (copy rate at that size: a decode step's yardstick)
+    train_flops.py  train_step_flops(model, batch, seq_len, scored) and the one-thread matmul peak: the
+                bound a training step's examples/s is read against (bench/test_train_speed.py)
 
 A figure that cannot be measured here is None ("n/a" in the tables), never an estimate.
 """

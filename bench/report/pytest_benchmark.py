@@ -59,7 +59,8 @@ def pytest_benchmark_tables(out: Outputs, folder: Path) -> list[str]:
 
 def _train_speed(out: Outputs, df: pd.DataFrame) -> None:
     """bench/test_train_speed.py's figures side by side: examples/s per mixer, eager and compiled loss,
-    and their ratio (the newest file wins where two measured the same benchmark)."""
+    their ratio, and the step's FLOP bound (the newest file wins where two measured the same benchmark).
+    Rows from files written before the bound was stored show n/a there."""
     need = {"mixer", "backend", "examples_per_s", "warmup_s"}
     if not need <= set(df.columns):
         return
@@ -68,23 +69,43 @@ def _train_speed(out: Outputs, df: pd.DataFrame) -> None:
         return
     t["kind"] = t["backend"].astype(str).str.split(" ").str[0]  # "eager" | "compiled" (+ a failure note)
     t = t.drop_duplicates(["group", "mixer", "kind"], keep="last")
+    for col in ("bound_examples_per_s", "frac_of_bound"):  # absent from files written before the bound
+        if col not in t.columns:
+            t[col] = float("nan")
     for group, g in t.groupby("group"):
         w = g.pivot(index="mixer", columns="kind", values="examples_per_s")
         warm = g.pivot(index="mixer", columns="kind", values="warmup_s")
+        # Each row's share of its own bound: the two backends' rows may come from different files.
+        kinds = ["eager", "compiled"]
+        bounds = g.pivot(index="mixer", columns="kind", values="bound_examples_per_s").reindex(columns=kinds)
+        fracs = g.pivot(index="mixer", columns="kind", values="frac_of_bound").reindex(columns=kinds)
         raw = pd.DataFrame({"mixer": w.index, "eager_examples_per_s": w.get("eager"),
                             "compiled_examples_per_s": w.get("compiled"),
                             "compile_warmup_s": warm.get("compiled")}).reset_index(drop=True)
         raw["speedup"] = raw["compiled_examples_per_s"] / raw["eager_examples_per_s"]
+        raw["bound_examples_per_s"] = bounds["compiled"].where(fracs["compiled"].notna(),
+                                                               bounds["eager"]).to_numpy()
+        raw["compiled_frac_of_bound"] = fracs["compiled"].to_numpy()
+        raw["eager_frac_of_bound"] = fracs["eager"].to_numpy()
+        frac = [f"{c:.3f}" if not is_missing(c) else f"{e:.3f} (eager)" if not is_missing(e) else NA
+                for c, e in zip(raw["compiled_frac_of_bound"], raw["eager_frac_of_bound"], strict=True)]
 
         md = pd.DataFrame({"mixer": raw["mixer"],
                            "eager (examples/s)": _fmt(raw["eager_examples_per_s"]),
                            "compiled (examples/s)": _fmt(raw["compiled_examples_per_s"]),
                            "compiled / eager": _fmt(raw["speedup"], "{:.2f}×"),
-                           "compile + warm-up (s)": _fmt(raw["compile_warmup_s"])})
+                           "compile + warm-up (s)": _fmt(raw["compile_warmup_s"]),
+                           "bound (examples/s)": _fmt(raw["bound_examples_per_s"]),
+                           "compiled / bound": frac})
         name = "".join(c if c.isalnum() else "-" for c in group.removeprefix("train step ")).strip("-")
         stem = f"train_speed_{name}"
         out.table("training speed", stem, f"Training examples/s per mixer, eager vs compiled loss — {group} "
-                  "(bench/test_train_speed.py; median of the timed steps)", md, raw)
+                  "(bench/test_train_speed.py; median of the timed steps). Bound: the step's analytic "
+                  "FLOPs (forward × 3 for forward + backward) over the measured matmul peak on the "
+                  "benchmark's threads (one by default), i.e. examples/s if every FLOP ran at the speed "
+                  "of a large matmul: an upper bound no real step reaches, since most of a recurrent "
+                  "step is not matmul. Compiled / bound is each row's share of its own bound, eager's "
+                  "(so marked) where the compiled row is missing or has none", md, raw)
 
 
 def _fmt(values: pd.Series, pattern: str = "{:.0f}") -> list[str]:

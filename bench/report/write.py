@@ -15,6 +15,8 @@ schema stops the report with its file and line) and every pytest-benchmark JSON 
   generation_<device>_*     per group of one shape, P, G and budget: the largest batch within the
                             budget, tokens/s per batch, throughput and memory against batch
   pytest_benchmark.{md,csv} pytest-benchmark runs
+  peer_<file>               a peer project's own training run on archbench's data (raw/peer/*.json)
+                            beside archbench's runs of the same recipe (bench/report/peer.py)
   README.md                 an index of all of it, with a provenance summary
 
 Output is deterministic (sorted rows, no timestamps, PNGs without the "Software" stamp), so running
@@ -44,12 +46,14 @@ from typing import Any
 
 import pandas as pd
 
+from archbench.bench.report.cells import prepare
 from archbench.bench.report.format import NA, is_missing, markdown, short_status, slug
 from archbench.bench.report.frame import frame
 from archbench.bench.report.frontier import frontier_tables
 from archbench.bench.report.generation import generation_tables
 from archbench.bench.report.grid import grid_tables
 from archbench.bench.report.outputs import Outputs
+from archbench.bench.report.peer import peer_tables
 from archbench.bench.report.pytest_benchmark import pytest_benchmark_tables
 from archbench.bench.report.retrieval import retrieval_tables
 from archbench.bench.report.scaling import scaling_tables
@@ -208,6 +212,7 @@ def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
     if "retrieval" in frames and "scaling" in frames:  # the one table that joins two kinds
         frontier_tables(out, frames["retrieval"], frames["scaling"], slugs)
     grid_tables(out, frames, slugs)
+    peer_tables(out, prepare(frames["retrieval"]) if "retrieval" in frames else pd.DataFrame(), raw / "peer")
     bench_prov = pytest_benchmark_tables(out, raw / "pytest-benchmark")
     out.files["README.md"] = _index(out, rows, bench_prov)
 

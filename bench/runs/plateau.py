@@ -10,8 +10,10 @@ methods note (results/METHODS.md) reads its tables.
 Parts, in run order:
     lrs         the failing cells at three learning rates: the baseline every candidate is read against
     candidates  one change each, at the baseline's middle lr: optimiser (warm-up, betas, clipping,
-                weight decay), head and initialisation (tied head, Zoology's init), blocks (MLPs), and
-                the output gate (Gated DeltaNet's swish gate against a sigmoid one and none)
+                weight decay, the lr's decay), head and initialisation (tied head, Zoology's init),
+                blocks (MLPs), and the output gate (Gated DeltaNet's swish gate against a sigmoid one
+                and none)
+    seeds       the baseline and the first candidate at seed 1: the spread a candidate must beat
     recipes     Zoology's recipe on the same cells at its own four lrs
     peer        archbench's attention without its short conv under the zoology recipe: the cell laid
                 beside Zoology's own trainer run on the same rows (the methods note has both curves)
@@ -53,7 +55,10 @@ CANDIDATES: tuple[tuple[str, dict[str, Any], dict[str, dict[str, Any]], int], ..
     ("tied head", {"tie_head": True}, {}, 0),
     ("Zoology init", {"init": "zoology"}, {}, 0),
     ("MLP ratio 4", {}, {}, 4),
+    ("constant lr after warm-up", {"min_lr_frac": 1.0}, {}, 0),
 )
+# The spread the candidates are read against: the baseline and the first candidate again at seed 1.
+SEED_CHECKS = ({}, {"warmup_frac": 0.0})
 GATE_ABLATIONS = ({"output_gate": "sigmoid"}, {"output_gate": "none"})  # Gated DeltaNet's output gate
 # The peer check: Zoology's own trainer ran its Figure-2 attention (no short conv, learned positions) on
 # this MQAR data with n_train 10k for 4 epochs; archbench's attention without its short conv under the
@@ -103,6 +108,11 @@ def plateau_parts(models: list[str] | None = None) -> list[tuple[str, Cell]]:
                 train = dataclasses.replace(TRAIN, lr=lr)
                 gated = _cell("gated_deltanet", 2, MQAR, train, {"gated_deltanet": gate})
                 cells.append(("candidates", gated))
+    for train_fields in SEED_CHECKS:
+        for name, depth in CANDIDATE_MODELS:
+            if want(name):
+                train = dataclasses.replace(base, seed=1, **train_fields)
+                cells.append(("seeds", _cell(name, depth, MQAR, train)))
     lr_cells(LRS[1:])
     for lr in RECIPE_LRS["zoology"]:
         zoology = TrainConfig.for_recipe("zoology", lr=lr, batch_size=TRAIN.batch_size, n_test=TRAIN.n_test,
