@@ -17,7 +17,7 @@ Glossary (code -> paper):
     dt         (B, T, H) step size softplus(dt_raw + dt_bias)                          Δ
     A          (H,) -exp(A_log), one negative scalar per head                          A
     h          (B, H, P, N) state: h_t = exp(Δ_t A) h_{t-1} + Δ_t x_t B_tᵀ,  y_t = h_t C_t + D x_t
-    z          (B, T, Di) gate: out = out_proj(RMSNorm(y * silu(z)))
+    z          (B, T, Di) gate: out = out_proj(RMSNorm(y * silu(z)))  (Config.gate: the activation)
 """
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ class Config:
     d_conv: int = 4
     dt_min: float = 0.001  # softplus(dt_bias) starts log-uniform in [dt_min, dt_max]
     dt_max: float = 0.1
+    # The gate's activation: SiLU (the paper's and mamba-ssm's). "sigmoid" is an ablation: the same
+    # layer with a gate that starts near 1/2 for every token instead of near 0 with either sign.
+    gate: str = "silu"
+
+    def __post_init__(self):
+        if self.gate not in GATES:
+            raise ValueError(f"mamba2: gate must be one of {', '.join(GATES)}, got {self.gate!r}")
+
+
+GATES = {"silu": F.silu, "sigmoid": torch.sigmoid}
 
 
 @register("mamba2")
@@ -90,7 +100,7 @@ class Mamba2(Mixer):
 
     def _output(self, y: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         y = (y + self.D[:, None] * x).flatten(-2)  # (..., Di)
-        return self.out_proj(self.norm(y * F.silu(z)))
+        return self.out_proj(self.norm(y * GATES[self.cfg.gate](z)))
 
     def _ssd(self, x, dt, Bm, Cm, h, backend: str, final_state: bool):
         """y (B, T, H, P) without the D skip, from state h (B, H, P, N) or None (zeros); and the state

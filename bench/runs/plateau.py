@@ -2,7 +2,7 @@
 answer-prior plateau (loss ln(#values), accuracy at chance), tested one candidate cause at a time.
 
 Written as data: `archbench run plateau`. Every cell trains on one cheap MQAR point (V = 256, n = 64,
-K = 8, 40k examples: a Mamba-2 cell takes a minute or two on one core) and keeps its learning curve and
+K = 8, 40k examples: small enough to run a candidate in minutes) and keeps its learning curve and
 per-layer diagnostics (bench/experiments/diagnostics.py), so the report can say for each candidate
 whether the cell learned, is still rising, or sat on the plateau (bench/report/learning.py). The
 methods note (results/METHODS.md) reads its tables.
@@ -11,13 +11,15 @@ Parts, in run order:
     lrs         the failing cells at three learning rates: the baseline every candidate is read against
     candidates  one change each, at the baseline's middle lr: optimiser (warm-up, betas, clipping,
                 weight decay, the lr's decay), head and initialisation (tied head, Zoology's init),
-                blocks (MLPs), and the output gate (Gated DeltaNet's swish gate against a sigmoid one
-                and none)
+                blocks (MLPs), and the output gate (the SiLU gate of Gated DeltaNet and Mamba-2 against
+                a sigmoid one, and Gated DeltaNet's against none)
     seeds       the baseline and the first candidate at seed 1: the spread a candidate must beat
     recipes     Zoology's recipe on the same cells at its own four lrs
     peer        archbench's attention without its short conv under the zoology recipe: the cell laid
                 beside Zoology's own trainer run on the same rows (the methods note has both curves)
     v1024       the frontier's point (V = 1024) with twice its budget, at two lrs: does the plateau end?
+    remedy      the chosen remedy (`REMEDY`) on the failing cells at V = 256 and V = 1024: before/after
+    pilot       every family under the remedy at the candidate grid points: where can recall be compared?
 
 Glossary: n = seq_len, K = num_kv_pairs, V = vocab_size, lr learning rate.
 """
@@ -33,13 +35,14 @@ from archbench.bench.experiments.recipes import RECIPE_LRS
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.runs.cell import Cell
+from archbench.bench.runs.schema import cell_key
 
 MQAR = dict(seq_len=64, num_kv_pairs=8, vocab_size=256)
 TRAIN = TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=5_000,
                     target_accuracy=0.99)
 LRS = (3e-3, 1e-2, 1e-3)  # the first is the candidates' lr
 ATTENTION_CFG = {"attention": {"d_conv": 4}}  # Zoology's short conv before q/k/v, as the other suites
-# (model, depth): the cells the plateau was seen on (issue 21) and two that escape it, for contrast.
+# (model, depth): cells the plateau was seen on at the frontier's point, and two that escape it.
 FAILING = (("mamba2", 2), ("gated_deltanet", 2), ("RRRX:R=mamba2,X=attention", 4))
 CONTRAST = (("deltanet", 2), ("XRRR:R=mamba2,X=attention", 4))
 CANDIDATE_MODELS = (("mamba2", 2), ("gated_deltanet", 2))
@@ -59,7 +62,9 @@ CANDIDATES: tuple[tuple[str, dict[str, Any], dict[str, dict[str, Any]], int], ..
 )
 # The spread the candidates are read against: the baseline and the first candidate again at seed 1.
 SEED_CHECKS = ({}, {"warmup_frac": 0.0})
-GATE_ABLATIONS = ({"output_gate": "sigmoid"}, {"output_gate": "none"})  # Gated DeltaNet's output gate
+# The output gate's activation, swish (SiLU) in both published layers, against a sigmoid (and none)
+GATE_ABLATIONS = (("gated_deltanet", {"output_gate": "sigmoid"}), ("gated_deltanet", {"output_gate": "none"}),
+                  ("mamba2", {"gate": "sigmoid"}))
 # The peer check: Zoology's own trainer ran its Figure-2 attention (no short conv, learned positions) on
 # this MQAR data with n_train 10k for 4 epochs; archbench's attention without its short conv under the
 # zoology recipe, on the same rows, is the cell to lay beside it.
@@ -68,6 +73,13 @@ PEER_N_TRAIN = 10_000
 V1024 = dict(MQAR, vocab_size=1024)
 V1024_EXAMPLES = 80_000
 V1024_LRS = (3e-3, 1e-3)
+# The remedy the candidates chose (results/METHODS.md has the evidence), on the failing cells at both
+# vocabularies, beside the baseline cells above.
+REMEDY = {"warmup_frac": 0.0}
+# The pilot for a CPU grid where recall can be compared: every registered family at its default state
+# under the remedy, at the candidate grid points (K = 16 exceeds the head size 8 of the small-state
+# variants, so their capacity binds), at the candidates' lr.
+PILOT_POINTS = (dict(seq_len=64, num_kv_pairs=16, vocab_size=256), MQAR)
 
 
 def _cell(name: str, depth: int, task_cfg: dict, train: TrainConfig, configs: dict | None = None,
@@ -82,8 +94,10 @@ def _cell(name: str, depth: int, task_cfg: dict, train: TrainConfig, configs: di
                                            dtype="float32", seed=train.seed))
 
 
-def plateau_parts(models: list[str] | None = None) -> list[tuple[str, Cell]]:
-    """(part, cell) of the plateau suite in run order; `models` keeps only those model names."""
+def plateau_parts(models: list[str] | None = None,
+                  families: list[str] | None = None) -> list[tuple[str, Cell]]:
+    """(part, cell) of the plateau suite in run order; `models` keeps only those model names; the pilot
+    part trains each of `families` (the registered mixers)."""
     def want(name: str) -> bool:
         return models is None or name in models
 
@@ -102,12 +116,11 @@ def plateau_parts(models: list[str] | None = None) -> list[tuple[str, Cell]]:
             if want(name):
                 train = dataclasses.replace(base, **train_fields)
                 cells.append(("candidates", _cell(name, depth, MQAR, train, configs, mlp)))
-    if want("gated_deltanet"):
-        for gate in GATE_ABLATIONS:
-            for lr in LRS:
+    for mixer, gate in GATE_ABLATIONS:
+        for lr in LRS:
+            if want(mixer):
                 train = dataclasses.replace(TRAIN, lr=lr)
-                gated = _cell("gated_deltanet", 2, MQAR, train, {"gated_deltanet": gate})
-                cells.append(("candidates", gated))
+                cells.append(("candidates", _cell(mixer, 2, MQAR, train, {mixer: gate})))
     for train_fields in SEED_CHECKS:
         for name, depth in CANDIDATE_MODELS:
             if want(name):
@@ -123,8 +136,28 @@ def plateau_parts(models: list[str] | None = None) -> list[tuple[str, Cell]]:
         if want(PEER[0]):
             cells.append(("peer", _cell(PEER[0], PEER[1], MQAR, zoology, PEER[2])))
     long = dataclasses.replace(TRAIN, max_examples=V1024_EXAMPLES, n_train=V1024_EXAMPLES)
-    for lr in V1024_LRS:
+
+    def remedy_cells(task_cfg: dict, train: TrainConfig, lrs: tuple[float, ...]) -> None:
+        for lr in lrs:
+            for name, depth in FAILING:
+                if want(name):
+                    cells.append(("remedy", _cell(name, depth, task_cfg,
+                                                  dataclasses.replace(train, lr=lr, **REMEDY))))
+
+    remedy_cells(MQAR, TRAIN, LRS)
+    for task_cfg in PILOT_POINTS:
+        for name in families or ():
+            if want(name):
+                cells.append(("pilot", _cell(name, 2, task_cfg,
+                                             dataclasses.replace(TRAIN, lr=LRS[0], **REMEDY))))
+    for lr in V1024_LRS:  # the expensive cells last: twice the budget at four times the vocabulary
         for name, depth in FAILING:
             if want(name):
                 cells.append(("v1024", _cell(name, depth, V1024, dataclasses.replace(long, lr=lr))))
-    return cells
+    remedy_cells(V1024, long, V1024_LRS)
+    # A cell two parts share (the remedy is also a candidate; the pilot holds the remedy's cells) runs
+    # once, under the first part that names it.
+    first: dict[str, tuple[str, Cell]] = {}
+    for part, cell in cells:
+        first.setdefault(cell_key(cell.spec), (part, cell))
+    return list(first.values())

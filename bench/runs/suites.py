@@ -377,7 +377,7 @@ def plateau_parts(o: Options) -> list[tuple[str, Cell]]:
                          f"not {flags}")
     if o.device != "cpu" or o.seed:
         raise SuiteError("the plateau suite runs on --device cpu at --seed 0 (bench/runs/plateau.py)")
-    return plateau.plateau_parts(o.models)
+    return plateau.plateau_parts(o.models, list_archs())
 
 
 def build(suite: str, o: Options) -> Plan:
