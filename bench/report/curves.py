@@ -39,7 +39,7 @@ def _table(out: Outputs, section: str, prefix: str, best: pd.DataFrame) -> None:
         if g.empty:
             continue
         t = pd.DataFrame({
-            "model": g["model"], "depth": g["depth"], "d": g["d_model"],
+            "model": g["model"], "depth": g["depth"], "d": g["d_model"], "mlp": g["mlp_ratio"],
             "class": g["learn_class"].replace({"mixed": "± mixed"}),
             "accuracy": g["accuracy"].map("{:.3f}".format),
             "best lr": g["_lr"].map("{:g}".format), "lrs": g["lrs_tried"].map("{:.0f}".format),
@@ -49,15 +49,15 @@ def _table(out: Outputs, section: str, prefix: str, best: pd.DataFrame) -> None:
                                        for r, c in zip(g["last_rms"], g["last_const_share"], strict=True)]})
         chance, prior = g["chance"].iloc[0], g["prior_loss"].iloc[0]
         parts.append(f"## {task}, n={n}, K={k_text(k)} — chance {chance:.4f}, prior loss {prior:.2f} nats\n\n"
-                     f"{markdown(sort_rows(t, ['model', 'depth', 'd']))}\n")
+                     f"{markdown(sort_rows(t, ['model', 'depth', 'd', 'mlp']))}\n")
         csv_parts.append(g)
     if not parts:
         return
     csv = pd.concat(csv_parts)
     csv = csv.assign(num_kv_pairs=csv["num_kv_pairs"].map(lambda k: None if k < 0 else k), best_lr=csv["_lr"])
-    csv = csv[["task", "seq_len", "num_kv_pairs", "model", "family", "depth", "d_model", "learn_class",
-               "accuracy", "best_lr", "lrs_tried", "ex_50", "ex_90", "examples_seen", "chance", "prior_loss",
-               "last_rms", "last_const_share"]]
+    csv = csv[["task", "seq_len", "num_kv_pairs", "model", "family", "depth", "d_model", "mlp_ratio",
+               "learn_class", "accuracy", "best_lr", "lrs_tried", "ex_50", "ex_90", "examples_seen", "chance",
+               "prior_loss", "last_rms", "last_const_share"]]
     out.table(section, f"{prefix}_learning", "each cell at its best lr: its learning curve's class and "
               f"sample efficiency (examples to reach 0.5 and 0.9 held-out accuracy; '{MISSING}' never), and "
               "its last mixer's output at the last evaluation: RMS and the share of its energy in one "

@@ -9,7 +9,7 @@ outside this project (its source and patches are named in the file and in result
       "config": {"task": {"name": "mqar", "seq_len": 64, "num_kv_pairs": 8, "vocab_size": 256},
                  "trainer": {"learning_rate": 0.00215, ...}, "model_config": {...}, ...},
       "label": "...",   (optional)
-      "epochs": [{"epoch": 1, "examples": 9984, "valid_loss": ..., "valid_accuracy": ...}, ...]}]
+      "epochs": [{"epoch": 1, "examples": 9984, "train_loss": ..., "valid_accuracy": ...}, ...]}]
 
 Glossary: peer = the other project's run; ours = archbench's retrieval rows of the same recipe.
 """
@@ -51,6 +51,11 @@ def _ours(rt: pd.DataFrame, task: dict, recipe: str, lr: float) -> pd.DataFrame:
     return rt[same]
 
 
+def _row(run: str, examples: int, accuracy: float, loss: float | None) -> dict[str, object]:
+    return {"run": run, "examples": examples, "held-out accuracy": f"{accuracy:.3f}",
+            "training loss": "n/a" if loss is None else f"{loss:.3f}"}
+
+
 def peer_tables(out: Outputs, rt: pd.DataFrame, peer_dir: Path) -> None:
     """One figure and one table per peer file: its runs and ours, accuracy and loss against examples."""
     for path in sorted(peer_dir.glob("*.json")) if peer_dir.is_dir() else []:
@@ -65,24 +70,25 @@ def peer_tables(out: Outputs, rt: pd.DataFrame, peer_dir: Path) -> None:
             ex = [e["examples"] / 1000 for e in run["epochs"]]
             series.append((_label(run), ex, [e["valid_accuracy"] for e in run["epochs"]],
                            {"color": f"C{i}", "marker": "o", "linestyle": "--"}))
-            loss.append((_label(run), ex, [e["valid_loss"] for e in run["epochs"]],
+            loss.append((_label(run), ex, [e["train_loss"] for e in run["epochs"]],
                          {"color": f"C{i}", "marker": "o", "linestyle": "--"}))
-            table += [{"run": _label(run), "examples": e["examples"],
-                       "accuracy": f"{e['valid_accuracy']:.3f}", "loss": f"{e['valid_loss']:.3f}"}
+            table += [_row(_label(run), e["examples"], e["valid_accuracy"], e["train_loss"])
                       for e in run["epochs"]]
         for j, (_, r) in enumerate(_ours(rt, task, recipe, lr).iterrows()):
-            c, name = r["curve"], f"archbench {r['model']} ({recipe} recipe)"
+            c, name = r["curve"], f"archbench {r['model']}"
             ex = [e / 1000 for e in c["examples"]]
             series.append((name, ex, c["accuracy"], {"color": f"C{len(runs) + j}", "marker": "s"}))
             loss.append((name, ex, c["loss"], {"color": f"C{len(runs) + j}", "marker": "s"}))
-            table += [{"run": name, "examples": e, "accuracy": f"{a:.3f}", "loss": f"{v:.3f}"}
+            table += [_row(name, e, a, v)
                       for e, a, v in zip(c["examples"], c["accuracy"], c["loss"], strict=True)]
         title = (f"{task['name']} n={task.get('seq_len')}, K={task.get('num_kv_pairs')}, "
                  f"V={task.get('vocab_size')}, lr={lr:g}")
         stem = f"peer_{slug(path.stem)}"
         caption = (f"peer check: {first['source']}'s own trainer on archbench's data beside archbench's "
-                   f"{recipe} recipe, {title} (held-out accuracy and loss after each epoch; {path.name})")
+                   f"{recipe} recipe, {title} (after each epoch: held-out accuracy, and the training loss "
+                   f"averaged over the epoch; {path.name})")
         out.table("Peer runs", stem, caption, markdown(pd.DataFrame(table)), pd.DataFrame(table))
         out.png("Peer runs", stem, caption,
-                plot([(f"accuracy — {title}", series), (f"held-out loss — {title}", loss)],
+                plot([(f"held-out accuracy — {title}", series),
+                      (f"training loss, mean of the epoch — {title}", loss)],
                      "examples seen (thousands)", "", xscale="linear", yscale="linear"))

@@ -18,7 +18,7 @@ Parts, in run order:
     peer        archbench's attention without its short conv under the zoology recipe: the cell laid
                 beside Zoology's own trainer run on the same rows (the methods note has both curves)
     v1024       the frontier's point (V = 1024) with twice its budget, at two lrs: does the plateau end?
-    remedy      the chosen remedy (`REMEDY`) on the failing cells at V = 256 and V = 1024: before/after
+    remedy      the chosen remedy (`remedy`) on the failing cells at V = 256 and V = 1024: before/after
     pilot       every family under the remedy at the candidate grid points: where can recall be compared?
 
 Glossary: n = seq_len, K = num_kv_pairs, V = vocab_size, lr learning rate.
@@ -73,12 +73,23 @@ PEER_N_TRAIN = 10_000
 V1024 = dict(MQAR, vocab_size=1024)
 V1024_EXAMPLES = 80_000
 V1024_LRS = (3e-3, 1e-3)
-# The remedy the candidates chose (results/METHODS.md has the evidence), on the failing cells at both
-# vocabularies, beside the baseline cells above.
-REMEDY = {"warmup_frac": 0.0}
+# The remedy the candidates chose (results/METHODS.md has the evidence): Zoology's recipe, 4 epochs of
+# a quarter of the budget, at its own lrs; on the failing cells at both vocabularies, beside the
+# baseline cells above.
+REMEDY_EPOCHS = 4
+REMEDY_LRS = RECIPE_LRS["zoology"][2:]  # 2.15e-3 and 1e-2: the two the gated cells learn at in `recipes`
+
+
+def remedy(train: TrainConfig, lr: float) -> TrainConfig:
+    """`train`'s budget under the zoology recipe at `lr`."""
+    return TrainConfig.for_recipe("zoology", lr=lr, batch_size=train.batch_size, n_test=train.n_test,
+                                  max_examples=train.max_examples,
+                                  n_train=train.max_examples // REMEDY_EPOCHS)
+
+
 # The pilot for a CPU grid where recall can be compared: every registered family at its default state
-# under the remedy, at the candidate grid points (K = 16 exceeds the head size 8 of the small-state
-# variants, so their capacity binds), at the candidates' lr.
+# under the remedy at its larger lr, at the candidate grid points (K = 16 exceeds the head size 8 of
+# the small-state variants, so their capacity binds).
 PILOT_POINTS = (dict(seq_len=64, num_kv_pairs=16, vocab_size=256), MQAR)
 
 
@@ -141,20 +152,18 @@ def plateau_parts(models: list[str] | None = None,
         for lr in lrs:
             for name, depth in FAILING:
                 if want(name):
-                    cells.append(("remedy", _cell(name, depth, task_cfg,
-                                                  dataclasses.replace(train, lr=lr, **REMEDY))))
+                    cells.append(("remedy", _cell(name, depth, task_cfg, remedy(train, lr))))
 
-    remedy_cells(MQAR, TRAIN, LRS)
+    remedy_cells(MQAR, TRAIN, RECIPE_LRS["zoology"])
     for task_cfg in PILOT_POINTS:
         for name in families or ():
             if want(name):
-                cells.append(("pilot", _cell(name, 2, task_cfg,
-                                             dataclasses.replace(TRAIN, lr=LRS[0], **REMEDY))))
+                cells.append(("pilot", _cell(name, 2, task_cfg, remedy(TRAIN, REMEDY_LRS[-1]))))
     for lr in V1024_LRS:  # the expensive cells last: twice the budget at four times the vocabulary
         for name, depth in FAILING:
             if want(name):
                 cells.append(("v1024", _cell(name, depth, V1024, dataclasses.replace(long, lr=lr))))
-    remedy_cells(V1024, long, V1024_LRS)
+    remedy_cells(V1024, long, REMEDY_LRS)
     # A cell two parts share (the remedy is also a candidate; the pilot holds the remedy's cells) runs
     # once, under the first part that names it.
     first: dict[str, tuple[str, Cell]] = {}
