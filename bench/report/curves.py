@@ -66,13 +66,25 @@ def _table(out: Outputs, section: str, prefix: str, best: pd.DataFrame) -> None:
               "\n".join(parts).rstrip("\n"), csv)
 
 
+def _within_family(model: str, family: str) -> str:
+    """The part of a model label a family's panel needs: its overrides and recipe tag, without the
+    family name and without a config group that only says "=default"."""
+    rest = model.removeprefix(family).strip()
+    if rest.startswith("("):
+        group, _, after = rest[1:].partition(")")
+        keep = [item for item in group.split(", ") if not item.endswith("=default")]
+        rest = (f"({', '.join(keep)}) " if keep else "") + after.strip()
+    return rest.removeprefix("· ").strip()
+
+
 def _curve_series(runs: pd.DataFrame, lr_color: dict[float, str]) -> list[Series]:
     series: list[Series] = []
     for (model, lr, seed), r in runs.groupby(["model", "_lr", "seed_id"], sort=True):
         curve = r["curve"].iloc[-1]
         if not isinstance(curve, dict) or len(curve.get("examples") or []) < 2:
             continue
-        label = f"{model} lr={lr:g}" + ("" if seed.startswith("0/") else f" seed {seed.split('/')[0]}")
+        label = " ".join(filter(None, [_within_family(model, r["family"].iloc[0]), f"lr={lr:g}"]))
+        label += "" if seed.startswith("0/") else f" seed {seed.split('/')[0]}"
         series.append((label, [e / 1000 for e in curve["examples"]], curve["accuracy"],
                        {"color": lr_color[lr], "linewidth": 1,
                         "linestyle": "-" if seed.startswith("0/") else "--"}))

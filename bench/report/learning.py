@@ -34,7 +34,7 @@ import numpy as np
 LEARNED = 0.9
 PLATEAU_NATS = 0.25
 PLATEAU_CHANCE = 5.0
-PLATEAU_ABOVE = 0.01
+PLATEAU_ABOVE = 0.02
 RISE = 0.02
 RISE_NATS = 0.1
 LAST = 0.25  # the last quarter of the examples seen

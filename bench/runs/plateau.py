@@ -41,7 +41,8 @@ MQAR = dict(seq_len=64, num_kv_pairs=8, vocab_size=256)
 TRAIN = TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=5_000,
                     target_accuracy=0.99)
 LRS = (3e-3, 1e-2, 1e-3)  # the first is the candidates' lr
-ATTENTION_CFG = {"attention": {"d_conv": 4}}  # Zoology's short conv before q/k/v, as the other suites
+# Zoology's short conv before q/k/v, as the frontier grid gives both attention kinds
+ATTENTION_CFG = {"attention": {"d_conv": 4}, "swa": {"d_conv": 4}}
 # (model, depth): cells the plateau was seen on at the frontier's point, and two that escape it.
 FAILING = (("mamba2", 2), ("gated_deltanet", 2), ("RRRX:R=mamba2,X=attention", 4))
 CONTRAST = (("deltanet", 2), ("XRRR:R=mamba2,X=attention", 4))
@@ -90,7 +91,8 @@ def remedy(train: TrainConfig, lr: float) -> TrainConfig:
 # The pilot for a CPU grid where recall can be compared: every registered family at its default state
 # under the remedy at its larger lr, at the candidate grid points (K = 16 exceeds the head size 8 of
 # the small-state variants, so their capacity binds).
-PILOT_POINTS = (dict(seq_len=64, num_kv_pairs=16, vocab_size=256), MQAR)
+PILOT_POINTS = ((dict(seq_len=64, num_kv_pairs=16, vocab_size=256), TRAIN.max_examples),
+                (MQAR, TRAIN.max_examples), (V1024, V1024_EXAMPLES))  # (task point, examples)
 
 
 def _cell(name: str, depth: int, task_cfg: dict, train: TrainConfig, configs: dict | None = None,
@@ -155,10 +157,15 @@ def plateau_parts(models: list[str] | None = None,
                     cells.append(("remedy", _cell(name, depth, task_cfg, remedy(train, lr))))
 
     remedy_cells(MQAR, TRAIN, RECIPE_LRS["zoology"])
-    for task_cfg in PILOT_POINTS:
+    for name, depth in FAILING:  # the remedy's spread: its best lr again at seed 1
+        if want(name):
+            cells.append(("remedy", _cell(name, depth, MQAR,
+                                          dataclasses.replace(remedy(TRAIN, REMEDY_LRS[-1]), seed=1))))
+    for task_cfg, examples in PILOT_POINTS:
+        budget = dataclasses.replace(TRAIN, max_examples=examples, n_train=examples)
         for name in families or ():
             if want(name):
-                cells.append(("pilot", _cell(name, 2, task_cfg, remedy(TRAIN, REMEDY_LRS[-1]))))
+                cells.append(("pilot", _cell(name, 2, task_cfg, remedy(budget, REMEDY_LRS[-1]))))
     for lr in V1024_LRS:  # the expensive cells last: twice the budget at four times the vocabulary
         for name, depth in FAILING:
             if want(name):
