@@ -33,8 +33,10 @@ def test_peer_run_is_drawn_beside_the_matching_archbench_run(tmp_path: Path) -> 
     (raw / "peer").mkdir(parents=True)
     rows = [_row("zoology", 2e-3, 0.125), _row("zoology", 1e-2, 0.5), _row("archbench", 2e-3, 0.9)]
     (raw / "retrieval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mha = {"sequence_mixer": {"name": "zoology.mixers.attention.MHA"}}
     peer = [{"source": "HazyResearch/zoology abc123", "config": {"task": {"name": "mqar", **TASK},
-                                                                  "trainer": {"learning_rate": 2e-3}},
+                                                                  "trainer": {"learning_rate": 2e-3},
+                                                                  "model_config": mha},
              "epochs": [{"epoch": 1, "examples": 100, "train_loss": 4.1, "valid_accuracy": 0.1},
                         {"epoch": 2, "examples": 200, "train_loss": 3.2, "valid_accuracy": 0.13}]}]
     (raw / "peer" / "zoo.json").write_text(json.dumps(peer))

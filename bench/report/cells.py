@@ -62,6 +62,7 @@ def prepare(rt: pd.DataFrame) -> pd.DataFrame:
         vocab_size=rt["vocab_size"].map(lambda v: -1 if is_missing(v) else int(v)),
         task=[f"{t} V={int(v)}" if not is_missing(v) else str(t)
               for t, v in zip(rt["task"], rt["vocab_size"], strict=True)],
+        task_name=rt["task"].astype(str),  # the registered task, before the label above
         family=rt["model"].astype(str),
         identity=[identity(r) for _, r in rt.iterrows()] if len(rt) else [],
         seed_id=[f"{s}/{(c or {}).get('seed', MISSING)}" for s, c in zip(rt["seed"], rt["train_cfg"],
@@ -106,8 +107,7 @@ def _learning_columns(rt: pd.DataFrame) -> pd.DataFrame:
     if rt.empty:
         return rt.assign(chance=[], prior_loss=[], learn_class=[], ex_50=[], ex_90=[], last_const_share=[],
                          last_rms=[])
-    task_names = rt["cell"].map(lambda c: json.loads(c)["task"])
-    priors = [answer_prior(t, cfg) for t, cfg in zip(task_names, rt["task_cfg"], strict=True)]
+    priors = [answer_prior(t, cfg) for t, cfg in zip(rt["task_name"], rt["task_cfg"], strict=True)]
     classes = [classify(c if isinstance(c, dict) else None, None if is_missing(a) else float(a),
                         bool(e) if not is_missing(e) else False, ch, pl) if st == "ok" else short_status(st)
                for c, a, e, (ch, pl), st in zip(rt["curve"], rt["accuracy"], rt["stopped_early"], priors,

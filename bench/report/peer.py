@@ -27,6 +27,7 @@ from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.plot import Series, plot
 
 RECIPE = {"HazyResearch/zoology": "zoology"}  # peer project -> the archbench recipe that mirrors its trainer
+FAMILY = {"zoology.mixers.attention.MHA": "attention"}  # a peer's sequence mixer -> the archbench mixer
 
 
 def _label(run: dict) -> str:
@@ -38,16 +39,16 @@ def _label(run: dict) -> str:
     return f"{run['source'].split()[0]} (its trainer{extra})"
 
 
-def _ours(rt: pd.DataFrame, task: dict, recipe: str, lr: float) -> pd.DataFrame:
-    """Our attention runs of the peer's task point, recipe and lr."""
-    if rt.empty:
-        return rt
+def _ours(rt: pd.DataFrame, task: dict, recipe: str, lr: float, family: str | None) -> pd.DataFrame:
+    """Our pure-`family` runs of the peer's task point, recipe and lr (none for an unknown family)."""
+    if rt.empty or family is None:
+        return rt.iloc[:0]
     cfg = rt["task_cfg"].map(lambda c: {k: c.get(k) for k in ("seq_len", "num_kv_pairs", "vocab_size")})
     want = {k: task.get(k) for k in ("seq_len", "num_kv_pairs", "vocab_size")}
-    same = (rt["cell"].map(lambda c: json.loads(c)["task"]) == task.get("name")) & cfg.map(want.__eq__) & \
+    same = (rt["task_name"] == task.get("name")) & cfg.map(want.__eq__) & \
         (rt["train_cfg"].map(lambda c: (c or {}).get("recipe", "archbench")) == recipe) & \
         rt["lr"].map(lambda v: math.isclose(float(v), lr, rel_tol=1e-6)) & (rt["status"] == "ok") & \
-        rt["mixers"].map(lambda m: set(m.values()) == {"attention"})
+        rt["mixers"].map(lambda m: set(m.values()) == {family})
     return rt[same]
 
 
@@ -63,6 +64,7 @@ def peer_tables(out: Outputs, rt: pd.DataFrame, peer_dir: Path) -> None:
         first = runs[0]
         task, lr = first["config"]["task"], float(first["config"]["trainer"]["learning_rate"])
         recipe = RECIPE.get(first["source"].split()[0], "archbench")
+        mixer = (first["config"].get("model_config") or {}).get("sequence_mixer", {}).get("name")
         series: list[Series] = []
         loss: list[Series] = []
         table = []
@@ -74,7 +76,7 @@ def peer_tables(out: Outputs, rt: pd.DataFrame, peer_dir: Path) -> None:
                          {"color": f"C{i}", "marker": "o", "linestyle": "--"}))
             table += [_row(_label(run), e["examples"], e["valid_accuracy"], e["train_loss"])
                       for e in run["epochs"]]
-        for j, (_, r) in enumerate(_ours(rt, task, recipe, lr).iterrows()):
+        for j, (_, r) in enumerate(_ours(rt, task, recipe, lr, FAMILY.get(mixer)).iterrows()):
             c, name = r["curve"], f"archbench {r['model']}"
             ex = [e / 1000 for e in c["examples"]]
             series.append((name, ex, c["accuracy"], {"color": f"C{len(runs) + j}", "marker": "s"}))
