@@ -171,6 +171,11 @@ def plateau_parts(models: list[str] | None = None,
             if want(name):
                 cells.append(("v1024", _cell(name, depth, V1024, dataclasses.replace(long, lr=lr))))
     remedy_cells(V1024, long, REMEDY_LRS)
+    # The hybrid beside its own recurrent part and its attention-first twin, under the remedy at V = 1024:
+    # is attention-last below the stack it is made of?
+    for name, depth in (("mamba2", 4), ("XRRR:R=mamba2,X=attention", 4)):
+        if want(name):
+            cells.append(("remedy", _cell(name, depth, V1024, remedy(long, REMEDY_LRS[-1]))))
     # A cell two parts share (the remedy is also a candidate; the pilot holds the remedy's cells) runs
     # once, under the first part that names it.
     first: dict[str, tuple[str, Cell]] = {}
