@@ -79,20 +79,22 @@ def prepare(rt: pd.DataFrame) -> pd.DataFrame:
 def _train_tags(rt: pd.DataFrame) -> list[str]:
     """" · <recipe>, field=value" for a run whose recipe choices differ from its recipe's defaults, and
     " · <N>k examples" where one grid point holds several budgets: such runs are cells of their own."""
+    from archbench.bench.experiments.recipes import RECIPES
     from archbench.bench.experiments.train import TrainConfig
 
+    refs = {name: TrainConfig.for_recipe(name).to_dict() for name in RECIPES}
     tags = []
     for cfg in rt["train_cfg"]:
         cfg = cfg or {}
         recipe = cfg.get("recipe", "archbench")
-        ref = TrainConfig.for_recipe(recipe).to_dict()
+        ref = refs[recipe]
         changed = [f"{k}={_short(cfg[k])}" for k in RECIPE_FIELDS[1:]
                    if k in cfg and _short(cfg[k]) != _short(ref[k])]
         parts = ([] if recipe == "archbench" else [f"{recipe} recipe"]) + changed
         tags.append(f" · {', '.join(parts)}" if parts else "")
     budget = rt["train_cfg"].map(lambda c: (c or {}).get("max_examples"))
-    several = rt.assign(_b=budget).groupby([c for c in KEYS if c != "model"] + ["model"])["_b"] \
-        .transform("nunique") > 1 if len(rt) else pd.Series([], dtype=bool)
+    several = rt.assign(_b=budget).groupby(KEYS)["_b"].transform("nunique") > 1 if len(rt) else \
+        pd.Series([], dtype=bool)
     return [f"{t} · {int(b) // 1000}k examples" if many and b is not None else t
             for t, b, many in zip(tags, budget, several, strict=True)]
 
@@ -108,20 +110,20 @@ def _learning_columns(rt: pd.DataFrame) -> pd.DataFrame:
         return rt.assign(chance=[], prior_loss=[], learn_class=[], ex_50=[], ex_90=[], last_const_share=[],
                          last_rms=[])
     priors = [answer_prior(t, cfg) for t, cfg in zip(rt["task_name"], rt["task_cfg"], strict=True)]
-    classes = [classify(c if isinstance(c, dict) else None, None if is_missing(a) else float(a),
-                        bool(e) if not is_missing(e) else False, ch, pl) if st == "ok" else short_status(st)
-               for c, a, e, (ch, pl), st in zip(rt["curve"], rt["accuracy"], rt["stopped_early"], priors,
+    curves = [c if isinstance(c, dict) else None for c in rt["curve"]]  # None: a row stored without one
+    classes = [classify(c, None if is_missing(a) else float(a), not is_missing(e) and bool(e), ch, pl)
+               if st == "ok" else short_status(st)
+               for c, a, e, (ch, pl), st in zip(curves, rt["accuracy"], rt["stopped_early"], priors,
                                                  rt["status"], strict=True)]
     return rt.assign(chance=[p[0] for p in priors], prior_loss=[p[1] for p in priors], learn_class=classes,
-                     ex_50=[examples_to(c if isinstance(c, dict) else None, 0.5) for c in rt["curve"]],
-                     ex_90=[examples_to(c if isinstance(c, dict) else None, 0.9) for c in rt["curve"]],
-                     last_const_share=[_last_layer(c, "const_share") for c in rt["curve"]],
-                     last_rms=[_last_layer(c, "layer_rms") for c in rt["curve"]])
+                     ex_50=[examples_to(c, 0.5) for c in curves], ex_90=[examples_to(c, 0.9) for c in curves],
+                     last_const_share=[_last_layer(c, "const_share") for c in curves],
+                     last_rms=[_last_layer(c, "layer_rms") for c in curves])
 
 
-def _last_layer(curve: Any, key: str) -> float:
+def _last_layer(curve: dict[str, list] | None, key: str) -> float:
     """The last layer's figure at the last evaluation (diagnostics.py), NaN for a row without it."""
-    values = (curve or {}).get(key) if isinstance(curve, dict) else None
+    values = (curve or {}).get(key)
     last = values[-1][-1] if values and values[-1] else None
     return np.nan if last is None else float(last)
 

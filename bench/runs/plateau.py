@@ -67,10 +67,9 @@ SEED_CHECKS = ({}, {"warmup_frac": 0.0})
 GATE_ABLATIONS = (("gated_deltanet", {"output_gate": "sigmoid"}), ("gated_deltanet", {"output_gate": "none"}),
                   ("mamba2", {"gate": "sigmoid"}))
 # The peer check: Zoology's own trainer ran its Figure-2 attention (no short conv, learned positions) on
-# this MQAR data with n_train 10k for 4 epochs; archbench's attention without its short conv under the
-# zoology recipe, on the same rows, is the cell to lay beside it.
+# this MQAR data, 4 epochs of 10k; archbench's attention without its short conv under the zoology recipe
+# (`remedy`: the same epochs), on the same rows, is the cell to lay beside it.
 PEER = ("attention", 2, {"attention": {"d_conv": 0}})
-PEER_N_TRAIN = 10_000
 V1024 = dict(MQAR, vocab_size=1024)
 V1024_EXAMPLES = 80_000
 V1024_LRS = (3e-3, 1e-3)
@@ -141,8 +140,7 @@ def plateau_parts(models: list[str] | None = None,
                 cells.append(("seeds", _cell(name, depth, MQAR, train)))
     lr_cells(LRS[1:])
     for lr in RECIPE_LRS["zoology"]:
-        zoology = TrainConfig.for_recipe("zoology", lr=lr, batch_size=TRAIN.batch_size, n_test=TRAIN.n_test,
-                                         max_examples=TRAIN.max_examples, n_train=PEER_N_TRAIN)
+        zoology = remedy(TRAIN, lr)  # the recipe is also the remedy: these cells are its V = 256 evidence
         for name, depth in CANDIDATE_MODELS:
             if want(name):
                 cells.append(("recipes", _cell(name, depth, MQAR, zoology)))
