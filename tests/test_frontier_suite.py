@@ -59,29 +59,42 @@ def test_headline_cells_run_at_a_second_seed() -> None:
     assert all(s == {0, 1} for s in seeds.values()), seeds
 
 
-def test_one_lr_parts_run_a_family_at_its_own_lrs_where_the_grid_names_them() -> None:
-    def lrs(cells, family):  # (seed, state knob) -> lrs of the depth-2 MQAR cells of `family`
-        out = collections.defaultdict(set)
-        for c in cells:
-            if c.kind == "retrieval" and c.spec.task == "mqar" and c.spec.model == family \
-                    and c.spec.depth == frontier.RECALL_DEPTH and c.spec.task_cfg["vocab_size"] == 1024:
-                out[c.spec.seed, str(c.spec.configs)].add(c.spec.lr)
-        return out
+def test_every_cpu_recall_cell_a_front_can_take_is_swept_over_enough_lrs() -> None:
+    """The frontier report puts a cell on a front only from a sweep of >= MIN_LRS lrs: every MQAR model
+    of the CPU grid at seed 0 (headline, state sweep, hybrids, ablations) must have one."""
+    from archbench.bench.report.frontier import MIN_LRS
 
-    cells = _cells()
-    central = frontier.CPU_GRID.sweep_lrs
-    assert len(central) == 1
-    own = frontier.CPU_GRID.family_lrs
-    assert own["rwkv7"] != central and len(own["kda"]) == 2  # one lr of its own, and two
-    for family, one_lr in (("rwkv7", own["rwkv7"]), ("kda", own["kda"]), ("deltanet", central)):
-        by_cell = lrs(cells, family)
-        heads = [k for k, v in by_cell.items() if v == set(frontier.CPU_GRID.lrs)]
-        assert len(heads) == 1 and heads[0][0] == 0  # the headline (seed 0) keeps every lr
-        del by_cell[heads[0]]
-        assert len(by_cell) == 3  # two more state sizes and seed 1 ...
-        assert all(v == set(one_lr) for v in by_cell.values()), (family, by_cell)  # ... at its lrs
-    # --lrs names the lrs of every part, family lrs included
-    assert all(v == {0.02} for v in lrs(_cells(lrs=[0.02]), "rwkv7").values())
+    lrs = collections.defaultdict(set)
+    for c in _cells():
+        if c.kind == "retrieval" and c.spec.task == "mqar" and c.spec.seed == 0:
+            lrs[c.spec.model, c.spec.depth, str(c.spec.configs), c.spec.task_cfg["vocab_size"]].add(c.spec.lr)
+    assert lrs and all(len(v) >= MIN_LRS for v in lrs.values()), {k: v for k, v in lrs.items() if len(v) < 3}
+    assert all(v == {0.02} for _, v in _lrs_of(_cells(lrs=[0.02])))  # --lrs names the lrs of every part
+
+
+def _lrs_of(cells):
+    out = collections.defaultdict(set)
+    for c in cells:
+        if c.kind == "retrieval":
+            out[c.spec.model, str(c.spec.configs), c.spec.task].add(c.spec.lr)
+    return out.items()
+
+
+def test_cpu_recall_cells_train_under_the_zoology_recipe_in_four_epochs() -> None:
+    train = [c.spec.train_cfg for c in _cells() if c.kind == "retrieval"]
+    assert {t["recipe"] for t in train} == {"zoology"}
+    assert {t["max_examples"] // t["n_train"] for t in train} == {4}
+    short = [c.spec.train_cfg for c in _cells(max_examples=8000, models=["mamba2"]) if c.kind == "retrieval"]
+    # --max-examples keeps the four epochs
+    assert {(t["max_examples"], t["n_train"]) for t in short} == {(8000, 2000)}
+
+
+def test_the_small_state_variants_have_keys_narrower_than_the_grid_k() -> None:
+    """Capacity binds only where K exceeds the key width: the smallest head of every head-sized family."""
+    k = frontier.CPU_GRID.mqar["num_kv_pairs"]
+    for family, knobs in frontier.STATE_KNOBS.items():
+        if len(knobs) > 1 and "head_dim" in knobs[1]:
+            assert knobs[1]["head_dim"] < k, family
 
 
 def test_hybrid_placements_are_distinct_models_and_presets_keep_their_names() -> None:
@@ -132,16 +145,19 @@ def test_gpu_grid_is_zoology_scale_with_four_lrs_everywhere() -> None:
     assert {c.spec.d_model for c in mqar} == set(frontier.GPU_GRID.d_models)
 
 
-def test_one_figure_of_every_part_comes_before_the_rest_of_the_sweep() -> None:
+def test_every_family_at_every_lr_comes_before_the_hybrids_and_they_before_the_state_sweep() -> None:
     cells = [c for c in _cells() if c.kind == "retrieval"]
     n = len(list_archs())
     assert {c.spec.model for c in cells[:n]} == set(list_archs())
     assert {c.spec.lr for c in cells[:n]} == {frontier.CPU_GRID.lrs[0]}
-    first_other_lr = next(i for i, c in enumerate(cells) if c.spec.lr != frontier.CPU_GRID.lrs[0])
+    heads_done = n * len(frontier.CPU_GRID.lrs)
+    assert all(c.spec.depth == frontier.RECALL_DEPTH and c.spec.seed == 0 for c in cells[:heads_done])
     hybrid_at = [i for i, c in enumerate(cells)
                  if c.spec.depth == frontier.HYBRID_DEPTH and c.spec.task == "mqar"]
-    passkey_at = [i for i, c in enumerate(cells) if c.spec.task == "passkey"]
-    assert max(hybrid_at) < first_other_lr and max(passkey_at) < first_other_lr
+    sweep_at = [i for i, c in enumerate(cells) if c.spec.task == "mqar" and c.spec.depth == 2
+                and c.spec.seed == 0 and i >= heads_done and not c.spec.model.startswith(("gated_deltanet",
+                                                                                          "mamba2"))]
+    assert min(hybrid_at) == heads_done and max(hybrid_at) < min(sweep_at)
 
 
 def test_training_compiles_only_where_it_pays_on_cpu() -> None:

@@ -41,3 +41,15 @@ def test_options_it_fixes_are_refused_in_one_line(flag, capsys, tmp_path) -> Non
     assert main(["run", "plateau", *flag, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "takes --models" in err[0] and flag[0] in err[0]
+
+
+def test_attention_last_cells_put_back_one_archbench_choice_each_into_the_remedy() -> None:
+    remedy = plateau.remedy(plateau.TRAIN, plateau.REMEDY_LRS[-1]).to_dict()
+    cells = [c.spec for p, c in plateau_parts(Options()) if p == "attention-last"]
+    assert len(cells) == len(plateau.PUT_BACK)
+    archbench = TrainConfig().to_dict()
+    for spec in cells:
+        assert spec.model == plateau.ATTENTION_LAST[0]
+        train = TrainConfig.from_dict(spec.train_cfg).to_dict()
+        changed = {k for k, v in train.items() if remedy[k] != v}
+        assert len(changed) == 1 and all(train[k] == archbench[k] for k in changed), changed

@@ -1,26 +1,26 @@
 """The frontier suite: recall against cost for every family, at several state sizes, and for hybrid
 ratios and placements (issue 11). Written as data, like the other suites; `archbench run frontier`.
 
-The suite has seven parts (`frontier_parts` runs them interleaved: every family, every hybrid and
-passkey at the central learning rate first, so a grid cut short — or one session of it — already
-has one figure for each; a resumed run picks up where it stopped):
+The suite has seven parts, run in this order (a resumed run picks up where it stopped; a grid cut short
+already has every family's full lr sweep, then every hybrid's):
 
     mqar      MQAR at a vocabulary that tests capacity (V = 1024 on CPU, Zoology's 8192 on GPU): every
-              family at its default state at three learning rates (the headline cells), then each
-              family's own state knob swept (`STATE_KNOBS`), so each draws a curve of accuracy against
-              measured state bytes; rows keep every lr (the report shows best-of-sweep and sensitivity)
-    seeds     the headline cells again at seed 1 (the spread)
-              On CPU the state sweep and the seeds run at the central lr, or at a family's own
-              lrs where its headline cells learn away from it (`Grid.family_lrs`).
+              family at its default state at every lr of the grid (the headline cells: on CPU the top
+              three of Zoology's four), then each family's own state knob swept (`STATE_KNOBS`), so each
+              draws a curve of accuracy against measured state bytes; rows keep every lr (the report
+              shows best-of-sweep and sensitivity, and a front takes a cell only from a full sweep)
     hybrids   depth-4 models with 0, 1, 2 or 4 attention-like layers at different positions, for each
-              recurrent partner (Mamba-2, Gated DeltaNet) and attention-like partner (full attention,
-              sliding-window attention), plus the production presets that fit depth 4
+              recurrent partner and attention-like partner (`HYBRID_PLACEMENTS`), plus the production
+              presets that fit depth 4, at every lr
     ablations configs that test the cause of a disagreement with the published ordering (`ABLATIONS`)
-    v8192     (CPU) Zoology's vocabulary for attention and two recurrent families, a longer budget
+    seeds     the headline cells again at seed 1 (the spread), at the central lr on CPU
     tasks     passkey, copy, selective copy and induction heads, trained at L and scored at L .. 8L
+    v8192     (CPU) Zoology's vocabulary for attention and two recurrent families, a longer budget
     cost      the scaling harness's cells for every model above: prefill at 4k and 16k, decode per
               token at 4k and 16k on the fair decode path (state / KV bytes come with each row)
 
+Every recall cell trains under one recipe (`Grid.train`; on CPU the zoology recipe the plateau suite
+chose, results/METHODS.md); rows name it.
 Recall models follow Zoology's MQAR models (two mixer layers, no MLPs, attention with a short
 convolution); hybrids are four layers. Splitting the grid across processes: `--executor ray
 --workers 2 --threads 1` runs two cells at once with one writer (one worker per core here), and a
@@ -54,31 +54,32 @@ D_MODEL = 64
 ATTENTION_CFG = {"attention": {"d_conv": 4}, "swa": {"d_conv": 4}}  # Zoology's short conv before q/k/v
 
 # Each family's own state knob, smallest state first; the first entry of every family is its default
-# state (the headline cell). Chosen so the states at d_model 64 span about 4x-16x within a family.
+# state (the headline cell). Chosen so the states at d_model 64 span about 4x-16x within a family, and
+# so the smallest variant's key width (4) is below the grid's K = 8: there the state cannot hold every
+# pair in its own key directions and capacity binds (issue 21).
 STATE_KNOBS: dict[str, tuple[dict[str, Any], ...]] = {
     "attention": ({},),  # a KV cache that grows with n: one point, the reference
     "swa": ({"window": 16}, {"window": 8}, {"window": 32}),
     "mamba": ({}, {"d_state": 4}, {"d_state": 64}),
     "mamba2": ({}, {"d_state": 4}, {"d_state": 64}),
     "mamba3": ({}, {"d_state": 4}, {"d_state": 64}),
-    "rwkv": ({}, {"head_dim": 8}, {"head_dim": 32}),
-    "rwkv7": ({}, {"head_dim": 8}, {"head_dim": 32}),
+    "rwkv": ({}, {"head_dim": 4}, {"head_dim": 32}),
+    "rwkv7": ({}, {"head_dim": 4}, {"head_dim": 32}),
     "linear_attention": ({}, {"n_head": 16}, {"n_head": 2}),
     "retnet": ({}, {"n_head": 16}, {"n_head": 2}),
     "gla": ({}, {"n_head": 8}, {"n_head": 1}),
-    "deltanet": ({}, {"head_dim": 8}, {"head_dim": 32}),
-    "gated_deltanet": ({}, {"head_dim": 8}, {"head_dim": 32}),
-    "kda": ({}, {"head_dim": 8}, {"head_dim": 32}),
+    "deltanet": ({}, {"head_dim": 4}, {"head_dim": 32}),
+    "gated_deltanet": ({}, {"head_dim": 4}, {"head_dim": 32}),
+    "kda": ({}, {"head_dim": 4}, {"head_dim": 32}),
 }
 
 
-# Ablations run beside the headline cells at the central lr: configs that test a cause when a family
-# disagrees with the published ordering. Gated DeltaNet learned nothing at V = 1024 where DeltaNet,
-# the same layer without the decay and the output gate, recalled 0.92: these take away the decay at
-# initialisation (softplus(dt) <= 1e-3, so every head keeps > 98% a token), the wider values, and the
-# output gate, one at a time.
+# Ablations run beside the headline cells: configs that test a cause when a family disagrees with the
+# published ordering. The output gate's activation is the plateau's cause under archbench's recipe
+# (results/METHODS.md): Gated DeltaNet with a sigmoid gate and with none, Mamba-2 with a sigmoid gate.
 ABLATIONS: dict[str, tuple[dict[str, Any], ...]] = {
-    "gated_deltanet": ({"output_gate": "none"}, {"dt_min": 1e-4, "dt_max": 1e-3}, {"expand_v": 1.0}),
+    "gated_deltanet": ({"output_gate": "sigmoid"}, {"output_gate": "none"}),
+    "mamba2": ({"gate": "sigmoid"},),
 }
 
 
@@ -99,45 +100,49 @@ class Grid:
     test_factors: tuple[int, ...]  # tasks are scored at L times each of these
     cost_lens: tuple[int, ...]
     d_models: tuple[int, ...] = (D_MODEL,)
-    # Where a one-lr part (the state sweep, the seeds) runs a family at its own lrs instead of the
-    # single lr of `sweep_lrs` / `seed_lrs`: a family that learns only away from the central lr would
-    # otherwise draw a flat curve at chance and a spread of two failures.
-    family_lrs: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    v8192: dict[str, Any] | None = None  # a slice at Zoology's vocabulary: models, examples, lrs (CPU)
 
 
-# CPU: what each part's cells took is measured, not assumed: `archbench report` writes it from the rows'
-# `wall_s` (results/frontier_<device>_grid.md); the run resumes, so the grid may span sessions. MQAR at
-# n=64, K=8 with V=1024: 512 keys, so every key is one of many and the state must hold which 8 of them
-# this row bound (V=64 bound 24 of 31 keys at n=256 and stopped measuring capacity).
+def zoology_budget(examples: int, epochs: int = 4, eval_every: int | None = None,
+                   **fields: Any) -> TrainConfig:
+    """`examples` under the zoology recipe as `epochs` passes over a training set of examples / epochs
+    (the plateau suite's remedy, results/METHODS.md), batch 64 and 1000 held-out rows."""
+    n_train = examples // epochs
+    return TrainConfig.for_recipe("zoology", batch_size=64, max_examples=examples, n_train=n_train,
+                                  eval_every=eval_every or n_train, **fields)
+
+
+# The CPU grid (issue 21), chosen from the plateau suite's pilot (results/METHODS.md): MQAR at n = 64,
+# K = 8, V = 1024 (512 keys: the state must hold which 8 of them this row bound), under the remedy the
+# plateau suite chose — Zoology's recipe, 4 epochs of 20k examples — at the top three of Zoology's
+# learning rates for every recall cell (the frontier puts a cell on a front only from a sweep of >= 3
+# lrs). The pilot at the remedy's 1e-2: 6 of 13 families >= 0.9 and RWKV / RWKV-7 at 0.85 / 0.88, where
+# archbench's recipe at 40k examples left 8 of 13 on the answer-prior plateau. Evaluated every 10k
+# examples (Zoology: once per epoch) so each curve has 8 points for its learning class.
+# What each part's cells took is measured, not assumed: `archbench report` writes it from the rows'
+# `wall_s` (results/frontier_<device>_grid.md); the run resumes, so the grid may span sessions.
+CPU_LRS = (1e-2, 2.15e-3, 4.64e-4)  # np.logspace(-4, -2, 4)[1:], as the zoology recipe writes them
 CPU_GRID = Grid(
     mqar=dict(seq_len=64, num_kv_pairs=8, vocab_size=1024),
-    # A probe at this point (attention, Mamba-2, DeltaNet, Gated DeltaNet; 20k examples at 3e-3):
-    # attention 0.996, the recurrent ones <= 0.03; DeltaNet at 1e-2 and 40k examples reached 0.92, its
-    # curve rising from 25k on. So the sweep is centred on 1e-2 (Okpekpe & Orvieto 2025: recurrent
-    # models learn MQAR only in a narrow lr window), and the cheaper parts run at that lr alone (or at
-    # a family's own, `family_lrs`).
-    lrs=(1e-2, 3e-3, 3e-2),  # the first is the central one: every part runs it before the others
-    sweep_lrs=(1e-2,),
-    seed_lrs=(1e-2,),
-    hybrid_lrs=(1e-2,),
-    train=TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=5_000,
-                      target_accuracy=0.99, compile=True),
+    lrs=CPU_LRS,  # the first is the central one
+    sweep_lrs=CPU_LRS,
+    seed_lrs=CPU_LRS[:1],  # the spread over seeds at the central lr; over lrs from the sweep itself
+    hybrid_lrs=CPU_LRS,
+    train=zoology_budget(80_000, eval_every=10_000, compile=True),
     seeds=(0, 1),
     tasks={"passkey": dict(seq_len=64), "copy": dict(seq_len=34),
            "selective_copy": dict(seq_len=64, num_tokens=8), "induction": dict(seq_len=64)},
-    task_lrs=(1e-2,),
-    # Eager: every task cell trains a graph no other cell shares (its vocabulary and lengths), so it pays
-    # a cold compile, and at 20k examples that costs more than it saves (Mamba-2, one quiet core: cold
-    # compile 48 s, then 640 examples/s compiled vs 486 eager, so 20k examples take 79 s compiled, 41 s
-    # eager). The MQAR cells share their graphs across learning rates and seeds, so they stay compiled.
-    task_train=TrainConfig(batch_size=64, max_examples=20_000, n_train=20_000, eval_every=5_000,
-                           target_accuracy=0.99),
+    # The other tasks at one lr (their tables say "one lr"): they are scored at L .. 8L beside MQAR, not
+    # placed on a front. Eager: every task cell trains a graph no other cell shares (its vocabulary and
+    # lengths), so it pays a cold compile, and at 20k examples that costs more than it saves (Mamba-2,
+    # one quiet core: cold compile 48 s, then 640 examples/s compiled vs 486 eager).
+    task_lrs=CPU_LRS[:1],
+    task_train=zoology_budget(20_000),
     test_factors=(2, 4, 8),
     cost_lens=(4096, 16384),
-    # The families whose headline cells (seed 0) learn at 3e-3 and not at 1e-2: RWKV-7 0.952 vs 0.003,
-    # Mamba-3 0.072 vs 0.003. KDA learns at both (0.810 at 3e-3, 0.768 at 1e-2; seed 1 fails at both,
-    # 0.116 and 0.082) and its largest head only at 1e-2 (0.962 vs 0.640), so it keeps both.
-    family_lrs={"rwkv7": (3e-3,), "kda": (1e-2, 3e-3), "mamba3": (3e-3,)},
+    # Zoology's vocabulary for attention and the two recurrent families that recall best at V = 1024,
+    # twice the budget: run last.
+    v8192=dict(models=("attention", "deltanet", "rwkv7"), vocab_size=8192, max_examples=160_000),
 )
 # GPU: Zoology's scale (V = 8192, its four learning rates, 64 x 20k steps), widths 64-256.
 GPU_GRID = Grid(
@@ -158,17 +163,20 @@ GPU_GRID = Grid(
     cost_lens=(4096, 16384, 65536),
     d_models=(64, 128, 256),
 )
-# The V = 8192 slice on CPU: attention and the two recurrent families that recall best at V = 1024
-# (README), at their default state, with a longer budget.
-CPU_V8192 = dict(models=("attention", "deltanet", "rwkv7"), vocab_size=8192, max_examples=80_000,
-                 lrs=(3e-3, 1e-2))
-
-# Hybrid partners: letter R is the recurrent family, X the attention-like one.
-RECURRENT_PARTNERS = ("mamba2", "gated_deltanet")
-ATTENTION_PARTNERS = ("attention", "swa")
-# depth-4 placements: 0, 1 (first, middle, last), 2 (evenly spread) and 4 attention-like layers.
-# Sliding-window attention, the cheap partner, at the placements the presets use (last, spread).
-PLACEMENTS = {"attention": ("RRRR", "XRRR", "RRXR", "RRRX", "RXRX", "XXXX"), "swa": ("RRRX", "RXRX", "XXXX")}
+# Hybrid partners: letter R is the recurrent family, X the attention-like one. Depth-4 placements: 0, 1
+# (first, middle, last), 2 (evenly spread) and 4 attention-like layers; sliding-window attention, the
+# cheap partner, at the placements the presets use (last, spread). GLA, the gated family that stays on
+# the plateau at the CPU point under the remedy (pilot: 0.033), is the weak partner: does one attention
+# layer in four lift a recurrent stack that recalls little (Zoology's hybrids; Wang et al. 2507.06457)?
+HYBRID_PLACEMENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("mamba2", "attention"): ("RRRR", "XRRR", "RRXR", "RRRX", "RXRX", "XXXX"),
+    ("mamba2", "swa"): ("RRRX", "RXRX", "XXXX"),
+    ("gated_deltanet", "attention"): ("RRRR", "XRRR", "RRXR", "RRRX", "RXRX", "XXXX"),
+    ("gated_deltanet", "swa"): ("RRRX", "RXRX", "XXXX"),
+    ("gla", "attention"): ("RRRR", "XRRR", "RRRX"),
+}
+RECURRENT_PARTNERS = tuple(dict.fromkeys(r for r, _ in HYBRID_PLACEMENTS))
+ATTENTION_PARTNERS = tuple(dict.fromkeys(x for _, x in HYBRID_PLACEMENTS))
 # Presets at depth 4 (a placement equal to a preset runs under the preset's name).
 HYBRID_PRESETS = ("qwen3-next", "mamba2-attn", "kimi-linear", "samba")
 
@@ -187,6 +195,16 @@ def compile_pays(device: str, mixers: set[str]) -> bool:
     if device == "cuda":
         return True
     return "mamba" not in mixers and not mixers <= EAGER_TRAIN_CPU
+
+
+def scaled(train: TrainConfig, examples: int) -> TrainConfig:
+    """`train` with a budget of `examples`, its epochs and evaluations per budget kept (the zoology recipe's
+    schedule counts epochs, so a shorter budget keeps its four epochs rather than cutting one short)."""
+    def part(n: int) -> int:
+        return max(train.batch_size, examples * n // train.max_examples)
+
+    return dataclasses.replace(train, max_examples=examples, n_train=part(train.n_train),
+                               eval_every=part(train.eval_every))
 
 
 def grid_for(device: str) -> Grid:
@@ -215,13 +233,12 @@ def hybrid_models() -> list[str]:
     among them (RRRR does not depend on X, XXXX not on R; a placement equal to a preset is the preset)."""
     presets = {_layers(p): p for p in HYBRID_PRESETS}
     names: list[str] = []
-    for r in RECURRENT_PARTNERS:
-        for x, placements in PLACEMENTS.items():
-            for p in placements:
-                name = r if p == "RRRR" else x if p == "XXXX" else f"{p}:R={r},X={x}"
-                name = presets.get(_layers(name), name)
-                if name not in names:
-                    names.append(name)
+    for (r, x), placements in HYBRID_PLACEMENTS.items():
+        for p in placements:
+            name = r if p == "RRRR" else x if p == "XXXX" else f"{p}:R={r},X={x}"
+            name = presets.get(_layers(name), name)
+            if name not in names:
+                names.append(name)
     return names + [p for p in HYBRID_PRESETS if p not in names]
 
 
@@ -263,10 +280,7 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
         return o.tasks is None or task in o.tasks
 
     def budget(train: TrainConfig) -> TrainConfig:
-        if not o.max_examples:
-            return train
-        return dataclasses.replace(train, max_examples=o.max_examples,
-                                   n_train=min(train.n_train, o.max_examples))
+        return scaled(train, o.max_examples) if o.max_examples else train
 
     train, task_train = budget(grid.train), budget(grid.task_train)
     lrs = tuple(o.lrs or grid.lrs)
@@ -276,18 +290,13 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
     hybrids = [(name, HYBRID_DEPTH, ATTENTION_CFG, False) for name in hybrid_models() if want(name)]
     cells: list[tuple[str, Cell]] = []
 
-    def own_lrs(name: str, lrs_: tuple[float, ...]) -> tuple[float, ...]:
-        """A one-lr part's lrs for this family (`Grid.family_lrs`); `--lrs` and several lrs are kept."""
-        return lrs_ if o.lrs or len(lrs_) != 1 else grid.family_lrs.get(name, lrs_)
-
-    def recall_cells(part, models, task, task_cfg, test_lens, train_cfg, lrs_, seeds, widths,
-                     family_lr=False) -> None:
+    def recall_cells(part, models, task, task_cfg, test_lens, train_cfg, lrs_, seeds, widths) -> None:
         for seed in seeds:
             for d in widths:
                 for name, depth, configs, _ in models:
                     fields = model_fields(resolve_model(name, depth, d, 0, configs))
                     compile_ = train_cfg.compile and compile_pays(o.device, set(fields["mixers"].values()))
-                    for lr in own_lrs(name, lrs_) if family_lr else lrs_:
+                    for lr in lrs_:
                         cells.append((part, Cell("retrieval", RetrievalSpec(
                             **fields, task=task, task_cfg=task_cfg, test_lens=test_lens,
                             train_cfg=dataclasses.asdict(dataclasses.replace(train_cfg, lr=lr, seed=seed,
@@ -306,33 +315,30 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
             recall_cells(task, task_models, task, cfg, test_lens, task_train,
                          tuple(o.lrs or grid.task_lrs), first, (D_MODEL,))
 
-    # Run order: one figure for every part first, so a grid cut short (or one session of it) already
-    # has every family, every hybrid and the passkey ordering at the central lr; then the rest.
+    # Run order: the headline cells at every lr first (every family at the central lr, then the others),
+    # so a grid cut short (or one session of it) already has a front from full sweeps; then the hybrids at
+    # every lr, the ablations, the seed spread and the state sweep; the other tasks; the V = 8192 slice.
     ablations = [(f, RECALL_DEPTH, _config_for(f, knob), False)
                  for f in o.families if want(f) for knob in ABLATIONS.get(f, ())]
     if want_task("mqar"):
         recall_cells("headline", heads, "mqar", grid.mqar, mqar_test, train, lrs[:1], first, d_models)
-        recall_cells("ablations", ablations, "mqar", grid.mqar, mqar_test, train,
-                     tuple(o.lrs or grid.sweep_lrs), first, d_models)
+        recall_cells("headline lrs", heads, "mqar", grid.mqar, mqar_test, train, lrs[1:], first, d_models)
         recall_cells("hybrids", hybrids, "mqar", grid.mqar, mqar_test, train,
                      tuple(o.lrs or grid.hybrid_lrs), first, d_models)
-    task_cells("passkey")
-    if want_task("mqar"):
-        recall_cells("headline lrs", heads, "mqar", grid.mqar, mqar_test, train, lrs[1:], first, d_models)
-        recall_cells("state sweep", [m for m in recall if not m[3]], "mqar", grid.mqar, mqar_test, train,
-                     tuple(o.lrs or grid.sweep_lrs), first, d_models, family_lr=True)
+        recall_cells("ablations", ablations, "mqar", grid.mqar, mqar_test, train,
+                     tuple(o.lrs or grid.sweep_lrs), first, d_models)
         recall_cells("seeds", heads, "mqar", grid.mqar, mqar_test, train,
-                     tuple(o.lrs or grid.seed_lrs), more, d_models, family_lr=True)
+                     tuple(o.lrs or grid.seed_lrs), more, d_models)
+        recall_cells("state sweep", [m for m in recall if not m[3]], "mqar", grid.mqar, mqar_test, train,
+                     tuple(o.lrs or grid.sweep_lrs), first, d_models)
     for task in grid.tasks:
-        if task != "passkey":
-            task_cells(task)
-    if want_task("mqar") and o.device != "cuda":
+        task_cells(task)
+    if want_task("mqar") and grid.v8192:
         wide = [(f, RECALL_DEPTH, _config_for(f, STATE_KNOBS.get(f, ({},))[0]), True)
-                for f in CPU_V8192["models"] if f in o.families and want(f)]
-        long_train = dataclasses.replace(train, max_examples=CPU_V8192["max_examples"],
-                                         n_train=CPU_V8192["max_examples"])
-        recall_cells("v8192", wide, "mqar", {**grid.mqar, "vocab_size": CPU_V8192["vocab_size"]}, mqar_test,
-                     long_train, tuple(o.lrs or CPU_V8192["lrs"]), first, (D_MODEL,))
+                for f in grid.v8192["models"] if f in o.families and want(f)]
+        long_train = scaled(train, o.max_examples or grid.v8192["max_examples"])
+        recall_cells("v8192", wide, "mqar", {**grid.mqar, "vocab_size": grid.v8192["vocab_size"]}, mqar_test,
+                     long_train, lrs, first, (D_MODEL,))
 
     # cost: every model of the mqar and hybrid parts, timed by the scaling harness; the headline models
     # and the hybrids first, the other state sizes after them (the same order as their recall cells)

@@ -20,6 +20,8 @@ Parts, in run order:
     v1024       the frontier's point (V = 1024) with twice its budget, at two lrs: does the plateau end?
     remedy      the chosen remedy (`remedy`) on the failing cells at V = 256 and V = 1024: before/after
     pilot       every family under the remedy at the candidate grid points: where can recall be compared?
+    attention-last  the remedy with one of archbench's own choices put back, on the hybrid it leaves
+                below its own recurrent part (RRRX, Mamba-2 + attention, V = 256): which choice matters?
 
 Glossary: n = seq_len, K = num_kv_pairs, V = vocab_size, lr learning rate.
 """
@@ -92,6 +94,16 @@ def remedy(train: TrainConfig, lr: float) -> TrainConfig:
 # the small-state variants, so their capacity binds).
 PILOT_POINTS = ((dict(seq_len=64, num_kv_pairs=16, vocab_size=256), TRAIN.max_examples),
                 (MQAR, TRAIN.max_examples), (V1024, V1024_EXAMPLES))  # (task point, examples)
+
+
+# Under the remedy RRRX (Mamba-2 x3, attention last) recalls less than Mamba-2 x4 at V = 1024 (0.368 vs
+# 0.907), where archbench's recipe at 3e-3 took it to 0.951 (issue 21). Each of these puts one of
+# archbench's choices back into the remedy: the one that lifts RRRX is the zoology recipe's cost to it.
+ATTENTION_LAST = ("RRRX:R=mamba2,X=attention", 4)
+PUT_BACK: tuple[dict[str, Any], ...] = (
+    {"warmup_frac": 0.1}, {"grad_clip": 1.0}, {"tie_head": False}, {"embed_dropout": 0.0},
+    {"init": "archbench"}, {"decay": "matrices"},
+)
 
 
 def _cell(name: str, depth: int, task_cfg: dict, train: TrainConfig, configs: dict | None = None,
@@ -174,6 +186,10 @@ def plateau_parts(models: list[str] | None = None,
     for name, depth in (("mamba2", 4), ("XRRR:R=mamba2,X=attention", 4)):
         if want(name):
             cells.append(("remedy", _cell(name, depth, V1024, remedy(long, REMEDY_LRS[-1]))))
+    for fields in PUT_BACK:
+        if want(ATTENTION_LAST[0]):
+            train = dataclasses.replace(remedy(TRAIN, REMEDY_LRS[-1]), **fields)
+            cells.append(("attention-last", _cell(*ATTENTION_LAST, MQAR, train)))
     # A cell two parts share (the remedy is also a candidate; the pilot holds the remedy's cells) runs
     # once, under the first part that names it.
     first: dict[str, tuple[str, Cell]] = {}
