@@ -87,15 +87,23 @@ def resolve_model(name: str, depth: int, d_model: int, mlp_ratio: int = 0,
     """The model called `name` at this depth and width.
 
     `name` is a registered mixer (a pure stack of `depth` layers), a preset (its unit pattern tiled to
-    `depth`), or an explicit 'PATTERN:L=mixer,...' (likewise tiled). `mixer_configs` maps a mixer name
-    to Config overrides applied wherever that mixer appears, over the preset's own per-letter configs.
+    `depth`), or an explicit 'PATTERN:L=mixer,...' (likewise tiled); a mixer in it may carry Config fields,
+    'mamba2(d_state=32)' (archs/names.py). `mixer_configs` maps a mixer name to Config overrides applied
+    wherever that mixer appears, over the preset's own per-letter configs; fields written in the name
+    override both. The spec's name is `name` without its configs: the configs live in `configs`.
     """
     from archbench.archs import get, list_archs
+    from archbench.archs.names import coerce, parse_name
     from archbench.archs.presets import PRESETS
 
     if depth < 1 or d_model < 1 or mlp_ratio < 0:
         raise ValueError(f"need depth >= 1, d_model >= 1, mlp_ratio >= 0; got {depth}, {d_model}, "
                          f"{mlp_ratio}")
+    name, named = parse_name(name)
+    if named and name in PRESETS:
+        raise ValueError(f"preset {name!r} takes no configs in its name; write its pattern with them, e.g. "
+                         f"'{PRESETS[name].unit}:" + ",".join(f"{k}={v}" for k, v in PRESETS[name].mixers.items())
+                         + "' with 'L=mixer(field=value)'")
     if ":" in name:
         unit, mixers = parse_pattern(name)
         configs: dict[str, dict] = {}
@@ -112,8 +120,12 @@ def resolve_model(name: str, depth: int, d_model: int, mlp_ratio: int = 0,
                          f"is not a multiple of {len(unit)}")
     for mixer in mixers.values():
         get(mixer)  # unknown mixers fail here, naming the registered ones
+    unused = sorted(set(named) - set(mixers))
+    if unused:
+        raise ValueError(f"model {name!r} has no letter {', '.join(unused)} to configure")
+    typed = {k: coerce(get(mixers[k]).Config, f"mixer {mixers[k]!r}", raw) for k, raw in named.items()}
     overrides = mixer_configs or {}
-    merged = {k: {**configs.get(k, {}), **overrides.get(m, {})} for k, m in mixers.items()}
+    merged = {k: {**configs.get(k, {}), **overrides.get(m, {}), **typed.get(k, {})} for k, m in mixers.items()}
     return ModelSpec(name=name, pattern=unit * (depth // len(unit)), mixers=mixers,
                      configs={k: v for k, v in merged.items() if v}, d_model=d_model, mlp_ratio=mlp_ratio)
 

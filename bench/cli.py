@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from archbench.archs import MIXERS, UnknownNameError, list_archs, list_models
+from archbench.archs import MIXERS, ConfigFieldError, UnknownNameError, list_archs, list_models
 
 DTYPES = ["float32", "float64", "bfloat16", "float16"]
 MAX_SECONDS = 1e6  # ~12 days: longer than any cell, and inside setitimer's range (the time limit's alarm)
@@ -116,19 +116,28 @@ def _one(value: str, valid: list[str], what: str, option: str) -> str:
 
 
 def _models(value: str) -> list[str]:
-    """'attention,MMA:M=mamba2,A=attention,qwen3-next' -> three models: a comma followed by 'X=' continues
-    the explicit pattern before it (mixer and preset names hold no '=')."""
-    models: list[str] = []
-    for part in (p.strip() for p in value.split(",")):
-        if models and ":" in models[-1] and "=" in part and len(part.split("=", 1)[0]) == 1:
-            models[-1] += f",{part}"
-        elif part:
-            models.append(part)
+    """'attention,mamba2(d_state=32),MMA:M=mamba2,A=attention' -> three models (archs/names.py splits
+    them); an unknown name, config field or value is a usage error naming the valid ones."""
+    from archbench.archs import PRESETS, resolve_model
+    from archbench.archs.names import parse_name, split_models
+
+    models = split_models(value)
     valid = list_models()
-    unknown = [m for m in models if ":" not in m and m not in valid]
+    try:
+        unknown = [m for m in models if ":" not in m and parse_name(m)[0] not in valid]
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if unknown or not models:
         raise UsageError(f"unknown model {', '.join(map(repr, unknown)) or repr(value)}; choose a mixer or "
-                         f"preset: {', '.join(valid)} (or a pattern such as 'MMMA:M=mamba2,A=attention')")
+                         f"preset: {', '.join(valid)} (or a pattern such as 'MMMA:M=mamba2,A=attention'; "
+                         "a mixer's Config fields in parentheses, 'mamba2(d_state=32)')")
+    for m in models:
+        base = parse_name(m)[0]
+        unit = base.split(":", 1)[0] if ":" in base else PRESETS[base].unit if base in PRESETS else "M"
+        try:  # the configs in a name are checked here, before any cell runs
+            resolve_model(m, len(unit), 64)
+        except (ValueError, UnknownNameError, ConfigFieldError) as e:
+            raise UsageError(str(e.args[0]) if e.args else str(e)) from None  # a KeyError's str quotes it
     return models
 
 

@@ -23,7 +23,7 @@ DEVICE = "Test CPU (2 CPUs)"
 DEV = "test-cpu-2-cpus"
 PROV = {"git_commit": "0123456789abcdef", "git_dirty": False, "device_name": DEVICE}
 D8, D32 = {"M": {"d_state": 8}}, {"M": {"d_state": 32}}
-M8, M32 = "mamba2 (d_state=8)", "mamba2 (d_state=32)"
+M8, M32 = "mamba2 d_state=8", "mamba2 d_state=32"
 
 
 def _fields(model: str, depth: int, configs: dict | None) -> dict:

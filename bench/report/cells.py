@@ -10,9 +10,9 @@ Glossary
   task      the row's task, with the vocabulary when it has one: "mqar V=1024"
   K         num_kv_pairs; -1 here for a task without it (so keys sort and group), shown as "-"
   V         vocab_size; -1 here for a task without it
-  model     the model's name plus "(mixer.field=value, …)" for configs that differ within a cell's
-            coordinates (frame.config_labels; a pure stack's without the mixer prefix): mamba2 at
-            d_state 8 and 32 are two cells, "mamba2 (d_state=8)" and "mamba2 (d_state=32)"
+  model     the model's name plus the config fields it sets, "mamba2 d_state=32" (frame.config_labels;
+            "mixer.field=value" in a model of several mixers; a field every row of the table sets
+            alike is left out): mamba2 at d_state 8 and 32 are two cells
   family    the model's name alone: one family draws one curve through its state-size variants
   identity  canonical JSON of (model, pattern, mixers, configs, depth, d_model, mlp_ratio): joins a
             recall cell with the scaling rows of the very same model
@@ -68,10 +68,7 @@ def prepare(rt: pd.DataFrame) -> pd.DataFrame:
         seed_id=[f"{s}/{(c or {}).get('seed', MISSING)}" for s, c in zip(rt["seed"], rt["train_cfg"],
                                                                            strict=True)],
         _lr=rt["lr"].astype(float))
-    labels = config_labels(rt, KEYS[:-1])
-    # A pure stack's fields need no mixer prefix: "mamba2 (d_state=8)", not "mamba2 (mamba2.d_state=8)".
-    labels = [lab.replace(f"({fam}.", "(").replace(f", {fam}.", ", ") if set(mx.values()) == {fam} else lab
-              for lab, fam, mx in zip(labels, rt["family"], rt["mixers"], strict=True)]
+    labels = config_labels(rt)
     rt = rt.assign(model=[f"{lab}{tag}" for lab, tag in zip(labels, _train_tags(rt), strict=True)])
     return _learning_columns(rt)
 

@@ -68,13 +68,9 @@ def _table(out: Outputs, section: str, prefix: str, best: pd.DataFrame) -> None:
 
 def _within_family(model: str, family: str) -> str:
     """The part of a model label a family's panel needs: its overrides and recipe tag, without the
-    family name and without a config group that only says "=default"."""
-    rest = model.removeprefix(family).strip()
-    if rest.startswith("("):
-        group, _, after = rest[1:].partition(")")
-        keep = [item for item in group.split(", ") if not item.endswith("=default")]
-        rest = (f"({', '.join(keep)}) " if keep else "") + after.strip()
-    return rest.removeprefix("· ").strip()
+    family name ('gated_deltanet output_gate=sigmoid · zoology recipe' -> 'output_gate=sigmoid ·
+    zoology recipe')."""
+    return model.removeprefix(family).strip().removeprefix("· ").strip()
 
 
 def _curve_series(runs: pd.DataFrame, lr_color: dict[float, str]) -> list[Series]:

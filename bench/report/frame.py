@@ -18,10 +18,8 @@ import typing
 import numpy as np
 import pandas as pd
 
+from archbench.archs.names import override_label
 from archbench.bench.runs.schema import Row, columns, experiment, require_columns, spec_properties
-
-NO_OVERRIDE = "default"  # a config field a row does not override, in a model's label
-
 
 def require(kind: str, names: typing.Iterable[str], reader: str) -> tuple[str, ...]:
     """The columns `reader` reads, checked against what `kind`'s rows declare."""
@@ -59,24 +57,25 @@ def frame(rows: list[Row], kind: str) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def config_labels(df: pd.DataFrame, coords: list[str]) -> pd.Series:
-    """model, plus "(mixer.field=value, …)" for config fields that differ between rows at the same
-    coordinates: two configs of one model in one grid (attention with and without its short conv)
-    would otherwise collide. Fields that only follow the coordinates do not split the label."""
+def config_labels(df: pd.DataFrame) -> pd.Series:
+    """model, plus the config fields the row sets ('mamba2 d_state=32'; archs/names.override_label).
+    A field every row that uses its mixer sets to one value, across two or more models, is the table's
+    setting rather than a model's (the frontier grid's short conv on every attention layer) and is left
+    out of the labels; the rest are shown, so two configs of one model never share a label."""
     def flat(row: pd.Series) -> dict:
         return {f"{row['mixers'][c]}.{k}": v
                 for c, cfg in sorted(row["configs"].items()) for k, v in cfg.items()}
 
-    cfg = df.apply(flat, axis=1) if len(df) else pd.Series([], dtype=object)
-    labels = df["model"].astype(str).copy()
-    for _, sub in df.groupby("model", sort=True):
-        sub_cfg = cfg[sub.index]
-        varying = []
-        for k in sorted({k for c in sub_cfg for k in c}):
-            vals = sub_cfg.map(lambda c, k=k: repr(c.get(k)))
-            if (vals.groupby([sub[c].astype(str) for c in coords]).nunique() > 1).any():
-                varying.append(k)
-        if varying:
-            labels[sub.index] = [f"{m} ({', '.join(f'{k}={c.get(k, NO_OVERRIDE)}' for k in varying)})"
-                                 for m, c in zip(sub["model"], sub_cfg, strict=True)]
-    return labels
+    if not len(df):
+        return pd.Series([], dtype=object)
+    cfg = df.apply(flat, axis=1)
+    uses = {m: df[df["mixers"].map(lambda ms, m=m: m in ms.values())] for m in
+            {m for ms in df["mixers"] for m in ms.values()}}
+    shown = set()
+    for key in {k for c in cfg for k in c}:
+        users = uses[key.split(".", 1)[0]]
+        values = {repr(cfg[i].get(key)) for i in users.index}
+        if len(values) > 1 or users["model"].nunique() < 2:
+            shown.add(key)
+    return pd.Series([override_label(r["model"], r["mixers"], r["configs"], sorted(shown))
+                      for _, r in df.iterrows()], index=df.index, dtype=object)

@@ -153,7 +153,7 @@ def generation_tables(out: Outputs, gt: pd.DataFrame, slugs: dict[str, str]) -> 
     """Every generation table and plot, one set per group of one device, dtype, shape, P, G and budget."""
     for keys, g in gt.groupby(list(GROUP_KEYS), sort=True):
         dev, dtype, depth, d_model, mlp, vocab, P, G, budget = keys
-        g = g.assign(model=config_labels(g, ["batch", "decode_backend"]))
+        g = g.assign(model=config_labels(g))
         g = g.assign(backend=_fill_backend(g))
         g = g.sort_values(["model", "backend", "batch", "_order"]).drop_duplicates(
             ["model", "backend", "batch"], keep="last")

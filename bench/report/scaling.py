@@ -276,7 +276,7 @@ def scaling_tables(out: Outputs, sc: pd.DataFrame, slugs: dict[str, str]) -> Non
     """Every scaling table and plot, one set per group of one device, dtype, batch, depth, width and
     MLP ratio: a hybrid is only ever compared with pure stacks of its own shape."""
     for (dev, dtype, batch, depth, d_model, mlp), g in sc.groupby(list(GROUP_KEYS), sort=True):
-        g = g.assign(model=config_labels(g, ["mode", "seq_len"]))
+        g = g.assign(model=config_labels(g))
         g = g.assign(backend=_fill_backend(g))
         keys = ["mode", "model", "backend", "seq_len"]
         g = sort_rows(_latest(g, keys), keys)

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from archbench.archs.names import override_label
 from archbench.bench.runs.schema import Row, experiment, require_columns
 
 
@@ -17,6 +18,8 @@ def summary_tables(rows: list[Row]) -> list[Table]:
         mine = [r.flat() for r in rows if r.kind == kind]
         table = Table(*cols, title=f"{len(mine)} {kind} cells measured this run")
         for r in mine:
+            if "model" in r and r.get("configs"):  # the model as it was asked for: 'mamba2 d_state=32'
+                r = {**r, "model": override_label(r["model"], r["mixers"], r["configs"])}
             table.add_row(*(_fmt(r[c]) for c in cols))
         tables.append(table)
     return tables
