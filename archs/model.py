@@ -101,9 +101,9 @@ def resolve_model(name: str, depth: int, d_model: int, mlp_ratio: int = 0,
                          f"{mlp_ratio}")
     name, named = parse_name(name)
     if named and name in PRESETS:
+        letters = ",".join(f"{k}={v}" for k, v in PRESETS[name].mixers.items())
         raise ValueError(f"preset {name!r} takes no configs in its name; write its pattern with them, e.g. "
-                         f"'{PRESETS[name].unit}:" + ",".join(f"{k}={v}" for k, v in PRESETS[name].mixers.items())
-                         + "' with 'L=mixer(field=value)'")
+                         f"'{PRESETS[name].unit}:{letters}' with 'L=mixer(field=value)'")
     if ":" in name:
         unit, mixers = parse_pattern(name)
         configs: dict[str, dict] = {}
@@ -125,7 +125,8 @@ def resolve_model(name: str, depth: int, d_model: int, mlp_ratio: int = 0,
         raise ValueError(f"model {name!r} has no letter {', '.join(unused)} to configure")
     typed = {k: coerce(get(mixers[k]).Config, f"mixer {mixers[k]!r}", raw) for k, raw in named.items()}
     overrides = mixer_configs or {}
-    merged = {k: {**configs.get(k, {}), **overrides.get(m, {}), **typed.get(k, {})} for k, m in mixers.items()}
+    merged = {k: {**configs.get(k, {}), **overrides.get(m, {}), **typed.get(k, {})}
+              for k, m in mixers.items()}
     return ModelSpec(name=name, pattern=unit * (depth // len(unit)), mixers=mixers,
                      configs={k: v for k, v in merged.items() if v}, d_model=d_model, mlp_ratio=mlp_ratio)
 

@@ -13,8 +13,8 @@ from archbench.bench.cli import main
 
 
 def test_split_keeps_patterns_and_parenthesised_configs_whole() -> None:
-    assert split_models("attention,mamba2(d_state=8,expand=2),MMA:M=mamba2(d_state=4),A=attention,qwen3-next") \
-        == ["attention", "mamba2(d_state=8,expand=2)", "MMA:M=mamba2(d_state=4),A=attention", "qwen3-next"]
+    names = "attention,mamba2(d_state=8,expand=2),MMA:M=mamba2(d_state=4),A=attention,qwen3-next"
+    assert split_models(names) == ["attention", "mamba2(d_state=8,expand=2)", "MMA:M=mamba2(d_state=4),A=attention", "qwen3-next"]
 
 
 def test_configs_in_a_name_land_in_the_spec_typed_and_override_suite_defaults() -> None:
@@ -44,7 +44,8 @@ def test_the_cli_runs_configured_models_and_refuses_a_bad_field_in_one_line(tmp_
     args = ["run", "scaling", "--lens", "64", "--modes", "prefill", "--d-model", "16", "--depth", "2",
             "--budget", "0.05", "--out", str(tmp_path)]
     assert main([*args, "--models", "mamba2(d_state=32),gated_deltanet(output_gate=none)"]) == 0
-    rows = [json.loads(line) for f in (tmp_path / "raw").glob("*.jsonl") for line in f.read_text().splitlines()]
+    rows = [json.loads(line) for f in (tmp_path / "raw").glob("*.jsonl")
+            for line in f.read_text().splitlines()]
     assert sorted(json.dumps(r["spec"]["configs"]) for r in rows) == \
         ['{"M": {"d_state": 32}}', '{"M": {"output_gate": "none"}}']
     out = capsys.readouterr().out

@@ -21,6 +21,7 @@ import pandas as pd
 from archbench.archs.names import override_label
 from archbench.bench.runs.schema import Row, columns, experiment, require_columns, spec_properties
 
+
 def require(kind: str, names: typing.Iterable[str], reader: str) -> tuple[str, ...]:
     """The columns `reader` reads, checked against what `kind`'s rows declare."""
     return require_columns(kind, names, reader)
