@@ -14,7 +14,8 @@ from archbench.bench.cli import main
 
 def test_split_keeps_patterns_and_parenthesised_configs_whole() -> None:
     names = "attention,mamba2(d_state=8,expand=2),MMA:M=mamba2(d_state=4),A=attention,qwen3-next"
-    assert split_models(names) == ["attention", "mamba2(d_state=8,expand=2)", "MMA:M=mamba2(d_state=4),A=attention", "qwen3-next"]
+    assert split_models(names) == ["attention", "mamba2(d_state=8,expand=2)",
+                                   "MMA:M=mamba2(d_state=4),A=attention", "qwen3-next"]
 
 
 def test_configs_in_a_name_land_in_the_spec_typed_and_override_suite_defaults() -> None:
