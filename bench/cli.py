@@ -267,25 +267,28 @@ def _executor(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from archbench.bench import grids
     from archbench.bench.experiments.decode import DECODE_BACKENDS
     from archbench.bench.experiments.scaling import MODES
-    from archbench.bench.runs import loop, store, suites
+    from archbench.bench.runs import loop, store
     from archbench.bench.runs.executors import ExecutorError
     from archbench.bench.runs.schema import read_rows
     from archbench.bench.runs.summary import summary_tables
     from archbench.tasks import list_tasks
 
-    if args.suite not in suites.SUITES:
-        raise UsageError(f"unknown suite {args.suite!r}; choose from: {', '.join(suites.SUITES)}")
-    # The frontier suite also takes --task none: its cost cells alone.
-    task_choices = list_tasks() + (["none"] if args.suite == "frontier" else [])
+    try:
+        grid = grids.load(args.suite)
+    except grids.GridError as exc:
+        raise UsageError(str(exc)) from None
+    # A grid may take task names beyond the registered tasks (the frontier grid's "none": its cost cells).
+    task_choices = list_tasks() + list(getattr(grid, "TASK_CHOICES", ()))
     task = _one(args.task, task_choices, "task", "--task") if args.task else None
     device = _device(args.device, here=args.executor == "local")
     gen_len = _single(args.gen_len, "--gen-len") if args.gen_len else None
     if gen_len == 1:
         raise UsageError("--gen-len takes an integer >= 2: the first token comes from the prefill, the rest "
                          "from decode steps")
-    options = suites.Options(
+    options = grids.Params(
         device=device,
         models=_models(args.models) if args.models else None,
         depth=_single(args.depth, "--depth") if args.depth else None,
@@ -310,8 +313,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_batch=_single(args.max_batch, "--max-batch") if args.max_batch else None,
     )
     try:
-        plan = suites.build(args.suite, options)
-    except suites.SuiteError as exc:
+        plan = grids.plan(args.suite, options, grid)
+    except grids.GridError as exc:
         raise UsageError(str(exc)) from None
     with store.RunLock(args.out):  # an --out that cannot hold rows, that a run holds, or whose rows
         read_rows(Path(args.out) / "raw")  # are damaged: refused now, in one line (the loop checks
@@ -320,7 +323,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     for note in plan.notes:
         console.print(f"note: {note}")
-    console.print(f"archbench run {args.suite}: {len(plan.cells)} cells on {options.device}, "
+    console.print(f"archbench run {plan.grid}: {len(plan.cells)} cells on {options.device}, "
                   f"rows -> {args.out}/raw/" + (" (retrying failed cells)" if args.retry_failed else ""))
     try:
         rows = loop.run_cells(plan.cells, Path(args.out), time_limit_s=args.time_limit, budget_s=args.budget,
@@ -363,7 +366,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from archbench.bench.experiments import decode, model_fields
     from archbench.bench.experiments.decode_profile import markdown, profile_decode, write
     from archbench.bench.experiments.scaling import Scaling, ScalingSpec
-    from archbench.bench.runs.suites import default_dtype
+    from archbench.bench.grids.common import default_dtype
 
     device = _device(args.device)
     models = _models(args.model)
@@ -405,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+", metavar="NAME")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("run", help="run a suite of cells, appending rows to OUT/raw/ (resumable)")
-    p.add_argument("suite", help="quick | scaling | retrieval | full | generation | frontier | plateau")
+    p = sub.add_parser("run", help="run a grid of cells, appending rows to OUT/raw/ (resumable)")
+    p.add_argument("suite", metavar="grid", help="quick | scaling | retrieval | full | generation | "
+                   "frontier | plateau, or a path to a grid file (a copy of one in bench/grids/, edited)")
     p.add_argument("--models", "--archs", dest="models",
                    help="comma-separated models: mixers (pure stacks), presets, or patterns such as "
                         "'MMMA:M=mamba2,A=attention' (default: the suite's)")

@@ -18,8 +18,10 @@ import torch
 from archbench.archs import resolve_model
 from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.scaling import MODES, Scaling, ScalingSpec, build_backbone, make_call
+from archbench.bench.grids.common import models_at as scaling_models
+from archbench.bench.grids.scaling import D_MODEL as SCALING_D_MODEL
+from archbench.bench.grids.scaling import DEPTH as SCALING_DEPTH
 from archbench.bench.measure import device_name, peak_memory_bytes, sync
-from archbench.bench.runs.suites import SCALING_D_MODEL, SCALING_DEPTH, scaling_models
 
 LENS = [int(n) for n in os.environ.get("ARCHBENCH_BENCH_LENS", "256,1024,4096").split(",")]
 DEVICE = os.environ.get("ARCHBENCH_BENCH_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")

@@ -2,7 +2,7 @@
 
 One benchmark is one optimiser step of the retrieval training loop (bench/experiments/train.py: the
 scored loss, backward, gradient clipping, fused AdamW) at the frontier suite's MQAR point and model
-shape (bench/runs/frontier.py: n 64, K 8, V 1024, batch 64, depth 2, d_model 64), with the loss eager
+shape (bench/grids/frontier.py: n 64, K 8, V 1024, batch 64, depth 2, d_model 64), with the loss eager
 or compiled (`TrainConfig.compile`). Compiling happens in the warm-up, outside the timed rounds; its
 cost is `extra_info["warmup_s"]`. `extra_info["examples_per_s"]` is batch / median step time.
 Against it stands a bound (bench/measure/train_flops.py): `step_flops`, the step's analytic FLOPs
@@ -29,8 +29,8 @@ import torch
 
 from archbench.archs import LM, list_archs, resolve_model
 from archbench.bench.experiments.train import TrainConfig, TrainLoss, param_groups
+from archbench.bench.grids.frontier import ATTENTION_CFG, CPU_GRID, D_MODEL, RECALL_DEPTH
 from archbench.bench.measure.train_flops import matmul_peak_flops, train_step_flops
-from archbench.bench.runs.frontier import ATTENTION_CFG, CPU_GRID, D_MODEL, RECALL_DEPTH
 from archbench.tasks import create
 from archbench.tasks.base import IGNORE
 

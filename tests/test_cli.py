@@ -36,7 +36,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
         (["run", "scaling", "--lens", "512,-4"], "malformed length '-4'"),
         (["run", "scaling", "--lens", "1.5k"], "malformed length '1.5k'"),
         (["run", "scaling", "--lens", "abc"], "malformed length 'abc'"),
-        (["run", "warp"], "unknown suite 'warp'; choose from: quick, scaling, retrieval, full"),
+        (["run", "warp"], "unknown grid 'warp'; choose from: quick, scaling, retrieval, full"),
         (["list", "zz*"], "no architecture matches 'zz*'; registered: attention, "),
         (["run", "scaling", "--batch", "0"], "malformed value '0' in --batch; --batch takes positive"),
         (["run", "scaling", "--device", "tpu"], "unknown device 'tpu'; choose from: cpu, cuda"),

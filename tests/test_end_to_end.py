@@ -12,12 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from archbench.bench import grids
 from archbench.bench.cli import main
 from archbench.bench.experiments import list_experiments, scaling
 from archbench.bench.experiments.scaling import ScalingResult
 from archbench.bench.experiments.train import TrainConfig
+from archbench.bench.grids import retrieval as _retrieval_grid  # noqa: F401 - loads grids.retrieval
 from archbench.bench.measure import cpu_peak_method, peaks
-from archbench.bench.runs import suites
 from archbench.bench.runs.schema import Row, read_rows
 from archbench.tasks import list_tasks
 
@@ -37,14 +38,14 @@ GENERATION = ["run", "generation", "--models", "attention,mamba-attn", "--depth"
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Row]]:
     out = tmp_path_factory.mktemp("e2e")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(suites, "CPU_TRAIN", TINY_TRAIN)
+        mp.setattr(grids.retrieval, "CPU_TRAIN", TINY_TRAIN)
         # The device's peaks measured for real, on a small matmul and copy (the suite's are seconds long).
         measure_peaks = peaks.device_peaks
         mp.setattr(scaling.peaks, "device_peaks", lambda device: measure_peaks(device, 256, 1 << 20))
         assert main([*SCALING, "--out", str(out)]) == 0
         assert main([*GENERATION, "--out", str(out)]) == 0
         for task in list_tasks():  # every task with its own grid: the first length, the smallest width
-            length = suites.task_grid(task, "cpu").lengths()[0]
+            length = grids.retrieval.task_grid(task, "cpu").lengths()[0]
             assert main(["run", "retrieval", "--task", task, "--models", "attention,mamba-attn",
                          "--d-model", "16", "--lens", str(length), "--lrs", "3e-3", "--out", str(out)]) == 0
     assert main(["report", "--results", str(out)]) == 0

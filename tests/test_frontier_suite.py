@@ -1,4 +1,4 @@
-"""The frontier suite's grid (bench/runs/frontier.py): what runs, in which order, and what it refuses."""
+"""The frontier suite's grid (bench/grids/frontier.py): what runs, in which order, and what it refuses."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import collections
 import pytest
 
 from archbench.archs import list_archs, resolve_model
-from archbench.bench.runs import frontier
-from archbench.bench.runs.suites import Options, SuiteError, build
+from archbench.bench.grids import GridError, Params, frontier, plan
 
 
 def _cells(**options):
-    return build("frontier", Options(**options)).cells
+    return plan("frontier", Params(**options)).cells
 
 
 def _layers(spec) -> tuple[str, ...]:
@@ -129,7 +128,7 @@ def test_task_none_keeps_only_cost_cells_and_modes_pick_them() -> None:
 
 @pytest.mark.parametrize("option", [{"lens": [64]}, {"depth": 2}, {"vocab_size": 64}, {"batch": 2}])
 def test_options_the_grid_fixes_are_refused_by_name(option) -> None:
-    with pytest.raises(SuiteError, match="frontier suite fixes --"):
+    with pytest.raises(GridError, match="frontier grid fixes --"):
         _cells(**option)
 
 

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from archbench.archs import LM, list_archs, resolve_model
+from archbench.bench import grids
 from archbench.bench.experiments import generation, model_fields
 from archbench.bench.experiments.generation import Generation, GenerationResult, GenerationSpec
+from archbench.bench.grids import GridError, Params
 from archbench.bench.measure import peaks
 from archbench.bench.report import write_report
-from archbench.bench.runs import suites
 from archbench.bench.runs.schema import Row
-from archbench.bench.runs.suites import Options, SuiteError
 
 
 def lm_and_prompt(model: str, depth: int = 2, batch: int = 5, P: int = 9) -> tuple[LM, torch.Tensor]:
@@ -102,8 +102,8 @@ def test_a_batch_over_the_budget_is_skipped_before_anything_is_allocated() -> No
 
 def test_the_suite_sweeps_batches_until_the_budget_and_recurrent_goes_further() -> None:
     # d_model 256, depth 4, P = 4k: attention holds 34 MB of KV cache per sequence, Mamba-2 0.17 MB.
-    o = Options(models=["attention", "mamba2"], prompt_lens=[4096], memory_budget=512 << 20, max_batch=64)
-    cells = suites.build("generation", o).cells
+    o = Params(models=["attention", "mamba2"], prompt_lens=[4096], memory_budget=512 << 20, max_batch=64)
+    cells = grids.plan("generation", o).cells
     batches = {m: [c.spec.batch for c in cells if c.spec.model == m] for m in ("attention", "mamba2")}
     assert batches["attention"] == [1, 2, 4, 8, 16]  # 16 is the first over: kept, and skipped when run
     assert batches["mamba2"] == [1, 2, 4, 8, 16, 32, 64]  # the cap, within budget
@@ -111,9 +111,9 @@ def test_the_suite_sweeps_batches_until_the_budget_and_recurrent_goes_further() 
     assert Generation.skip_reason(last).startswith("over the memory budget")
     assert {(c.spec.depth, c.spec.d_model, c.spec.gen_len, c.spec.decode_backend) for c in cells} == \
         {(4, 256, 32, "auto")}
-    with pytest.raises(SuiteError, match="needs a CUDA device"):
-        suites.build("generation", Options(decode_backend="cudagraph", memory_budget=1 << 30))
-    one = suites.build("generation", Options(models=["mamba2"], batch=8, memory_budget=1 << 30)).cells
+    with pytest.raises(GridError, match="needs a CUDA device"):
+        grids.plan("generation", Params(decode_backend="cudagraph", memory_budget=1 << 30))
+    one = grids.plan("generation", Params(models=["mamba2"], batch=8, memory_budget=1 << 30)).cells
     assert [c.spec.batch for c in one] == [8]
 
 

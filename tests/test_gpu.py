@@ -12,8 +12,8 @@ import torch
 
 from archbench.archs import resolve_model
 from archbench.bench.experiments import model_fields, scaling
+from archbench.bench.grids.common import models_at as scaling_models
 from archbench.bench.measure import energy
-from archbench.bench.runs.suites import scaling_models
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from archbench.bench.experiments.retrieval import RetrievalResult
+from archbench.bench.grids import Params
+from archbench.bench.grids.frontier import cells as frontier_parts
 from archbench.bench.report import write_report
 from archbench.bench.report.grid import grid_table
 from archbench.bench.runs.schema import Row
-from archbench.bench.runs.suites import Options, frontier_parts
 
 
 def test_parts_count_stored_cells_sum_their_time_and_estimate_only_from_their_own_median() -> None:
@@ -45,7 +46,7 @@ def test_serial_parts_count_their_whole_time_towards_the_wall_time() -> None:
 
 
 def test_report_writes_the_grid_table_for_rows_of_the_frontier_grid(tmp_path: Path) -> None:
-    parts = frontier_parts(Options(device="cpu"))
+    parts = frontier_parts(Params(device="cpu"))
     part, cell = next((p, c) for p, c in parts if p == "headline")
     result = RetrievalResult(
         backend="chunked", params=1000, steps=10, examples_seen=640, train_seconds=1.0, state_bytes=1000,

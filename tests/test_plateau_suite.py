@@ -1,4 +1,4 @@
-"""The plateau suite (bench/runs/plateau.py): its cells are the controlled comparisons it promises — the
+"""The plateau suite (bench/grids/plateau.py): its cells are the controlled comparisons it promises — the
 failing cells at three lrs, one change per candidate at the baseline lr, Zoology's recipe at its four
 lrs — and it refuses the options it fixes in one line."""
 
@@ -10,13 +10,12 @@ import pytest
 
 from archbench.bench.cli import main
 from archbench.bench.experiments.train import TrainConfig
-from archbench.bench.runs import plateau
+from archbench.bench.grids import Params, plan, plateau
 from archbench.bench.runs.schema import cell_key
-from archbench.bench.runs.suites import Options, build, plateau_parts
 
 
 def test_cells_are_controlled_comparisons() -> None:
-    parts = plateau_parts(Options())
+    parts = plateau.cells(Params())
     keys = [cell_key(c.spec) for _, c in parts]
     assert len(keys) == len(set(keys))  # no cell twice
     lrs = [c.spec for p, c in parts if p == "lrs"]
@@ -32,8 +31,8 @@ def test_cells_are_controlled_comparisons() -> None:
                                                              "output_gate" in str(spec.configs)) <= 1
     zoo = [c.spec for p, c in parts if p == "recipes"]
     assert {s.recipe for s in zoo} == {"zoology"} and len({s.lr for s in zoo}) == 4
-    assert [c.spec.model for c in build("plateau", Options(models=["mamba2"])).cells] and \
-        all(c.spec.model == "mamba2" for c in build("plateau", Options(models=["mamba2"])).cells)
+    assert [c.spec.model for c in plan("plateau", Params(models=["mamba2"])).cells] and \
+        all(c.spec.model == "mamba2" for c in plan("plateau", Params(models=["mamba2"])).cells)
 
 
 @pytest.mark.parametrize("flag", [["--lens", "64"], ["--lrs", "1e-3"], ["--vocab-size", "64"]])
@@ -45,7 +44,7 @@ def test_options_it_fixes_are_refused_in_one_line(flag, capsys, tmp_path) -> Non
 
 def test_attention_last_cells_put_back_one_archbench_choice_each_into_the_remedy() -> None:
     remedy = plateau.remedy(plateau.TRAIN, plateau.REMEDY_LRS[-1]).to_dict()
-    cells = [c.spec for p, c in plateau_parts(Options()) if p == "attention-last"]
+    cells = [c.spec for p, c in plateau.cells(Params()) if p == "attention-last"]
     assert len(cells) == len(plateau.PUT_BACK)
     archbench = TrainConfig().to_dict()
     for spec in cells:

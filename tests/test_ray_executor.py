@@ -25,8 +25,9 @@ from archbench.bench.cli import main
 from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.scaling import ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
+from archbench.bench.grids import Params, common, retrieval
 from archbench.bench.report.frame import frame
-from archbench.bench.runs import loop, suites
+from archbench.bench.runs import loop
 from archbench.bench.runs.cell import Cell, Job, run_job
 from archbench.bench.runs.executors import ExecutorError
 from archbench.bench.runs.provenance import provenance
@@ -49,8 +50,10 @@ def retrieval_cells(examples: int, count: int) -> list[Cell]:
     """`count` retrieval cells of `examples` training examples each (~1-3 s a cell on one thread)."""
     train = dataclasses.replace(TINY_TRAIN, max_examples=examples, n_train=examples, eval_every=10**9)
     lrs = [1e-2, 3e-3, 1e-3, 3e-4][:count // 2]
-    o = suites.Options(models=["attention", "mamba2"], d_models=[16], lens=[64], lrs=lrs)
-    return suites.retrieval_cells(o, suites.CPU_GRIDS["mqar"], suites.CPU_LRS, train, [])
+    o = Params(models=["attention", "mamba2"], d_models=[16], lens=[64], lrs=lrs)
+    return common.retrieval_cells(o, retrieval.CPU_GRIDS["mqar"], models=[], lrs=retrieval.CPU_LRS,
+                                  train=train, depth=retrieval.DEPTH, mlp_ratio=retrieval.MLP_RATIO,
+                                  mixer_configs=retrieval.MIXER_CFGS)
 
 
 # -- without Ray --------------------------------------------------------------------------------------------
@@ -140,7 +143,7 @@ def _rows(folder: Path) -> dict[str, object]:
 @pytest.mark.ray
 def test_local_and_ray_give_the_same_cells_and_accuracies(ray_instance, tmp_path, monkeypatch, capsys,
                                                           one_thread) -> None:
-    monkeypatch.setattr(suites, "CPU_TRAIN", TINY_TRAIN)
+    monkeypatch.setattr(retrieval, "CPU_TRAIN", TINY_TRAIN)
     assert main([*RETRIEVAL, "--threads", "1", "--out", str(tmp_path / "local")]) == 0
     assert main([*RETRIEVAL, "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
     assert "queued" in capsys.readouterr().err  # the cluster column of the progress bar

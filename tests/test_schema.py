@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from archbench.archs import LM, resolve_model
+from archbench.bench import grids
 from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingResult, ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
-from archbench.bench.runs import suites
 from archbench.bench.runs.schema import (
     SCHEMA_VERSION,
     Row,
@@ -108,11 +108,11 @@ def test_v1_retrieval_rows_migrate_to_the_model_that_ran() -> None:
 
 def test_migrated_cells_are_the_new_grid_s_cells_so_a_resume_skips_them() -> None:
     _, attention = read_rows(V1_ROWS)
-    grid = {cell_key(c.spec) for c in suites.build("retrieval", suites.Options()).cells}
+    grid = {cell_key(c.spec) for c in grids.plan("retrieval", grids.Params()).cells}
     assert attention.cell in grid
     # The grid's hybrid now gives its attention the short conv (mixer configs reach inside hybrids):
     # a different cell from the v1 hybrid, measured anew.
-    hybrid_cells = [c.spec for c in suites.build("retrieval", suites.Options(models=["mamba-attn"])).cells]
+    hybrid_cells = [c.spec for c in grids.plan("retrieval", grids.Params(models=["mamba-attn"])).cells]
     assert all(s.configs == {"A": {"d_conv": 4}} for s in hybrid_cells)
 
 
@@ -141,7 +141,7 @@ def test_retryable_statuses() -> None:
 
 
 def test_retrieval_spec_checks_its_train_config() -> None:
-    spec = suites.build("retrieval", suites.Options(lens=[64], d_models=[32], models=["mamba"])).cells[0].spec
+    spec = grids.plan("retrieval", grids.Params(lens=[64], d_models=[32], models=["mamba"])).cells[0].spec
     with pytest.raises(TypeError, match="nonsense"):
         dataclasses.replace(spec, train_cfg={**spec.train_cfg, "nonsense": 1})
     assert isinstance(spec, RetrievalSpec) and spec.test_lens == (128,)

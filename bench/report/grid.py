@@ -1,6 +1,6 @@
 """How much of the frontier grid is stored and what it took, for `archbench report`.
 
-The frontier suite is sized to a wall-time budget (bench/runs/frontier.py), so its size is a measured
+The frontier suite is sized to a wall-time budget (bench/grids/frontier.py), so its size is a measured
 figure like any other: for each part of the grid (`frontier.PARTS`) the cells it has, how many are
 stored, the seconds the stored ones took (each row's own `wall_s`) and the machine's load when they
 were written (`load_1m`, rows from before it was recorded show n/a). Cells still to run are estimated
@@ -75,7 +75,8 @@ def grid_table(stored: pd.DataFrame, parts: list[tuple[str, str]], cores: int,
 
 def grid_tables(out: Outputs, frames: dict[str, pd.DataFrame], slugs: dict[str, str]) -> None:
     """One table per device name that holds rows of the frontier grid."""
-    from archbench.bench.runs.suites import Options, frontier_parts
+    from archbench.bench.grids import Params
+    from archbench.bench.grids.frontier import cells as frontier_parts
 
     kinds = [f for k, f in frames.items() if k in ("retrieval", "scaling")]
     if not kinds:
@@ -88,7 +89,7 @@ def grid_tables(out: Outputs, frames: dict[str, pd.DataFrame], slugs: dict[str, 
     grids: dict[str, list[tuple[str, str]]] = {}  # "cpu" / "cuda" -> (part, cell key) of that grid
     for (dev_name, device), rows in stored.groupby(["device_name", "grid"], sort=True):
         if device not in grids:
-            grids[device] = [(part, cell_key(c.spec)) for part, c in frontier_parts(Options(device=device))]
+            grids[device] = [(part, cell_key(c.spec)) for part, c in frontier_parts(Params(device=device))]
         mine = rows[rows["cell"].isin({k for _, k in grids[device]})]
         if mine.empty:
             continue

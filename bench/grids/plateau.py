@@ -36,8 +36,11 @@ from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.recipes import RECIPE_LRS
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.train import TrainConfig
+from archbench.bench.grids import GridError, Params
 from archbench.bench.runs.cell import Cell
 from archbench.bench.runs.schema import cell_key
+
+TAKES = ("models",)  # a fixed set of controlled cells: `--models` may only select among them
 
 MQAR = dict(seq_len=64, num_kv_pairs=8, vocab_size=256)
 TRAIN = TrainConfig(batch_size=64, max_examples=40_000, n_train=40_000, eval_every=5_000,
@@ -196,3 +199,11 @@ def plateau_parts(models: list[str] | None = None,
     for part, cell in cells:
         first.setdefault(cell_key(cell.spec), (part, cell))
     return list(first.values())
+
+
+def cells(p: Params) -> list[tuple[str, Cell]]:
+    from archbench.archs import list_archs
+
+    if p.device != "cpu" or p.seed:
+        raise GridError("the plateau grid runs on --device cpu at --seed 0 (bench/grids/plateau.py)")
+    return plateau_parts(p.models, list_archs())

@@ -46,7 +46,12 @@ from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
+from archbench.bench.grids import Params
 from archbench.bench.runs.cell import Cell
+
+# The flags this grid takes; `--task none` keeps only its cost cells.
+TAKES = ("models", "task", "modes", "lrs", "max_examples", "d_models", "dtype", "decode_backend")
+TASK_CHOICES = ("none",)  # beside the registered tasks
 
 RECALL_DEPTH = 2
 HYBRID_DEPTH = 4
@@ -352,3 +357,16 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
                         **fields, mode=mode, seq_len=n, batch=1, device=o.device, dtype=o.dtype, seed=0,
                         **(o.decode_flags if mode == "decode" else {})))))
     return cells
+
+
+def cells(p: Params) -> list[tuple[str, Cell]]:
+    """The grid's (part, cell) pairs under the flags in `p`: the registered families with a state knob
+    first, then plugin mixers (one point each, their default)."""
+    from archbench.archs import list_archs
+    from archbench.bench.grids.common import decode_flags, default_dtype
+
+    families = sorted(list_archs(), key=lambda m: m not in STATE_KNOBS)  # stable: registry order kept
+    return frontier_parts(FrontierOptions(
+        device=p.device, dtype=p.dtype or default_dtype(p.device), families=families, model_filter=p.models,
+        tasks=None if p.task is None else ([] if p.task == "none" else [p.task]), modes=p.modes,
+        lrs=p.lrs, max_examples=p.max_examples, d_models=p.d_models, decode_flags=decode_flags(p)))
