@@ -118,8 +118,9 @@ class DeltaRuleMixer(Mixer):
         weight = torch.cat([self.q_conv1d.weight, self.k_conv1d.weight, self.v_conv1d.weight])  # (C, 1, W)
         if T == 1:
             # One token (`step`): the conv's single output as a weighted sum over the window. The same
-            # value; F.conv1d would run oneDNN's convolution, ~90 µs a call at d_model 256 on a CPU (eager
-            # or compiled: inductor keeps it an extern call), most of a compiled decode step's time.
+            # value; F.conv1d would run oneDNN's convolution, whose fixed cost per call dwarfs a
+            # one-token conv on a CPU, eager or compiled (inductor keeps it an extern call, which splits
+            # the compiled step); see results/METHODS.md, "Measurements behind code defaults".
             y = F.silu((u * weight[:, 0]).sum(-1, keepdim=True)).transpose(1, 2)  # (B, 1, C)
         else:
             y = F.silu(F.conv1d(u, weight, groups=weight.shape[0])).transpose(1, 2)  # (B, T, C)

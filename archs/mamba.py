@@ -129,7 +129,7 @@ class Mamba(Mixer):
         if backend == "mamba_ssm":
             return self._kernel(x)
         # Blocks of chunk_size² tokens, one after another with the state carried between them, keep
-        # every temporary small (fresh large allocations page-fault, which dominated at T=16k).
+        # every temporary small (fresh large allocations page-fault, a cost that grows with T).
         state = self.init_state(x.shape[0], x.shape[1], device=x.device, dtype=x.dtype)
         conv, h, ys = state["conv"], state["ssm"], []
         Q = self.chunk_size

@@ -43,13 +43,13 @@ ODD_LEN = 37  # the length for a mixer without chunks: odd, and past the widths 
 SPLIT = 20  # prefill length in the prefill-then-step check of a mixer without chunks
 PARITY_TOL = 1e-6  # max |parallel - recurrent| / max |parallel| in float64
 COST_LEN = 256  # T of the cost check (at least 4 chunks): linear costs are compared at T and 4T
-LINEAR_GROWTH = 6.0  # from T to 4T a linear cost grows ~4x (less with fixed overheads), a quadratic 16x
-STEP_GROWTH = 1.5  # one step after 4T tokens vs after T: ~1x for a fixed-size state, 4x for a KV cache
+LINEAR_GROWTH = 6.0  # T to 4T: a linear cost grows fourfold (less with fixed overheads), a quadratic 16-fold
+STEP_GROWTH = 1.5  # a step after 4T tokens vs after T: equal for a fixed-size state, fourfold for a KV cache
 PURE_STEPS = 3  # steps taken from the copied state in step_uses_only_its_state
 
 
 class CheckSkipped(Exception):
-    """The check does not apply on this machine; the message says why."""
+    """The check does not apply here (this device, these packages); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -366,7 +366,7 @@ def check_linear_cost(name: str) -> str:
 
 def _one_thread(check: Callable[[str], str]) -> Callable[[str], str]:
     """Run `check` on one CPU thread. Its tensors are tiny (d_model 32), so extra threads only add
-    synchronisation, and on a loaded machine they wait for each other: 4x slower measured."""
+    synchronisation, and on a loaded machine each waits for the others to be scheduled."""
 
     @functools.wraps(check)
     def run(name: str) -> str:

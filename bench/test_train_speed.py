@@ -1,4 +1,4 @@
-"""pytest-benchmark: training examples per second of every mixer, eager vs compiled (issue 11, item 1).
+"""pytest-benchmark: training examples per second of every mixer, eager vs compiled.
 
 One benchmark is one optimiser step of the retrieval training loop (bench/experiments/train.py: the
 scored loss, backward, gradient clipping, fused AdamW) at the frontier suite's MQAR point and model
@@ -17,7 +17,8 @@ benchmark's threads, gives `bound_examples_per_s`; `frac_of_bound` is the measur
 A larger batch at the same number of examples means fewer optimiser steps: what it buys in examples/s
 is measured here; whether the models still learn at it is a question for the retrieval grid.
 
-Time it on a quiet core with one torch thread (the retrieval cells run one thread each).
+Time it pinned to a core nothing else runs on, with one torch thread (the retrieval cells run one
+thread each): whatever else runs on that core is timed as part of the step.
 """
 
 import os

@@ -90,7 +90,7 @@ def sample_distinct(rng: np.random.Generator, n: int, k: int, low: int, high: in
             out[rows[r], c] = rng.integers(low, high, size=r.size)
         return out
     out = np.empty((n, k), dtype=np.int64)
-    chunk = max(1, (1 << 22) // pool)  # ~32 MiB of float64 keys per chunk
+    chunk = max(1, (1 << 22) // pool)  # about 2^22 float64 keys per chunk, whatever the pool
     for start in range(0, n, chunk):
         u = rng.random((min(chunk, n - start), pool))  # (n_chunk, pool)
         idx = np.argpartition(u, k - 1, axis=1)[:, :k] if k else np.empty((len(u), 0), np.int64)

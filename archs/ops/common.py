@@ -203,7 +203,7 @@ def segment_length(batch: int, width: int, multiple: int) -> int:
     Why segments: run on a whole 16k-token sequence at once, every activation of the layer is tens of MB,
     past the caches and past glibc's mmap threshold (32 MB at most), so each one is a fresh mapping whose
     pages fault in on first touch; time per token then grows with T. Segments of ~4 MB tensors stay in
-    cache and are reused by the allocator, so time stays linear in T (Mamba-2 measured it first)."""
+    cache and are reused by the allocator, so time stays linear in T."""
     return max(multiple, _SEGMENT_ELEMENTS // (batch * width) // multiple * multiple)
 
 

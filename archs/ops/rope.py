@@ -3,8 +3,8 @@ attention, swa, retnet (its Θ_n of eq. 5) and mamba3 (its data-dependent angles
 
 A rotation turns feature pairs of a vector by angles: pair j by pos · θ_j with θ_j = base^(-2j/d) for
 positional RoPE, or by any angle (Mamba-3's cumulative θ_t). Written as a complex multiply, one pass
-over x: the same rotation with real slices, products and a stack is ~10x slower on CPU, a linear-in-T
-cost that would dilute the O(n²) term the scaling sweeps measure.
+over x: the same rotation with real slices, products and a stack makes several passes and temporaries
+on CPU, a linear-in-T cost that would dilute the O(n²) term the scaling sweeps measure.
 
 Two pairings, as the reference implementations differ:
     interleaved   pair j = features (2j, 2j+1)          RoFormer, attention, swa, Mamba-3
@@ -12,8 +12,9 @@ Two pairings, as the reference implementations differ:
 
 Under torch.compile the rotation is real instead: (..., d/2, 2) holding (cos, sin). Inductor has no
 complex dtype, so `polar` and `view_as_complex` would each fall back to an eager kernel and split the
-compiled graph (retnet's and mamba3's compiled decode steps: 13 kernels and 4–8 fallbacks per step, no
-gain over eager); with cos and sin the rotation fuses into the kernels around it. Same values.
+compiled graph into many small kernels (retnet's and mamba3's compiled decode steps then gained nothing
+over eager; results/METHODS.md, "Measurements behind code defaults"); with cos and sin the rotation
+fuses into the kernels around it. Same values.
 
 Glossary:
     d        rotated width (head_dim);  pos  token positions (T,);  base  the frequency base (10000)

@@ -31,7 +31,7 @@ exp of a DIFFERENCE of within-chunk cumulative log decays, <= 0: it is built ele
 (C, C, d_k) tensor per chunk (masked to -inf above the diagonal before the exp), never as
 exp(+cumsum) times exp(-cumsum), so no decay however strong can overflow. That costs O(C d_k) per token,
 hence the small chunk (16); chunks are processed a group at a time so the temporaries stay
-cache-sized. (A sub-chunked split of the exponent, as archs/wkv.py does for RWKV-6, would cut that term
+cache-sized. (A sub-chunked split of the exponent, as archs/ops/wkv.py does for RWKV-6, would cut that term
 by the sub-chunk factor; not done yet.)
 
 Glossary (code -> paper):
@@ -100,7 +100,7 @@ def _chunk_group(r, lw, k, v, a, b, X):
     Gx = F.pad(G, (0, 0, 1, -1))  # exclusive (G_{t-1}): a shift, not G - lw, which would cancel badly
     later = torch.ones(C, C, dtype=torch.bool, device=r.device).triu(1)  # [s, t]: t > s
     # E[s, t] = Γ_{t-1} / Γ_s for t > s, else 0: exp of a difference <= 0, the rest sent to exp(-inf).
-    # (adding a -inf bias is one cheap broadcast pass; masked_fill_ with a broadcast mask was 3x slower)
+    # (adding a -inf bias is one cheap broadcast pass; masked_fill_ with a broadcast mask is slower)
     E = (Gx.unsqueeze(-3) - G.unsqueeze(-2)).add_(mask_bias(later, G)).exp_()  # (.., s, t, K)
     rw = r * lw.exp()  # Γ_t / Γ_s = w_t Γ_{t-1} / Γ_s: the r-side pairs reuse E
     # All four pair matrices in one batched matmul over s: [a_t; rw_t] ⊙ E[s, t] against [b_s, k_s].

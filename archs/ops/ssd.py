@@ -16,12 +16,10 @@ SSD is a member of the gated-linear family: it is archs/ops/gated_linear.py's di
 q = C and k = B broadcast to every head, v = Δ x, log decay Δ A (a scalar per head and token), scale 1,
 and the state transposed (tests/test_ops_family.py checks it, values and gradients). It keeps its own
 chunked form because B and C are shared by all heads (one group): one (Q, Q) matrix C Bᵀ per chunk serves
-every head, where the shared op forms q kᵀ once per head, and the chunk states read one B for all heads.
-Measured once (a throw-away script, not a test) at Mamba-2's shapes for d_model 256 (32 heads, P = N = 16,
-Q = 64), T = 4096, batch 1, float32, 2 threads, min of 3 rounds on a shared, loaded machine:
-`ssd_chunked` 29 ms against 64 ms for the shared op on the mapped inputs (a second run: 34 against
-55 ms), i.e. 1.6-2.2x faster. `ssd_fla` and `ssd_mamba_ssm` run the same op in optional CUDA
-kernels (fla's `chunk_simple_gla` is exactly this recurrence with q = C, k = B, v = Δ x, g = Δ A).
+every head, where the shared op forms q kᵀ once per head, and the chunk states read one B for all heads;
+at Mamba-2's shapes on CPU it is the faster of the two. `ssd_fla` and `ssd_mamba_ssm` run the same op in
+optional CUDA kernels (fla's `chunk_simple_gla` is exactly this recurrence with q = C, k = B, v = Δ x,
+g = Δ A).
 
 Glossary (code -> paper):
     B batch, T sequence length (L in the paper), H heads, P head_dim, N d_state, Q chunk size

@@ -17,8 +17,7 @@ is the diagonal of the same elementwise sub-chunk block that the causal pairs al
 copies of k, v, lw and no separate pass over the tokens), and the log-decay floor (`log_decay_floor`):
 RWKV-6's learned w = exp(-exp(·)) has no lower bound, so the cumulative log decays of a chunk are
 floored before any difference is taken, which the shared op (built for GLA's bounded gates) does not do.
-Measured once, at RWKV-6's shapes for d_model 256 (16 heads of 16), T = 4096, on the same loaded machine,
-the two run about as fast (83 against 99 ms, min of 3): speed is not the reason.
+Speed is not the reason: at RWKV-6's shapes the two run about as fast.
 
 Glossary:
     B, T, H, K, V   batch, sequence length, heads, key and value width per head
@@ -101,7 +100,8 @@ def wkv_chunked(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor, S0: Tens
     S_in = torch.stack(S_in, 2)  # (B, H, N, K, V) state entering each chunk
 
     # Outputs, a few chunks at a time: the (c, C, K)-per-token temporaries then stay cache-sized, which
-    # keeps time linear in T (allocating them for 16k tokens at once made it 2x slower per token).
+    # keeps time linear in T (allocated for a long sequence at once, they page-fault fresh memory and
+    # fall out of cache, and the time per token grows with T).
     step = max(1, _PASS_ELEMENTS // (B * H * C * C // c * K))
     o = torch.cat([_chunk_outputs(r[:, :, i:i + step], k[:, :, i:i + step], v[:, :, i:i + step],
                                   G[:, :, i:i + step], Gx[:, :, i:i + step], S_in[:, :, i:i + step], u, c)

@@ -4,7 +4,8 @@ Not an experiment kind: the scaling experiment's decode mode and the generation 
 their per-token step here, warmed up (compiled, captured) before anything is timed.
 
 Why: at batch 1 and d_model 256 one eager `step` is a few dozen tiny ops, and on a CPU its time is
-the interpreter and the dispatcher, not the architecture (issue 12: 8–14× the bytes-moved bound). A
+the interpreter and the dispatcher, not the architecture (the eager rows of
+results/scaling_*_decode_bound.md sit far above their bytes-moved bound, the compiled ones much closer). A
 server compiles the step (vLLM: torch.compile and CUDA graphs). So a model's stateful
 `step(x, states) -> (y, states)` becomes a function of a flat tuple of state tensors ("leaves"),
 which can be compiled or captured:
@@ -16,45 +17,44 @@ which can be compiled or captured:
   in place    fn(x, *leaves) -> y, every new leaf copied into its input: generation runs it token
               after token, and a CUDA graph can replay it (its inputs must stay where they are).
 
-What made a naive `torch.compile(backbone.step)` slower than eager on this CPU (issue 12's probe: 0.5 ms
-eager, 8 ms compiled; TORCH_LOGS=recompiles,graph_breaks shows neither, every mixer's step traces with
+What made a naive `torch.compile(backbone.step)` slower than eager on a CPU (not recompiles or graph
+breaks: TORCH_LOGS=recompiles,graph_breaks shows neither, every mixer's step traces with
 fullgraph=True), and what is done about it here:
   1. OpenMP barriers. Inductor splits a generated loop across threads once each thread gets 512
      elements; aten splits an op only past 32768 (at::internal::GRAIN_SIZE). So the compiled step
-     enters parallel regions an eager step never does, and on a 2-core machine shared with other
-     processes each region's barrier waits for a descheduled thread. Measured (profiler; mamba2 ×4,
-     d_model 256, batch 1, loaded 2-core VM): the compiled graph's own kernels took 25 ms per call
-     with 2 threads, 0.2 ms with one. Fix: `cpp.min_chunk_size` at aten's grain, so the compiled step
-     splits a loop across threads only where eager would split it too (median 35 ms -> 1.7 ms there).
+     enters parallel regions an eager step never does, and where the cores are shared with other
+     processes each region's barrier waits for a descheduled thread: a wait far longer than the tiny
+     loop it splits. Fix: `cpp.min_chunk_size` at aten's grain, so the compiled step splits a loop
+     across threads only where eager would split it too.
   2. Inference mode. The compiled path prefills and steps under `no_grad`: a tensor made under
      `inference_mode` cannot be updated in place outside it, and the mode is not what made the
      compiled step slow (under either mode it was as fast once item 1 was fixed).
   3. The cache limit. Dynamo keeps compiled entries per code object (8 by default), and every cell of
      a sweep compiles a closure of the same code: past eight cells it would silently run eager.
      `compile_fn` resets Dynamo first (cells run one after another; nothing else is compiled).
-  4. Guards. Each call checks every input and parameter tensor (~0.1 ms at depth 4 on the loaded VM);
+  4. Guards. Each call checks every input and parameter tensor, a cost that grows with depth;
      `serving()` skips them where one compiled entry is called with the same inputs every time
      (`set_stance(skip_guard_eval_unsafe=True)`; serving stacks bypass Dynamo's guards likewise).
   5. Matrix-vector products. At batch 1 every projection is a (1, d) @ (d, m) product, which inductor
-     hands to MKL's sgemm as an extern call: ~37 GB/s from these weights, half the rate this CPU reads
-     them at, and each call splits the step into separately launched kernels. Inductor's
+     hands to MKL's sgemm as an extern call: it reads these small weights well below the CPU's copy
+     rate, and each call splits the step into separately launched kernels. Inductor's
      `decompose_mm_pass` rewrites such a product as multiply-and-sum, which it fuses with the ops
-     around it: a mamba2 ×4 step at d_model 256 became one C++ kernel (min 322 -> 232 µs on the
-     loaded VM, pinned to one core). Ops that inductor cannot generate split the kernel the same way;
-     the layers avoid them in `step` (delta_layer.py: the one-token conv; ops/rope.py: no complex
-     numbers under compile).
+     around it: a recurrent mixer's whole step becomes one C++ kernel, and a faster one. Ops that
+     inductor cannot generate split the kernel the same way; the layers avoid them in `step`
+     (delta_layer.py: the one-token conv; ops/rope.py: no complex numbers under compile).
   6. Size asserts. The generated Python wrapper checks every input's size and stride per call
-     (~45 checks, ~25 µs at depth 4): off, since every call passes the inputs it was compiled for.
+     (dozens at depth 4): off, since every call passes the inputs it was compiled for.
   7. Dynamo itself. Even with guards skipped, a call through Dynamo runs its frame hook, a cache
-     lookup and the bytecode that gathers the graph's inputs (every parameter by attribute), ~70 µs
-     per call at depth 4 on this VM: a third of a compiled mamba2 step, more than its bytes-moved
-     bound. Serving stacks skip Dynamo's dispatch once compiled (vLLM calls the compiled code itself
+     lookup and the bytecode that gathers the graph's inputs (every parameter by attribute): Python
+     that costs a sizeable share of a compiled recurrent step, more than its bytes-moved bound.
+     Serving stacks skip Dynamo's dispatch once compiled (vLLM calls the compiled code itself
      after the first trace); `compile_call` goes further for a call whose inputs never change (the
      scaling experiment's timed step): the backend records inductor's compiled graph and the tensors
      it was traced with, and each call is `graph(*inputs)`: AOTAutograd's runtime wrapper, the
      generated code, the kernel.
 What remains is that wrapper and the generated Python around the kernel (`archbench profile` shows
-the split), and the kernel itself.
+the split; results/profiles/ holds one), and the kernel itself. The profiles behind items 5-7 and the
+layers' choices are summarised in results/METHODS.md, "Measurements behind code defaults".
 
 Glossary
   leaves   the state's tensors in `torch.utils._pytree` order; `spec` rebuilds the containers

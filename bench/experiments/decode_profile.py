@@ -1,4 +1,4 @@
-"""`archbench profile`: where one decode step's time goes, beside its bytes-moved bound (issue 12).
+"""`archbench profile`: where one decode step's time goes, beside its bytes-moved bound.
 
 It builds the very cell the scaling experiment times in decode mode (`scaling.decode_call`: the model's
 Backbone prefilled with n tokens, then one step as served: compiled, eager or a CUDA graph), times it

@@ -14,7 +14,7 @@ budget goes to the hard ones.
                              TrainConfig(max_examples=20_000), test_lens=(128,))
     out["accuracy"], out["accuracy_by_len"]["128"], out["accuracy_by_slice"]
 
-Speed (a whole grid runs in minutes on two CPU cores): the output head and the loss are computed
+Speed: the output head and the loss are computed
 only at the scored positions — in MQAR that is K of L tokens, and the (B, T, V) logits would
 otherwise be the largest tensor of the step — and no per-step host sync happens outside the
 periodic evaluations.

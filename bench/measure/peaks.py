@@ -139,7 +139,6 @@ def copy_bandwidth(device: Device, working_set_bytes: int) -> tuple[float, int]:
     whose source and destination together hold `working_set_bytes`, rounded up to a power of two
     (at least 64 KiB). Measured once per process and size (about a second each): the fastest rep, as
     `device_peaks`, on all threads and on one (the faster). A working set that fits a cache copies
-    faster than one that streams from memory (this VM: 113 GB/s at 8 MB, 27 GB/s from DRAM), so a
-    bound uses the rate of its own size."""
+    faster than one that streams from memory, so a bound uses the rate of its own size."""
     ws = max(WORKING_SET_MIN, 1 << (max(1, int(working_set_bytes)) - 1).bit_length())
     return _copy_bandwidth(str(torch.device(device)), ws), ws

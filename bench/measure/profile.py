@@ -3,7 +3,7 @@
 `op_profile(fn)` runs `fn` under torch.profiler (CPU activity; CUDA too where present) and returns every
 op's self time per call, largest first, with the wall time per call under the profiler. Self times add
 up to the time spent inside some recorded op; the rest of the wall time ("outside any op") is Python
-between ops, which is what an eager decode step mostly is (issue 12).
+between ops, which is what an eager decode step mostly is (bench/experiments/decode.py).
 
 Inductor's generated C++ kernels appear by name ("graph_0_cpp_fused_...") only when the step was
 compiled with `torch._inductor.config.cpp.enable_kernel_profile`; otherwise their time is the self

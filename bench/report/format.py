@@ -55,7 +55,7 @@ def fmt_joules(v: float) -> str:
 
 
 def fmt_pct(v: float) -> str:
-    pct = 100 * v  # below 1%, two significant figures: a CPU's 0.03% is not "0.0%"
+    pct = 100 * v  # below 1%, two significant figures: 0.03% must not print as "0.0%"
     return f"{pct:.1f}%" if abs(pct) >= 1 or pct == 0 else f"{pct:.2g}%"
 
 

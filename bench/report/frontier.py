@@ -8,7 +8,7 @@ figure (decode compiled and eager, another backend) the smallest is kept: the pa
 served on; the table names that backend. A model without the figure (never measured, or its cell
 failed) is left off that chart and named under the table with the reason — never given a guessed cost.
 Zoology (arXiv 2312.04927) plots recall against state bytes; the other measures are time and energy
-as this machine measured them.
+as the rows' own device measured them (one set of charts per device).
 
 Glossary
   point     (recall cell, cost) for one model on one task point

@@ -129,7 +129,7 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
     provenances: dict[tuple[str, str], list[dict]] = {}
 
     def provenances_of(spec: Any) -> list[dict]:
-        """One provenance per device a cell may run on: this machine's, or each of a cluster's devices
+        """One provenance per device a cell may run on: the local one, or each of a cluster's devices
         (an executor's `provenances`, bench/runs/executors.py); a cell stored on any of them is done."""
         device, dtype = str(getattr(spec, "device", "cpu")), str(getattr(spec, "dtype", "float32"))
         if (device, dtype) not in provenances:
