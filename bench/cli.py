@@ -361,7 +361,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    """One decode step of MODEL at context n, timed and profiled beside its bound (issue 12)."""
+    """One decode step of MODEL at context n, timed and profiled beside its bound."""
     from archbench.archs import resolve_model
     from archbench.bench.experiments import decode, model_fields
     from archbench.bench.experiments.decode_profile import markdown, profile_decode, write

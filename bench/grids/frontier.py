@@ -1,7 +1,7 @@
-"""The frontier suite: recall against cost for every family, at several state sizes, and for hybrid
-ratios and placements (issue 11). Written as data, like the other suites; `archbench run frontier`.
+"""The frontier grid: recall against cost for every family, at several state sizes, and for hybrid
+ratios and placements. `archbench run frontier`.
 
-The suite has seven parts, run in this order (a resumed run picks up where it stopped; a grid cut short
+The grid has seven parts, run in this order (a resumed run picks up where it stopped; a grid cut short
 already has every family's full lr sweep, then every hybrid's):
 
     mqar      MQAR at a vocabulary that tests capacity (V = 1024 on CPU, Zoology's 8192 on GPU): every
@@ -59,9 +59,9 @@ D_MODEL = 64
 ATTENTION_CFG = {"attention": {"d_conv": 4}, "swa": {"d_conv": 4}}  # Zoology's short conv before q/k/v
 
 # Each family's own state knob, smallest state first; the first entry of every family is its default
-# state (the headline cell). Chosen so the states at d_model 64 span about 4x-16x within a family, and
-# so the smallest variant's key width (4) is below the grid's K = 8: there the state cannot hold every
-# pair in its own key directions and capacity binds (issue 21).
+# state (the headline cell). Chosen so the states at d_model 64 span a factor of several within a family,
+# and so the smallest variant's key width is below the grid's K: there the state cannot hold every pair
+# in its own key directions and capacity binds.
 STATE_KNOBS: dict[str, tuple[dict[str, Any], ...]] = {
     "attention": ({},),  # a KV cache that grows with n: one point, the reference
     "swa": ({"window": 16}, {"window": 8}, {"window": 32}),
@@ -117,13 +117,12 @@ def zoology_budget(examples: int, epochs: int = 4, eval_every: int | None = None
                                   eval_every=eval_every or n_train, **fields)
 
 
-# The CPU grid (issue 21), chosen from the plateau suite's pilot (results/METHODS.md): MQAR at n = 64,
+# The CPU grid, chosen from the plateau grid's pilot (results/METHODS.md has its figures): MQAR at n = 64,
 # K = 8, V = 1024 (512 keys: the state must hold which 8 of them this row bound), under the remedy the
-# plateau suite chose — Zoology's recipe, 4 epochs of 20k examples — at the top three of Zoology's
-# learning rates for every recall cell (the frontier puts a cell on a front only from a sweep of >= 3
-# lrs). The pilot at the remedy's 1e-2: 6 of 13 families >= 0.9 and RWKV / RWKV-7 at 0.85 / 0.88, where
-# archbench's recipe at 40k examples left 8 of 13 on the answer-prior plateau. Evaluated every 10k
-# examples (Zoology: once per epoch) so each curve has 8 points for its learning class.
+# plateau grid chose — Zoology's recipe, 4 epochs of a quarter of the budget — at the top three of
+# Zoology's learning rates for every recall cell (the frontier puts a cell on a front only from a sweep of
+# at least three). Evaluated twice per epoch (Zoology: once) so each curve has points enough for its
+# learning class.
 # What each part's cells took is measured, not assumed: `archbench report` writes it from the rows'
 # `wall_s` (results/frontier_<device>_grid.md); the run resumes, so the grid may span sessions.
 CPU_LRS = (1e-2, 2.15e-3, 4.64e-4)  # np.logspace(-4, -2, 4)[1:], as the zoology recipe writes them
@@ -139,8 +138,8 @@ CPU_GRID = Grid(
            "selective_copy": dict(seq_len=64, num_tokens=8), "induction": dict(seq_len=64)},
     # The other tasks at one lr (their tables say "one lr"): they are scored at L .. 8L beside MQAR, not
     # placed on a front. Eager: every task cell trains a graph no other cell shares (its vocabulary and
-    # lengths), so it pays a cold compile, and at 20k examples that costs more than it saves (Mamba-2,
-    # one quiet core: cold compile 48 s, then 640 examples/s compiled vs 486 eager).
+    # lengths), so it pays a cold compile, and at this budget that costs more than compiling saves
+    # (results/METHODS.md, "Measurements behind code defaults").
     task_lrs=CPU_LRS[:1],
     task_train=zoology_budget(20_000),
     test_factors=(2, 4, 8),
@@ -171,7 +170,7 @@ GPU_GRID = Grid(
 # Hybrid partners: letter R is the recurrent family, X the attention-like one. Depth-4 placements: 0, 1
 # (first, middle, last), 2 (evenly spread) and 4 attention-like layers; sliding-window attention, the
 # cheap partner, at the placements the presets use (last, spread). GLA, the gated family that stays on
-# the plateau at the CPU point under the remedy (pilot: 0.033), is the weak partner: does one attention
+# the plateau at the CPU point under the remedy in the pilot, is the weak partner: does one attention
 # layer in four lift a recurrent stack that recalls little (Zoology's hybrids; Wang et al. 2507.06457)?
 HYBRID_PLACEMENTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("mamba2", "attention"): ("RRRR", "XRRR", "RRXR", "RRRX", "RXRX", "XXXX"),
@@ -187,16 +186,14 @@ HYBRID_PRESETS = ("qwen3-next", "mamba2-attn", "kimi-linear", "samba")
 
 
 # Training steps that compiling does not pay for on CPU (`pytest bench/test_train_speed.py`, table
-# results/train_speed_*-b-64.md; one quiet core): Mamba-1 0.37x (its selective scan compiles into a
-# slower loop); sliding-window attention 1.15x and attention 1.07x, less than their compile costs at
-# 40k examples (SWA 33 s eager vs 28 s + 6 s; an earlier run at load ~3: 0.85x, 1.03x); every other
-# mixer 1.3-2.3x.
+# results/train_speed_*-b-64.md): Mamba-1, whose selective scan compiles into a slower loop, and the two
+# attentions, whose speed-up is less than their compile cost at a recall cell's budget.
 EAGER_TRAIN_CPU = frozenset({"mamba", "swa", "attention"})
 
 
 def compile_pays(device: str, mixers: set[str]) -> bool:
-    """Whether a model of these mixers trains faster compiled: on CPU not with Mamba-1 in it (the
-    slowest layer gets 2.7x slower), nor when all its layers are attention; on CUDA always."""
+    """Whether a model of these mixers trains faster compiled: on CPU not with Mamba-1 in it (its
+    slowest layer would dominate), nor when all its layers are attention; on CUDA always."""
     if device == "cuda":
         return True
     return "mamba" not in mixers and not mixers <= EAGER_TRAIN_CPU

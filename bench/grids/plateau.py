@@ -99,9 +99,9 @@ PILOT_POINTS = ((dict(seq_len=64, num_kv_pairs=16, vocab_size=256), TRAIN.max_ex
                 (MQAR, TRAIN.max_examples), (V1024, V1024_EXAMPLES))  # (task point, examples)
 
 
-# Under the remedy RRRX (Mamba-2 x3, attention last) recalls less than Mamba-2 x4 at V = 1024 (0.368 vs
-# 0.907), where archbench's recipe at 3e-3 took it to 0.951 (issue 21). Each of these puts one of
-# archbench's choices back into the remedy: the one that lifts RRRX is the zoology recipe's cost to it.
+# Under the remedy RRRX (Mamba-2 x3, attention last) recalls less than Mamba-2 x4 at V = 1024, where
+# archbench's recipe took it high (results/METHODS.md). Each of these puts one of archbench's choices
+# back into the remedy: the one that lifts RRRX is the zoology recipe's cost to it.
 ATTENTION_LAST = ("RRRX:R=mamba2,X=attention", 4)
 PUT_BACK: tuple[dict[str, Any], ...] = (
     {"warmup_frac": 0.1}, {"grad_clip": 1.0}, {"tie_head": False}, {"embed_dropout": 0.0},
