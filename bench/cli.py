@@ -272,7 +272,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from archbench.bench.experiments.scaling import MODES
     from archbench.bench.runs import loop, store
     from archbench.bench.runs.executors import ExecutorError
-    from archbench.bench.runs.schema import read_rows
+    from archbench.bench.runs.plans import write_plan
+    from archbench.bench.runs.schema import cell_key, read_rows
     from archbench.bench.runs.summary import summary_tables
     from archbench.tasks import list_tasks
 
@@ -317,8 +318,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except grids.GridError as exc:
         raise UsageError(str(exc)) from None
     with store.RunLock(args.out):  # an --out that cannot hold rows, that a run holds, or whose rows
-        read_rows(Path(args.out) / "raw")  # are damaged: refused now, in one line (the loop checks
-        # all of it again, under the lock it holds for the run)
+        stored = read_rows(Path(args.out) / "raw")  # are damaged: refused now, in one line (the loop
+        # checks all of it again, under the lock it holds for the run)
+        if not options.given():  # the grid as it is defined: its plan goes beside the rows (the report
+            # counts stored and left cells from it, bench/runs/plans.py)
+            write_plan(Path(args.out) / "raw", plan.grid, options.device,
+                       [(part, cell_key(c.spec)) for part, c in zip(plan.parts, plan.cells, strict=True)])
+    if args.dry_run:
+        return _print_plan(plan, stored)
     executor = _executor(args)
     console = Console(stderr=True)
     for note in plan.notes:
@@ -345,6 +352,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_plan(plan, stored) -> int:
+    """`--dry-run`: each part's cells and how many are stored (on any device), nothing run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from archbench.bench.runs.schema import cell_key
+
+    done = {r.cell for r in stored}
+    table = Table("part", "cells", "stored", "left", title=f"grid {plan.grid}: nothing run (--dry-run)")
+    counts: dict[str, list[int]] = {}
+    for part, cell in zip(plan.parts, plan.cells, strict=True):
+        c = counts.setdefault(part or "-", [0, 0])
+        c[0] += 1
+        c[1] += cell_key(cell.spec) in done
+    for part, (n, have) in counts.items():
+        table.add_row(part, str(n), str(have), str(n - have))
+    Console().print(table)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from archbench.bench.report import ReadmeError, write_report
 
@@ -363,7 +390,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     """One decode step of MODEL at context n, timed and profiled beside its bound."""
     from archbench.archs import resolve_model
-    from archbench.bench.experiments import decode, model_fields
+    from archbench.bench.experiments import decode
     from archbench.bench.experiments.decode_profile import markdown, profile_decode, write
     from archbench.bench.experiments.scaling import Scaling, ScalingSpec
     from archbench.bench.grids.common import default_dtype
@@ -380,10 +407,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     try:
         path = decode.resolve(_one(args.decode_backend, list(decode.DECODE_BACKENDS), "decode backend",
                                    "--decode-backend"), device)
-        fields = model_fields(resolve_model(models[0], depth, d_model, mlp_ratio))
+        model = resolve_model(models[0], depth, d_model, mlp_ratio)
     except ValueError as exc:  # cudagraph on a cpu, a depth the pattern cannot tile
         raise UsageError(str(exc)) from None
-    spec = ScalingSpec(**fields, mode="decode", seq_len=n, batch=batch, device=device, dtype=dtype,
+    spec = ScalingSpec(model, mode="decode", seq_len=n, batch=batch, device=device, dtype=dtype,
                        compile_step=path == "compiled", cuda_graph=path == "cudagraph")
     if (reason := Scaling.skip_reason(spec)) is not None:
         raise UsageError(f"model {models[0]!r} cannot decode: {reason}")
@@ -441,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "256 cpu, 4096 cuda)")
     p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", default="results", help="results folder; rows go to OUT/raw/*.jsonl")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list each part's cells and how many are stored, and store the grid's plan; "
+                        "run nothing")
     p.add_argument("--retry-failed", action="store_true",
                    help="run again the stored cells that failed (error, timeout, oom) and the longer cells "
                         "skipped after them; the old rows stay, the report takes the newest")

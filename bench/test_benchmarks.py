@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from archbench.archs import resolve_model
-from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.scaling import MODES, Scaling, ScalingSpec, build_backbone, make_call
 from archbench.bench.grids.common import models_at as scaling_models
 from archbench.bench.grids.scaling import D_MODEL as SCALING_D_MODEL
@@ -35,8 +34,8 @@ BUDGET_S = 1.0  # seconds of timed rounds per benchmark
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("model", scaling_models(DEPTH))
 def test_model(benchmark, model: str, mode: str, n: int) -> None:
-    spec = ScalingSpec(**model_fields(resolve_model(model, DEPTH, D_MODEL)), mode=mode, seq_len=n, batch=1,
-                       device=DEVICE, dtype=DTYPE)
+    spec = ScalingSpec(resolve_model(model, DEPTH, D_MODEL), mode=mode, seq_len=n, batch=1, device=DEVICE,
+                       dtype=DTYPE)
     reason = Scaling.skip_reason(spec)
     if reason:
         pytest.skip(reason)

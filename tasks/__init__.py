@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from archbench.archs.registry import ConfigFieldError, Origin, Registry, UnknownNameError, build_config
-from archbench.tasks.base import IGNORE, Task
+from archbench.tasks.base import IGNORE, Task, TaskSpec
 
 BUILTINS = ("mqar", "passkey", "copy", "selective_copy", "induction")
 TASKS = Registry("task", "archbench.tasks", (f"archbench.tasks.{m}" for m in BUILTINS))
@@ -37,6 +37,6 @@ def create(name: str, **config_overrides: Any) -> Task:
 
 
 __all__ = [
-    "IGNORE", "Task", "register", "get", "create", "list_tasks", "TASKS", "Origin",
+    "IGNORE", "Task", "TaskSpec", "register", "get", "create", "list_tasks", "TASKS", "Origin",
     "UnknownNameError", "ConfigFieldError",
 ]

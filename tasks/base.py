@@ -20,6 +20,23 @@ import numpy as np
 IGNORE = -100  # target at unscored positions
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """A registered task and its Config overrides: what a retrieval cell trains and scores on."""
+
+    name: str
+    config: dict[str, Any]
+
+    def field(self, name: str) -> Any:
+        """A Config field as the task runs it: the override, else the task's default, else None."""
+        if name in self.config:
+            return self.config[name]
+        from archbench.tasks import get
+
+        defaults = {f.name: f.default for f in dataclasses.fields(get(self.name).Config)}
+        return defaults.get(name)
+
+
 class Task(abc.ABC):
     """Base class of every synthetic task. Subclasses set `Config` and implement `make`."""
 

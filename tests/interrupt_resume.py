@@ -31,5 +31,6 @@ def assert_interrupt_then_rerun_writes_each_cell_once(tmp_path: Path, *extra_arg
     assert 2 <= partial < 12
     done = subprocess.run(argv, capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    keys = [json.loads(line)["cell"] for p in raw.glob("*.jsonl") for line in p.read_text().splitlines()]
+    keys = [json.dumps(json.loads(line)["spec"], sort_keys=True) for p in raw.glob("*.jsonl")
+            for line in p.read_text().splitlines()]
     assert len(keys) == 12 and len(set(keys)) == 12

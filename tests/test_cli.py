@@ -80,7 +80,8 @@ def test_report_on_a_corrupt_middle_line_is_exit_2_and_keeps_the_file(capsys, tm
 def test_report_on_a_row_of_an_unknown_kind_names_the_file_and_line(capsys, tmp_path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "rows.jsonl").write_text(json.dumps({"schema": 2, "kind": "serving", "cell": "", "spec": {},
+    (raw / "rows.jsonl").write_text(json.dumps({"schema": 3, "kind": "serving", "grid": None, "part": None,
+                                                "spec": {},
                                                 "result": None, "status": "ok", "wall_s": 1.0,
                                                 "provenance": {}}) + "\n")
     code, _, err = run(capsys, "report", "--results", str(tmp_path))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from archbench.archs import Backbone, list_archs, resolve_model
-from archbench.bench.experiments import decode, model_fields, scaling
+from archbench.bench.experiments import decode, scaling
 from archbench.bench.measure import peaks
 
 
@@ -127,8 +127,8 @@ def test_state_traffic_counts_what_a_step_reads_and_changes() -> None:
 
 
 def spec(model: str = "mamba2", **extra) -> scaling.ScalingSpec:
-    return scaling.ScalingSpec(**model_fields(resolve_model(model, 1, 16)), mode="decode", seq_len=12,
-                               batch=1, device="cpu", dtype="float32", **extra)
+    return scaling.ScalingSpec(resolve_model(model, 1, 16), mode="decode", seq_len=12, batch=1, device="cpu",
+                               dtype="float32", **extra)
 
 
 def test_a_timed_compiled_decode_step_stays_at_context_n(monkeypatch) -> None:

@@ -65,7 +65,7 @@ def _one(folder: Path, pattern: str) -> pd.DataFrame:
 def test_every_kind_and_every_task_ran_ok(results) -> None:
     _, rows = results
     assert {r.kind for r in rows} == set(list_experiments())  # a new kind must join this test
-    assert {r.spec.task for r in rows if r.kind == "retrieval"} == set(list_tasks())
+    assert {r.spec.task.name for r in rows if r.kind == "retrieval"} == set(list_tasks())
     assert [r.status for r in rows if r.status != "ok"] == []
 
 
@@ -112,7 +112,7 @@ def test_every_retrieval_table_has_a_value_wherever_its_rows_have_one(results) -
 def test_every_generation_table_has_a_value_wherever_its_rows_have_one(results) -> None:
     out, rows = results
     ok = [r for r in rows if r.kind == "generation"]
-    assert {(r.spec.model, r.spec.batch) for r in ok} == {(m, b) for m in ("attention", "mamba-attn")
+    assert {(r.spec.model.name, r.spec.batch) for r in ok} == {(m, b) for m in ("attention", "mamba-attn")
                                                          for b in (1, 2)}
     by_batch = _one(out, "generation_*_by_batch.csv")
     assert _numbers(by_batch["tokens_per_s"]) == len(ok)

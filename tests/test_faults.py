@@ -306,14 +306,14 @@ def test_a_torn_last_line_without_newline_is_still_an_interrupted_write(tmp_path
     loop.run_cells(cells((16,)), tmp_path)
     (path,) = (tmp_path / "raw").glob("*.jsonl")
     with path.open("ab") as f:
-        f.write(b'{"schema": 2, "kind": "scal')  # killed mid-write
+        f.write(b'{"schema": 3, "kind": "scal')  # killed mid-write
     with pytest.warns(UserWarning, match="torn last line"):
         rows = loop.run_cells(cells((16, 32)), tmp_path)
     assert [r.spec.seq_len for r in rows] == [32] and len(read_rows(path)) == 2
 
 
 @pytest.mark.parametrize("edit, expected", [
-    (lambda o: o.pop("cell"), "row keys"),
+    (lambda o: o.pop("grid"), "row keys"),
     (lambda o: o.update(status=3), "status = 3 is not str"),
     (lambda o: o.update(wall_s="1s"), "wall_s = '1s' is not"),
     (lambda o: o.update(provenance=[]), "provenance = [] is not an object"),

@@ -4,6 +4,7 @@ front, and no cost invented for a model that lacks one). Small synthetic rows bu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,13 +12,14 @@ import pandas as pd
 import pytest
 
 from archbench.archs import resolve_model
-from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.retrieval import RetrievalResult, RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingResult, ScalingSpec
+from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.report import MARK_END, MARK_START, frontier, write_report
 from archbench.bench.report.frontier import pareto_front
 from archbench.bench.report.write import FRONTIER_END, FRONTIER_START
 from archbench.bench.runs.schema import Row
+from archbench.tasks import TaskSpec
 
 DEVICE = "Test CPU (2 CPUs)"
 DEV = "test-cpu-2-cpus"
@@ -26,17 +28,17 @@ D8, D32 = {"M": {"d_state": 8}}, {"M": {"d_state": 32}}
 M8, M32 = "mamba2 d_state=8", "mamba2 d_state=32"
 
 
-def _fields(model: str, depth: int, configs: dict | None) -> dict:
-    fields = model_fields(resolve_model(model, depth, 64))
-    return fields if configs is None else {**fields, "configs": configs}
+def _model(model: str, depth: int, configs: dict | None):
+    spec = resolve_model(model, depth, 64)
+    return spec if configs is None else dataclasses.replace(spec, configs=configs)
 
 
 def _recall(model: str, lr: float, acc: float, seed: int = 0, configs: dict | None = None, depth: int = 2,
             vocab: int = 1024, state: int = 1000) -> dict:
-    spec = RetrievalSpec(**_fields(model, depth, configs), task="mqar",
-                         task_cfg={"seq_len": 64, "num_kv_pairs": 4, "vocab_size": vocab},
-                         test_lens=(128, 256),
-                         train_cfg={"lr": lr, "seed": seed}, device="cpu", dtype="float32", seed=seed)
+    spec = RetrievalSpec(_model(model, depth, configs),
+                         TaskSpec("mqar", {"seq_len": 64, "num_kv_pairs": 4, "vocab_size": vocab}),
+                         TrainConfig(lr=lr, seed=seed), test_lens=(128, 256), device="cpu", dtype="float32",
+                         seed=seed)
     result = RetrievalResult(
         backend="reference", params=1000, steps=10, examples_seen=640, train_seconds=1.0, state_bytes=state,
         # n=64 only in `accuracy`, as in the frontier's rows (scored at 2n, 4n, … beyond it)
@@ -49,7 +51,7 @@ def _recall(model: str, lr: float, acc: float, seed: int = 0, configs: dict | No
 
 def _cost(model: str, mode: str, n: int, t: float | None, state: int, configs: dict | None = None,
           status: str = "ok") -> dict:
-    spec = ScalingSpec(**_fields(model, 2, configs), mode=mode, seq_len=n, batch=1, device="cpu",
+    spec = ScalingSpec(_model(model, 2, configs), mode=mode, seq_len=n, batch=1, device="cpu",
                        dtype="float32")
     result = None if status != "ok" else ScalingResult(
         backend="chunked", time_median_s=t, time_min_s=t, time_max_s=t, time_p25_s=t, time_p75_s=t, reps=3,

@@ -14,28 +14,29 @@ def _cells(**options):
     return plan("frontier", Params(**options)).cells
 
 
-def _layers(spec) -> tuple[str, ...]:
-    return tuple(spec.mixers[c] for c in spec.pattern)
+def _layers(model) -> tuple[str, ...]:
+    return tuple(model.mixers[c] for c in model.pattern)
 
 
 def test_every_family_has_headline_cells_at_every_lr_before_any_state_sweep() -> None:
-    cells = [c for c in _cells() if c.kind == "retrieval" and c.spec.task == "mqar"]
+    cells = [c for c in _cells() if c.kind == "retrieval" and c.spec.task.name == "mqar"]
     heads = collections.defaultdict(set)
     first_sweep = None
     for i, c in enumerate(cells):
-        v = c.spec.task_cfg["vocab_size"]
-        if c.spec.depth == frontier.RECALL_DEPTH and c.spec.seed == 0 and v == 1024:
-            knobs = frontier.STATE_KNOBS.get(c.spec.model, ({},))
-            letter = next(iter(c.spec.mixers))
-            own = {k: v for k, v in c.spec.configs.get(letter, {}).items() if k != "d_conv"}
+        v = c.spec.task.config["vocab_size"]
+        if c.spec.model.depth == frontier.RECALL_DEPTH and c.spec.seed == 0 and v == 1024:
+            knobs = frontier.STATE_KNOBS.get(c.spec.model.name, ({},))
+            letter = next(iter(c.spec.model.mixers))
+            own = {k: v for k, v in c.spec.model.configs.get(letter, {}).items() if k != "d_conv"}
             if own == knobs[0]:
-                heads[c.spec.model].add(c.spec.lr)
+                heads[c.spec.model.name].add(c.spec.lr)
             elif first_sweep is None:
                 first_sweep = i
     assert set(heads) == set(list_archs())
     assert all(lrs == set(frontier.CPU_GRID.lrs) for lrs in heads.values()), heads
     assert len(frontier.CPU_GRID.lrs) >= 3
-    head_positions = [i for i, c in enumerate(cells) if c.spec.seed == 0 and c.spec.depth == 2][:len(heads)]
+    head_positions = [i for i, c in enumerate(cells)
+                      if c.spec.seed == 0 and c.spec.model.depth == 2][:len(heads)]
     assert max(head_positions) < first_sweep  # a run cut short has the headline first
 
 
@@ -49,12 +50,12 @@ def test_state_sweeps_change_the_measured_state_bytes_within_a_family() -> None:
 
 
 def test_headline_cells_run_at_a_second_seed() -> None:
-    cells = [c for c in _cells() if c.kind == "retrieval" and c.spec.task == "mqar"]
+    cells = [c for c in _cells() if c.kind == "retrieval" and c.spec.task.name == "mqar"]
     seeds = collections.defaultdict(set)
     for c in cells:
-        if c.spec.depth == 2:
-            seeds[c.spec.model].add(c.spec.seed)
-            assert c.spec.seed == c.spec.train_cfg["seed"]
+        if c.spec.model.depth == 2:
+            seeds[c.spec.model.name].add(c.spec.seed)
+            assert c.spec.seed == c.spec.train.seed
     assert all(s == {0, 1} for s in seeds.values()), seeds
 
 
@@ -65,8 +66,9 @@ def test_every_cpu_recall_cell_a_front_can_take_is_swept_over_enough_lrs() -> No
 
     lrs = collections.defaultdict(set)
     for c in _cells():
-        if c.kind == "retrieval" and c.spec.task == "mqar" and c.spec.seed == 0:
-            lrs[c.spec.model, c.spec.depth, str(c.spec.configs), c.spec.task_cfg["vocab_size"]].add(c.spec.lr)
+        if c.kind == "retrieval" and c.spec.task.name == "mqar" and c.spec.seed == 0:
+            m = c.spec.model
+            lrs[m.name, m.depth, str(m.configs), c.spec.task.config["vocab_size"]].add(c.spec.lr)
     assert lrs and all(len(v) >= MIN_LRS for v in lrs.values()), {k: v for k, v in lrs.items() if len(v) < 3}
     assert all(v == {0.02} for _, v in _lrs_of(_cells(lrs=[0.02])))  # --lrs names the lrs of every part
 
@@ -75,15 +77,16 @@ def _lrs_of(cells):
     out = collections.defaultdict(set)
     for c in cells:
         if c.kind == "retrieval":
-            out[c.spec.model, str(c.spec.configs), c.spec.task].add(c.spec.lr)
+            out[c.spec.model.name, str(c.spec.model.configs), c.spec.task.name].add(c.spec.lr)
     return out.items()
 
 
 def test_cpu_recall_cells_train_under_the_zoology_recipe_in_four_epochs() -> None:
-    train = [c.spec.train_cfg for c in _cells() if c.kind == "retrieval"]
+    train = [c.spec.train.to_dict() for c in _cells() if c.kind == "retrieval"]
     assert {t["recipe"] for t in train} == {"zoology"}
     assert {t["max_examples"] // t["n_train"] for t in train} == {4}
-    short = [c.spec.train_cfg for c in _cells(max_examples=8000, models=["mamba2"]) if c.kind == "retrieval"]
+    short = [c.spec.train.to_dict() for c in _cells(max_examples=8000, models=["mamba2"])
+             if c.kind == "retrieval"]
     # --max-examples keeps the four epochs
     assert {(t["max_examples"], t["n_train"]) for t in short} == {(8000, 2000)}
 
@@ -109,9 +112,11 @@ def test_hybrid_placements_are_distinct_models_and_presets_keep_their_names() ->
 
 def test_every_recall_model_has_its_cost_cells() -> None:
     cells = _cells()
-    recall = {(c.spec.model, c.spec.depth, str(c.spec.configs)) for c in cells
-              if c.kind == "retrieval" and c.spec.task == "mqar" and c.spec.task_cfg["vocab_size"] == 1024}
-    cost = collections.Counter((c.spec.model, c.spec.depth, str(c.spec.configs)) for c in cells
+    recall = {(c.spec.model.name, c.spec.model.depth, str(c.spec.model.configs)) for c in cells
+              if c.kind == "retrieval" and c.spec.task.name == "mqar"
+              and c.spec.task.config["vocab_size"] == 1024}
+    cost = collections.Counter((c.spec.model.name, c.spec.model.depth, str(c.spec.model.configs))
+                               for c in cells
                                if c.kind == "scaling")
     assert recall == set(cost)
     assert set(cost.values()) == {2 * len(frontier.CPU_GRID.cost_lens)}  # prefill and decode at each n
@@ -121,7 +126,7 @@ def test_task_none_keeps_only_cost_cells_and_modes_pick_them() -> None:
     cells = _cells(task="none", modes=["prefill"])
     assert cells and {c.kind for c in cells} == {"scaling"} and {c.spec.mode for c in cells} == {"prefill"}
     only = _cells(task="passkey", models=["attention"])
-    kinds = {(c.kind, getattr(c.spec, "task", None)) for c in only}
+    kinds = {(c.kind, c.spec.task.name if c.kind == "retrieval" else None) for c in only}
     assert kinds == {("retrieval", "passkey"), ("scaling", None)}
     assert all(c.spec.test_lens == (128, 256, 512) for c in only if c.kind == "retrieval")
 
@@ -134,37 +139,38 @@ def test_options_the_grid_fixes_are_refused_by_name(option) -> None:
 
 def test_gpu_grid_is_zoology_scale_with_four_lrs_everywhere() -> None:
     cells = _cells(device="cuda")
-    mqar = [c for c in cells if c.kind == "retrieval" and c.spec.task == "mqar"]
-    assert {c.spec.task_cfg["vocab_size"] for c in mqar} == {8192}
+    mqar = [c for c in cells if c.kind == "retrieval" and c.spec.task.name == "mqar"]
+    assert {c.spec.task.config["vocab_size"] for c in mqar} == {8192}
     by_model = collections.defaultdict(set)
     for c in mqar:
-        key = (c.spec.model, c.spec.depth, str(c.spec.configs), c.spec.d_model, c.spec.seed)
+        key = (c.spec.model.name, c.spec.model.depth, str(c.spec.model.configs), c.spec.model.d_model,
+               c.spec.seed)
         by_model[key].add(c.spec.lr)
     assert all(len(lrs) == 4 for lrs in by_model.values())
-    assert {c.spec.d_model for c in mqar} == set(frontier.GPU_GRID.d_models)
+    assert {c.spec.model.d_model for c in mqar} == set(frontier.GPU_GRID.d_models)
 
 
 def test_every_family_at_every_lr_comes_before_the_hybrids_and_they_before_the_state_sweep() -> None:
     cells = [c for c in _cells() if c.kind == "retrieval"]
     n = len(list_archs())
-    assert {c.spec.model for c in cells[:n]} == set(list_archs())
+    assert {c.spec.model.name for c in cells[:n]} == set(list_archs())
     assert {c.spec.lr for c in cells[:n]} == {frontier.CPU_GRID.lrs[0]}
     heads_done = n * len(frontier.CPU_GRID.lrs)
-    assert all(c.spec.depth == frontier.RECALL_DEPTH and c.spec.seed == 0 for c in cells[:heads_done])
+    assert all(c.spec.model.depth == frontier.RECALL_DEPTH and c.spec.seed == 0 for c in cells[:heads_done])
     hybrid_at = [i for i, c in enumerate(cells)
-                 if c.spec.depth == frontier.HYBRID_DEPTH and c.spec.task == "mqar"]
-    sweep_at = [i for i, c in enumerate(cells) if c.spec.task == "mqar" and c.spec.depth == 2
-                and c.spec.seed == 0 and i >= heads_done and not c.spec.model.startswith(("gated_deltanet",
-                                                                                          "mamba2"))]
+                 if c.spec.model.depth == frontier.HYBRID_DEPTH and c.spec.task.name == "mqar"]
+    sweep_at = [i for i, c in enumerate(cells) if c.spec.task.name == "mqar" and c.spec.model.depth == 2
+                and c.spec.seed == 0 and i >= heads_done
+                and not c.spec.model.name.startswith(("gated_deltanet", "mamba2"))]
     assert min(hybrid_at) == heads_done and max(hybrid_at) < min(sweep_at)
 
 
 def test_training_compiles_only_where_it_pays_on_cpu() -> None:
     cells = [c for c in _cells() if c.kind == "retrieval"]
-    compiled = {c.spec.model: c.spec.train_cfg.get("compile", False) for c in cells if c.spec.task == "mqar"}
+    compiled = {c.spec.model.name: c.spec.train.compile for c in cells if c.spec.task.name == "mqar"}
     assert compiled["mamba2"] and compiled["gated_deltanet"] and compiled["qwen3-next"]
     assert not compiled["mamba"] and not compiled["attention"] and not compiled["swa"]
     assert not compiled["samba"]  # Mamba-1 inside: the slowest layer would get slower
     # the other tasks' cells each compile a graph no other cell shares: eager on CPU
-    assert not any(c.spec.train_cfg.get("compile", False) for c in cells if c.spec.task != "mqar")
-    assert all(c.spec.train_cfg["compile"] for c in _cells(device="cuda") if c.kind == "retrieval")
+    assert not any(c.spec.train.compile for c in cells if c.spec.task.name != "mqar")
+    assert all(c.spec.train.compile for c in _cells(device="cuda") if c.kind == "retrieval")

@@ -17,7 +17,7 @@ import torch
 
 from archbench.archs import LM, list_archs, resolve_model
 from archbench.bench import grids
-from archbench.bench.experiments import generation, model_fields
+from archbench.bench.experiments import generation
 from archbench.bench.experiments.generation import Generation, GenerationResult, GenerationSpec
 from archbench.bench.grids import GridError, Params
 from archbench.bench.measure import peaks
@@ -67,7 +67,7 @@ def test_generate_takes_a_step_hook() -> None:
 
 
 def spec(model: str = "mamba2", batch: int = 2, budget: int = 1 << 30, **extra) -> GenerationSpec:
-    return GenerationSpec(**model_fields(resolve_model(model, 2, 16)), prompt_len=12, gen_len=4, batch=batch,
+    return GenerationSpec(resolve_model(model, 2, 16), prompt_len=12, gen_len=4, batch=batch,
                           vocab_size=32, memory_budget_bytes=budget, device="cpu", dtype="float32",
                           **{"decode_backend": "eager", **extra})
 
@@ -104,12 +104,13 @@ def test_the_suite_sweeps_batches_until_the_budget_and_recurrent_goes_further() 
     # d_model 256, depth 4, P = 4k: attention holds 34 MB of KV cache per sequence, Mamba-2 0.17 MB.
     o = Params(models=["attention", "mamba2"], prompt_lens=[4096], memory_budget=512 << 20, max_batch=64)
     cells = grids.plan("generation", o).cells
-    batches = {m: [c.spec.batch for c in cells if c.spec.model == m] for m in ("attention", "mamba2")}
+    batches = {m: [c.spec.batch for c in cells if c.spec.model.name == m] for m in ("attention", "mamba2")}
     assert batches["attention"] == [1, 2, 4, 8, 16]  # 16 is the first over: kept, and skipped when run
     assert batches["mamba2"] == [1, 2, 4, 8, 16, 32, 64]  # the cap, within budget
     last = cells[len(batches["attention"]) - 1].spec
     assert Generation.skip_reason(last).startswith("over the memory budget")
-    assert {(c.spec.depth, c.spec.d_model, c.spec.gen_len, c.spec.decode_backend) for c in cells} == \
+    assert {(c.spec.model.depth, c.spec.model.d_model, c.spec.gen_len, c.spec.decode_backend)
+            for c in cells} == \
         {(4, 256, 32, "auto")}
     with pytest.raises(GridError, match="needs a CUDA device"):
         grids.plan("generation", Params(decode_backend="cudagraph", memory_budget=1 << 30))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from archbench.archs import resolve_model
-from archbench.bench.experiments import model_fields, scaling
+from archbench.bench.experiments import scaling
 from archbench.bench.grids.common import models_at as scaling_models
 from archbench.bench.measure import energy
 
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.gpu,
 
 
 def spec(model: str, mode: str, n: int = 512, **extra) -> scaling.ScalingSpec:
-    return scaling.ScalingSpec(**model_fields(resolve_model(model, 2, 256)), mode=mode, seq_len=n, batch=2,
+    return scaling.ScalingSpec(resolve_model(model, 2, 256), mode=mode, seq_len=n, batch=2,
                                device="cuda", dtype="float32", **extra)
 
 

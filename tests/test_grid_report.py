@@ -1,6 +1,6 @@
-"""The report's frontier-grid table: what each part of the grid has stored, the time it took (the rows'
-own wall_s), the load then, and an estimate for the rest that is said to be one — none where a part
-has nothing stored."""
+"""The report's grid table: what each part of a grid has stored, the time it took (the rows' own wall_s),
+the load then, and an estimate for the rest that is said to be one — none where a part has nothing
+stored. The grid is the plan stored beside the rows; the report never rebuilds it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from archbench.bench.experiments.retrieval import RetrievalResult
-from archbench.bench.grids import Params
-from archbench.bench.grids.frontier import cells as frontier_parts
+from archbench.bench.grids import Params, plan
 from archbench.bench.report import write_report
 from archbench.bench.report.grid import grid_table
-from archbench.bench.runs.schema import Row
+from archbench.bench.runs.plans import write_plan
+from archbench.bench.runs.schema import Row, cell_key
 
 
 def test_parts_count_stored_cells_sum_their_time_and_estimate_only_from_their_own_median() -> None:
@@ -45,8 +45,9 @@ def test_serial_parts_count_their_whole_time_towards_the_wall_time() -> None:
     assert "about 0.50 h of cell time (0.50 h wall)" in summary
 
 
-def test_report_writes_the_grid_table_for_rows_of_the_frontier_grid(tmp_path: Path) -> None:
-    parts = frontier_parts(Params(device="cpu"))
+def test_the_grid_table_comes_from_the_rows_and_the_plan_stored_beside_them(tmp_path: Path) -> None:
+    frontier = plan("frontier", Params(device="cpu"))
+    parts = list(zip(frontier.parts, frontier.cells, strict=True))
     part, cell = next((p, c) for p, c in parts if p == "headline")
     result = RetrievalResult(
         backend="chunked", params=1000, steps=10, examples_seen=640, train_seconds=1.0, state_bytes=1000,
@@ -56,7 +57,10 @@ def test_report_writes_the_grid_table_for_rows_of_the_frontier_grid(tmp_path: Pa
     raw = tmp_path / "results" / "raw"
     raw.mkdir(parents=True)
     (raw / "retrieval.jsonl").write_text(json.dumps(Row("retrieval", cell.spec, result, "ok", prov,
-                                                        60.0).to_json()) + "\n")
+                                                        60.0, "frontier", part).to_json()) + "\n")
+    write_report(tmp_path / "results")
+    assert not (tmp_path / "results" / "frontier_test-cpu-2-cpus_grid.md").exists()  # no plan, no table
+    write_plan(raw, "frontier", "cpu", [(p, cell_key(c.spec)) for p, c in parts])
     write_report(tmp_path / "results")
     text = (tmp_path / "results" / "frontier_test-cpu-2-cpus_grid.md").read_text()
     headline = next(line for line in text.splitlines() if line.startswith("| headline "))

@@ -47,7 +47,7 @@ def test_the_cli_runs_configured_models_and_refuses_a_bad_field_in_one_line(tmp_
     assert main([*args, "--models", "mamba2(d_state=32),gated_deltanet(output_gate=none)"]) == 0
     rows = [json.loads(line) for f in (tmp_path / "raw").glob("*.jsonl")
             for line in f.read_text().splitlines()]
-    assert sorted(json.dumps(r["spec"]["configs"]) for r in rows) == \
+    assert sorted(json.dumps(r["spec"]["model"]["configs"]) for r in rows) == \
         ['{"M": {"d_state": 32}}', '{"M": {"output_gate": "none"}}']
     out = capsys.readouterr().out
     assert "mamba2 d_state=32" in out and "gated_deltanet output_gate=none" in out

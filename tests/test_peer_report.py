@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 from archbench.archs import resolve_model
-from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.retrieval import RetrievalResult, RetrievalSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.report import write_report
 from archbench.bench.runs.schema import Row
+from archbench.tasks import TaskSpec
 
 PROV = {"git_commit": "0123456789abcdef", "git_dirty": False, "device_name": "Test CPU (2 CPUs)"}
 TASK = {"seq_len": 64, "num_kv_pairs": 8, "vocab_size": 256}
@@ -19,8 +19,8 @@ TASK = {"seq_len": 64, "num_kv_pairs": 8, "vocab_size": 256}
 
 def _row(recipe: str, lr: float, acc: float) -> dict:
     train = TrainConfig.for_recipe(recipe, lr=lr, max_examples=200, n_train=100, n_test=50)
-    spec = RetrievalSpec(**model_fields(resolve_model("attention", 2, 64)), task="mqar", task_cfg=TASK,
-                         test_lens=(128,), train_cfg=train.to_dict(), device="cpu", dtype="float32")
+    spec = RetrievalSpec(resolve_model("attention", 2, 64), TaskSpec("mqar", TASK), train, test_lens=(128,),
+                         device="cpu", dtype="float32")
     curve = {"examples": [100, 200], "loss": [4.0, 3.0], "accuracy": [acc / 2, acc]}
     result = RetrievalResult(backend="sdpa", params=1, state_bytes=1, steps=3, examples_seen=200,
                              train_seconds=1.0, accuracy=acc, accuracy_by_len={"128": acc}, test_len=128,

@@ -20,19 +20,19 @@ def test_cells_are_controlled_comparisons() -> None:
     assert len(keys) == len(set(keys))  # no cell twice
     lrs = [c.spec for p, c in parts if p == "lrs"]
     for name, _ in plateau.FAILING:
-        assert sorted(s.lr for s in lrs if s.model == name) == sorted(plateau.LRS)
+        assert sorted(s.lr for s in lrs if s.model.name == name) == sorted(plateau.LRS)
     base = {k: v for k, v in TrainConfig(**{**dataclasses.asdict(plateau.TRAIN), "lr": plateau.LRS[0]})
             .to_dict().items()}
     for _, cell in [pc for pc in parts if pc[0] == "candidates"]:
         spec = cell.spec
-        changed = {k for k, v in TrainConfig.from_dict(spec.train_cfg).to_dict().items() if base[k] != v}
+        changed = {k for k, v in spec.train.to_dict().items() if base[k] != v}
         # one change each: a train field, or the model (MLPs, the gate) — never two at once
-        assert len(changed - {"lr"}) + (spec.mlp_ratio > 0) + (spec.model == "gated_deltanet" and
-                                                             "output_gate" in str(spec.configs)) <= 1
+        assert len(changed - {"lr"}) + (spec.model.mlp_ratio > 0) + (spec.model.name == "gated_deltanet" and
+                                                             "output_gate" in str(spec.model.configs)) <= 1
     zoo = [c.spec for p, c in parts if p == "recipes"]
     assert {s.recipe for s in zoo} == {"zoology"} and len({s.lr for s in zoo}) == 4
-    assert [c.spec.model for c in plan("plateau", Params(models=["mamba2"])).cells] and \
-        all(c.spec.model == "mamba2" for c in plan("plateau", Params(models=["mamba2"])).cells)
+    assert [c.spec.model.name for c in plan("plateau", Params(models=["mamba2"])).cells] and \
+        all(c.spec.model.name == "mamba2" for c in plan("plateau", Params(models=["mamba2"])).cells)
 
 
 @pytest.mark.parametrize("flag", [["--lens", "64"], ["--lrs", "1e-3"], ["--vocab-size", "64"]])
@@ -48,7 +48,7 @@ def test_attention_last_cells_put_back_one_archbench_choice_each_into_the_remedy
     assert len(cells) == len(plateau.PUT_BACK)
     archbench = TrainConfig().to_dict()
     for spec in cells:
-        assert spec.model == plateau.ATTENTION_LAST[0]
-        train = TrainConfig.from_dict(spec.train_cfg).to_dict()
+        assert spec.model.name == plateau.ATTENTION_LAST[0]
+        train = spec.train.to_dict()
         changed = {k for k, v in train.items() if remedy[k] != v}
         assert len(changed) == 1 and all(train[k] == archbench[k] for k in changed), changed

@@ -22,7 +22,6 @@ from interrupt_resume import assert_interrupt_then_rerun_writes_each_cell_once
 
 from archbench.archs import resolve_model
 from archbench.bench.cli import main
-from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.scaling import ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.grids import Params, common, retrieval
@@ -41,8 +40,8 @@ RETRIEVAL = ["run", "retrieval", "--models", "attention,mamba2", "--d-model", "1
 
 
 def scaling_cells(lens=(16, 32)) -> list[Cell]:
-    fields = model_fields(resolve_model("attention", 1, 32))
-    return [Cell("scaling", ScalingSpec(**fields, mode="prefill", seq_len=n, batch=1, device="cpu",
+    model = resolve_model("attention", 1, 32)
+    return [Cell("scaling", ScalingSpec(model, mode="prefill", seq_len=n, batch=1, device="cpu",
                                         dtype="float32")) for n in lens]
 
 

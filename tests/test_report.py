@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import pandas as pd
 import pytest
 
 from archbench.archs import resolve_model
-from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.retrieval import RetrievalResult, RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingResult, ScalingSpec
+from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.report import (
     MARK_END,
     MARK_START,
@@ -24,6 +25,7 @@ from archbench.bench.report import (
 )
 from archbench.bench.runs.schema import Row
 from archbench.bench.runs.store import CorruptResultError
+from archbench.tasks import TaskSpec
 
 NS = [64, 128, 256, 512, 1024, 2048, 4096]
 DEVICE = "Test CPU (2 CPUs)"
@@ -98,14 +100,14 @@ def _provenance() -> dict:
             "cpu_count": 2, "torch_threads": 2, "timestamp": "2025-01-01T00:00:00+00:00", "plugins": {}}
 
 
-def _fields(model: str, d_model: int = 64, configs: dict | None = None) -> dict:
-    fields = model_fields(resolve_model(model, 2, d_model))
-    return fields if configs is None else {**fields, "configs": configs}
+def _model(model: str, d_model: int = 64, configs: dict | None = None):
+    spec = resolve_model(model, 2, d_model)
+    return spec if configs is None else dataclasses.replace(spec, configs=configs)
 
 
 def _scaling_row(model: str, backend: str, mode: str, n: int, t: float | None, status: str = "ok",
                  energy: float | None = None, configs: dict | None = None) -> dict:
-    spec = ScalingSpec(**_fields(model, configs=configs), mode=mode, seq_len=n, batch=1, device="cpu",
+    spec = ScalingSpec(_model(model, configs=configs), mode=mode, seq_len=n, batch=1, device="cpu",
                        dtype="float32")
     result = None if status != "ok" else ScalingResult(
         backend=backend, time_median_s=t, time_min_s=t, time_max_s=t, time_p25_s=t, time_p75_s=t, reps=5,
@@ -119,8 +121,8 @@ def _scaling_row(model: str, backend: str, mode: str, n: int, t: float | None, s
 
 def _retrieval_row(model: str, d_model: int, lr: float, acc: float, vocab: int | None = None) -> dict:
     task_cfg = {"seq_len": 64, "num_kv_pairs": 4, **({"vocab_size": vocab} if vocab else {})}
-    spec = RetrievalSpec(**_fields(model, d_model), task="mqar", task_cfg=task_cfg, test_lens=(128,),
-                         train_cfg={"lr": lr}, device="cpu", dtype="float32")
+    spec = RetrievalSpec(_model(model, d_model), TaskSpec("mqar", task_cfg), TrainConfig(lr=lr),
+                         test_lens=(128,), device="cpu", dtype="float32")
     result = RetrievalResult(
         backend="reference", params=1000 * d_model, steps=100, examples_seen=6400, train_seconds=1.0,
         state_bytes=4 * d_model * (64 if model == "attention" else 16), accuracy=acc,

@@ -13,7 +13,6 @@ import pytest
 from interrupt_resume import assert_interrupt_then_rerun_writes_each_cell_once
 
 from archbench.archs import resolve_model
-from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.scaling import Scaling, ScalingResult, ScalingSpec
 from archbench.bench.report.frame import frame
 from archbench.bench.runs import loop
@@ -23,8 +22,8 @@ from archbench.bench.runs.schema import read_rows
 
 
 def cells(lens=(16, 32, 64), model="attention", mode="prefill"):
-    fields = model_fields(resolve_model(model, 1, 32))
-    return [Cell("scaling", ScalingSpec(**fields, mode=mode, seq_len=n, batch=1, device="cpu",
+    spec = resolve_model(model, 1, 32)
+    return [Cell("scaling", ScalingSpec(spec, mode=mode, seq_len=n, batch=1, device="cpu",
                                         dtype="float32")) for n in lens]
 
 

@@ -14,7 +14,7 @@ its Spec, Result, `run` and summary columns, and registers; plugins use the entr
 from __future__ import annotations
 
 from archbench.archs.registry import Registry, UnknownNameError
-from archbench.bench.experiments.base import Experiment, ModelFields, Progress, model_fields
+from archbench.bench.experiments.base import Experiment, Progress
 
 BUILTINS = ("scaling", "retrieval", "generation")
 EXPERIMENTS = Registry("experiment kind", "archbench.experiments",
@@ -30,5 +30,4 @@ def list_experiments() -> list[str]:
     return EXPERIMENTS.names()
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "ModelFields", "Progress", "UnknownNameError", "get",
-           "list_experiments", "model_fields", "register"]
+__all__ = ["EXPERIMENTS", "Experiment", "Progress", "UnknownNameError", "get", "list_experiments", "register"]

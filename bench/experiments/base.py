@@ -11,8 +11,9 @@ the kind's name (`@register("scaling")`), declaring
 and optionally `skip_reason` (a cell that cannot run by design), `series` (cells that differ only in
 a length, so longer ones are skipped after a failure) and `label` (the progress bar's text).
 
-Experiments that measure a model share `ModelFields`: the model's name, layer pattern, mixers,
-per-letter configs, depth, width and MLP ratio, as `archs.resolve_model` resolves them.
+A Spec holds the objects it is made of, not copies of their fields: the model as an `archs.ModelSpec`
+(`model`), a retrieval cell's task as a `tasks.TaskSpec` and its training as a `TrainConfig`. The row
+schema (bench/runs/schema.py) turns them into JSON and back, and into flat columns for the report.
 
 Glossary
   kind    the registered name of an experiment ("scaling", "retrieval"); every row carries it
@@ -24,47 +25,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from archbench.archs import Backbone, ModelSpec
+from archbench.archs import Backbone
 
 Progress = Callable[[float, str], None]  # (fraction of the cell done in [0, 1], one-line status)
-
-
-@dataclass(frozen=True)
-class ModelFields:
-    """The model a cell measures: `archs.ModelSpec`'s fields, with its depth stated."""
-
-    model: str  # a mixer (pure stack), a preset name, or "MMMA:M=mamba2,A=attention"
-    pattern: str  # one letter per layer
-    mixers: dict[str, str]  # letter -> registered mixer
-    configs: dict[str, dict[str, Any]]  # letter -> that mixer's Config overrides
-    depth: int  # len(pattern), stated so tables and filters need not count letters
-    d_model: int
-    mlp_ratio: int  # 0: mixer-only blocks
-
-    def __post_init__(self) -> None:
-        if self.depth != len(self.pattern):
-            raise ValueError(f"depth {self.depth} does not match pattern {self.pattern!r}")
-
-    def model_spec(self) -> ModelSpec:
-        return ModelSpec(name=self.model, pattern=self.pattern, mixers=dict(self.mixers),
-                         configs={k: dict(v) for k, v in self.configs.items()}, d_model=self.d_model,
-                         mlp_ratio=self.mlp_ratio)
 
 
 def resolved_configs(backbone: Backbone) -> dict[str, dict[str, Any]]:
     """letter -> the Config each layer of that letter ran with, defaults resolved: what actually ran."""
     return {c: dataclasses.asdict(b.mixer.cfg) for c, b in zip(backbone.spec.pattern, backbone.blocks,
                                                                strict=True)}
-
-
-def model_fields(spec: ModelSpec) -> dict[str, Any]:
-    """`ModelFields` keyword arguments for a resolved model."""
-    return {"model": spec.name, "pattern": spec.pattern, "mixers": dict(spec.mixers),
-            "configs": {k: dict(v) for k, v in spec.configs.items()}, "depth": spec.depth,
-            "d_model": spec.d_model, "mlp_ratio": spec.mlp_ratio}
 
 
 class Experiment:

@@ -74,8 +74,9 @@ def _us(seconds: float) -> str:
 def markdown(p: DecodeProfile, top: int = TOP) -> str:
     s = p.spec
     lines = [
-        f"# decode step profile: {s.model} ×{s.depth}, d_model {s.d_model}, batch {s.batch}, context n = "
-        f"{s.seq_len}, {s.dtype}, {p.path} ({p.device_name}, {p.threads} thread{'s' * (p.threads > 1)})",
+        f"# decode step profile: {s.model.name} ×{s.model.depth}, d_model {s.model.d_model}, "
+        f"batch {s.batch}, context n = {s.seq_len}, {s.dtype}, {p.path} ({p.device_name}, "
+        f"{p.threads} thread{'s' * (p.threads > 1)})",
         "",
         f"- step time (the project's timer, {p.reps} reps): median {_us(p.median_s)} µs, "
         f"min {_us(p.min_s)} µs",
@@ -102,8 +103,8 @@ def write(p: DecodeProfile, out: Path) -> tuple[Path, Path]:
     """OUT/profile_<model>_<path>_L<depth>_d<d_model>_b<batch>_n<n>.{md,json}; returns both paths."""
     s = p.spec
     kind = p.path.split(" ")[0]  # "eager (compile failed: ...)" -> eager
-    stem = f"profile_{s.model.replace(':', '-').replace(',', '-').replace('=', '')}_{kind}_L{s.depth}" \
-           f"_d{s.d_model}_b{s.batch}_n{s.seq_len}"
+    name = s.model.name.replace(':', '-').replace(',', '-').replace('=', '')
+    stem = f"profile_{name}_{kind}_L{s.model.depth}_d{s.model.d_model}_b{s.batch}_n{s.seq_len}"
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / f"{stem}.md", out / f"{stem}.json"
     md.write_text(markdown(p))

@@ -36,9 +36,9 @@ from typing import Any
 
 import torch
 
-from archbench.archs import LM, get
+from archbench.archs import LM, ModelSpec, get
 from archbench.bench.experiments import decode, register
-from archbench.bench.experiments.base import Experiment, ModelFields, Progress, resolved_configs
+from archbench.bench.experiments.base import Experiment, Progress, resolved_configs
 from archbench.bench.measure import energy, memory, peaks
 from archbench.bench.measure.device import sync
 
@@ -46,7 +46,8 @@ PREFILL_TOKENS = 8192  # tokens per prefill call: vLLM's max_num_batched_tokens 
 
 
 @dataclass(frozen=True)
-class GenerationSpec(ModelFields):
+class GenerationSpec:
+    model: ModelSpec
     prompt_len: int  # P
     gen_len: int  # G: tokens generated per sequence, the first one by the prefill
     batch: int  # b
@@ -59,7 +60,6 @@ class GenerationSpec(ModelFields):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         # batch 0 is no cell: it is the key of a series of batches (`Generation.series`)
         if self.prompt_len < 1 or self.gen_len < 2 or self.batch < 0 or self.vocab_size < 2:
             raise ValueError(f"need prompt_len >= 1, gen_len >= 2 (a decode step), batch >= 1, vocab_size "
@@ -110,7 +110,7 @@ def build_lm(spec: GenerationSpec, device: torch.device | str | None = None) -> 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(spec.seed)
         with torch.device("meta") if device.type == "meta" else torch.device("cpu"):
-            lm = LM(spec.model_spec(), spec.vocab_size)
+            lm = LM(spec.model, spec.vocab_size)
     return lm.to(device=device, dtype=getattr(torch, spec.dtype)).eval()
 
 
@@ -250,7 +250,7 @@ class Generation(Experiment):
 
     @classmethod
     def skip_reason(cls, spec: GenerationSpec) -> str | None:
-        for mixer in spec.mixers.values():
+        for mixer in spec.model.mixers.values():
             if not get(mixer).supports_step:
                 return f"{mixer} has no recurrent step"
         held = held_bytes(spec)
@@ -265,8 +265,8 @@ class Generation(Experiment):
 
     @classmethod
     def label(cls, spec: GenerationSpec) -> str:
-        return (f"{spec.model} ×{spec.depth} generate P={spec.prompt_len} G={spec.gen_len} b={spec.batch} "
-                f"d={spec.d_model}")
+        return (f"{spec.model.name} ×{spec.model.depth} generate P={spec.prompt_len} G={spec.gen_len} "
+                f"b={spec.batch} d={spec.model.d_model}")
 
 
 def held_bytes(spec: GenerationSpec) -> int:

@@ -10,66 +10,51 @@ Glossary: n = seq_len (train length), K = num_kv_pairs (MQAR), V = vocab_size, l
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from archbench.archs import ModelSpec
 from archbench.bench.experiments import register
-from archbench.bench.experiments.base import Experiment, ModelFields, Progress
+from archbench.bench.experiments.base import Experiment, Progress
 from archbench.bench.experiments.train import TrainConfig, train_and_evaluate
+from archbench.tasks import TaskSpec
 
 
 @dataclass(frozen=True)
-class RetrievalSpec(ModelFields):
-    task: str  # a registered task
-    task_cfg: dict[str, Any]  # that task's Config overrides (seq_len always among them)
+class RetrievalSpec:
+    model: ModelSpec
+    task: TaskSpec  # the task's Config overrides set seq_len always
+    train: TrainConfig
     test_lens: tuple[int, ...]  # lengths scored after training (the training length is always scored)
-    train_cfg: dict[str, Any]  # TrainConfig fields
     device: str
     dtype: str
     seed: int = 0
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if "seq_len" not in self.task_cfg:
-            raise ValueError(f"task_cfg must set seq_len, got {self.task_cfg}")
-        TrainConfig.from_dict(self.train_cfg)  # a bad field fails when the grid is built, not mid-sweep
-        # TrainConfig fields added after rows were stored are left out of the cell at their default, so
-        # a stored row's cell keeps its key and a resume still finds it.
-        late = {k: v for k, v in TrainConfig.LATE_DEFAULTS.items() if self.train_cfg.get(k, v) == v}
-        if late:
-            object.__setattr__(self, "train_cfg", {k: v for k, v in self.train_cfg.items() if k not in late})
-
-    def _task_field(self, name: str) -> Any:
-        """A task Config field as the cell ran it: the override, else the task's default, else None."""
-        if name in self.task_cfg:
-            return self.task_cfg[name]
-        from archbench.tasks import get
-
-        defaults = {f.name: f.default for f in dataclasses.fields(get(self.task).Config)}
-        return defaults.get(name)
+        if "seq_len" not in self.task.config:
+            raise ValueError(f"the task's config must set seq_len, got {self.task.config}")
 
     @property
     def seq_len(self) -> int:
-        return self.task_cfg["seq_len"]
+        return self.task.config["seq_len"]
 
     @property
     def num_kv_pairs(self) -> int | None:  # MQAR's K; None for tasks without it
-        return self._task_field("num_kv_pairs")
+        return self.task.field("num_kv_pairs")
 
     @property
     def vocab_size(self) -> int | None:
-        return self._task_field("vocab_size")
+        return self.task.field("vocab_size")
 
     @property
     def lr(self) -> float:
-        return self.train_cfg["lr"]
+        return self.train.lr
 
     @property
     def recipe(self) -> str:  # the training recipe's name (bench/experiments/recipes.py)
-        return self.train_cfg.get("recipe", TrainConfig.LATE_DEFAULTS["recipe"])
+        return self.train.recipe
 
 
 @dataclass(frozen=True)
@@ -104,11 +89,12 @@ class Retrieval(Experiment):
         from archbench.tasks import create
 
         figures = train_and_evaluate(
-            spec.model_spec(), create(spec.task, **spec.task_cfg), TrainConfig.from_dict(spec.train_cfg),
-            tuple(spec.test_lens), device=spec.device, dtype=getattr(torch, spec.dtype), progress=progress)
+            spec.model, create(spec.task.name, **spec.task.config), spec.train, tuple(spec.test_lens),
+            device=spec.device, dtype=getattr(torch, spec.dtype), progress=progress)
         return RetrievalResult(**figures)
 
     @classmethod
     def label(cls, spec: RetrievalSpec) -> str:
         k = f" K={spec.num_kv_pairs}" if spec.num_kv_pairs is not None else ""
-        return f"{spec.model} ×{spec.depth} {spec.task} n={spec.seq_len}{k} d={spec.d_model} lr={spec.lr:g}"
+        return (f"{spec.model.name} ×{spec.model.depth} {spec.task.name} n={spec.seq_len}{k} "
+                f"d={spec.model.d_model} lr={spec.lr:g}")

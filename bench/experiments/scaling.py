@@ -37,9 +37,9 @@ from typing import Any
 
 import torch
 
-from archbench.archs import Backbone, get
+from archbench.archs import Backbone, ModelSpec, get
 from archbench.bench.experiments import decode, register
-from archbench.bench.experiments.base import Experiment, ModelFields, Progress, resolved_configs
+from archbench.bench.experiments.base import Experiment, Progress, resolved_configs
 from archbench.bench.measure import energy, memory, peaks, timing
 
 MODES = ("prefill", "train", "decode")
@@ -47,7 +47,8 @@ TRAIN_FLOPS_FACTOR = 3  # backward ≈ 2 × forward: the usual 6N-per-token rule
 
 
 @dataclass(frozen=True)
-class ScalingSpec(ModelFields):
+class ScalingSpec:
+    model: ModelSpec
     mode: str  # prefill | train | decode
     seq_len: int  # n; for decode, the context before the timed step
     batch: int
@@ -56,12 +57,11 @@ class ScalingSpec(ModelFields):
     seed: int = 0
     requested_backend: str = "auto"  # auto | reference | a backend name | fastest; the result names what ran
     cuda_graph: bool = True  # CUDA decode as a captured graph (an eager step measures launch latency)
-    # Decode through a compiled step (torch.compile; False: the eager step). False by default because rows
-    # stored before this field existed were eager; the CPU suites set it.
+    # Decode through a compiled step (torch.compile; False: the eager step); grids ask for the step as
+    # served on their device (bench/grids/common.py `decode_flags`).
     compile_step: bool = False
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose from: {', '.join(MODES)}")
 
@@ -112,7 +112,7 @@ def build_backbone(spec: ScalingSpec, backend: str | None = None) -> Backbone:
     device, dtype = torch.device(spec.device), getattr(torch, spec.dtype)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(spec.seed)
-        model = Backbone(spec.model_spec())
+        model = Backbone(spec.model)
     return model.to(device=device, dtype=dtype).set_backend(backend or spec.requested_backend)
 
 
@@ -121,7 +121,7 @@ def make_call(model: Backbone, spec: ScalingSpec):
     if spec.mode == "decode":
         return decode_call(model, spec).call
     device, dtype = torch.device(spec.device), getattr(torch, spec.dtype)
-    batch, n, d = spec.batch, spec.seq_len, spec.d_model
+    batch, n, d = spec.batch, spec.seq_len, spec.model.d_model
     g = torch.Generator(device=device).manual_seed(spec.seed)
     x = torch.randn(batch, n, d, device=device, dtype=dtype, generator=g)  # (B, n, D)
     if spec.mode == "prefill":
@@ -158,7 +158,7 @@ class DecodeCall:
 def decode_call(model: Backbone, spec: ScalingSpec) -> DecodeCall:
     """Prefill n tokens, then the step at context n as the spec asks: eager, compiled, graphed."""
     device, dtype = torch.device(spec.device), getattr(torch, spec.dtype)
-    batch, n, d = spec.batch, spec.seq_len, spec.d_model
+    batch, n, d = spec.batch, spec.seq_len, spec.model.d_model
     g = torch.Generator(device=device).manual_seed(spec.seed)
     x = torch.randn(batch, n, d, device=device, dtype=dtype, generator=g)  # (B, n, D)
     model.eval()
@@ -208,7 +208,7 @@ def fastest_backend(spec: ScalingSpec, budget_s: float = 0.2) -> tuple[str, dict
         except Exception:  # a kernel that refuses this shape or dtype is simply not a candidate
             continue
     if not trials:
-        raise RuntimeError(f"no backend of {spec.model} runs this cell")
+        raise RuntimeError(f"no backend of {spec.model.name} runs this cell")
     return min(trials, key=trials.get), trials
 
 
@@ -275,7 +275,7 @@ class Scaling(Experiment):
     @classmethod
     def skip_reason(cls, spec: ScalingSpec) -> str | None:
         if spec.mode == "decode":
-            for mixer in spec.mixers.values():
+            for mixer in spec.model.mixers.values():
                 if not get(mixer).supports_step:
                     return f"{mixer} has no recurrent step"
         return None
@@ -286,4 +286,4 @@ class Scaling(Experiment):
 
     @classmethod
     def label(cls, spec: ScalingSpec) -> str:
-        return f"{spec.model} ×{spec.depth} {spec.mode} n={spec.seq_len} d={spec.d_model}"
+        return f"{spec.model.name} ×{spec.model.depth} {spec.mode} n={spec.seq_len} d={spec.model.d_model}"

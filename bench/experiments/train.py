@@ -35,7 +35,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,12 +92,6 @@ class TrainConfig:
     shuffle: bool = True  # reshuffle the training set every epoch (Zoology: a fixed order)
     embed_dropout: float = 0.0
     adam_eps: float = 1e-8
-
-    # Fields added after rows were stored, with the default those rows ran at: a cell (RetrievalSpec)
-    # leaves them out at that default, so its key is the stored one.
-    LATE_DEFAULTS: ClassVar[dict[str, Any]] = {
-        "compile": False, "recipe": "archbench", "schedule": "warmup_cosine", "decay": "matrices",
-        "tie_head": False, "init": "archbench", "shuffle": True, "embed_dropout": 0.0, "adam_eps": 1e-8}
 
     def __post_init__(self):
         # JSON has no tuples: accept the list a round trip through `json` gives back.

@@ -124,7 +124,8 @@ def plan(name_or_path: str, params: Params, module: ModuleType | None = None) ->
     pairs = list(module.cells(params))
     if not pairs:
         raise GridError("; ".join(params.notes) or f"grid {name} has no cells with these flags")
-    return Plan([c for _, c in pairs], [p for p, _ in pairs], list(params.notes), name)
+    return Plan([Cell(c.kind, c.spec, name, part) for part, c in pairs], [p for p, _ in pairs],
+                list(params.notes), name)
 
 
 def describe(name: str) -> str:

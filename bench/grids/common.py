@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from archbench.archs import list_models, resolve_model
-from archbench.bench.experiments import decode, model_fields
+from archbench.bench.experiments import decode
 from archbench.bench.experiments.generation import GenerationSpec, held_bytes
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.grids import GridError, Params
 from archbench.bench.runs.cell import Cell
+from archbench.tasks import TaskSpec
 
 
 def default_dtype(device: str) -> str:
@@ -71,10 +72,10 @@ def scaling_cells(p: Params, *, models: list[str] | None, depth: int, d_model: i
         for mode in p.modes or modes:
             for batch in [p.batch] if p.batch else batches:
                 for d in p.d_models or [d_model]:
-                    fields = model_fields(model(name, depth, d, mlp_ratio, mixer_configs))
+                    spec = model(name, depth, d, mlp_ratio, mixer_configs)
                     for n in sorted(p.lens or lens):
                         cells.append(Cell("scaling", ScalingSpec(
-                            **fields, mode=mode, seq_len=n, batch=batch, device=p.device,
+                            spec, mode=mode, seq_len=n, batch=batch, device=p.device,
                             dtype=p.dtype or default_dtype(p.device), seed=p.seed,
                             requested_backend=backend, **(flags if mode == "decode" else {}))))
     return cells
@@ -118,12 +119,12 @@ def retrieval_cells(p: Params, grid: TaskGrid, *, models: list[str], lrs: dict[s
             raise GridError(f"task {task} cannot be built with {cfg}: {exc}") from None
         for d_model in p.d_models or widths:
             for name in p.models or models:
-                fields = model_fields(model(name, depth, d_model, mlp_ratio, mixer_configs))
+                spec = model(name, depth, d_model, mlp_ratio, mixer_configs)
                 for lr in p.lrs or lrs.get(name, lrs.get("*", [])):
                     cells.append(Cell("retrieval", RetrievalSpec(
-                        **fields, task=task, task_cfg=cfg, test_lens=(point["seq_len"] * test_factor,),
-                        train_cfg=dataclasses.asdict(dataclasses.replace(train, lr=lr, seed=p.seed)),
-                        device=p.device, dtype=p.dtype or "float32", seed=p.seed)))
+                        spec, TaskSpec(task, cfg), dataclasses.replace(train, lr=lr, seed=p.seed),
+                        test_lens=(point["seq_len"] * test_factor,), device=p.device,
+                        dtype=p.dtype or "float32", seed=p.seed)))
     if not cells:
         asked, has = ", ".join(map(str, p.lens or [])), ", ".join(map(str, grid.lengths()))
         p.notes.append(f"no cell of the {what} of {task} on {p.device} has length {asked}; "
@@ -146,13 +147,13 @@ def generation_cells(p: Params, *, models: list[str], depth: int, d_model: int, 
     cells = []
     for name in p.models or models:
         for d in p.d_models or [d_model]:
-            fields = model_fields(model(name, depth, d, mlp_ratio))
+            resolved = model(name, depth, d, mlp_ratio)
             for P in p.prompt_lens or prompt_lens:
                 batch = p.batch or 1
                 while batch <= (p.batch or max_batch):
                     try:
                         spec = GenerationSpec(
-                            **fields, prompt_len=P, gen_len=p.gen_len or gen_len, batch=batch,
+                            resolved, prompt_len=P, gen_len=p.gen_len or gen_len, batch=batch,
                             vocab_size=p.vocab_size or vocab_size, memory_budget_bytes=budget,
                             device=p.device, dtype=p.dtype or default_dtype(p.device), decode_backend=backend,
                             seed=p.seed)

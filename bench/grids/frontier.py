@@ -42,12 +42,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from archbench.archs import resolve_model
-from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.grids import Params
 from archbench.bench.runs.cell import Cell
+from archbench.tasks import TaskSpec
 
 # The flags this grid takes; `--task none` keeps only its cost cells.
 TAKES = ("models", "task", "modes", "lrs", "max_examples", "d_models", "dtype", "decode_backend")
@@ -296,14 +296,13 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
         for seed in seeds:
             for d in widths:
                 for name, depth, configs, _ in models:
-                    fields = model_fields(resolve_model(name, depth, d, 0, configs))
-                    compile_ = train_cfg.compile and compile_pays(o.device, set(fields["mixers"].values()))
+                    spec = resolve_model(name, depth, d, 0, configs)
+                    compile_ = train_cfg.compile and compile_pays(o.device, set(spec.mixers.values()))
                     for lr in lrs_:
                         cells.append((part, Cell("retrieval", RetrievalSpec(
-                            **fields, task=task, task_cfg=task_cfg, test_lens=test_lens,
-                            train_cfg=dataclasses.asdict(dataclasses.replace(train_cfg, lr=lr, seed=seed,
-                                                                             compile=compile_)),
-                            device=o.device, dtype=o.dtype, seed=seed))))
+                            spec, TaskSpec(task, dict(task_cfg)),
+                            dataclasses.replace(train_cfg, lr=lr, seed=seed, compile=compile_),
+                            test_lens=test_lens, device=o.device, dtype=o.dtype, seed=seed))))
 
     first, more = grid.seeds[:1], grid.seeds[1:]
     heads = [m for m in recall if m[3]]
@@ -347,11 +346,11 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
     modes = ["prefill", "decode"] if o.modes is None else [m for m in o.modes if m in ("prefill", "decode")]
     for d in d_models:
         for name, depth, configs, _ in heads + hybrids + [m for m in recall if not m[3]] + ablations:
-            fields = model_fields(resolve_model(name, depth, d, 0, configs))
+            spec = resolve_model(name, depth, d, 0, configs)
             for mode in modes:
                 for n in grid.cost_lens:
                     cells.append(("cost", Cell("scaling", ScalingSpec(
-                        **fields, mode=mode, seq_len=n, batch=1, device=o.device, dtype=o.dtype, seed=0,
+                        spec, mode=mode, seq_len=n, batch=1, device=o.device, dtype=o.dtype, seed=0,
                         **(o.decode_flags if mode == "decode" else {})))))
     return cells
 

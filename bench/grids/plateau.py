@@ -32,13 +32,13 @@ import dataclasses
 from typing import Any
 
 from archbench.archs import resolve_model
-from archbench.bench.experiments import model_fields
 from archbench.bench.experiments.recipes import RECIPE_LRS
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.grids import GridError, Params
 from archbench.bench.runs.cell import Cell
 from archbench.bench.runs.schema import cell_key
+from archbench.tasks import TaskSpec
 
 TAKES = ("models",)  # a fixed set of controlled cells: `--models` may only select among them
 
@@ -114,10 +114,9 @@ def _cell(name: str, depth: int, task_cfg: dict, train: TrainConfig, configs: di
     mixer_cfgs = {k: dict(v) for k, v in ATTENTION_CFG.items()}
     for mixer, fields in (configs or {}).items():
         mixer_cfgs[mixer] = {**mixer_cfgs.get(mixer, {}), **fields}
-    fields = model_fields(resolve_model(name, depth, 64, mlp_ratio, mixer_cfgs))
-    return Cell("retrieval", RetrievalSpec(**fields, task="mqar", task_cfg=dict(task_cfg),
-                                           test_lens=(task_cfg["seq_len"] * 2,),
-                                           train_cfg=dataclasses.asdict(train), device="cpu",
+    return Cell("retrieval", RetrievalSpec(resolve_model(name, depth, 64, mlp_ratio, mixer_cfgs),
+                                           TaskSpec("mqar", dict(task_cfg)), train,
+                                           test_lens=(task_cfg["seq_len"] * 2,), device="cpu",
                                            dtype="float32", seed=train.seed))
 
 

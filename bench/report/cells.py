@@ -14,15 +14,14 @@ Glossary
             "mixer.field=value" in a model of several mixers; a field every row of the table sets
             alike is left out): mamba2 at d_state 8 and 32 are two cells
   family    the model's name alone: one family draws one curve through its state-size variants
-  identity  canonical JSON of (model, pattern, mixers, configs, depth, d_model, mlp_ratio): joins a
-            recall cell with the scaling rows of the very same model
+  identity  the row's model identity (bench/runs/schema.model_identity: canonical JSON of its
+            ModelSpec): joins a recall cell with the scaling rows of the very same model
   seed      "spec.seed/train_cfg.seed": two runs with the same lr and seed are one run (the newer kept)
   spread    half the min–max range over seeds, printed as "0.910 ±0.020 (2 seeds)"
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -35,8 +34,8 @@ from archbench.bench.report.learning import MARK, answer_prior, classify, combin
 
 KEYS = ["device_name", "task", "vocab_size", "seq_len", "num_kv_pairs", "d_model", "depth", "mlp_ratio",
         "model"]
-IDENTITY = ("model", "pattern", "mixers", "configs", "depth", "d_model", "mlp_ratio")
-READS = require("retrieval", (*KEYS, *IDENTITY, "cell", "status", "lr", "seed", "train_cfg", "dtype",
+READS = require("retrieval", (*KEYS, "identity", "mixers", "configs", "cell", "status", "lr", "seed",
+                              "train_cfg", "dtype",
                               "accuracy", "accuracy_by_len", "accuracy_by_slice", "state_bytes", "params",
                               "steps", "task_cfg", "curve", "stopped_early", "examples_seen"),
                 "bench/report/cells.py")
@@ -45,13 +44,6 @@ READS = require("retrieval", (*KEYS, *IDENTITY, "cell", "status", "lr", "seed", 
 RECIPE_FIELDS = ("recipe", "schedule", "warmup_frac", "min_lr_frac", "betas", "adam_eps", "weight_decay",
                  "decay", "grad_clip", "tie_head", "init", "shuffle", "embed_dropout")
 SPREAD_NOTE = "mean over seeds ± half their min–max range (seeds that ran ok)"
-
-
-def identity(row: pd.Series | dict) -> str:
-    """The model a row measured, as one string: equal exactly when every model field is equal."""
-    fields = {k: row[k] for k in IDENTITY}
-    fields.update({k: int(row[k]) for k in ("depth", "d_model", "mlp_ratio")})  # numpy ints -> JSON ints
-    return json.dumps(fields, sort_keys=True)
 
 
 def prepare(rt: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +56,6 @@ def prepare(rt: pd.DataFrame) -> pd.DataFrame:
               for t, v in zip(rt["task"], rt["vocab_size"], strict=True)],
         task_name=rt["task"].astype(str),  # the registered task, before the label above
         family=rt["model"].astype(str),
-        identity=[identity(r) for _, r in rt.iterrows()] if len(rt) else [],
         seed_id=[f"{s}/{(c or {}).get('seed', MISSING)}" for s, c in zip(rt["seed"], rt["train_cfg"],
                                                                            strict=True)],
         _lr=rt["lr"].astype(float))

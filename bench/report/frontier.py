@@ -29,7 +29,6 @@ from archbench.bench.report.cells import (
     SPREAD_NOTE,
     acc_text,
     best_lr,
-    identity,
     k_text,
     natural,
     per_lr,
@@ -41,7 +40,7 @@ from archbench.bench.report.learning import MARK_NOTE, RESULT_CLASSES
 from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.plot import Series, plot, styles
 
-READS = require("scaling", ("device_name", "dtype", "batch", "mode", "seq_len", "status", "model", "pattern",
+READS = require("scaling", ("device_name", "dtype", "batch", "mode", "seq_len", "status", "model", "identity",
                             "mixers", "configs", "depth", "d_model", "mlp_ratio", "backend", "time_median_s",
                             "state_bytes", "energy_j_per_token"), "bench/report/frontier.py")
 
@@ -193,7 +192,6 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
     recall = best_lr(per_lr(prepare(rt)))
     recall = _labelled(recall[recall["_ok"]])
     sc = sc[sc["batch"] == 1]
-    sc = sc.assign(identity=[identity(r) for _, r in sc.iterrows()] if len(sc) else [])
     for (dev, dtype), gs in sc.groupby(["device_name", "dtype"], sort=True):
         rec = recall[recall["device_name"] == dev]
         if rec.empty:

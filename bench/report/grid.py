@@ -1,23 +1,27 @@
 """How much of the frontier grid is stored and what it took, for `archbench report`.
 
-The frontier suite is sized to a wall-time budget (bench/grids/frontier.py), so its size is a measured
-figure like any other: for each part of the grid (`frontier.PARTS`) the cells it has, how many are
+A grid such as the frontier grid is sized to a wall-time budget (bench/grids/frontier.py), so its size is
+a measured figure like any other: for each part of the grid the cells it has, how many are
 stored, the seconds the stored ones took (each row's own `wall_s`) and the machine's load when they
 were written (`load_1m`, rows from before it was recorded show n/a). Cells still to run are estimated
 from the median of the same part's stored cells, and said to be an estimate; a part with no stored cell
 gets no estimate.
 
-The grid is the one this checkout defines: cells an older grid ran under other settings are not
-counted (they stay in their own tables).
+The grid is the plan stored beside the rows (bench/runs/plans.py: written when a grid is run as it is
+defined, or by `archbench run GRID --dry-run`); the report never rebuilds a grid. Cells an older plan
+ran under other settings are not counted (they stay in their own tables).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
-from archbench.bench.report.format import NA, markdown
+from archbench.bench.report.format import NA, markdown, slug
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.runs.schema import OK, cell_key
+from archbench.bench.runs.plans import read_plans
+from archbench.bench.runs.schema import OK
 
 
 def _hours(seconds: float) -> str:
@@ -73,28 +77,27 @@ def grid_table(stored: pd.DataFrame, parts: list[tuple[str, str]], cores: int,
     return pd.DataFrame(md), raw, summary
 
 
-def grid_tables(out: Outputs, frames: dict[str, pd.DataFrame], slugs: dict[str, str]) -> None:
-    """One table per device name that holds rows of the frontier grid."""
-    from archbench.bench.grids import Params
-    from archbench.bench.grids.frontier import cells as frontier_parts
-
-    kinds = [f for k, f in frames.items() if k in ("retrieval", "scaling")]
-    if not kinds:
+def grid_tables(out: Outputs, frames: dict[str, pd.DataFrame], slugs: dict[str, str], raw_dir: Path) -> None:
+    """One table per grid plan (bench/runs/plans.py) and device name that holds rows of that plan."""
+    kinds = [f for k, f in frames.items() if k in ("retrieval", "scaling", "generation")]
+    plans = read_plans(raw_dir)
+    if not kinds or not plans:
         return
     cols = ["cell", "status", "wall_s", "device_name", "device", "provenance"]
     stored = pd.concat([f[cols] for f in kinds], ignore_index=True)
-    stored = stored.assign(grid=["cuda" if str(d).startswith("cuda") else "cpu" for d in stored["device"]],
+    stored = stored.assign(kind=["cuda" if str(d).startswith("cuda") else "cpu" for d in stored["device"]],
                            load_1m=[p.get("load_1m") for p in stored["provenance"]],
                            cores=[p.get("cpu_count") for p in stored["provenance"]])
-    grids: dict[str, list[tuple[str, str]]] = {}  # "cpu" / "cuda" -> (part, cell key) of that grid
-    for (dev_name, device), rows in stored.groupby(["device_name", "grid"], sort=True):
-        if device not in grids:
-            grids[device] = [(part, cell_key(c.spec)) for part, c in frontier_parts(Params(device=device))]
-        mine = rows[rows["cell"].isin({k for _, k in grids[device]})]
-        if mine.empty:
-            continue
-        cores = int(pd.to_numeric(mine["cores"]).max()) if mine["cores"].notna().any() else 1
-        table, raw, summary = grid_table(mine[["cell", "status", "wall_s", "load_1m"]], grids[device], cores)
-        out.table(f"Frontier grid: {dev_name}", f"frontier_{slugs[dev_name]}_grid",
-                  "the frontier grid by part: cells stored and the time they took",
-                  markdown(table) + "\n\n" + summary, raw)
+    for plan in plans:
+        parts = [(part, key) for part, key in plan["cells"]]
+        keys = {k for _, k in parts}
+        for dev_name, rows in stored[stored["kind"] == plan["device"]].groupby("device_name", sort=True):
+            mine = rows[rows["cell"].isin(keys)]
+            if mine.empty:
+                continue
+            cores = int(pd.to_numeric(mine["cores"]).max()) if mine["cores"].notna().any() else 1
+            table, raw, summary = grid_table(mine[["cell", "status", "wall_s", "load_1m"]], parts, cores)
+            out.table(f"{plan['grid'].capitalize()} grid: {dev_name}",
+                      f"{slug(plan['grid'])}_{slugs[dev_name]}_grid",
+                      f"the {plan['grid']} grid by part: cells stored and the time they took",
+                      markdown(table) + "\n\n" + summary, raw)

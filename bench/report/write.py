@@ -211,7 +211,7 @@ def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
             out.notes.append(f"{n} row(s) of kind {kind!r}: bench/report/ has no tables for this kind yet.")
     if "retrieval" in frames and "scaling" in frames:  # the one table that joins two kinds
         frontier_tables(out, frames["retrieval"], frames["scaling"], slugs)
-    grid_tables(out, frames, slugs)
+    grid_tables(out, frames, slugs, raw)
     peer_tables(out, prepare(frames["retrieval"]) if "retrieval" in frames else pd.DataFrame(), raw / "peer")
     bench_prov = pytest_benchmark_tables(out, raw / "pytest-benchmark")
     out.files["README.md"] = _index(out, rows, bench_prov)

@@ -30,10 +30,12 @@ class CellTimeout(Exception):
 
 
 class Cell(NamedTuple):
-    """One point of a suite: an experiment kind and its Spec."""
+    """One point of a grid: an experiment kind and its Spec, and where in which grid it belongs."""
 
     kind: str
     spec: Any
+    grid: str | None = None
+    part: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Job:
     spec: Any  # the kind's Spec
     budget_s: float  # seconds of timed repeats, for kinds that time a call
     time_limit_s: float  # the cell fails with "timeout" after this long
+    grid: str | None = None  # the grid and part its row records
+    part: str | None = None
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
         def pending():
             """The jobs to run, decided one at a time as the executor asks (see executors.py)."""
             nonlocal kept_failures
-            for kind, spec in cells:
+            for kind, spec, grid, part in cells:
                 if interrupted():
                     raise KeyboardInterrupt
                 prov, old = _stored(newest, spec, provenances_of(spec), retry_failed)
@@ -170,11 +170,11 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
                 status = status or (f"skipped: {reason}" if reason else None)
                 if status is not None:
                     if old is None or old.status != status:  # the same skip again adds nothing
-                        write(Row(kind, spec, None, status, prov, 0.0))
+                        write(Row(kind, spec, None, status, prov, 0.0, grid, part))
                     bar.advance(task)
                     continue
                 bar.update(task, description=exp.label(spec))
-                yield Job(kind, spec, budget_s, time_limit_s or exp.default_time_limit_s)
+                yield Job(kind, spec, budget_s, time_limit_s or exp.default_time_limit_s, grid, part)
 
         def progress_for(job: Job):
             return functools.partial(_describe, bar, task, experiment(job.kind).label(job.spec))
@@ -203,11 +203,12 @@ def _stored(newest: dict[tuple[str, str], Row], spec: Any, provs: list[dict],
 def _row(job: Job, outcome: Outcome, prov: dict) -> Row:
     """The row of a finished job; a result that does not fit its schema becomes an error row (the
     experiment's bug is recorded, the sweep goes on)."""
-    row = Row(job.kind, job.spec, outcome.result, outcome.status, prov, outcome.wall_s)
+    row = Row(job.kind, job.spec, outcome.result, outcome.status, prov, outcome.wall_s, job.grid, job.part)
     try:
         return row.checked()
     except RowSchemaError as exc:
-        return Row(job.kind, job.spec, None, f"error: RowSchemaError: {exc}"[:300], prov, outcome.wall_s)
+        return Row(job.kind, job.spec, None, f"error: RowSchemaError: {exc}"[:300], prov, outcome.wall_s,
+                   job.grid, job.part)
 
 
 def _describe(bar: Progress, task: Any, label: str, fraction: float, info: str) -> None:

@@ -1,33 +1,39 @@
-"""The row schema (version 2): one typed row per measured cell, and the only code that turns a row into
+"""The row schema (version 3): one typed row per measured cell, and the only code that turns a row into
 JSON and back.
 
-    Row(kind, spec, result, status, provenance, wall_s)
+    Row(kind, spec, result, status, provenance, wall_s, grid, part)
 
   kind        a registered experiment kind (bench/experiments/); its `Spec` and `Result` dataclasses
               are the row's fields, declared once in that experiment's file
-  spec        the kind's frozen Spec: what identifies and reproduces the cell
+  spec        the kind's frozen Spec: what identifies and reproduces the cell; it holds the objects it
+              is made of (the model's `ModelSpec`, a task's `TaskSpec`, a `TrainConfig`), nested
   result      the kind's Result when status is "ok", else None
   status      "ok" | "oom" | "timeout" | "error: <type>: <message>" | "skipped: <reason>"
   provenance  where the row came from (bench/runs/provenance.py): commit, versions, device_name, ...
   wall_s      seconds the cell took
+  grid, part  the grid that ran the cell and its part there (bench/grids/); None where not known. A
+              cell two grids share is run and stored once, under the grid that ran it first.
 
 One JSON line per row:
 
-    {"schema": 2, "kind": ..., "cell": <canonical JSON of spec>, "spec": {...}, "result": {...} | null,
-     "status": ..., "wall_s": ..., "provenance": {...}}
+    {"schema": 3, "kind": ..., "grid": ..., "part": ..., "spec": {"model": {...}, ...},
+     "result": {...} | null, "status": ..., "wall_s": ..., "provenance": {...}}
 
-Reading checks every field against the dataclasses, names and types: an unknown kind or schema, a
-missing, extra or mistyped field is a `RowSchemaError` that names the file and line — never a
-silently filled None. Rows without a "schema" key are version 1 (everything written before models
-were layer patterns); `migrate_v1` is the one explicit migration: v1 retrieval rows become v2, v1
-scaling rows are refused (they timed single mixers beside a hybrid carrying MLPs: re-measure them).
+Reading checks every field against the dataclasses, names and types, nested ones included: an unknown
+kind or schema, a missing, extra or mistyped field is a `RowSchemaError` that names the file and line —
+never a silently filled None. Rows of an older schema are refused naming the one-off script that
+rewrites them (tools/rewrite_rows_v3.py).
 
 The report reads rows as flat records (`Row.flat`): the row's own columns, the Spec's fields and
-properties, and the Result's fields. `columns(kind)` is that set, and `require_columns` turns a column
-a reader asks for that no dataclass declares into an error when the reader is imported.
+properties — a nested object as the columns tables want (`FLAT`: the model's name, pattern, mixers,
+configs, depth, width and MLP ratio; the task's name and config; the training config as one dict) —
+and the Result's fields. `columns(kind)` is that set, and `require_columns` turns a column a reader
+asks for that no dataclass declares into an error when the reader is imported.
 
 Glossary
   cell key   canonical JSON of the spec: the same cell always gives the same key (resume, retry)
+  identity   canonical JSON of a model (`model_identity`): joins a recall cell with the cost rows of
+             the very same model
   failure    status oom, timeout or error; "skipped: n=… was …" rows follow from one
 """
 
@@ -46,9 +52,11 @@ from typing import Any
 
 from archbench.bench.runs.store import RowStore, canonical_json, dumps
 
-SCHEMA_VERSION = 2
-LINE_KEYS = ("schema", "kind", "cell", "spec", "result", "status", "wall_s", "provenance")
-ROW_COLUMNS = ("kind", "cell", "status", "wall_s", "device_name", "provenance")  # besides Spec / Result
+SCHEMA_VERSION = 3
+LINE_KEYS = ("schema", "kind", "grid", "part", "spec", "result", "status", "wall_s", "provenance")
+# A flat row's own columns; the Spec's and Result's follow them.
+ROW_COLUMNS = ("kind", "cell", "grid", "part", "status", "wall_s", "device_name", "provenance")
+REWRITE = "tools/rewrite_rows_v3.py"  # the one-off script that rewrites older rows as this schema
 OK = "ok"
 
 
@@ -96,6 +104,36 @@ def cell_key(spec: Any) -> str:
     return canonical_json(dataclasses.asdict(spec))
 
 
+def model_identity(model: Any) -> str:
+    """A model's identity: the canonical JSON of its `ModelSpec`."""
+    return canonical_json(dataclasses.asdict(model))
+
+
+def _flat_model(m: Any) -> dict[str, Any]:
+    return {"model": m.name, "pattern": m.pattern, "mixers": m.mixers, "configs": m.configs, "depth": m.depth,
+            "d_model": m.d_model, "mlp_ratio": m.mlp_ratio, "identity": model_identity(m)}
+
+
+def _flat_kinds() -> dict[type, tuple[tuple[str, ...], Any]]:
+    """Nested Spec objects as flat columns: type -> (column names, object -> {column: value})."""
+    from archbench.archs import ModelSpec
+    from archbench.bench.experiments.train import TrainConfig
+    from archbench.tasks import TaskSpec
+
+    model_columns = ("model", "pattern", "mixers", "configs", "depth", "d_model", "mlp_ratio", "identity")
+    return {ModelSpec: (model_columns, _flat_model),
+            TaskSpec: (("task", "task_cfg"), lambda t: {"task": t.name, "task_cfg": t.config}),
+            TrainConfig: (("train_cfg",), lambda c: {"train_cfg": dataclasses.asdict(c)})}
+
+
+def _spec_columns(spec_cls: type) -> list[str]:
+    hints, flat = typing.get_type_hints(spec_cls), _flat_kinds()
+    names: list[str] = []
+    for f in dataclasses.fields(spec_cls):
+        names += list(flat[hints[f.name]][0]) if hints[f.name] in flat else [f.name]
+    return names
+
+
 def spec_properties(spec_cls: type) -> list[str]:
     """Derived columns a Spec declares as properties (e.g. a retrieval cell's `seq_len`)."""
     names = []
@@ -108,7 +146,7 @@ def columns(kind: str) -> tuple[str, ...]:
     """Every column a flat row of `kind` has: the row's own, the Spec's fields and properties, the
     Result's fields. A name declared twice is an error: the flat row could not hold both."""
     exp = experiment(kind)
-    spec = [f.name for f in dataclasses.fields(exp.Spec)] + spec_properties(exp.Spec)
+    spec = _spec_columns(exp.Spec) + spec_properties(exp.Spec)
     result = [f.name for f in dataclasses.fields(exp.Result)]
     names = [*ROW_COLUMNS, *spec, *result]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -138,6 +176,8 @@ class Row:
     status: str
     provenance: dict[str, Any]
     wall_s: float | None = None
+    grid: str | None = None  # the grid that ran the cell (bench/grids/)
+    part: str | None = None  # its part there
 
     def __post_init__(self) -> None:
         exp = experiment(self.kind)
@@ -162,20 +202,20 @@ class Row:
         return self.status == OK
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA_VERSION, "kind": self.kind, "cell": self.cell,
+        return {"schema": SCHEMA_VERSION, "kind": self.kind, "grid": self.grid, "part": self.part,
                 "spec": dataclasses.asdict(self.spec),
                 "result": None if self.result is None else dataclasses.asdict(self.result),
                 "status": self.status, "wall_s": self.wall_s, "provenance": self.provenance}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str = "") -> Row:
-        """A row from its JSON object (migrating version 1); `where` ("file:line") prefixes errors."""
+        """A row from its JSON object; `where` ("file:line") prefixes errors."""
         at = f"{where}: " if where else ""
-        if "schema" not in obj:
-            obj = migrate_v1(obj, where)
-        if obj["schema"] != SCHEMA_VERSION:
-            raise RowSchemaError(f"{at}row schema {obj['schema']!r}; this archbench reads schema "
-                                 f"{SCHEMA_VERSION} (and migrates 1): a newer archbench wrote it?")
+        version = obj.get("schema", 1)
+        if version != SCHEMA_VERSION:
+            raise RowSchemaError(f"{at}row schema {version!r}; this archbench reads schema "
+                                 f"{SCHEMA_VERSION}: rewrite older rows with `python {REWRITE} DIR` (a newer "
+                                 "archbench wrote it if it is higher)")
         keys = set(obj)
         if keys != set(LINE_KEYS):
             raise RowSchemaError(f"{at}row keys {sorted(keys)} are not the schema's {list(LINE_KEYS)}")
@@ -186,7 +226,9 @@ class Row:
         try:
             return cls(kind, spec, result, _coerce(obj["status"], str, f"{at}status"),
                        _coerce(obj["provenance"], dict[str, Any], f"{at}provenance"),
-                       _coerce(obj["wall_s"], float | None, f"{at}wall_s"))
+                       _coerce(obj["wall_s"], float | None, f"{at}wall_s"),
+                       _coerce(obj["grid"], str | None, f"{at}grid"),
+                       _coerce(obj["part"], str | None, f"{at}part"))
         except TypeError as exc:
             raise RowSchemaError(f"{at}{exc}") from None
 
@@ -199,10 +241,13 @@ class Row:
         """One record: the row's own columns, the Spec's fields and properties, the Result's fields
         (None where there is no result)."""
         exp = experiment(self.kind)
-        out: dict[str, Any] = {"kind": self.kind, "cell": self.cell, "status": self.status,
-                               "wall_s": self.wall_s, "device_name": self.device_name,
+        out: dict[str, Any] = {"kind": self.kind, "cell": self.cell, "grid": self.grid, "part": self.part,
+                               "status": self.status, "wall_s": self.wall_s, "device_name": self.device_name,
                                "provenance": self.provenance}
-        out.update({f.name: getattr(self.spec, f.name) for f in dataclasses.fields(exp.Spec)})
+        flat = _flat_kinds()
+        for f in dataclasses.fields(exp.Spec):
+            value = getattr(self.spec, f.name)
+            out.update(flat[type(value)][1](value) if type(value) in flat else {f.name: value})
         out.update({name: getattr(self.spec, name) for name in spec_properties(exp.Spec)})
         out.update({f.name: None if self.result is None else getattr(self.result, f.name)
                     for f in dataclasses.fields(exp.Result)})
@@ -235,6 +280,8 @@ def _coerce(value: Any, hint: Any, what: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
         return value
+    if dataclasses.is_dataclass(hint):  # a nested object: the model, a task, a training config
+        return build(hint, value, what)
     if origin in (typing.Union, types.UnionType):
         for arm in args:
             try:
@@ -279,78 +326,3 @@ def read_rows(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Ro
     else:
         files = [Path(p) for p in paths]
     return [Row.from_json(obj, f"{f}:{lineno}") for f in files for lineno, obj in RowStore(f).numbered_rows()]
-
-
-# -- version 1 -------------------------------------------------------------------------------------------
-V1_RETRIEVAL_RESULT = ("backend", "params", "state_bytes", "steps", "examples_seen", "train_seconds",
-                       "accuracy", "accuracy_by_len", "test_len", "accuracy_by_slice", "final_loss",
-                       "stopped_early", "curve")
-V1_HYBRID_LETTERS = "M=mamba,A=attention,S=mamba2,R=rwkv"  # the v1 hybrid's default letter table
-
-
-def migrate_v1(obj: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """A version-1 row (no "schema" key) as a version-2 JSON object.
-
-    v1 retrieval rows named a mixer (`arch`, `arch_cfg`) and a depth (`n_layer`); v2 names a model.
-    Every v1 arch but one was a pure stack of n_layer layers of that mixer with `arch_cfg` applied.
-    The exception is `hybrid`: one block holding its own sub-blocks, one per letter of its pattern,
-    whose mixers ran at their defaults (it dropped its sub-configs) and whose MLPs followed its own
-    `mlp_ratio`. At n_layer 1 with no MLPs that is exactly the layer pattern itself — v1's "MA" is
-    "mamba-attn" (M=mamba, A=attention, no attention config) — and that is what the row records.
-    v1 scaling rows are refused: they are re-measured, not migrated.
-    """
-    at = f"{where}: " if where else ""
-    kind = obj.get("kind")
-    if kind == "scaling":
-        file = where.rsplit(":", 1)[0] if where else "the file"
-        raise RowSchemaError(f"{at}a version-1 scaling row: v1 timed single mixers beside a hybrid with "
-                             f"MLPs, not models of one shape, so these rows are not migrated; re-measure "
-                             f"with `archbench run scaling` and delete {file}")
-    if kind != "retrieval":
-        raise RowSchemaError(f"{at}a version-1 row of kind {kind!r}: only v1 retrieval rows migrate")
-    try:
-        cell = json.loads(obj["cell"])
-        model = _v1_model(cell)
-        spec = {**_model_fields(model), "task": cell["task"], "task_cfg": cell["task_cfg"],
-                "test_lens": cell.get("test_lens", []), "train_cfg": cell["train_cfg"],
-                "device": cell["device"], "dtype": cell["dtype"], "seed": cell.get("seed", 0)}
-        result = None
-        if obj["status"] == OK:
-            result = {k: obj[k] for k in V1_RETRIEVAL_RESULT if k in obj}
-            if cell["arch"] != "hybrid":  # a pure stack: every layer ran the row's resolved config
-                result["resolved_configs"] = {letter: obj["arch_cfg"] for letter in model.mixers}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RowSchemaError(f"{at}cannot migrate this version-1 retrieval row: {type(exc).__name__}: "
-                             f"{exc}") from None
-    provenance = obj.get("provenance") or {}
-    if "device_name" not in provenance and obj.get("device_name"):
-        provenance = {**provenance, "device_name": obj["device_name"]}
-    return {"schema": SCHEMA_VERSION, "kind": "retrieval", "cell": None, "spec": spec, "result": result,
-            "status": obj["status"], "wall_s": obj.get("wall_s"), "provenance": provenance}
-
-
-def _v1_model(cell: dict[str, Any]) -> Any:
-    from archbench.archs import ModelSpec, resolve_model
-    from archbench.archs.model import parse_pattern
-
-    arch, n_layer, d_model = cell["arch"], cell["n_layer"], cell["d_model"]
-    mlp_ratio, cfg = cell.get("mlp_ratio", 4), cell.get("arch_cfg") or {}
-    if arch != "hybrid":
-        return resolve_model(arch, n_layer, d_model, mlp_ratio, {arch: cfg} if cfg else None)
-    pattern = cfg.get("pattern", "MA")
-    if n_layer != 1 or mlp_ratio != 0 or cfg.get("mlp_ratio", 4) != 0:
-        raise ValueError("only the v1 hybrid of one block without MLPs (n_layer 1, mlp_ratio 0) is a layer "
-                         f"pattern; this one has n_layer {n_layer}, mlp_ratio {mlp_ratio} (blocks) / "
-                         f"{cfg.get('mlp_ratio', 4)} (sub-blocks)")
-    letters = dict(item.split("=", 1) for item in cfg.get("mixers", V1_HYBRID_LETTERS).split(","))
-    used = ",".join(f"{c}={letters[c]}" for c in dict.fromkeys(pattern))
-    unit, mixers = parse_pattern(f"{pattern}:{used}")
-    name = "mamba-attn" if (unit, mixers) == ("MA", {"M": "mamba", "A": "attention"}) else \
-        f"{unit}:" + ",".join(f"{k}={v}" for k, v in mixers.items())
-    return ModelSpec(name=name, pattern=unit, mixers=mixers, configs={}, d_model=d_model, mlp_ratio=0)
-
-
-def _model_fields(model: Any) -> dict[str, Any]:
-    from archbench.bench.experiments import model_fields
-
-    return model_fields(model)
