@@ -26,7 +26,8 @@ for pkg in archs tasks bench; do ln -sfn "$PWD/$pkg" "$ns/archbench/$pkg"; done
 export PYTHONPATH="$ns:${PYTHONPATH:-}"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"; } \
   | tee "$OUT/gpu.txt"
-timeout 150 python3 -m pytest -q -p no:cacheprovider -m "gpu or not slow" tests/test_gpu.py tests/test_generation.py \
-  tests/test_conformance.py -k "gpu or fast_matches_reference or cuda" 2>&1 | tee "$OUT/parity.log"
+timeout 150 python3 -m pytest -q -p no:cacheprovider -m "gpu or not slow" tests/harness/test_gpu.py \
+  tests/harness/test_generation.py tests/layers/test_conformance.py \
+  -k "gpu or fast_matches_reference or cuda" 2>&1 | tee "$OUT/parity.log"
 timeout "${SUITE_SECONDS:-330}" python3 -m archbench.bench.cli run scaling --device "$DEVICE" \
   --time-limit 60 --out "$OUT/results" ${SUITE_ARGS:-} 2>&1 | tail -n 80 | tee "$OUT/suite.log"

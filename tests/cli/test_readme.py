@@ -1,0 +1,60 @@
+"""The README's commands: the two at the top are what CI runs and what a new user copies; every
+`archbench` line in it parses with the real CLI (so a renamed option cannot leave the README stale)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+from helpers import ROOT
+
+from archbench.bench.cli import build_parser
+
+README = (ROOT / "README.md").read_text()
+
+
+def _first_block() -> list[str]:
+    block = re.search(r"```bash\n(.*?)```", README, re.S)
+    assert block, "README has no bash block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_top_of_readme_has_exactly_the_two_commands() -> None:
+    main, tests = _first_block()
+    assert main.startswith("pip install -e . && archbench run quick")
+    assert tests == 'pip install -e ".[dev]" && pytest'
+
+
+def test_ci_runs_the_readme_test_command_as_written() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert _first_block()[1] in ci
+
+
+def _archbench_commands() -> list[str]:
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        for line in block.splitlines():
+            for part in line.split("#")[0].split("&&"):
+                part = part.strip()
+                if part.startswith("archbench "):
+                    commands.append(part)
+    return commands
+
+
+@pytest.mark.parametrize("command", _archbench_commands())
+def test_readme_archbench_commands_parse(command: str) -> None:
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert callable(args.func)
+
+
+def test_readme_mentions_some_archbench_commands() -> None:
+    assert len(_archbench_commands()) >= 5
+
+
+def test_readme_names_every_option_of_archbench_run() -> None:
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    options = [o for action in run._actions for o in action.option_strings if o.startswith("--")]
+    usage = README[README.index("## Usage"):README.index("## Add an architecture")]
+    missing = [o for o in options if o not in ("--help", "--d-models") and f"`{o}`" not in usage]
+    assert missing == []

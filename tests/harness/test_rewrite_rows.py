@@ -1,0 +1,94 @@
+"""The one-off rewrite to row schema 3 (tools/rewrite_rows_v3.py): version-1 retrieval rows become the
+model that ran, v1 scaling rows are refused, and the report written from rewritten rows is the report the
+schema-2 code wrote from the same rows, table for table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+from archbench.archs import LM
+from archbench.bench import grids
+from archbench.bench.report import write_report
+from archbench.bench.runs.plans import write_plan
+from archbench.bench.runs.schema import cell_key, read_rows
+
+DATA = Path(__file__).parent / "data"
+V1_ROWS = DATA / "retrieval_v1.jsonl"  # two committed v1 rows: hybrid, attention
+V2_ROWS = DATA / "rows_v2"  # committed schema-2 rows of every kind
+V2_REPORT = DATA / "report_v2"  # the tables the schema-2 code wrote from V2_ROWS
+
+
+def _script():
+    path = ROOT / "tools" / "rewrite_rows_v3.py"
+    spec = importlib.util.spec_from_file_location("rewrite_rows_v3", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rewritten(tmp_path: Path, source: Path) -> Path:
+    raw = tmp_path / "raw"
+    if source.is_dir():
+        shutil.copytree(source, raw)
+    else:
+        raw.mkdir()
+        shutil.copy(source, raw / source.name)
+    assert _script().main([str(raw)]) == 0
+    return raw
+
+
+def test_v1_retrieval_rows_become_the_model_that_ran(tmp_path) -> None:
+    hybrid, attention = read_rows(_rewritten(tmp_path, V1_ROWS))
+    # The v1 hybrid at n_layer 1: its pattern "MA" as two layers, and no attention config (it dropped its
+    # sub-mixers' configs, so that is what ran).
+    model = hybrid.spec.model
+    assert (model.name, model.pattern, model.mixers, model.configs) == \
+        ("mamba-attn", "MA", {"M": "mamba", "A": "attention"}, {})
+    lm = LM(model, hybrid.spec.vocab_size)
+    v1 = json.loads(V1_ROWS.read_text().splitlines()[0])
+    assert sum(p.numel() for p in lm.parameters()) == v1["params"] == hybrid.result.params
+    assert lm.state_bytes(1, 64) == v1["state_bytes"]
+    # Every other v1 arch: a pure stack of n_layer layers with arch_cfg applied.
+    assert (attention.spec.model.name, attention.spec.model.pattern, attention.spec.model.configs) == \
+        ("attention", "MM", {"M": {"d_conv": 4}})
+    assert (attention.spec.seq_len, attention.spec.num_kv_pairs, attention.spec.vocab_size,
+            attention.spec.lr) == (64, 8, 64, 3e-3)
+    assert attention.device_name == "AMD EPYC (2 CPUs)"
+    assert attention.result.accuracy == json.loads(V1_ROWS.read_text().splitlines()[1])["accuracy"]
+    # its cell is today's retrieval grid's cell, so a resume skips it; the rewrite recorded that grid
+    assert attention.cell in {cell_key(c.spec) for c in grids.plan("retrieval", grids.Params()).cells}
+    assert (attention.grid, attention.part) == ("retrieval", "")
+
+
+def test_v1_scaling_rows_are_refused_naming_the_row(tmp_path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    old = {"kind": "scaling", "arch": "hybrid", "status": "ok"}
+    (raw / "scaling_old.jsonl").write_text(json.dumps(old) + "\n")
+    with pytest.raises(SystemExit, match=r"scaling_old.jsonl:1: cannot rewrite: .*re-measure them"):
+        _script().main([str(raw)])
+    assert json.loads((raw / "scaling_old.jsonl").read_text())["arch"] == "hybrid"  # left as it was
+
+
+def test_the_report_of_rewritten_rows_is_the_schema_2_report(tmp_path) -> None:
+    raw = _rewritten(tmp_path, V2_ROWS)
+    before = {f: f.read_bytes() for f in raw.iterdir()}
+    assert _script().main([str(raw)]) == 0  # a second run keeps schema-3 rows as they are
+    assert before == {f: f.read_bytes() for f in raw.iterdir()}
+    # the grid table comes from the frontier grid's plan, which the schema-2 report rebuilt from code
+    frontier = grids.plan("frontier", grids.Params())
+    write_plan(raw, "frontier", "cpu", [(p, cell_key(c.spec)) for p, c in zip(frontier.parts, frontier.cells,
+                                                                             strict=True)])
+    write_report(tmp_path)
+    expected = sorted(p.name for p in V2_REPORT.iterdir())
+    assert expected and sorted(p.name for p in tmp_path.glob("*.md") if p.name != "README.md") + \
+        sorted(p.name for p in tmp_path.glob("*.csv")) == \
+        sorted(p for p in expected if p.endswith(".md")) + sorted(p for p in expected if p.endswith(".csv"))
+    for name in expected:
+        assert (tmp_path / name).read_text() == (V2_REPORT / name).read_text(), name
