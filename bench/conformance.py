@@ -1,6 +1,6 @@
 """The conformance checks every mixer must pass, built-in or plugin.
 
-One implementation serves both `pytest` (tests/test_conformance.py parametrises over the registry) and
+One implementation serves both `pytest` (tests/layers/test_conformance.py parametrises over the registry) and
 `archbench check NAME` (one verdict line per check). Each check builds fresh mixers at d_model=32, from
 the `Config` defaults and from every entry of the class's `conformance_configs`, raises
 `AssertionError` with the measured figure on failure and `CheckSkipped` with the reason when it cannot

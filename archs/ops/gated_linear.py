@@ -9,7 +9,7 @@ The decay is passed as its logarithm `log_decay` (<= 0), and its shape says whic
     (B, T, H, K)    a data-dependent value per key channel  GLA (arXiv 2312.06635)
 RWKV-6 (per channel, but o_t reads S_{t-1} plus a bonus u on the current token) also maps onto it: delay
 k, v and the decay one token against q (a zero token first), and add (q_t ⊙ u ⊙ k_t)·v_t outside.
-tests/test_ops_family.py checks both mappings (SSD with q = C, k = B on every head, v = Δ x, decay Δ A);
+tests/ops/test_ops_family.py checks both mappings (SSD with q = C, k = B on every head, v = Δ x, decay Δ A);
 archs/ops/ssd.py and wkv.py say why each keeps its own chunked form.
 `gated_linear_sequential` is the definition (a loop over tokens, `gated_linear_update` per token, which
 the layers' `step` also runs); `gated_linear_chunked` computes the same in chunks of Q tokens, linear in

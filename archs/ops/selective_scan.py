@@ -5,7 +5,7 @@
 `selective_scan_sequential` is the loop over time, the definition; `selective_scan_step` is its one
 token, which the layer's `step` decodes with; `selective_scan_chunked` is the parallel form with a
 hand-written backward, checked against the sequential one, values and gradients
-(tests/test_ops_selective_scan.py).
+(tests/ops/test_ops_selective_scan.py).
 
 Inside each chunk of c tokens the recurrence runs step by step, but for many chunks at once; a second
 pass carries the state across chunk boundaries. Only products of decays exp(Δ A) ∈ (0, 1] appear, never

@@ -10,11 +10,11 @@ O(T Q)), between chunks it carries the (P, N) state of each head (O(T N P)), so 
 
 `ssd_sequential` is the loop over time, the definition; `ssd_step` its one token, which the layer's
 `step` decodes with; `ssd_chunked` the SSD algorithm, checked against the sequential one, values and
-gradients (tests/test_ops_ssd.py).
+gradients (tests/ops/test_ops_ssd.py).
 
 SSD is a member of the gated-linear family: it is archs/ops/gated_linear.py's diagonal-decay op with
 q = C and k = B broadcast to every head, v = Δ x, log decay Δ A (a scalar per head and token), scale 1,
-and the state transposed (tests/test_ops_family.py checks it, values and gradients). It keeps its own
+and the state transposed (tests/ops/test_ops_family.py checks it, values and gradients). It keeps its own
 chunked form because B and C are shared by all heads (one group): one (Q, Q) matrix C Bᵀ per chunk serves
 every head, where the shared op forms q kᵀ once per head, and the chunk states read one B for all heads;
 at Mamba-2's shapes on CPU it is the faster of the two. `ssd_fla` and `ssd_mamba_ssm` run the same op in

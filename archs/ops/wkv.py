@@ -6,12 +6,12 @@ Peng et al. 2024, "Eagle and Finch: RWKV with Matrix-Valued States and Dynamic R
 
 `wkv_sequential` is the loop over time, the definition; `wkv_step` its one token, which the layer's
 `step` decodes with; `wkv_chunked` the parallel form (matmuls inside chunks, a short scan across them),
-checked against the sequential one, values and gradients (tests/test_ops_wkv.py); `wkv_fla` runs it
+checked against the sequential one, values and gradients (tests/ops/test_ops_wkv.py); `wkv_fla` runs it
 in flash-linear-attention's CUDA kernel.
 
 WKV is a member of the gated-linear family: it is archs/ops/gated_linear.py's diagonal-decay op run on k,
 v and the log decay delayed by one token (a zero token first, one more at the end to carry the final
-state), plus the bonus (r_t ⊙ u ⊙ k_t)·v_t outside (tests/test_ops_family.py checks it, values and
+state), plus the bonus (r_t ⊙ u ⊙ k_t)·v_t outside (tests/ops/test_ops_family.py checks it, values and
 gradients). It keeps its own chunked form for the two things that mapping adds: the bonus, which here
 is the diagonal of the same elementwise sub-chunk block that the causal pairs already fill (no shifted
 copies of k, v, lw and no separate pass over the tokens), and the log-decay floor (`log_decay_floor`):

@@ -14,7 +14,7 @@ The phases, as a server runs them:
   decode   G-1 steps of `LM.decode_step` over the whole batch on the decode backend
            (bench/experiments/decode.py: compiled on CPU, a CUDA graph on CUDA, or eager), compiled and
            warmed up on the batch's state before the prefill fills it; every step timed.
-The tokens are `LM.generate`'s (tests/test_generation.py checks it for every backend).
+The tokens are `LM.generate`'s (tests/harness/test_generation.py checks it for every backend).
 
 Figures: TTFT; per-token latency (median step: one token for every sequence); decode tokens/s =
 b(G-1) / decode time; end-to-end tokens/s = bG / (TTFT + decode time); memory needed = parameters +
