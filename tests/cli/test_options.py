@@ -1,4 +1,4 @@
-"""Every option of `archbench run` is checked before anything runs (issue 9): a number out of range
+"""Every option of `archbench run` is checked before anything runs: a number out of range
 (negative, zero, nan, inf, too large) or a list where one value belongs is one line on stderr naming
 the option and what it takes, exit status 2, and no cell is measured (no row could then block a rerun
 with a valid value)."""

@@ -1,4 +1,4 @@
-"""Faults a benchmark people cite must survive (issue 9): a full disk or the file-size limit, two runs
+"""Faults a benchmark people cite must survive: a full disk or the file-size limit, two runs
 on one results folder, an `--out` that cannot hold rows, a damaged complete last row, a plugin calling
 `sys.exit()`, a Ctrl-C while torch imports, rows that do not fit the schema, a `--readme` without
 markers. Each ends in one line and the right exit status, nothing lost, nothing duplicated, no

@@ -7,7 +7,7 @@ for i >= j, plus q_i γ^(i+1) S_in from the state carried in; after the chunk
 S = γ^L S_in + Σ_j γ^(L-1-j) k_jᵀ v_j. `step` is the recurrence itself.
 
 `LinearAttention` is right. `LinearAttentionNoCarry` drops the cross-chunk state update (every chunk
-starts from the state the sequence started with), the bug of issue 8 that a check at one length
+starts from the state the sequence started with), a bug a check at one length
 shorter than the chunk never sees: conformance must fail it. Neither is registered; tests register
 them for the duration of a test (`MIXERS.registered`).
 

@@ -1,5 +1,5 @@
 """Test fixture: mixers that lie to the conformance suite, each passing every check it had before
-issue 9 (shape, parity, prefill-then-step, causality, state bytes, determinism).
+(shape, parity, prefill-then-step, causality, state bytes, determinism).
 
 `ListCacheAttention` declares `complexity = "linear"` and a 4-byte state, but keeps its KV cache in a
 Python list on the module: `state_bytes` reads 4 B while every `step` attends over all the tokens so

@@ -1,4 +1,4 @@
-"""Conformance cannot be fooled (issue 9): a decode cache kept outside the state, and a `linear` claim
+"""Conformance cannot be fooled: a decode cache kept outside the state, and a `linear` claim
 with a quadratic forward or `flops()`, pass every check the suite had before, and fail the new ones;
 every built-in passes them (tests/layers/test_conformance.py runs every check on every registered mixer)."""
 
