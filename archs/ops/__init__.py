@@ -18,6 +18,9 @@ flash-linear-attention lays out its ops:
     rope.py             rotary positions (attention, swa, retnet, mamba3)
     common.py           plumbing shared by the mixers: state dtype, optional kernels and the choice of
                         backend, Δ / A init, decay floor, token shift, short conv
+    mlstm.py            xLSTM's mLSTM: matrix memory, exponential input gate with its stabiliser
+    delta_product.py    Gated DeltaProduct: n_h Householder steps per token, as delta_rule.py over them
+    based.py            Based's Taylor-feature linear attention (its window part is sliding_window.py)
 
 Every `<op>_chunked` is tested against `<op>_sequential` (tests/test_ops_*.py), values and gradients,
 at lengths that cross chunk boundaries and from a non-zero initial state.
