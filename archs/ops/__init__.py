@@ -14,6 +14,9 @@ flash-linear-attention lays out its ops:
     delta_rule.py       the delta rule of deltanet, gated_deltanet, kda, plus their fla kernels
     rwkv7.py            RWKV-7's DPLR recurrence (archs/rwkv7.py), plus its fla kernel
     mamba3.py           Mamba-3's trapezoidal SSD (archs/mamba3.py), plus its mamba-ssm kernel
+    rglru.py            the RG-LRU of Griffin / Hawk / RecurrentGemma, a diagonal gated recurrence
+    short_conv.py       the gated short convolution of LFM2 and Zoology's BaseConv (parallel: one conv1d)
+    hgrn2.py            HGRN2: gated_linear.py's op with the key tied to the forget gate, k = 1 - f
     sliding_window.py   banded sliding-window attention (archs/swa.py)
     rope.py             rotary positions (attention, swa, retnet, mamba3)
     common.py           plumbing shared by the mixers: state dtype, optional kernels and the choice of
@@ -22,6 +25,6 @@ flash-linear-attention lays out its ops:
     delta_product.py    Gated DeltaProduct: n_h Householder steps per token, as delta_rule.py over them
     based.py            Based's Taylor-feature linear attention (its window part is sliding_window.py)
 
-Every `<op>_chunked` is tested against `<op>_sequential` (tests/test_ops_*.py), values and gradients,
+Every `<op>_chunked` is tested against `<op>_sequential` (tests/ops/test_ops_*.py), values and gradients,
 at lengths that cross chunk boundaries and from a non-zero initial state.
 """
