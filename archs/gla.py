@@ -15,32 +15,22 @@ RMSNorm), the output gate has no bias b_r, and the 1/√d_k scale is fla's — e
 Parameter names follow fla's layer (q_proj, k_proj, v_proj, g_proj, gk_proj, o_proj), except fla's fused
 `g_norm_swish_gate` is `g_norm` here (the same per-head RMSNorm weight; the swish gate has no weight).
 
-Glossary (code -> paper):
-    B, T, D         batch, tokens, d_model
-    H, K, V         heads, key width per head (d_k), value width per head (d_v)
-    q, k, v         (B, T, H, K / V) query, key, value                       q_t, k_t, v_t
-    gk              (B, T, H, K) log forget gate logsigmoid(·) / τ           log α_t
-    g               (B, T, H*V) output gate pre-activation                   x_t W_r
-    S               (B, H, K, V) state                                       S_t
+Glossary (code -> paper): see archs/gated_linear_layer.py; and
+    gk_proj         (down, up + bias) low-rank projection of the gate logits      W_α1, W_α2, b_α
+    g               (B, T, H, K) log forget gate logsigmoid(·) / τ                log α_t
+    g_proj          output gate projection                                        W_r
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from archbench.archs import register
-from archbench.archs.base import Mixer
-from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
-from archbench.archs.ops.gated_linear import (
-    FLA_GLA,
-    gated_linear_chunked,
-    gated_linear_flops,
-    gated_linear_update,
-)
+from archbench.archs import State, register
+from archbench.archs.gated_linear_layer import GatedLinearMixer
+from archbench.archs.ops.gated_linear import FLA_GLA
 
 
 @dataclass(frozen=True)
@@ -54,83 +44,28 @@ class Config:
 
 
 @register("gla")
-class GLA(Mixer):
+class GLA(GatedLinearMixer):
     Config = Config
-    complexity = "linear"
-    backends = ("fla", "chunked")
     kernels = {"fla": FLA_GLA}
-    chunk_size = 64
+    decay = "vector"
     conformance_configs = ({"n_head": 2, "expand_k": 1.0},)
 
-    def __init__(self, d_model: int, cfg: Config):
-        super().__init__(d_model, cfg)
-        key_dim, value_dim = int(d_model * cfg.expand_k), int(d_model * cfg.expand_v)
-        if key_dim % cfg.n_head or value_dim % cfg.n_head or not key_dim:
-            raise ValueError(f"gla: key width {key_dim} and value width {value_dim} (d_model * expand_k, "
-                             f"d_model * expand_v) must be positive multiples of n_head={cfg.n_head}")
-        self.n_head, self.head_k, self.head_v = cfg.n_head, key_dim // cfg.n_head, value_dim // cfg.n_head
-        self.scale = self.head_k ** -0.5
-        self.q_proj = nn.Linear(d_model, key_dim, bias=False)
-        self.k_proj = nn.Linear(d_model, key_dim, bias=False)
-        self.v_proj = nn.Linear(d_model, value_dim, bias=False)
-        self.g_proj = nn.Linear(d_model, value_dim, bias=False)
+    def _build(self, d_model: int, cfg: Config) -> None:
+        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
         self.gk_proj = nn.Sequential(nn.Linear(d_model, cfg.gate_low_rank_dim, bias=False),
-                                     nn.Linear(cfg.gate_low_rank_dim, key_dim, bias=True))
+                                     nn.Linear(cfg.gate_low_rank_dim, self.key_dim, bias=True))
         self.g_norm = nn.RMSNorm(self.head_v, eps=cfg.norm_eps)
-        self.o_proj = nn.Linear(value_dim, d_model, bias=False)
 
-    # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
-    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """x (..., D) -> q, k (..., H, K), v (..., H, V), log gate gk (..., H, K), gate g (..., H*V)."""
-        H = self.n_head
-        q, k = self.q_proj(x).unflatten(-1, (H, -1)), self.k_proj(x).unflatten(-1, (H, -1))
-        gk = F.logsigmoid(self.gk_proj(x)).unflatten(-1, (H, -1)) / self.cfg.gate_logit_normalizer
-        return q, k, self.v_proj(x).unflatten(-1, (H, -1)), gk, self.g_proj(x)
+    def _decay(self, x: Tensor) -> Tensor:
+        logsig = F.logsigmoid(self.gk_proj(x)).unflatten(-1, (self.n_head, -1))  # (B, T, H, K)
+        return logsig / self.cfg.gate_logit_normalizer  # log α = logsigmoid(·) / τ
 
-    def _output(self, o: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """o (..., H, V) -> per-head RMSNorm, swish gate, output projection -> (..., D)."""
-        return self.o_proj((self.g_norm(o) * F.silu(g.unflatten(-1, (self.n_head, -1)))).flatten(-2))
+    def _fla(self, q: Tensor, k: Tensor, v: Tensor, g: Tensor | None,
+             want_state: bool) -> tuple[Tensor, State]:
+        # fla: (B, T, H, ·) layout, g the log gate per key channel, state (B, H, K, V) in float32.
+        o, S = FLA_GLA(q=q, k=k, v=v, g=g, scale=self.scale, output_final_state=want_state)
+        return o, {"S": S}
 
-    def _chunked(self, x: torch.Tensor, S: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The reference path over x (B, T, D) from the state S (None: zeros): y and the state after x."""
-        q, k, v, gk, g = self._heads(x)  # (B, T, H, ·)
-        o, S = gated_linear_chunked(q, k, v, gk, self.scale, self.chunk_size, initial_state=S)
-        return self._output(o.to(x.dtype), g), S
-
-    def _parallel(self, x: torch.Tensor, want_state: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if pick_backend(self, x) == "fla":  # the reference where fla cannot serve this call
-            q, k, v, gk, g = self._heads(x)  # (B, T, H, ·)
-            # fla: (B, T, H, ·) layout, g the log gate per key channel, state (B, H, K, V) in float32.
-            o, S = FLA_GLA(q=q, k=k, v=v, g=gk, scale=self.scale, output_final_state=want_state)
-            return self._output(o.to(x.dtype), g), S
-        # cache-sized segments of whole chunks, the state carried across (common.py, `segment_length`)
-        width = self.q_proj.out_features * 3 + self.v_proj.out_features * 2  # q, k, gk; v, g
-        return in_segments(self._chunked, x, None, segment_length(x.shape[0], width, self.chunk_size))
-
-    # -- the Mixer contract -----------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._parallel(x, want_state=False)[0]  # (B, T, D)
-
-    def prefill(self, x: torch.Tensor, max_len: int | None = None) -> tuple[torch.Tensor, dict]:
-        y, S = self._parallel(x, want_state=True)
-        return y, {"S": S.to(state_dtype(x.dtype)).contiguous()}
-
-    def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
-        device, dtype = self.param_dtype_device(device, dtype)
-        return {"S": torch.zeros(batch, self.n_head, self.head_k, self.head_v, device=device,
-                                 dtype=state_dtype(dtype))}
-
-    def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        S = state["S"]
-        q, k, v, gk, g = self._heads(x_t)  # (B, H, ·)
-        o, S_new = gated_linear_update(S, *(t.to(S.dtype) for t in (q, k, v, gk)), self.scale)
-        S.copy_(S_new)  # in place, so a captured CUDA graph can replay the step
-        return self._output(o.to(x_t.dtype), g), state
-
-    def flops(self, seq_len: int) -> int:
-        T, D = seq_len, self.d_model
-        key_dim, value_dim = self.n_head * self.head_k, self.n_head * self.head_v
+    def _gate_flops(self, seq_len: int) -> int:
         r = self.cfg.gate_low_rank_dim
-        proj = 2 * T * (D * (2 * key_dim + 2 * value_dim) + r * (D + key_dim) + value_dim * D)
-        return proj + gated_linear_flops(T, self.n_head, self.head_k, self.head_v, self.chunk_size,
-                                         per_channel=True)
+        return 2 * seq_len * (self.d_model * self.value_dim + r * (self.d_model + self.key_dim))  # g, gk
