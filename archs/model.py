@@ -24,6 +24,9 @@ import torch
 from torch import nn
 
 from archbench.archs.base import Mixer, State
+from archbench.archs.mixer_registry import create, get, list_archs
+from archbench.archs.names import coerce, parse_name
+from archbench.archs.presets import PRESETS
 from archbench.archs.registry import UnknownNameError
 
 
@@ -74,8 +77,6 @@ def list_models(pattern: str = "*") -> list[str]:
     """Registered mixers and the presets whose mixers are all registered, matching a wildcard."""
     import fnmatch
 
-    from archbench.archs import list_archs
-    from archbench.archs.presets import PRESETS
 
     mixers = list_archs()
     presets = [n for n, p in PRESETS.items() if set(p.mixers.values()) <= set(mixers)]
@@ -92,9 +93,6 @@ def resolve_model(name: str, depth: int, d_model: int, mlp_ratio: int = 0,
     wherever that mixer appears, over the preset's own per-letter configs; fields written in the name
     override both. The spec's name is `name` without its configs: the configs live in `configs`.
     """
-    from archbench.archs import get, list_archs
-    from archbench.archs.names import coerce, parse_name
-    from archbench.archs.presets import PRESETS
 
     if depth < 1 or d_model < 1 or mlp_ratio < 0:
         raise ValueError(f"need depth >= 1, d_model >= 1, mlp_ratio >= 0; got {depth}, {d_model}, "
@@ -179,7 +177,6 @@ class Backbone(nn.Module):
     """The blocks of a `ModelSpec`: (B, T, D) -> (B, T, D), with the same two modes as a mixer."""
 
     def __init__(self, spec: ModelSpec):
-        from archbench.archs import create  # the registry package imports this module
 
         super().__init__()
         self.spec = spec

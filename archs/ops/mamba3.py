@@ -121,5 +121,5 @@ def _ssd_chunks(q, k, vs, L, S):
 
 
 # mamba-ssm's fused SISO kernel (CUDA): it takes the normalised B/C, their biases, the raw angles and
-# trap, and applies rotation, trapezoid, D and the gate itself (archs/mamba3.py hands them over).
+# trap, and applies rotation, trapezoid, D and the gate itself (archs/mixers/mamba3.py hands them over).
 MAMBA_SSM = Kernel("mamba_ssm.ops.triton.mamba3.mamba3_siso_combined", "mamba3_siso_combined", "mamba-ssm")

@@ -1,4 +1,4 @@
-"""The selective scan of Mamba's S6 layer (archs/mamba.py): its definition and its chunked form.
+"""The selective scan of Mamba's S6 layer (archs/mixers/mamba.py): its definition and its chunked form.
 
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t x_t B_t,   y_t = C_t h_t        (Mamba eq. 2a-2b, ZOH Ā, Euler B̄)
 

@@ -9,8 +9,9 @@ arXiv 2406.07522) and Gemma 3 use the same band. Query t reads keys s with t - w
 time, the reference). `sliding_window_banded` is the parallel form: queries in blocks of Q >= w tokens,
 each block against the w - 1 keys before it and its own Q keys, under one (Q, Q + w - 1) band mask shared
 by every block. Work and memory are O(T (Q + w) d): linear in T for a fixed window, and no (T, T) mask or
-score matrix is ever built. Both take and return (B, H, T, d) tensors; the layer (archs/attention.py with a
-window, registered as "swa") keeps the KV ring buffer, so these ops have no state argument.
+score matrix is ever built. Both take and return (B, H, T, d) tensors; the layer
+(archs/mixers/attention_layer.py with a window, registered as "swa") keeps the KV ring buffer, so these
+ops have no state argument.
 
 Glossary:
     B, H, T, d    batch, heads, sequence length, head width

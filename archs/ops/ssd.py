@@ -1,4 +1,4 @@
-"""SSD, the scan of Mamba-2 (archs/mamba2.py): its definition, its chunked form, and the fused kernels.
+"""SSD, the scan of Mamba-2 (archs/mixers/mamba2.py): its definition, its chunked form, and the fused kernels.
 
 Dao & Gu 2024, "Transformers are SSMs: Generalized Models and Efficient Algorithms Through Structured
 State Space Duality" (arXiv:2405.21060). Per head, with a scalar decay a_t = exp(Δ_t A):

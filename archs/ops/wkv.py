@@ -1,4 +1,4 @@
-"""WKV, the recurrence of RWKV-6 (archs/rwkv.py): its definition, its chunked form, and fla's kernel.
+"""WKV, the recurrence of RWKV-6 (archs/mixers/rwkv.py): its definition, its chunked form, and fla's kernel.
 
 Peng et al. 2024, "Eagle and Finch: RWKV with Matrix-Valued States and Dynamic Recurrence"
 (arXiv:2404.05892). Per head, with decay w_t = exp(lw_t) in (0, 1)^K:

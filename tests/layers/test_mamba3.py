@@ -8,7 +8,7 @@ import torch
 from helpers.stand_ins import install_kernel
 
 from archbench.archs import create
-from archbench.archs.mamba3 import rotate_pairs
+from archbench.archs.mixers.mamba3 import rotate_pairs
 from archbench.archs.ops.mamba3 import mamba3_sequential
 
 pytestmark = pytest.mark.usefixtures("fresh_kernel_caches")  # no stand-in outlives its test

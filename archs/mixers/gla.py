@@ -15,7 +15,7 @@ RMSNorm), the output gate has no bias b_r, and the 1/√d_k scale is fla's — e
 Parameter names follow fla's layer (q_proj, k_proj, v_proj, g_proj, gk_proj, o_proj), except fla's fused
 `g_norm_swish_gate` is `g_norm` here (the same per-head RMSNorm weight; the swish gate has no weight).
 
-Glossary (code -> paper): see archs/gated_linear_layer.py; and
+Glossary (code -> paper): see gated_linear_layer.py; and
     gk_proj         (down, up + bias) low-rank projection of the gate logits      W_α1, W_α2, b_α
     g               (B, T, H, K) log forget gate logsigmoid(·) / τ                log α_t
     g_proj          output gate projection                                        W_r
@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archbench.archs import State, register
-from archbench.archs.gated_linear_layer import GatedLinearMixer
+from archbench.archs.base import State
+from archbench.archs.mixer_registry import register
+from archbench.archs.mixers.gated_linear_layer import GatedLinearMixer
 from archbench.archs.ops.gated_linear import FLA_GLA
 
 

@@ -1,7 +1,7 @@
 """The attention layer the "attention" and "swa" mixers share: causal multi-head softmax attention with
 rotary positions over every earlier token (no window) or over the last w tokens, as one layer with a
 window option — flash-linear-attention's `Attention(window_size=...)` (fla/layers/attn.py). The mixers
-(archs/attention.py, archs/swa.py) each hold their Config, backends and registration; this file holds
+(attention.py, swa.py) each hold their Config, backends and registration; this file holds
 the heads, the short conv, both parallel paths, the KV cache (a ring when windowed) and the FLOP count.
 
 Parallel mode, full: one call of torch's `scaled_dot_product_attention` ("sdpa" lets it pick flash /

@@ -1,4 +1,4 @@
-"""The block shared by the delta-rule layers (archs/deltanet.py, gated_deltanet.py, kda.py).
+"""The block shared by the delta-rule layers (deltanet.py, gated_deltanet.py, kda.py).
 
 The three follow flash-linear-attention's layers (fla/layers/{delta_net,gated_deltanet,kda}.py) and
 differ only in their decay and their output gate, so the common path lives here once:

@@ -16,7 +16,7 @@ first layer of a stack. Per token, with x' the previous token (token shift, §4.
 
 Documented choices and simplifications (the lead copies these into the README):
   - Time mixing only, as fla's layer: RWKV-7's channel mix (its ReLU² FFN) is left to archbench's Block
-    MLP. (archs/rwkv.py, RWKV-6, bundles its channel mix; this layer does not.)
+    MLP. (rwkv.py, RWKV-6, bundles its channel mix; this layer does not.)
   - The token shift is RWKV-7's static lerp: RWKV-7 dropped RWKV-6's data-dependent (LoRA) token shift.
   - Value residual: fla's layers > 0 lerp v towards the first layer's v ("v_first") with a fifth LoRA. A
     single mixer cannot see the first layer, so every rwkv7 layer here is a FIRST layer: no v_first, no
@@ -48,8 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.archs import register
 from archbench.archs.base import Mixer
+from archbench.archs.mixer_registry import register
 from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype, token_shift
 from archbench.archs.ops.rwkv7 import FLA, rwkv7_chunked, rwkv7_step
 

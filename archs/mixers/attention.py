@@ -3,7 +3,7 @@ measured against.
 
 Vaswani et al. 2017; RoPE: Su et al. 2021. Fused q/k/v projection without bias, RoPE on q and k, scale
 1/√head_dim, output projection, and an optional short causal conv before the projections (`d_conv`,
-0 = none). The layer is archs/attention_layer.py's, shared with sliding-window attention (archs/swa.py)
+0 = none). The layer is attention_layer.py's, shared with sliding-window attention (swa.py)
 as flash-linear-attention shares one layer with a `window_size` option; this file is that layer without
 a window: every earlier token, a KV cache of `max_len` slots that grows with context.
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archbench.archs import register
-from archbench.archs.attention_layer import AttentionLayer
+from archbench.archs.mixer_registry import register
+from archbench.archs.mixers.attention_layer import AttentionLayer
 
 
 @dataclass(frozen=True)

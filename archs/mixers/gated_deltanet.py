@@ -9,7 +9,7 @@ The op (archs/ops/delta_rule.py) decays first and then applies the delta update,
 α is a scalar, so this is the paper's gated delta rule exactly. Trained with the chunkwise WY form
 with the decay folded in as the cumulative log decays of a chunk.
 
-Block, as fla's GatedDeltaNet layer at its defaults (fla/layers/gated_deltanet.py; archs/delta_layer.py):
+Block, as fla's GatedDeltaNet layer at its defaults (fla/layers/gated_deltanet.py; delta_layer.py):
   - q, k, v: projections through a causal depthwise conv of width 4 and SiLU, q and k L2-normalised
     per head (the paper's block design), β_t = sigmoid(W_β x_t);
   - decay as Mamba-2: log α_t = g_t = −exp(A_log) · softplus(W_a x_t + dt_bias), A_log and dt_bias
@@ -20,7 +20,7 @@ Block, as fla's GatedDeltaNet layer at its defaults (fla/layers/gated_deltanet.p
 Difference from fla: heads come from head_dim (n_head = d_model // head_dim unless set); fla's default
 sizes head count so that n_head · head_dim = 0.75 d_model (set n_head to match that exactly).
 
-Glossary (code -> paper): see archs/delta_layer.py; and
+Glossary (code -> paper): see delta_layer.py; and
     A_log, dt_bias, a_proj   A, Δ-bias, the projection of Δ (Mamba-2)           α_t = exp(−A Δ_t)
     g_proj                   output gate projection
 """
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archbench.archs import register
-from archbench.archs.delta_layer import DeltaRuleMixer, GatedRMSNorm
+from archbench.archs.mixer_registry import register
+from archbench.archs.mixers.delta_layer import DeltaRuleMixer, GatedRMSNorm
 from archbench.archs.ops.common import a_log_uniform, dt_bias_init
 
 

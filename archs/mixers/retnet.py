@@ -9,7 +9,7 @@ D, value width 2D, no short convolution, no feature map). Per head h, with row v
     γ_h = 1 - 2^(-5-h),  h = 0 .. H-1                                             (eq. 8)
     y_n = (swish(x_n W_G) ⊙ Norm_h(o_n)) W_O                                       (eq. 8)
 `forward` uses the chunked form (eq. 7) through the shared diagonal-decay op; `step` runs eq. 6
-(the block both share with gla and linear attention: archs/gated_linear_layer.py).
+(the block both share with gla and linear attention: gated_linear_layer.py).
 
 Choices, each as in fla's layer: the rotation Θ is rotary embedding (RoPE, base 10000) over the whole
 key width in the half-split layout (feature j is paired with j + d_k/2; archs/ops/rope.py); the per-head
@@ -17,7 +17,7 @@ GroupNorm of eq. 8 is an RMSNorm per head (fla's fused `g_norm_swish_gate`, call
 scale is 1/√d_k.
 Left out: the paper's retention-score normalisations (§2.2), which a per-head norm cancels up to eps.
 
-Glossary (code -> paper): see archs/gated_linear_layer.py; and
+Glossary (code -> paper): see gated_linear_layer.py; and
     V               value width per head, d_v = 2 d_k by default
     q, k            rotated query and key                                              Q, K
     g               (H,) log γ_h                                                       log γ
@@ -32,8 +32,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from archbench.archs import State, register
-from archbench.archs.gated_linear_layer import GatedLinearMixer
+from archbench.archs.base import State
+from archbench.archs.mixer_registry import register
+from archbench.archs.mixers.gated_linear_layer import GatedLinearMixer
 from archbench.archs.ops.common import state_dtype
 from archbench.archs.ops.gated_linear import FLA_RETENTION
 from archbench.archs.ops.rope import rope, rope_rotation

@@ -1,4 +1,4 @@
-"""The block shared by the gated-linear layers (archs/linear_attention.py, retnet.py, gla.py).
+"""The block shared by the gated-linear layers (linear_attention.py, retnet.py, gla.py).
 
 The three follow flash-linear-attention's layers (fla/layers/{linear_attn,multiscale_retention,gla}.py)
 and run one recurrence, the diagonal-decay op of archs/ops/gated_linear.py; they differ in the map of q

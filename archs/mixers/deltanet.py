@@ -8,7 +8,7 @@ Length" (arXiv 2406.06484); the rule itself is Schlag et al. 2021 (arXiv 2102.11
 i.e. the state first forgets what it held for key k_t (v_old = S_{t-1}ᵀ k_t), then writes the blend
 β_t v_t + (1 − β_t) v_old. Trained with the paper's chunkwise WY form (archs/ops/delta_rule.py, g = None).
 
-Block, as fla's DeltaNet layer at its defaults (fla/layers/delta_net.py; archs/delta_layer.py):
+Block, as fla's DeltaNet layer at its defaults (fla/layers/delta_net.py; delta_layer.py):
   - q, k, v: linear projections, each through a causal depthwise conv of width 4 and SiLU (the
     paper's short convolution and SiLU feature map; fla's qk_activation='silu');
   - q and k L2-normalised per head (k must have unit norm for I − β k kᵀ to be a contraction;
@@ -18,7 +18,7 @@ Block, as fla's DeltaNet layer at its defaults (fla/layers/delta_net.py; archs/d
 Difference from fla: heads come from head_dim (n_head = d_model // head_dim unless n_head is set;
 fla's default is num_heads = 4 whatever d_model).
 
-Glossary (code -> paper): see archs/delta_layer.py; q, k, v, beta (β), S, o_norm (the output norm).
+Glossary (code -> paper): see delta_layer.py; q, k, v, beta (β), S, o_norm (the output norm).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from archbench.archs import register
-from archbench.archs.delta_layer import DeltaRuleMixer, GatedRMSNorm
+from archbench.archs.mixer_registry import register
+from archbench.archs.mixers.delta_layer import DeltaRuleMixer, GatedRMSNorm
 
 
 @dataclass(frozen=True)

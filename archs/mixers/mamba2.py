@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archbench.archs import register
 from archbench.archs.base import Mixer
+from archbench.archs.mixer_registry import register
 from archbench.archs.ops.common import (
     a_log_uniform,
     dt_bias_init,

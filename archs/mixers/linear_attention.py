@@ -14,7 +14,7 @@ cancels) and the denominator gets + 1e-10; heads 8, key and value width D, no ga
 The normaliser rides on the shared diagonal-decay op (no decay) as one more value column: with v_i
 extended by a constant 1, the op's state is [S | z] and its output [S_iᵀ φ(q_i) | φ(q_i)ᵀ z_i].
 
-Glossary (code -> paper): see archs/gated_linear_layer.py; and
+Glossary (code -> paper): see gated_linear_layer.py; and
     q, k            (B, T, H, K) φ(query), φ(key)                       φ(Q_i), φ(K_i)
     S, z            (B, H, K, V), (B, H, K) state and normaliser        S_i, Z_i
 """
@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archbench.archs import State, register
-from archbench.archs.gated_linear_layer import GatedLinearMixer
+from archbench.archs.base import State
+from archbench.archs.mixer_registry import register
+from archbench.archs.mixers.gated_linear_layer import GatedLinearMixer
 from archbench.archs.ops.gated_linear import FLA_LINEAR_ATTN
 
 _EPS = 1e-10  # added to the denominator, as fla does

@@ -9,7 +9,7 @@ The decay acts first, then the delta update reads the decayed state (the order o
 for a scalar α it coincides with Gated DeltaNet). Trained with the chunked WY form with per-channel
 decays (archs/ops/delta_rule.py builds the (Q, Q, d_k) pair decays a few chunks at a time).
 
-Block, as fla's KimiDeltaAttention layer at its defaults (fla/layers/kda.py; archs/delta_layer.py):
+Block, as fla's KimiDeltaAttention layer at its defaults (fla/layers/kda.py; delta_layer.py):
   - q, k, v: projections through a causal depthwise conv of width 4 and SiLU, q and k L2-normalised
     per head, β_t = sigmoid(W_β x_t) per head;
   - decay: log α_t = −exp(A_log_h) · softplus(W_f↑ W_f↓ x_t + dt_bias), a low-rank projection of
@@ -21,7 +21,7 @@ Differences from fla: heads come from head_dim (n_head = d_model // head_dim unl
 fla's defaults (head_dim 128, 16 heads, d_model 2048) is the same count; fla's optional
 safe_gate / lower_bound variant (a sigmoid-bounded decay) is not offered.
 
-Glossary (code -> paper): see archs/delta_layer.py; and
+Glossary (code -> paper): see delta_layer.py; and
     f_proj      (down, up) low-rank projection of the decay logits                   W_f
     A_log, dt_bias                                                                   A, b of the gate
     g_proj      (down, up + bias) low-rank output gate                               W_g
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archbench.archs import register
-from archbench.archs.delta_layer import DeltaRuleMixer, GatedRMSNorm
+from archbench.archs.mixer_registry import register
+from archbench.archs.mixers.delta_layer import DeltaRuleMixer, GatedRMSNorm
 from archbench.archs.ops.common import a_log_uniform, dt_bias_init
 
 
