@@ -34,7 +34,8 @@ Glossary
   cell key   canonical JSON of the spec: the same cell always gives the same key (resume, retry)
   identity   canonical JSON of a model (`model_identity`): joins a recall cell with the cost rows of
              the very same model
-  failure    status oom, timeout or error; "skipped: n=… was …" rows follow from one
+  failure    status oom, timeout or error; "skipped: n=… was …" rows follow from one ("batch=…" for
+             a series of batches)
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class RowSchemaError(ValueError):
 
 
 # -- statuses ------------------------------------------------------------------------------------
-_AFTER_FAILURE = re.compile(r"^skipped: n=\d+ was ")
+_AFTER_FAILURE = re.compile(r"^skipped: [a-z_]+=\d+ was ")
 
 
 def short_status(status: str) -> str:
@@ -77,9 +78,10 @@ def is_failure(status: str) -> bool:
     return status in ("oom", "timeout") or status.startswith("error")
 
 
-def skipped_after_failure(n: int, status: str) -> str:
-    """The status of a longer cell of a series whose length n failed."""
-    return f"skipped: n={n} was {short_status(status)}"
+def skipped_after_failure(n: int, status: str, name: str = "n") -> str:
+    """The status of a longer cell of a series whose length n failed; `name` is what the series counts
+    (the experiment's `series_name`: a length n, a batch)."""
+    return f"skipped: {name}={n} was {short_status(status)}"
 
 
 def is_retryable(status: str) -> bool:
