@@ -373,15 +373,19 @@ def _print_plan(plan, stored) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from archbench.bench.report import ReadmeError, write_report
+    from archbench.bench.report import ForeignFileError, ReadmeError, write_report
 
     results = Path(args.results)
-    if not (results / "raw").is_dir():
+    try:
+        has_raw = (results / "raw").is_dir()
+    except OSError as exc:  # a name the file system refuses (too long)
+        raise UsageError(f"cannot read --results {results}: {exc.strerror or exc}") from None
+    if not has_raw:
         raise UsageError(f"no raw rows at {results / 'raw'}; run 'archbench run SUITE --out {results}' first")
     readme = Path(args.readme) if args.readme else None
     try:
         written = write_report(results, readme=readme)
-    except ReadmeError as exc:
+    except (ReadmeError, ForeignFileError) as exc:
         raise UsageError(str(exc)) from None
     print(f"wrote {len(written)} files under {results}")
     return 0

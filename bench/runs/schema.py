@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archbench.bench.runs.store import RowStore, canonical_json, dumps
+from archbench.bench.runs.store import RowStore, canonical_json, dumps, regular_files
 
 SCHEMA_VERSION = 3
 LINE_KEYS = ("schema", "kind", "grid", "part", "spec", "result", "status", "wall_s", "provenance")
@@ -321,10 +321,11 @@ def _hint_name(hint: Any) -> str:
 # -- reading files -------------------------------------------------------------------------------------
 def read_rows(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Row]:
     """Typed rows of a .jsonl file, of a directory's *.jsonl files (recursive, sorted), or of a list, in
-    file then line order. A path that does not exist yet holds no rows."""
+    file then line order. A path that does not exist yet holds no rows; a directory's entry that is not
+    a regular file (a FIFO, a folder named *.jsonl) is skipped with a warning naming it."""
     if isinstance(paths, str | os.PathLike):
         root = Path(paths)
-        files = sorted(root.rglob("*.jsonl")) if root.is_dir() else [root]
+        files = regular_files(sorted(root.rglob("*.jsonl"))) if root.is_dir() else [root]
     else:
         files = [Path(p) for p in paths]
     return [Row.from_json(obj, f"{f}:{lineno}") for f in files for lineno, obj in RowStore(f).numbered_rows()]

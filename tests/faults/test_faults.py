@@ -459,10 +459,11 @@ def test_a_row_of_an_unknown_kind_stops_the_report_naming_file_line_and_kind(tmp
 def test_a_report_on_a_full_disk_is_one_line_naming_the_file(tmp_path, cli, monkeypatch) -> None:
     (tmp_path / "raw").mkdir()
 
-    def full(self, data):
+    def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_bytes", full)
+    monkeypatch.setattr(store.os, "write", full)
     code, _, err = cli("report", "--results", str(tmp_path))
-    assert code == 1 and "cannot write " in err and "No space left on device" in err
+    assert code == 1 and f"cannot write {tmp_path}/" in err and "No space left on device" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["raw"]  # no temporary file left behind
