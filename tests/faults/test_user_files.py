@@ -12,6 +12,8 @@
 - A row holding a number JSON has no words for (NaN, Infinity, 1e400) is an error naming its file and
   line, since the writer refuses to store one; a plot whose every value is non-finite is still drawn.
 - A `--out` or `--results` whose name is too long for the file system is one line, exit status 2.
+- SIGTERM or SIGHUP to a local run ends it with one line naming the signal, status 128 + the signal,
+  every finished row intact.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -33,7 +36,7 @@ from helpers.rows import DEVICE, model_spec, write_rows
 from archbench.bench.experiments.scaling import Scaling, ScalingResult, ScalingSpec
 from archbench.bench.report import MARK_END, MARK_START
 from archbench.bench.report.plot import plot
-from archbench.bench.runs.schema import Row
+from archbench.bench.runs.schema import Row, read_rows
 from archbench.bench.runs.store import CorruptResultError, RowStore
 
 RUN = ["run", "scaling", "--models", "attention", "--depth", "1", "--modes", "prefill", "--d-model", "16",
@@ -232,3 +235,39 @@ def test_a_name_too_long_for_the_file_system_is_one_line(cli, tmp_path, monkeypa
     assert code == 2 and "File name too long" in one_line(err) and calls == []
     code, _, err = cli("report", "--results", str(long))
     assert code == 2 and "File name too long" in one_line(err)
+
+
+# -- SIGTERM and SIGHUP ---------------------------------------------------------------------------------
+SLOW_RUN = textwrap.dedent("""
+    import sys, time
+    from archbench.bench.cli import main
+    from archbench.bench.experiments.scaling import Scaling
+    from helpers.runs import RESULT
+
+    def run(cls, spec, budget_s, progress=None):
+        time.sleep(0.2 if spec.seq_len == 16 else 60)  # the second cell is still running when stopped
+        return RESULT
+
+    Scaling.run = classmethod(run)
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_local_run_stopped_by_a_signal_says_so_and_keeps_its_rows(tmp_path, signum) -> None:
+    argv = [*RUN[:-1], "16,32,64", "--out", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    rows = tmp_path / "raw"
+    stop = time.time() + 240
+    while time.time() < stop and not any(p.read_text().count("\n") for p in rows.glob("*.jsonl")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err and f"stopped by {name}" in err.strip().splitlines()[-1], err
+    assert [r.spec.seq_len for r in read_rows(rows)] == [16]
