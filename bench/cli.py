@@ -1,11 +1,13 @@
 """The `archbench` command: list, check, run, report.
 
 Bad input (an unknown model, task, suite or device, a malformed length, a number out of its range, a
-list where one value belongs, a filter that selects no cell, a corrupt result file or a row that does
-not fit the schema, an `--out` that cannot hold rows or that another run is writing, a `--readme`
-without the markers) ends with one line on stderr that names the valid choices and exit status 2 —
-never a traceback — and rows already written stay on disk. A row that cannot be written (a full disk)
-stops the run with one line and exit status 1, every row before it intact.
+list where one value belongs, an empty value, a filter that selects no cell, a corrupt result file or
+a row that does not fit the schema, an `--out` that cannot hold rows or that another run is writing, a
+`--readme` without the markers, a results folder holding files archbench did not write) ends with one
+line on stderr that names the valid choices and exit status 2 — never a traceback — and rows already
+written stay on disk. A row that cannot be written (a full disk) stops the run with one line and exit
+status 1, every row before it intact. SIGTERM and SIGHUP stop a command as Ctrl-C does (finished rows
+kept), with one line naming the signal and exit status 128 + its number.
 
 The console command enters through bench/entry.py, which catches a Ctrl-C while this module's imports
 (torch) load.
@@ -16,7 +18,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,8 +39,39 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # No option of archbench is a dash and a digit, so a value such as "-5G", "-.5" or "-inf" is a
+        # value (that its option's parser refuses, naming what it takes), not an unknown option that
+        # leaves the option before it "expected one argument".
+        self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
+
     def error(self, message: str):  # argparse prints usage + message; we want one line
         raise UsageError(message)
+
+
+def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty (or blank) value given to any option or argument is refused here, for every command at
+    once: read as "not given" it would silently mean the default (`--models ''` running every mixer,
+    `--out ''` writing into the working folder). No default is an empty string, so one found in `args`
+    was typed."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices[args.command]._actions:
+        value = getattr(args, action.dest, None)
+        if not isinstance(value, str) or value.strip():
+            continue
+        takes = f"one of: {', '.join(action.choices)}" if action.choices else \
+            (action.help or "a value").replace("%%", "%")
+        if action.dest in ("models", "model"):
+            takes += f"; models: {', '.join(list_models())}"
+        elif action.dest == "task":
+            from archbench.tasks import list_tasks
+
+            takes += f"; tasks: {', '.join(list_tasks())}"
+        if action.option_strings:
+            raise UsageError(f"{action.option_strings[0]} is empty; leave it out for its default, or give "
+                             f"{takes}")
+        raise UsageError(f"{action.metavar or action.dest} is empty; give {takes}")
 
 
 def _device(value: str, here: bool = True) -> str:
@@ -141,27 +178,44 @@ def _models(value: str) -> list[str]:
     return models
 
 
+# An example of each list option's values, for its error message (a length takes "4k" too).
+LIST_EXAMPLES = {"--lens": "512,1024,4k", "--prompt-len": "4k,8k", "--d-model": "64,128"}
+SINGLE_EXAMPLES = {"--depth": "4", "--batch": "8", "--workers": "2", "--threads": "1", "--max-batch": "256",
+                   "--max-examples": "8k", "--num-kv-pairs": "8", "--vocab-size": "8192", "--gen-len": "32",
+                   "--n": "4096", "--reps": "200"}
+
+
 def _lengths(value: str, what: str = "--lens") -> list[int]:
-    """'512,1024,4k' -> [512, 1024, 4096]; anything else is a usage error. Also parses the other
-    positive-integer options (--d-model, --batch, --depth), whose errors name them instead of lengths."""
+    """'512,1024,4k' -> [512, 1024, 4096]; anything else is a usage error. Also parses the other lists
+    of positive integers (--d-model, --prompt-len), whose errors name them instead of lengths."""
     noun = "length" if what == "--lens" else "value"
     out = []
     for item in value.split(","):
-        text = item.strip().lower()
-        scale = 1024 if text.endswith("k") else 1
-        digits = text[:-1] if scale > 1 else text
-        if not digits.isdigit() or int(digits) <= 0:
+        number = _positive(item)
+        if number is None:
             raise UsageError(f"malformed {noun} {item.strip()!r} in {what}; {what} takes positive integers, "
-                             "e.g. 512,1024,4k")
-        out.append(int(digits) * scale)
+                             f"e.g. {LIST_EXAMPLES.get(what, '1,2,4')}")
+        out.append(number)
     return out
 
 
+def _positive(item: str) -> int | None:
+    """'4096' or '4k' (x 1024) -> the integer when it is positive, else None."""
+    text = item.strip().lower()
+    scale = 1024 if text.endswith("k") else 1
+    digits = text[:-1] if scale > 1 else text
+    return int(digits) * scale if digits.isdigit() and int(digits) > 0 else None
+
+
 def _single(value: str, what: str) -> int:
-    values = _lengths(value, what)
-    if len(values) > 1:
+    """One positive integer (--depth, --batch, --workers, --threads, ...; '4k' = 4096)."""
+    number = _positive(value)
+    if "," in value:
         raise UsageError(f"{what} takes one value, got {value!r}")
-    return values[0]
+    if number is None:
+        raise UsageError(f"malformed value {value.strip()!r} in {what}; {what} takes one positive integer, "
+                         f"e.g. {SINGLE_EXAMPLES.get(what, '2')}")
+    return number
 
 
 def _count(value: str, what: str) -> int:
@@ -218,14 +272,18 @@ def _size(value: str, device: str) -> int:
         if text.endswith("%"):
             from archbench.bench.measure.device import memory_bytes
 
-            pct, total = float(text[:-1]), memory_bytes(device)
+            pct = float(text[:-1])
+            if not 0 < pct < math.inf:  # checked before the device is asked (nan fails too)
+                raise ValueError(pct)
+            total = memory_bytes(device)
             if total is None:
                 raise UsageError(f"cannot read the memory of device {device!r}; give --memory-budget in "
                                  "bytes")
-            size = int(total * pct / 100)
+            size = total * pct / 100
         else:
             scale = 1024 ** ("KMGT".index(text[-1]) + 1) if text and text[-1] in "KMGT" else 1
-            size = int(float(text[:-1] if scale > 1 else text) * scale)
+            size = float(text[:-1] if scale > 1 else text) * scale
+        size = int(size) if math.isfinite(size) else 0  # inf, 1e400: no size (int() would overflow)
     except ValueError:
         size = 0
     if size <= 0:
@@ -336,8 +394,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         rows = loop.run_cells(plan.cells, Path(args.out), time_limit_s=args.time_limit, budget_s=args.budget,
                               retry_failed=args.retry_failed, executor=executor, console=console)
     except KeyboardInterrupt:
-        console.print("interrupted: finished cells are saved; rerun the same command to resume")
-        return 130
+        how, status = interrupted_by()
+        console.print(f"{how}: finished cells are saved; rerun the same command to resume")
+        return status
     except ExecutorError as exc:  # a cluster without a node fit for the cells, or one that cannot run them
         raise UsageError(str(exc)) from None
     finally:
@@ -373,15 +432,19 @@ def _print_plan(plan, stored) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from archbench.bench.report import ReadmeError, write_report
+    from archbench.bench.report import ForeignFileError, ReadmeError, write_report
 
     results = Path(args.results)
-    if not (results / "raw").is_dir():
+    try:
+        has_raw = (results / "raw").is_dir()
+    except OSError as exc:  # a name the file system refuses (too long)
+        raise UsageError(f"cannot read --results {results}: {exc.strerror or exc}") from None
+    if not has_raw:
         raise UsageError(f"no raw rows at {results / 'raw'}; run 'archbench run SUITE --out {results}' first")
     readme = Path(args.readme) if args.readme else None
     try:
         written = write_report(results, readme=readme)
-    except ReadmeError as exc:
+    except (ReadmeError, ForeignFileError) as exc:
         raise UsageError(str(exc)) from None
     print(f"wrote {len(written)} files under {results}")
     return 0
@@ -514,12 +577,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_stopped_by: list[int] = []  # the SIGTERM or SIGHUP that stopped this command, if one did
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP: stop as Ctrl-C does, through Ctrl-C's own handler where it has one, so the
+    signal is held where Ctrl-C is held (around the torch profiler's registration) and the run loop
+    keeps every finished row; where Ctrl-C is ignored or has no Python handler, stop at once."""
+    _stopped_by.append(signum)
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    if callable(ctrl_c):
+        ctrl_c(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> dict[int, object]:
+    """Route SIGTERM and SIGHUP to `_stop` where they would kill the process without a word (their
+    default); a handler installed by someone else stays. Returns what to put back."""
+    _stopped_by.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    return {s: signal.signal(s, _stop) for s, h in previous.items() if h is signal.SIG_DFL}
+
+
+def interrupted_by() -> tuple[str, int]:
+    """How the last Ctrl-C-like stop came: ("interrupted", 130) or ("stopped by SIGTERM", 143)."""
+    if _stopped_by:
+        return f"stopped by {signal.Signals(_stopped_by[-1]).name}", 128 + _stopped_by[-1]
+    return "interrupted", 130
+
+
+def _ascii_safe_stdout() -> None:
+    """Characters the terminal's encoding lacks (PYTHONIOENCODING=ascii; the tables hold '…', '²', 'µ')
+    print as '?' rather than end the command with UnicodeEncodeError."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="replace")
+        except (ValueError, OSError):  # a stream that cannot change (closed, detached): leave it
+            pass
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])  # archs/, tasks/, bench/ live under it
+_plain_format = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """archbench's own warnings (a skipped torn line or FIFO, a plugin that failed to load) as one line
+    for the user; anyone else's (torch's) as Python prints them."""
+    if str(Path(filename).resolve()).startswith(_PACKAGE) and issubclass(category, UserWarning):
+        return f"archbench: warning: {message}\n"
+    return _plain_format(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     from archbench.bench.runs.schema import RowSchemaError
     from archbench.bench.runs.store import CorruptResultError, RowWriteError, StoreUnusableError
 
+    _ascii_safe_stdout()
+    restore = _stop_on_signals()
+    warnings.formatwarning = _format_warning
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _refuse_empty(parser, args)
         return args.func(args)
     except (UsageError, UnknownNameError, CorruptResultError, RowSchemaError, StoreUnusableError) as exc:
         print(f"archbench: error: {exc}", file=sys.stderr)
@@ -529,11 +653,19 @@ def main(argv: list[str] | None = None) -> int:
               "command to resume", file=sys.stderr)
         return 1
     except OSError as exc:  # writing the report (or any file) failed: say which and why, on one line
-        print(f"archbench: error: {exc}", file=sys.stderr)
+        # archbench's own messages name the file in their text ("cannot write X: ..."); the system's
+        # carry it as `filename`, which str() shows
+        text = exc.strerror if exc.filename is None and exc.strerror else exc
+        print(f"archbench: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # outside the run loop (which says how to resume): no traceback
-        print("archbench: interrupted", file=sys.stderr)
-        return 130
+        how, status = interrupted_by()
+        print(f"archbench: {how}", file=sys.stderr)
+        return status
+    finally:
+        warnings.formatwarning = _plain_format
+        for signum, handler in restore.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ the kind's name (`@register("scaling")`), declaring
   default_time_limit_s  the per-cell limit when the user gives none
   run(spec, budget_s, progress) -> Result     one cell, in this process (an executor decides where)
 and optionally `skip_reason` (a cell that cannot run by design), `series` (cells that differ only in
-a length, so longer ones are skipped after a failure) and `label` (the progress bar's text).
+a length, so longer ones are skipped after a failure; `series_name` names that length in the skip
+rows, "n" unless the series runs over something else, generation's batches) and `label` (the progress
+bar's text).
 
 A Spec holds the objects it is made of, not copies of their fields: the model as an `archs.ModelSpec`
 (`model`), a retrieval cell's task as a `tasks.TaskSpec` and its training as a `TrainConfig`. The row
@@ -46,6 +48,7 @@ class Experiment:
     Result: ClassVar[type]
     summary_columns: ClassVar[tuple[str, ...]] = ("status",)
     default_time_limit_s: ClassVar[float] = 600.0
+    series_name: ClassVar[str] = "n"  # what `series` counts, as a skip row names it: "skipped: n=64 was oom"
 
     @classmethod
     def run(cls, spec: Any, budget_s: float, progress: Progress | None = None) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from archbench.bench.experiments import decode
 from archbench.bench.experiments.scaling import ScalingSpec, build_backbone, decode_call
 from archbench.bench.measure import copy_bandwidth, device_name, time_call
 from archbench.bench.measure.profile import OpTime, enable_kernel_names, op_profile
+from archbench.bench.runs.store import slug, write_atomic
 
 TOP = 15  # rows of the printed table; the written JSON keeps every op
 
@@ -99,17 +101,26 @@ def markdown(p: DecodeProfile, top: int = TOP) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(p: DecodeProfile, out: Path) -> tuple[Path, Path]:
-    """OUT/profile_<model>_<path>_L<depth>_d<d_model>_b<batch>_n<n>.{md,json}; returns both paths."""
+def file_stem(p: DecodeProfile) -> str:
+    """profile_<model>_<path>_L<depth>_d<d_model>_b<batch>_n<n>, the model's name slugged: pattern letters
+    may be any character ('/' and '.' included), and a file name must stay one name inside --out. A
+    name the slug had to cut keeps a checksum of the whole, so two long names stay two files."""
     s = p.spec
-    kind = p.path.split(" ")[0]  # "eager (compile failed: ...)" -> eager
-    name = s.model.name.replace(':', '-').replace(',', '-').replace('=', '')
-    stem = f"profile_{name}_{kind}_L{s.model.depth}_d{s.model.d_model}_b{s.batch}_n{s.seq_len}"
+    kind = slug(p.path.split(" ")[0])  # "eager (compile failed: ...)" -> eager
+    name = slug(s.model.name, limit=80)
+    if len(slug(s.model.name, limit=10**6)) > 80:
+        name += f"-{zlib.crc32(s.model.name.encode()):08x}"
+    return f"profile_{name}_{kind}_L{s.model.depth}_d{s.model.d_model}_b{s.batch}_n{s.seq_len}"
+
+
+def write(p: DecodeProfile, out: Path) -> tuple[Path, Path]:
+    """OUT/<file_stem>.{md,json}, each written whole or not at all; returns both paths."""
+    stem = file_stem(p)
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / f"{stem}.md", out / f"{stem}.json"
-    md.write_text(markdown(p))
     record = {k: v for k, v in dataclasses.asdict(p).items() if k not in ("spec", "ops")}
-    record["spec"] = dataclasses.asdict(s)
+    record["spec"] = dataclasses.asdict(p.spec)
     record["ops"] = [dataclasses.asdict(op) for op in p.ops]
-    js.write_text(json.dumps(record, indent=1) + "\n")
+    write_atomic(md, markdown(p).encode("utf-8"))
+    write_atomic(js, (json.dumps(record, indent=1) + "\n").encode("utf-8"))
     return md, js

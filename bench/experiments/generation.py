@@ -259,6 +259,8 @@ class Generation(Experiment):
                     f"{spec.memory_budget_bytes / 2**20:.1f} MiB")
         return None
 
+    series_name = "batch"
+
     @classmethod
     def series(cls, spec: GenerationSpec) -> tuple[GenerationSpec, int]:
         return dataclasses.replace(spec, batch=0), spec.batch  # a failed batch skips the larger ones

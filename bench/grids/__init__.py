@@ -123,9 +123,51 @@ def plan(name_or_path: str, params: Params, module: ModuleType | None = None) ->
         raise GridError(f"the {name} grid fixes {', '.join(refused)}; it takes {takes}")
     pairs = list(module.cells(params))
     if not pairs:
-        raise GridError("; ".join(params.notes) or f"grid {name} has no cells with these flags")
+        raise GridError("; ".join(params.notes) or _no_cells(name, module, params))
     return Plan([Cell(c.kind, c.spec, name, part) for part, c in pairs], [p for p, _ in pairs],
                 list(params.notes), name)
+
+
+# What a cell holds for each flag that filters cells: the values `_no_cells` names.
+_CELL_VALUES = {
+    "models": lambda s: s.model.name,
+    "modes": lambda s: getattr(s, "mode", None),
+    "task": lambda s: s.task.name if hasattr(s, "task") else None,
+    "lens": lambda s: getattr(s, "seq_len", None),
+    "d_models": lambda s: s.model.d_model,
+    "depth": lambda s: s.model.depth,
+    "dtype": lambda s: getattr(s, "dtype", None),
+    "lrs": lambda s: s.train.lr if hasattr(s, "train") else None,
+    "prompt_lens": lambda s: getattr(s, "prompt_len", None),
+}
+
+
+def _no_cells(name: str, module: ModuleType, params: Params) -> str:
+    """Flags that together leave no cell: for each filtering flag given, the values the grid's cells
+    have with the other flags as given (so `--task none --modes train` names the modes of the cells
+    `--task none` keeps)."""
+    given = [f for f in params.given() if f in _CELL_VALUES]
+    shown = " ".join(f"{FLAG[f]} {_shown(getattr(params, f))}" for f in params.given())
+    has = []
+    for flag in given:
+        try:
+            others = list(module.cells(dataclasses.replace(params, **{flag: None}, notes=[])))
+        except GridError:
+            continue
+        values = list(dict.fromkeys(v for _, c in others if (v := _CELL_VALUES[flag](c.spec)) is not None))
+        if all(isinstance(v, int | float) for v in values):
+            values.sort()  # numbers in order; names in the grid's own order
+        has.append(f"its {_NOUNS.get(flag, flag)}: {', '.join(map(str, values)) or 'none'}"
+                   + (f" (with {FLAG[flag]} left out)" if len(given) > 1 else ""))
+    return f"grid {name} has no cells with {shown or 'these flags'}" + (f"; {'; '.join(has)}" if has else "")
+
+
+_NOUNS = {"task": "tasks", "lens": "lengths", "d_models": "widths", "lrs": "learning rates",
+          "prompt_lens": "prompt lengths"}
+
+
+def _shown(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def describe(name: str) -> str:

@@ -287,6 +287,9 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
     train, task_train = budget(grid.train), budget(grid.task_train)
     lrs = tuple(o.lrs or grid.lrs)
     d_models = tuple(o.d_models or grid.d_models)
+    # The other tasks and the V = 8192 slice run at one width of their own, unless --d-model says which:
+    # a flag given reaches every part, as --max-examples does (through `budget` and `scaled`).
+    one_width = tuple(o.d_models or (D_MODEL,))
     mqar_test = (grid.mqar["seq_len"] * 2,)
     recall = [m for m in recall_models(o.families) if want(m[0])]
     hybrids = [(name, HYBRID_DEPTH, ATTENTION_CFG, False) for name in hybrid_models() if want(name)]
@@ -314,7 +317,7 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
             cfg = grid.tasks[task]
             test_lens = tuple(cfg["seq_len"] * f for f in grid.test_factors)
             recall_cells(task, task_models, task, cfg, test_lens, task_train,
-                         tuple(o.lrs or grid.task_lrs), first, (D_MODEL,))
+                         tuple(o.lrs or grid.task_lrs), first, one_width)
 
     # Run order: the headline cells at every lr first (every family at the central lr, then the others),
     # so a grid cut short (or one session of it) already has a front from full sweeps; then the hybrids at
@@ -339,7 +342,7 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
                 for f in grid.v8192["models"] if f in o.families and want(f)]
         long_train = scaled(train, o.max_examples or grid.v8192["max_examples"])
         recall_cells("v8192", wide, "mqar", {**grid.mqar, "vocab_size": grid.v8192["vocab_size"]}, mqar_test,
-                     long_train, lrs, first, (D_MODEL,))
+                     long_train, lrs, first, one_width)
 
     # cost: every model of the mqar and hybrid parts, timed by the scaling harness; the headline models
     # and the hybrids first, the other state sizes after them (the same order as their recall cells)

@@ -35,8 +35,15 @@ from archbench.bench.report.format import (
     markdown,
 )
 from archbench.bench.report.scaling import crossovers, fit_exponent
-from archbench.bench.report.write import MARK_END, MARK_START, TABLES, ReadmeError, write_report
+from archbench.bench.report.write import (
+    MARK_END,
+    MARK_START,
+    TABLES,
+    ForeignFileError,
+    ReadmeError,
+    write_report,
+)
 
-__all__ = ["MARK_END", "MARK_START", "MISSING", "NA", "TABLES", "ReadmeError", "cell_raw", "cell_text",
-           "crossovers", "csv_bytes", "fit_exponent", "fmt_bytes", "fmt_joules", "fmt_pct", "fmt_seconds",
-           "markdown", "write_report"]
+__all__ = ["MARK_END", "MARK_START", "MISSING", "NA", "TABLES", "ForeignFileError", "ReadmeError", "cell_raw",
+           "cell_text", "crossovers", "csv_bytes", "fit_exponent", "fmt_bytes", "fmt_joules", "fmt_pct",
+           "fmt_seconds", "markdown", "write_report"]

@@ -25,6 +25,7 @@ import pandas as pd
 from archbench.bench.report.format import markdown, slug
 from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.plot import Series, plot
+from archbench.bench.runs.store import regular_files
 
 RECIPE = {"HazyResearch/zoology": "zoology"}  # peer project -> the archbench recipe that mirrors its trainer
 FAMILY = {"zoology.mixers.attention.MHA": "attention"}  # a peer's sequence mixer -> the archbench mixer
@@ -59,7 +60,7 @@ def _row(run: str, examples: int, accuracy: float, loss: float | None) -> dict[s
 
 def peer_tables(out: Outputs, rt: pd.DataFrame, peer_dir: Path) -> None:
     """One figure and one table per peer file: its runs and ours, accuracy and loss against examples."""
-    for path in sorted(peer_dir.glob("*.json")) if peer_dir.is_dir() else []:
+    for path in regular_files(sorted(peer_dir.glob("*.json"))) if peer_dir.is_dir() else []:
         runs = json.loads(path.read_text("utf-8"))
         first = runs[0]
         task, lr = first["config"]["task"], float(first["config"]["trainer"]["learning_rate"])

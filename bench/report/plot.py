@@ -39,8 +39,12 @@ def plot(panels: list[tuple[str, list[Series]]], xlabel: str, ylabel: str, xscal
                     ax.errorbar(xs, ys, yerr=yerr, label=label, capsize=2, **style)
                 for x, y, text in zip(xs, ys, notes or (), strict=False):
                     ax.annotate(text, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
-            ax.set_xscale("log", base=2) if xscale == "log2" else ax.set_xscale(xscale)
-            ax.set_yscale(yscale)
+            # a log axis with no positive finite value to place raises in matplotlib: such a panel (every
+            # time of a mode unusable, say) is drawn on a linear axis, empty, rather than stop the report
+            if xscale == "linear" or _loggable(x for _, xs, _, _ in series for x in xs):
+                ax.set_xscale("log", base=2) if xscale == "log2" else ax.set_xscale(xscale)
+            if yscale == "linear" or _loggable(y for _, _, ys, _ in series for y in ys):
+                ax.set_yscale(yscale)
             if ylim is not None:
                 ax.set_ylim(*ylim)
             ax.set_title(title, fontsize=9)
@@ -57,6 +61,17 @@ def plot(panels: list[tuple[str, list[Series]]], xlabel: str, ylabel: str, xscal
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     return buf.getvalue()
+
+
+def _loggable(values: Iterable[object]) -> bool:
+    """Whether a log axis has anything to place: some positive finite number among `values`."""
+    for v in values:
+        try:
+            if math.isfinite(float(v)) and float(v) > 0:
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
 
 
 def styles(labels: Iterable[str]) -> dict[str, dict]:

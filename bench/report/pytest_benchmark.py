@@ -12,13 +12,13 @@ import pandas as pd
 
 from archbench.bench.report.format import NA, fmt_seconds, is_missing
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.runs.store import CorruptResultError
+from archbench.bench.runs.store import CorruptResultError, regular_files
 
 
 def pytest_benchmark_tables(out: Outputs, folder: Path) -> list[str]:
     """Table of every benchmark in folder/*.json; returns provenance lines (machine, commit) per file."""
     recs, prov = [], []
-    for f in sorted(folder.glob("*.json")):
+    for f in regular_files(sorted(folder.glob("*.json"))):  # a FIFO would block the report
         try:
             data = json.loads(f.read_text("utf-8"))
             benches = data.get("benchmarks", [])

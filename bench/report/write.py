@@ -25,6 +25,12 @@ in <results>/.report-manifest. raw/ is never touched. Markdown shows human units
 missing figure (never an invented number); CSV keeps raw SI values (seconds, bytes, joules), empty
 when missing, and a failed cell's status ("oom", "timeout", "error", "skipped") in place of a value.
 
+Only archbench's own files are ever replaced: a file in the way that the manifest does not list (a
+README.md of the user's in a folder given as --results) stops the report before it writes anything
+(`ForeignFileError`), unless it already holds exactly what would be written. Every file, the README
+of --readme included, is replaced whole or not at all (`write_atomic`: a temporary file, fsync,
+rename), so a full disk leaves each one as it was; the error names the file.
+
 Each experiment kind's tables live in one module (`TABLES`); a registered kind without one (a plugin's)
 is counted in the index and named in a note, never dropped silently. A row of a kind or schema this
 archbench does not know stops the report with its file, line and kind (bench/runs/schema.py): its
@@ -58,6 +64,7 @@ from archbench.bench.report.pytest_benchmark import pytest_benchmark_tables
 from archbench.bench.report.retrieval import retrieval_tables
 from archbench.bench.report.scaling import scaling_tables
 from archbench.bench.runs.schema import Row, read_rows
+from archbench.bench.runs.store import write_atomic
 
 MARK_START = "<!-- archbench:results:start -->"
 MARK_END = "<!-- archbench:results:end -->"
@@ -68,6 +75,10 @@ MANIFEST = ".report-manifest"
 
 class ReadmeError(ValueError):
     """The README to refresh is missing, unreadable or has no archbench:results markers."""
+
+
+class ForeignFileError(ValueError):
+    """A file the report would replace was not written by archbench (not in the manifest)."""
 
 # experiment kind -> the function writing its tables: (outputs, that kind's frame, device slugs)
 TABLES: dict[str, Callable[[Outputs, pd.DataFrame, dict[str, str]], None]] = {
@@ -178,15 +189,28 @@ def _replace_markers(readme: Path, content: str, mark_start: str = MARK_START,
     nl = "\r\n" if "\r\n" in text else "\n"
     new = text[: start + len(mark_start)] + nl + content.replace("\n", nl) + nl + text[end:]
     if new != text:
-        readme.write_bytes(new.encode("utf-8"))
+        write_atomic(readme, new.encode("utf-8"))
+
+
+def _same(path: Path, data: bytes) -> bool:
+    """Whether `path` is a regular file holding `data` (not opened otherwise: a FIFO would block)."""
+    return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
 
 
 def _write(path: Path, data: bytes) -> None:
-    if not path.exists() or path.read_bytes() != data:  # unchanged files keep their mtime
-        try:
-            path.write_bytes(data)
-        except OSError as exc:  # a full disk: the CLI prints this in one line, which must name the file
-            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
+    if not _same(path, data):  # unchanged files keep their mtime
+        write_atomic(path, data)  # a full disk leaves the old file; the error names this one
+
+
+def _foreign(results_dir: Path, files: dict[str, bytes], owned: set[str]) -> None:
+    """Refuse, before anything is written, to replace a file archbench did not write."""
+    theirs = [results_dir / name for name, data in sorted(files.items()) if name not in owned
+              and os.path.lexists(results_dir / name) and not _same(results_dir / name, data)]
+    if theirs:
+        more = f" (and {', '.join(p.name for p in theirs[1:])})" if len(theirs) > 1 else ""
+        raise ForeignFileError(f"{theirs[0]}{more} was not written by archbench report (not listed in "
+                               f"{results_dir / MANIFEST}); it is left as it is: move it away or give "
+                               "another --results")
 
 
 def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
@@ -216,9 +240,10 @@ def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
     bench_prov = pytest_benchmark_tables(out, raw / "pytest-benchmark")
     out.files["README.md"] = _index(out, rows, bench_prov)
 
-    results_dir.mkdir(parents=True, exist_ok=True)
     manifest = results_dir / MANIFEST
     old = manifest.read_text("utf-8").split("\n") if manifest.is_file() else []
+    _foreign(results_dir, out.files, set(old))
+    results_dir.mkdir(parents=True, exist_ok=True)
     for name in old:  # only plain names in results/ top level that an earlier run wrote
         stale = results_dir / name
         if name and name == stale.name and name not in ("raw", MANIFEST, *out.files) and stale.is_file():

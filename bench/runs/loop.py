@@ -71,7 +71,8 @@ class _Failures:
         if series is None:
             return None
         failed = self.first.get((cell_key(series[0]), device_name))
-        return skipped_after_failure(*failed) if failed and series[1] > failed[0] else None
+        return skipped_after_failure(*failed, experiment(kind).series_name) \
+            if failed and series[1] > failed[0] else None
 
 
 def _one_writer(run):

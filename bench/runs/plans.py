@@ -9,12 +9,10 @@ counts what a grid has stored and has left from its rows and this file alone, so
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from archbench.bench.runs.store import slug
+from archbench.bench.runs.store import regular_files, slug, write_atomic
 
 PLANS = "plans"  # under raw/
 
@@ -28,23 +26,15 @@ def write_plan(raw: Path, grid: str, device: str, cells: list[tuple[str, str]]) 
     path = plan_path(raw, grid, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"grid": grid, "device": device, "cells": [list(c) for c in cells]}, indent=0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (data + "\n").encode("utf-8"))
     return path
 
 
 def read_plans(raw: Path) -> list[dict[str, Any]]:
-    """Every readable plan under raw/plans/, sorted by file name; a file that is not one is skipped."""
+    """Every readable plan under raw/plans/, sorted by file name; a file that is not one is skipped (with
+    a warning when it is no regular file: a FIFO would block the report)."""
     out = []
-    for path in sorted((Path(raw) / PLANS).glob("*.json")):
+    for path in regular_files(sorted((Path(raw) / PLANS).glob("*.json"))):
         try:
             plan = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(plan, dict) and {"grid", "device", "cells"} <= set(plan):

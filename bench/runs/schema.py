@@ -34,7 +34,8 @@ Glossary
   cell key   canonical JSON of the spec: the same cell always gives the same key (resume, retry)
   identity   canonical JSON of a model (`model_identity`): joins a recall cell with the cost rows of
              the very same model
-  failure    status oom, timeout or error; "skipped: n=… was …" rows follow from one
+  failure    status oom, timeout or error; "skipped: n=… was …" rows follow from one ("batch=…" for
+             a series of batches)
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archbench.bench.runs.store import RowStore, canonical_json, dumps
+from archbench.bench.runs.store import RowStore, canonical_json, dumps, regular_files
 
 SCHEMA_VERSION = 3
 LINE_KEYS = ("schema", "kind", "grid", "part", "spec", "result", "status", "wall_s", "provenance")
@@ -65,7 +66,7 @@ class RowSchemaError(ValueError):
 
 
 # -- statuses ------------------------------------------------------------------------------------
-_AFTER_FAILURE = re.compile(r"^skipped: n=\d+ was ")
+_AFTER_FAILURE = re.compile(r"^skipped: [a-z_]+=\d+ was ")
 
 
 def short_status(status: str) -> str:
@@ -77,9 +78,10 @@ def is_failure(status: str) -> bool:
     return status in ("oom", "timeout") or status.startswith("error")
 
 
-def skipped_after_failure(n: int, status: str) -> str:
-    """The status of a longer cell of a series whose length n failed."""
-    return f"skipped: n={n} was {short_status(status)}"
+def skipped_after_failure(n: int, status: str, name: str = "n") -> str:
+    """The status of a longer cell of a series whose length n failed; `name` is what the series counts
+    (the experiment's `series_name`: a length n, a batch)."""
+    return f"skipped: {name}={n} was {short_status(status)}"
 
 
 def is_retryable(status: str) -> bool:
@@ -319,10 +321,11 @@ def _hint_name(hint: Any) -> str:
 # -- reading files -------------------------------------------------------------------------------------
 def read_rows(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Row]:
     """Typed rows of a .jsonl file, of a directory's *.jsonl files (recursive, sorted), or of a list, in
-    file then line order. A path that does not exist yet holds no rows."""
+    file then line order. A path that does not exist yet holds no rows; a directory's entry that is not
+    a regular file (a FIFO, a folder named *.jsonl) is skipped with a warning naming it."""
     if isinstance(paths, str | os.PathLike):
         root = Path(paths)
-        files = sorted(root.rglob("*.jsonl")) if root.is_dir() else [root]
+        files = regular_files(sorted(root.rglob("*.jsonl"))) if root.is_dir() else [root]
     else:
         files = [Path(p) for p in paths]
     return [Row.from_json(obj, f"{f}:{lineno}") for f in files for lineno, obj in RowStore(f).numbered_rows()]

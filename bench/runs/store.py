@@ -9,7 +9,14 @@ written whole, so it is damage, not an interrupted write): rows are never droppe
 
 Writes are checked end to end: a line is written whole and fsynced, or the file is cut back to
 where it was and `RowWriteError` says why (a full disk, the file-size limit, an I/O error), so every
-row written before stays whole and readable and no torn line is left behind.
+row written before stays whole and readable and no torn line is left behind. A number JSON has no
+words for (NaN, Infinity, or a literal too large for a float, such as 1e400) is refused when read as
+when written: it is an unreadable line, named by file and line.
+
+Files that are not rows are written by `write_atomic`: a temporary file beside the target, fsynced,
+then renamed over it, so a full disk or a kill leaves the old file whole (the report's tables, a
+README's headline, a profile). Readers take only regular files (`regular_files`, `not_regular`): a
+FIFO named like a row file would block `open` until some writer came, a folder would fail it.
 
 One writer per store: `RunLock` holds an OS lock (flock) on `raw/.lock` for a whole run, with the
 holder's pid in the file; a second run on the same folder is refused at once, naming that pid. The
@@ -25,13 +32,17 @@ Glossary
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
 import json
 import os
 import re
+import stat
+import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +88,31 @@ def slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:limit].strip("-") or "unknown"
 
 
+def _not_a_number(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON can hold (a missing figure is stored as null)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:40]} is too large for a float (it would read as infinity)")
+    return value
+
+
+# Only a literal with a three-digit exponent or 309 digits can overflow a float: the slower, checked
+# parse is for lines that hold one.
+_HUGE = re.compile(rb"[eE][+]?[0-9]{3}|[0-9]{309}")
+
+
+def loads(line: bytes) -> Any:
+    """JSON as the writer (`dumps`) could have written it: NaN, Infinity and overflowing numbers are a
+    ValueError, so what the report reads is what a run could store."""
+    text = line.decode("utf-8")
+    if _HUGE.search(line):
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+    return json.loads(text, parse_constant=_not_a_number)
+
+
 def canonical_json(value: Any) -> str:
     """Canonical JSON: a cell built in memory (tuples, numpy ints, dicts in any order) gets the same
     key as the same cell read back from disk — the resume key of the run loop."""
@@ -108,7 +144,7 @@ class RowStore:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line.decode("utf-8"))
+                row = loads(line)
                 if not isinstance(row, dict):
                     raise ValueError(f"expected a JSON object, got {type(row).__name__}")
             except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -179,7 +215,7 @@ class RowStore:
         data = os.pread(fd, size, 0)
         cut = data.rfind(b"\n") + 1
         try:
-            if isinstance(json.loads(data[cut:].decode("utf-8")), dict):
+            if isinstance(loads(data[cut:]), dict):
                 return b"\n", size
         except ValueError:
             pass
@@ -191,6 +227,88 @@ class RowStore:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+# -- files that are not rows ----------------------------------------------------------------------------
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_regular(path: str | os.PathLike) -> str | None:
+    """What `path` is when it is not a regular file (a link to one counts as one), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a link to nothing" if os.path.islink(path) else "missing"
+    except OSError as exc:
+        return f"unreadable ({_reason(exc)})"
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "not a file")
+
+
+def regular_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The regular files among `paths`; anything else is skipped with a warning naming it."""
+    out = []
+    for path in paths:
+        what = not_regular(path)
+        if what is None:
+            out.append(Path(path))
+        else:
+            warnings.warn(f"skipping {path}: {what}, not a regular file", stacklevel=2)
+    return out
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Replace the file at `path` by `data`, whole or not at all.
+
+    The bytes go to a temporary file in the same folder, are fsynced and renamed over the target, so a
+    full disk, the file-size limit or a kill leaves the old file as it was (and no temporary behind).
+    A link is followed (the file it names is replaced, the link stays); the file keeps its permission
+    bits and, where this process may set them, its owner. An OSError names the file.
+    """
+    path = Path(path)
+    target = Path(os.path.realpath(path))
+    try:
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {_reason(exc)}; it is unchanged") from None
+    try:
+        try:
+            view, done = memoryview(data), 0
+            while done < len(data):
+                written = os.write(fd, view[done:])
+                if written <= 0:
+                    raise OSError(errno.EIO, f"the write stopped after {done} of {len(data)} bytes")
+                done += written
+            if old is None:  # mkstemp's 0600 is for the temporary: a new file gets the usual mode
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(fd, 0o666 & ~umask)
+            else:
+                os.fchmod(fd, stat.S_IMODE(old.st_mode))
+                with contextlib.suppress(OSError):  # only root may give a file away
+                    os.fchown(fd, old.st_uid, old.st_gid)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"cannot write {path}: {_reason(exc)}; it is unchanged") from None
+        raise
+    with contextlib.suppress(OSError):  # the rename itself survives a power cut once its folder is synced
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 LOCK_NAME = ".lock"  # in OUT/raw: not a *.jsonl file, so readers never see it
@@ -213,11 +331,11 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        for folder in (self.out_dir, self.raw):
-            if folder.exists() and not folder.is_dir():
-                raise StoreUnusableError(f"{folder} is a file, not a folder: --out must be a folder "
-                                         f"(rows go to {self.raw}/)")
-        try:
+        try:  # a name the file system refuses (too long) fails here, in one line
+            for folder in (self.out_dir, self.raw):
+                if folder.exists() and not folder.is_dir():
+                    raise StoreUnusableError(f"{folder} is a file, not a folder: --out must be a folder "
+                                             f"(rows go to {self.raw}/)")
             self.raw.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -241,7 +359,25 @@ class RunLock:
             os.close(fd)
             raise RowWriteError(f"cannot write under {self.raw}: {_reason(exc)}") from None
         self._fd = fd
+        try:
+            self._only_regular_row_files()
+        except BaseException:
+            self.release()
+            raise
         return self
+
+    def _only_regular_row_files(self) -> None:
+        """A FIFO or folder named like a row file is refused: reading it would block or fail, and it
+        may be the very file this run appends to."""
+        try:
+            names = sorted(self.raw.rglob("*.jsonl"))
+        except OSError as exc:
+            raise StoreUnusableError(f"cannot list the rows under {self.raw}: {_reason(exc)}") from None
+        for path in names:
+            if (what := not_regular(path)) is not None:
+                raise StoreUnusableError(f"{path} is {what}, not a regular file: rows are read from and "
+                                         f"appended to regular *.jsonl files under {self.raw}/; move it "
+                                         "away or choose another --out")
 
     def release(self) -> None:
         if self._fd is not None:

@@ -30,7 +30,7 @@ import pytest
         (["run", "scaling", "--lens", "abc"], "malformed length 'abc'"),
         (["run", "warp"], "unknown grid 'warp'; choose from: quick, scaling, retrieval, full"),
         (["list", "zz*"], "no architecture matches 'zz*'; registered: attention, "),
-        (["run", "scaling", "--batch", "0"], "malformed value '0' in --batch; --batch takes positive"),
+        (["run", "scaling", "--batch", "0"], "malformed value '0' in --batch; --batch takes one positive"),
         (["run", "scaling", "--device", "tpu"], "unknown device 'tpu'; choose from: cpu, cuda"),
         (["run", "scaling", "--modes", "prefill,infer"], "unknown mode 'infer'; choose from: prefill"),
         (["run", "retrieval", "--task", "sudoku"], "unknown task 'sudoku'; choose from:"),
@@ -109,3 +109,35 @@ def test_list_shows_every_builtin(cli) -> None:
     assert code == 0
     for name in ("attention", "mamba", "mamba2", "rwkv", "mamba-attn", "mamba2-attn"):
         assert name in out  # the mixers, and the presets --models takes beside them
+
+
+def test_flags_that_leave_no_cell_name_the_grid_s_models_and_modes(cli, tmp_path) -> None:
+    code, _, err = cli("run", "frontier", "--models", "jamba", "--out", str(tmp_path))
+    assert code == 2 and "--models jamba" in err and "its models: " in err and "mamba2" in err, err
+    code, _, err = cli("run", "frontier", "--task", "none", "--modes", "train", "--out", str(tmp_path))
+    assert code == 2 and "its modes: prefill, decode" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "raw").exists()
+
+
+def test_list_on_an_ascii_terminal_replaces_what_it_cannot_encode(monkeypatch) -> None:
+    import io
+    import sys
+
+    from archbench.bench.cli import main
+
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii", write_through=True)  # PYTHONIOENCODING=ascii
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["list"]) == 0
+    text = raw.getvalue().decode("ascii")
+    assert "attention" in text and "mamba2-attn" in text
+
+
+def test_archbench_s_warnings_print_as_one_line_and_others_as_python_prints_them() -> None:
+    from archbench.bench import cli
+    from archbench.bench.runs import store
+
+    ours = cli._format_warning(UserWarning("skipping raw/x.jsonl: a FIFO"), UserWarning, store.__file__, 7)
+    assert ours == "archbench: warning: skipping raw/x.jsonl: a FIFO\n"
+    theirs = cli._format_warning(UserWarning("y"), UserWarning, "/elsewhere/lib.py", 3)
+    assert theirs.startswith("/elsewhere/lib.py:3: UserWarning: y")

@@ -75,3 +75,63 @@ def test_valid_values_at_the_edges_run(cli, tmp_path, monkeypatch) -> None:
                        "--out", str(tmp_path))
     assert code == 0, err
     assert budgets == [0.0]
+
+
+def _value_options() -> list[tuple[str, str]]:
+    """(command, option) for every option of every command that takes a value, read from the parser so
+    an option added later is covered too."""
+    import argparse
+
+    from archbench.bench.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return [(command, action.option_strings[0]) for command, parser in sub.choices.items()
+            for action in parser._actions if action.option_strings and action.nargs is None
+            and not isinstance(action, argparse._StoreConstAction | argparse._StoreTrueAction)]
+
+
+def test_every_value_option_is_covered_below() -> None:
+    options = _value_options()
+    assert {("run", "--models"), ("run", "--out"), ("report", "--readme")} <= set(options)
+    assert ("profile", "--d-model") in options and len(options) > 30
+
+
+@pytest.mark.parametrize("command, option", _value_options())
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_value_is_refused_not_taken_for_the_default(cli, tmp_path, monkeypatch, command, option,
+                                                             value) -> None:
+    calls = []
+    monkeypatch.setattr(Scaling, "run", classmethod(lambda cls, spec, *a, **k: calls.append(spec)))
+    argv = {"run": [*SCALING, "--out", str(tmp_path)], "profile": ["profile", "mamba2"],
+            "report": ["report", "--results", str(tmp_path)]}[command]
+    argv = [a for i, a in enumerate(argv) if a != option and (i == 0 or argv[i - 1] != option)]
+    monkeypatch.chdir(tmp_path)  # an empty --out or --results taken as "." would land here
+    code, out, err = cli(*argv, f"{option}={value}")
+    assert code == 2, (out, err)
+    assert option in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["inf", "inf%", "1e400", "-inf", "nan", "nan%", "-5G", "-5", "1e400%"])
+def test_a_memory_budget_that_is_no_size_is_one_line(cli, tmp_path, value) -> None:
+    code, _, err = cli("run", "generation", "--memory-budget", value, "--out", str(tmp_path))
+    assert code == 2 and f"malformed --memory-budget {value!r}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize("option", ["--workers", "--max-batch", "--depth", "--batch", "--threads"])
+def test_a_single_value_option_names_what_it_takes_with_its_own_example(cli, tmp_path, option) -> None:
+    grid = "generation" if option == "--max-batch" else "scaling"
+    argv = ["run", grid, option, "0", "--out", str(tmp_path)]
+    if option == "--workers":
+        argv += ["--executor", "ray"]
+    code, _, err = cli(*argv)
+    assert code == 2 and f"malformed value '0' in {option}; {option} takes one positive integer, e.g. " in err
+    assert "4k" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_list_option_of_sizes_gives_a_list_example(cli, tmp_path) -> None:
+    code, _, err = cli("run", "scaling", "--d-model", "0", "--out", str(tmp_path))
+    assert code == 2 and "--d-model takes positive integers, e.g. 64,128" in err, err
+    code, _, err = cli("run", "scaling", "--lens", "0", "--out", str(tmp_path))
+    assert code == 2 and "--lens takes positive integers, e.g. 512,1024,4k" in err, err

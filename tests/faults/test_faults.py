@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT
+from helpers.disk import fill
 from helpers.linear_attention_fixture import LinearAttention
 from helpers.runs import RESULT, scaling_cells, small_device_peaks
 
@@ -74,29 +75,6 @@ def rows_read_cleanly(path: Path) -> list[dict]:
         rows = RowStore(path).rows()
     assert not path.exists() or path.read_bytes().endswith(b"\n") or path.stat().st_size == 0
     return rows
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path):
-    """A real 64 KiB filesystem (tmpfs), mounted for the test and removed after it."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def fill(disk: Path, leave: int) -> None:
-    """Fill `disk` up to `leave` bytes of free space."""
-    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-    with open(disk / "filler", "wb") as f:
-        f.write(b"\0" * max(free - leave, 0))
 
 
 # -- row writes are checked end to end ---------------------------------------------------------------
@@ -481,10 +459,11 @@ def test_a_row_of_an_unknown_kind_stops_the_report_naming_file_line_and_kind(tmp
 def test_a_report_on_a_full_disk_is_one_line_naming_the_file(tmp_path, cli, monkeypatch) -> None:
     (tmp_path / "raw").mkdir()
 
-    def full(self, data):
+    def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_bytes", full)
+    monkeypatch.setattr(store.os, "write", full)
     code, _, err = cli("report", "--results", str(tmp_path))
-    assert code == 1 and "cannot write " in err and "No space left on device" in err
+    assert code == 1 and f"cannot write {tmp_path}/" in err and "No space left on device" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["raw"]  # no temporary file left behind

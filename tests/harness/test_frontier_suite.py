@@ -174,3 +174,29 @@ def test_training_compiles_only_where_it_pays_on_cpu() -> None:
     # the other tasks' cells each compile a graph no other cell shares: eager on CPU
     assert not any(c.spec.train.compile for c in cells if c.spec.task.name != "mqar")
     assert all(c.spec.train.compile for c in _cells(device="cuda") if c.kind == "retrieval")
+
+
+def test_max_examples_and_d_model_reach_every_part() -> None:
+    """`--max-examples` and `--d-model` replace the grid's budget and width in every part: the headline,
+    hybrids, the other tasks and the V = 8192 slice alike, and the cost cells of those models."""
+    cells = plan("frontier", Params(max_examples=512, d_models=[16])).cells
+    parts = plan("frontier", Params(max_examples=512, d_models=[16])).parts
+    assert {"v8192", "passkey", "copy", "hybrids", "cost"} <= set(parts)
+    assert {c.spec.model.d_model for c in cells} == {16}
+    assert {c.spec.train.max_examples for c in cells if c.kind == "retrieval"} == {512}
+    default = plan("frontier", Params())
+    widths = {(part, c.spec.model.d_model) for part, c in zip(default.parts, default.cells, strict=True)}
+    assert {w for _, w in widths} == {frontier.D_MODEL}  # without the flag, the grid's own width
+
+
+@pytest.mark.parametrize("flags, named", [
+    ({"models": ["jamba"]}, ["its models: ", "mamba2", "qwen3-next", "RRRX:R=mamba2,X=attention"]),
+    ({"task": "none", "modes": ["train"]}, ["its modes: prefill, decode"]),
+    ({"models": ["attention"], "task": "none", "modes": ["train"]}, ["its modes: prefill, decode"]),
+])
+def test_flags_that_leave_no_cell_name_what_the_grid_has(flags, named) -> None:
+    with pytest.raises(GridError, match="grid frontier has no cells with") as err:
+        plan("frontier", Params(**flags))
+    message = str(err.value)
+    assert all(text in message for text in named), message
+    assert "\n" not in message

@@ -181,3 +181,18 @@ def test_memory_budget_sizes() -> None:
     assert _size("512M", "cpu") == 512 << 20 and _size("2g", "cpu") == 2 << 30
     assert _size("1000", "cpu") == 1000
     assert 0 < _size("25%", "cpu") < _size("50%", "cpu")
+
+
+def test_batches_after_a_failed_batch_are_skipped_naming_the_batch(tmp_path, monkeypatch) -> None:
+    """A generation series runs over batches, not lengths: the skip says which batch failed."""
+    from archbench.bench.runs import loop
+    from archbench.bench.runs.cell import Cell
+    from archbench.bench.runs.schema import is_retryable
+
+    def run(cls, s, budget_s, progress=None):
+        raise MemoryError("x")
+
+    monkeypatch.setattr(Generation, "run", classmethod(run))
+    rows = loop.run_cells([Cell("generation", spec(batch=b)) for b in (2, 4, 8)], tmp_path)
+    assert [r.status for r in rows] == ["oom", "skipped: batch=2 was oom", "skipped: batch=2 was oom"]
+    assert is_retryable(rows[1].status) and is_retryable("skipped: n=2 was oom")  # rows stored before

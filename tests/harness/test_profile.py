@@ -46,3 +46,15 @@ def test_op_profile_counts_calls_per_call_of_fn() -> None:
     assert by_name["aten::mm"].calls == 1 and by_name["aten::relu"].calls == 1
     assert wall > 0 and ops == sorted(ops, key=lambda op: op.self_s, reverse=True)
     assert sum(op.share for op in ops) == pytest.approx(1, abs=0.05)  # self times + outside = the wall
+
+
+def test_profile_files_stay_in_out_whatever_the_model_name(cli, tmp_path, copy_bandwidth_1e9) -> None:
+    """Pattern letters may be any character but ':', ',' and '=': a '/' or '.' among them must not
+    make a path that leaves --out (or names a folder that is not there)."""
+    out = tmp_path / "a" / "b"
+    code, _, err = cli("profile", "/../..:/=mamba2,.=attention", "--n", "8", "--depth", "6", "--d-model",
+                       "16", "--device", "cpu", "--decode-backend", "eager", "--reps", "2", "--out", str(out))
+    assert code == 0, err
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert [p.parent for p in written] == [out, out] and {p.suffix for p in written} == {".md", ".json"}
+    assert all(p.name.startswith("profile_") and "/" not in p.name[8:] for p in written)

@@ -1,5 +1,5 @@
 """The JSON Lines row store (bench/runs/store.py) and provenance: round trip, torn tails, corruption,
-resume keys, git state."""
+resume keys, git state; `write_atomic`, which writes every other file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from archbench.bench.runs.provenance import git_info, provenance
-from archbench.bench.runs.store import CorruptResultError, RowStore, canonical_json
+from archbench.bench.runs.store import CorruptResultError, RowStore, canonical_json, write_atomic
 
 ROWS = [
     {"arch": "attention", "n": 128, "time_s": 0.5, "shape": [1, 2]},
@@ -133,3 +133,25 @@ def test_git_dirty_means_the_measuring_code_changed(tmp_path: Path) -> None:
     (tmp_path / "archs").mkdir()
     (tmp_path / "archs" / "newmix.py").write_text("\n")  # an uncommitted mixer changes what is measured
     assert git_info(tmp_path)["git_dirty"] is True
+
+
+def test_write_atomic_replaces_the_file_a_link_names_and_keeps_its_mode(tmp_path: Path) -> None:
+    real = tmp_path / "docs" / "README.md"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "README.md"
+    link.symlink_to(real)
+    write_atomic(link, b"new\n")
+    assert link.is_symlink() and real.read_text() == "new\n" and (real.stat().st_mode & 0o777) == 0o640
+    write_atomic(tmp_path / "fresh.md", b"x")
+    assert (tmp_path / "fresh.md").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["README.md", "README.md", "docs", "fresh.md"]
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -10,6 +10,7 @@
     interrupt_resume          Ctrl-C to a real `archbench run`, then the same command again
     runs                      tiny cells, a stand-in result and training config for run-loop tests
     rows                      rows built through the schema and written where `archbench report` reads
+    disk                      filling a small real filesystem to a given free space
 """
 
 from pathlib import Path
