@@ -1,0 +1,143 @@
+"""Cells that misbehave, and what the run loop owes the cells after them: a plugin that changes torch's
+threads, grad mode or the Ctrl-C handler changes no later cell (its own cell is an error row naming
+it).
+
+The plugins are test mixers registered for the duration of a test with a plugin's origin
+(`MIXERS.registered(name, cls, origin)`), as an installed distribution would register them.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+import torch
+from helpers.linear_attention_fixture import LinearAttention
+from helpers.runs import scaling_cells, small_device_peaks
+
+from archbench.archs import MIXERS
+from archbench.archs.registry import Origin
+from archbench.bench.experiments.scaling import Scaling
+from archbench.bench.runs import loop
+from archbench.bench.runs.cell import Job, run_job
+from archbench.bench.runs.schema import read_rows
+
+PLUGIN = Origin("plugin", "archbench-bad", "0.1")
+NAMED = "(plugin archbench-bad 0.1)"
+
+
+class OneThread(LinearAttention):
+    def __init__(self, d_model, cfg):
+        super().__init__(d_model, cfg)
+        torch.set_num_threads(1)
+
+
+class GradOff(LinearAttention):
+    def __init__(self, d_model, cfg):
+        super().__init__(d_model, cfg)
+        torch.set_grad_enabled(False)
+
+
+class IgnoresCtrlC(LinearAttention):
+    def __init__(self, d_model, cfg):
+        super().__init__(d_model, cfg)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.fixture
+def two_threads():
+    """torch on two threads, so that a plugin's one thread shows; the count put back after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def ctrl_c():
+    """Python's own Ctrl-C handler for the test (pytest in the background inherits SIGINT ignored),
+    and put back after it, whatever a plugin did to it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def what_cells_see(monkeypatch) -> list[tuple[str, int, bool]]:
+    """(model, torch threads, grad mode) as each scaling cell starts; the cells then run for real."""
+    seen: list[tuple[str, int, bool]] = []
+    real = Scaling.run.__func__
+
+    def run(cls, spec, budget_s, progress=None):
+        seen.append((spec.model.name, torch.get_num_threads(), torch.is_grad_enabled()))
+        return real(cls, spec, budget_s, progress)
+
+    monkeypatch.setattr(Scaling, "run", classmethod(run))
+    return seen
+
+
+# -- torch's settings ------------------------------------------------------------------------------------
+def test_a_plugin_that_sets_one_thread_leaves_later_cells_on_the_sweeps_threads(tmp_path, monkeypatch,
+                                                                                two_threads) -> None:
+    small_device_peaks(monkeypatch)
+    seen = what_cells_see(monkeypatch)
+    with MIXERS.registered("test_one_thread", OneThread, PLUGIN):
+        rows = loop.run_cells(scaling_cells((16,), model="test_one_thread") + scaling_cells((16, 32)),
+                              tmp_path, budget_s=0.01)
+    assert [threads for _, threads, _ in seen] == [2, 2, 2]
+    assert rows[0].status.startswith(f"error: GlobalStateChanged: mixer 'test_one_thread' {NAMED} changed "
+                                     "torch threads (torch.set_num_threads) 2 -> 1"), rows[0].status
+    assert rows[0].result is None and [r.status for r in rows[1:]] == ["ok", "ok"]
+    assert {r.provenance["torch_threads"] for r in rows} == {2} and torch.get_num_threads() == 2
+
+
+def test_a_plugin_that_turns_gradients_off_fails_only_its_own_cell(tmp_path, monkeypatch) -> None:
+    small_device_peaks(monkeypatch)
+    seen = what_cells_see(monkeypatch)
+    with MIXERS.registered("test_grad_off", GradOff, PLUGIN):
+        rows = loop.run_cells(scaling_cells((16,), model="test_grad_off", mode="train")
+                              + scaling_cells((16,), mode="train") + scaling_cells((16,), model="mamba2",
+                                                                                   mode="train"),
+                              tmp_path, budget_s=0.01)
+    assert [grad for _, _, grad in seen] == [True, True, True]
+    assert f"mixer 'test_grad_off' {NAMED} changed grad mode (torch.set_grad_enabled) True -> False" \
+        in rows[0].status
+    assert [r.status for r in rows[1:]] == ["ok", "ok"] and torch.is_grad_enabled()  # built-ins unharmed
+
+
+def test_run_job_puts_every_setting_back_whatever_the_cell_raised(monkeypatch) -> None:
+    def run(cls, spec, budget_s, progress=None):
+        torch.set_default_dtype(torch.float64)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.set_float32_matmul_precision("medium")
+        raise RuntimeError("and then it failed")
+
+    monkeypatch.setattr(Scaling, "run", classmethod(run))
+    job = Job("scaling", scaling_cells((16,))[0].spec, 0.01, 10.0)
+    status = run_job(job).status
+    for changed in ("default dtype (torch.set_default_dtype) torch.float32 -> torch.float64",
+                    "deterministic algorithms (torch.use_deterministic_algorithms) (False, False) -> "
+                    "(True, True)",
+                    "float32 matmul precision (torch.set_float32_matmul_precision) highest -> medium"):
+        assert changed in status, status
+    assert torch.get_default_dtype() == torch.float32 and not torch.are_deterministic_algorithms_enabled()
+    assert torch.get_float32_matmul_precision() == "highest"
+
+
+# -- signals -----------------------------------------------------------------------------------------------
+def test_ctrl_c_still_stops_the_sweep_after_a_plugin_ignored_it(tmp_path, monkeypatch, ctrl_c) -> None:
+    small_device_peaks(monkeypatch)
+    real, ran = Scaling.run.__func__, []
+
+    def run(cls, spec, budget_s, progress=None):
+        if spec.model.name == "attention":
+            signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, in a later cell
+            ran.append(spec.seq_len)
+        return real(cls, spec, budget_s, progress)
+
+    monkeypatch.setattr(Scaling, "run", classmethod(run))
+    with MIXERS.registered("test_ignores_ctrl_c", IgnoresCtrlC, PLUGIN), pytest.raises(KeyboardInterrupt):
+        loop.run_cells(scaling_cells((16,), model="test_ignores_ctrl_c") + scaling_cells((16, 32)), tmp_path,
+                       budget_s=0.01)
+    (row,) = read_rows(tmp_path / "raw")  # the plugin's cell, and nothing after the Ctrl-C
+    assert ran == [] and f"mixer 'test_ignores_ctrl_c' {NAMED} changed SIGINT handler" in row.status
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
