@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -26,7 +26,7 @@ import torch
 
 from archbench.archs.isolation import guarded
 from archbench.bench.experiments import Progress, get
-from archbench.bench.runs.schema import OK
+from archbench.bench.runs.schema import OK, cell_key
 
 
 class CellTimeout(Exception):
@@ -40,6 +40,16 @@ class Cell(NamedTuple):
     spec: Any
     grid: str | None = None
     part: str | None = None
+
+
+def unique_cells(cells: Iterable[Cell]) -> list[Cell]:
+    """Each cell once, the first of those with one key kept, in order. A command line may name a cell
+    twice (`--models attention,attention`); run twice at once, as on a cluster, it would be stored
+    twice, since a cell counts as stored only once its row is written."""
+    seen: dict[tuple[str, str], Cell] = {}
+    for cell in cells:
+        seen.setdefault((cell.kind, cell_key(cell.spec)), cell)
+    return list(seen.values())
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from archbench.bench.runs import store
-from archbench.bench.runs.cell import Cell, Job, Outcome
+from archbench.bench.runs.cell import Cell, Job, Outcome, unique_cells
 from archbench.bench.runs.executors import Executor, LocalExecutor
 from archbench.bench.runs.provenance import moment, provenance
 from archbench.bench.runs.schema import (
@@ -117,6 +117,7 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
     return the rows written by this call, in the order they were written."""
     console = console or Console(stderr=True)
     executor = executor or LocalExecutor()
+    cells = unique_cells(cells)  # for every executor: one that runs cells at once would run both copies
     raw = Path(out_dir) / "raw"
     newest: dict[tuple[str, str], Row] = {}
     for row in read_rows(raw) if raw.is_dir() else []:

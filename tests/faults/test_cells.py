@@ -1,6 +1,6 @@
 """Cells that misbehave, and what the run loop owes the cells after them: a plugin that changes torch's
 threads, grad mode or the Ctrl-C handler changes no later cell (its own cell is an error row naming
-it).
+it); a cell named twice runs and is stored once, whatever the executor.
 
 The plugins are test mixers registered for the duration of a test with a plugin's origin
 (`MIXERS.registered(name, cls, origin)`), as an installed distribution would register them.
@@ -9,11 +9,12 @@ The plugins are test mixers registered for the duration of a test with a plugin'
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 import torch
 from helpers.linear_attention_fixture import LinearAttention
-from helpers.runs import scaling_cells, small_device_peaks
+from helpers.runs import RESULT, scaling_cells, small_device_peaks
 
 from archbench.archs import MIXERS
 from archbench.archs.registry import Origin
@@ -141,3 +142,33 @@ def test_ctrl_c_still_stops_the_sweep_after_a_plugin_ignored_it(tmp_path, monkey
     (row,) = read_rows(tmp_path / "raw")  # the plugin's cell, and nothing after the Ctrl-C
     assert ran == [] and f"mixer 'test_ignores_ctrl_c' {NAMED} changed SIGINT handler" in row.status
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- a cell named twice ------------------------------------------------------------------------------------
+class AllAtOnce:
+    """An executor that takes every job before it returns an outcome: cells in flight together, as
+    on a Ray cluster with room for all of them."""
+
+    def map(self, jobs, progress_for):
+        for job in list(jobs):
+            yield job, run_job(job)
+
+
+@pytest.mark.parametrize("executor", [None, AllAtOnce()], ids=["local", "all at once"])
+def test_a_cell_named_twice_runs_and_is_stored_once(tmp_path, monkeypatch, executor) -> None:
+    ran: list[int] = []
+
+    def run(cls, spec, budget_s, progress=None):
+        ran.append(spec.seq_len)
+        return RESULT
+
+    monkeypatch.setattr(Scaling, "run", classmethod(run))
+    cells = scaling_cells((16, 16, 32)) + scaling_cells((16,)) + scaling_cells((32,))
+    rows = loop.run_cells(cells, tmp_path, executor=executor)
+    assert sorted(ran) == [16, 32] and len(rows) == 2 and len(read_rows(tmp_path / "raw")) == 2
+
+
+def test_the_command_line_plans_a_repeated_cell_once(tmp_path: Path, cli) -> None:
+    code, out, _ = cli("run", "scaling", "--models", "attention,attention", "--d-model", "16,16", "--lens",
+                       "64,64", "--depth", "1", "--modes", "prefill", "--dry-run", "--out", str(tmp_path))
+    assert code == 0 and "│ -    │ 1     │ 0      │ 1    │" in out, out
