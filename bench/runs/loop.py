@@ -24,7 +24,9 @@ Glossary
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import math
 import signal
 import threading
 from pathlib import Path
@@ -34,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from archbench.bench.runs import store
-from archbench.bench.runs.cell import Cell, Job, Outcome, unique_cells
+from archbench.bench.runs.cell import Cell, Job, Outcome, suspects, unique_cells
 from archbench.bench.runs.executors import Executor, LocalExecutor
 from archbench.bench.runs.provenance import moment, provenance
 from archbench.bench.runs.schema import (
@@ -202,14 +204,32 @@ def _stored(newest: dict[tuple[str, str], Row], spec: Any, provs: list[dict],
 
 
 def _row(job: Job, outcome: Outcome, prov: dict) -> Row:
-    """The row of a finished job; a result that does not fit its schema becomes an error row (the
-    experiment's bug is recorded, the sweep goes on)."""
+    """The row of a finished job; a result that does not fit its schema, or holds a NaN or infinity
+    (which JSON cannot: a figure that cannot be measured is None), becomes an error row naming the
+    code that ran (the experiment's or a plugin's bug is recorded, the sweep goes on)."""
     row = Row(job.kind, job.spec, outcome.result, outcome.status, prov, outcome.wall_s, job.grid, job.part)
-    try:
-        return row.checked()
-    except RowSchemaError as exc:
-        return Row(job.kind, job.spec, None, f"error: RowSchemaError: {exc}"[:300], prov, outcome.wall_s,
-                   job.grid, job.part)
+    if bad := _non_finite(outcome.result, "result"):
+        error = f"NonFiniteResult: not a finite number: {', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}"
+    else:
+        try:
+            return row.checked()
+        except RowSchemaError as exc:
+            error = f"RowSchemaError: {exc}"
+    return Row(job.kind, job.spec, None, f"error: {error[:240]}; ran {suspects(job.spec)}"[:400], prov,
+               outcome.wall_s, job.grid, job.part)
+
+
+def _non_finite(value: Any, path: str) -> list[str]:
+    """'path.field = nan' for each NaN or infinite float in a result (its dataclasses, dicts, lists)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{path} = {value}"]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return [bad for k, v in value.items() for bad in _non_finite(v, f"{path}.{k}")]
+    if isinstance(value, list | tuple):
+        return [bad for i, v in enumerate(value) for bad in _non_finite(v, f"{path}[{i}]")]
+    return []
 
 
 def _describe(bar: Progress, task: Any, label: str, fraction: float, info: str) -> None:

@@ -1,6 +1,7 @@
 """Cells that misbehave, and what the run loop owes the cells after them: a plugin that changes torch's
 threads, grad mode or the Ctrl-C handler changes no later cell (its own cell is an error row naming
-it); a cell named twice runs and is stored once, whatever the executor.
+it); a plugin whose figures are NaN gets an error row naming it, and the sweep goes on; a cell
+named twice runs and is stored once, whatever the executor.
 
 The plugins are test mixers registered for the duration of a test with a plugin's origin
 (`MIXERS.registered(name, cls, origin)`), as an installed distribution would register them.
@@ -43,6 +44,16 @@ class IgnoresCtrlC(LinearAttention):
     def __init__(self, d_model, cfg):
         super().__init__(d_model, cfg)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class NaNFlops(LinearAttention):
+    def flops(self, seq_len):
+        return float("nan")
+
+
+class NaNState(LinearAttention):
+    def state_bytes(self, batch, seq_len):
+        return float("inf")
 
 
 @pytest.fixture
@@ -142,6 +153,25 @@ def test_ctrl_c_still_stops_the_sweep_after_a_plugin_ignored_it(tmp_path, monkey
     (row,) = read_rows(tmp_path / "raw")  # the plugin's cell, and nothing after the Ctrl-C
     assert ran == [] and f"mixer 'test_ignores_ctrl_c' {NAMED} changed SIGINT handler" in row.status
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- figures JSON cannot hold -------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls, field", [(NaNFlops, "result.flops = nan"),
+                                        (NaNState, "result.state_bytes = inf")])
+def test_a_plugin_whose_figures_are_not_finite_gets_an_error_row_naming_it(tmp_path, monkeypatch, cli, cls,
+                                                                           field) -> None:
+    small_device_peaks(monkeypatch)
+    with MIXERS.registered("test_nan", cls, PLUGIN):
+        argv = ["run", "scaling", "--models", "test_nan,attention", "--depth", "1", "--d-model", "32",
+                "--lens", "16", "--modes", "prefill", "--budget", "0.01", "--out", str(tmp_path)]
+        code, _, err = cli(*argv)
+        assert code == 0 and "Traceback" not in err, err
+        rows = read_rows(tmp_path / "raw")
+        assert rows[0].status.startswith("error: NonFiniteResult: not a finite number: ")
+        assert field in rows[0].status and rows[0].status.endswith(f"ran mixer 'test_nan' {NAMED}")
+        assert [r.status for r in rows[1:]] == ["ok"]  # the sweep went on
+        code, _, err = cli(*argv)  # a rerun keeps the failure, and stops nowhere
+        assert code == 0 and len(read_rows(tmp_path / "raw")) == 2
 
 
 # -- a cell named twice ------------------------------------------------------------------------------------
