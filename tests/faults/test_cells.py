@@ -1,7 +1,8 @@
 """Cells that misbehave, and what the run loop owes the cells after them: a plugin that changes torch's
 threads, grad mode or the Ctrl-C handler changes no later cell (its own cell is an error row naming
-it); a plugin whose figures are NaN gets an error row naming it, and the sweep goes on; a cell
-named twice runs and is stored once, whatever the executor.
+it); a plugin whose figures are NaN gets an error row naming it, and the sweep goes on; a cell that
+hangs inside the profiled memory call still ends at its time limit or Ctrl-C; a cell named twice
+runs and is stored once, whatever the executor.
 
 The plugins are test mixers registered for the duration of a test with a plugin's origin
 (`MIXERS.registered(name, cls, origin)`), as an installed distribution would register them.
@@ -10,6 +11,8 @@ The plugins are test mixers registered for the duration of a test with a plugin'
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from helpers.runs import RESULT, scaling_cells, small_device_peaks
 from archbench.archs import MIXERS
 from archbench.archs.registry import Origin
 from archbench.bench.experiments.scaling import Scaling
+from archbench.bench.measure import memory
 from archbench.bench.runs import loop
 from archbench.bench.runs.cell import Job, run_job
 from archbench.bench.runs.schema import read_rows
@@ -153,6 +157,38 @@ def test_ctrl_c_still_stops_the_sweep_after_a_plugin_ignored_it(tmp_path, monkey
     (row,) = read_rows(tmp_path / "raw")  # the plugin's cell, and nothing after the Ctrl-C
     assert ran == [] and f"mixer 'test_ignores_ctrl_c' {NAMED} changed SIGINT handler" in row.status
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- a hang inside the profiled memory call ----------------------------------------------------------------
+@pytest.mark.parametrize("stop", ["time limit", "ctrl-c"])
+def test_a_cell_that_hangs_in_the_profiled_call_ends_at_the_time_limit_or_ctrl_c(tmp_path, monkeypatch,
+                                                                                ctrl_c, stop) -> None:
+    if memory.cpu_peak_method() != "torch_allocated":
+        pytest.skip("the torch profiler method is not available here")
+
+    def hangs():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def run(cls, spec, budget_s, progress=None):
+        if spec.seq_len == 32:
+            memory.peak_memory_bytes(hangs, "cpu")
+        return RESULT
+
+    monkeypatch.setattr(Scaling, "run", classmethod(run))
+    started = time.monotonic()
+    if stop == "time limit":
+        rows = loop.run_cells(scaling_cells((16, 32)), tmp_path, time_limit_s=1.0)
+        assert [r.status for r in rows] == ["ok", "timeout"]
+    else:
+        threading.Timer(1.0, signal.raise_signal, (signal.SIGINT,)).start()
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_cells(scaling_cells((16, 32)), tmp_path)
+        assert [r.status for r in read_rows(tmp_path / "raw")] == ["ok"]
+    assert time.monotonic() - started < 10
+    assert memory.peak_memory_bytes(lambda: torch.empty(1 << 20, dtype=torch.uint8), "cpu") >= 1 << 20
+    assert not torch.autograd.profiler._is_profiler_enabled  # the profiler was stopped
 
 
 # -- figures JSON cannot hold -------------------------------------------------------------------------------
