@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -335,9 +336,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         rows = loop.run_cells(plan.cells, Path(args.out), time_limit_s=args.time_limit, budget_s=args.budget,
                               retry_failed=args.retry_failed, executor=executor, console=console)
-    except KeyboardInterrupt:
-        console.print("interrupted: finished cells are saved; rerun the same command to resume")
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (Terminated)
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        console.print(f"{what}: finished cells are saved; rerun the same command to resume")
+        return 128 + signum
     except ExecutorError as exc:  # a cluster without a node fit for the cells, or one that cannot run them
         raise UsageError(str(exc)) from None
     finally:

@@ -33,6 +33,14 @@ class CellTimeout(Exception):
     pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: the run stops as on Ctrl-C (finished rows kept), exit status 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class Cell(NamedTuple):
     """One point of a grid: an experiment kind and its Spec, and where in which grid it belongs."""
 

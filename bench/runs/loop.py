@@ -11,7 +11,7 @@ The loop
     too, and cells that cannot run by design (a decode cell of a model without a recurrent step);
   - appends and fsyncs one row per cell (bench/runs/schema.py) in this one process, with provenance,
     so an interrupt loses only the cells in progress, and stops the run even where Python swallowed
-    the KeyboardInterrupt (`_interrupts_noticed`);
+    the KeyboardInterrupt (`_interrupts_noticed`); SIGTERM and SIGHUP stop it as Ctrl-C does;
   - holds the store's one-writer lock (store.RunLock) from before it reads the stored rows to the end:
     a results folder that cannot take rows, or that another run is writing, is refused before any
     cell runs, and a row that cannot be written whole (disk full) stops the sweep (RowWriteError).
@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from archbench.bench.runs import store
-from archbench.bench.runs.cell import Cell, Job, Outcome, suspects, unique_cells
+from archbench.bench.runs.cell import Cell, Job, Outcome, Terminated, suspects, unique_cells
 from archbench.bench.runs.executors import Executor, LocalExecutor
 from archbench.bench.runs.provenance import moment, provenance
 from archbench.bench.runs.schema import (
@@ -87,28 +87,51 @@ def _one_writer(run):
     return locked
 
 
+STOP_SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))
+
+
+def _stop(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
 @contextlib.contextmanager
 def _interrupts_noticed():
-    """Yield a function telling whether Ctrl-C came while the block ran; Ctrl-C still raises
-    KeyboardInterrupt at once. Why both: Python drops an exception raised while it runs a weakref
-    callback or a `__del__` ("Exception ignored in ..."), and a Ctrl-C landing there would be lost —
-    the run went on to its last cell. The loop checks between cells, so such a Ctrl-C stops it there.
-    Only where SIGINT has Python's own handler (not when it is ignored, nor off the main thread)."""
-    came = threading.Event()
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield came.is_set
+    """Yield a function giving the signal (Ctrl-C, SIGTERM or SIGHUP) that came while the block ran, or
+    None; the signal still stops the run at once, raising `_stop(signum)`.
+
+    Why notice: Python drops an exception raised while it runs a weakref callback or a `__del__`
+    ("Exception ignored in ..."), and a Ctrl-C landing there would be lost — the run went on to its last
+    cell. The loop checks between cells, so such a Ctrl-C stops it there.
+    Why SIGTERM and SIGHUP too: `kill` or a closed terminal then ends a run as Ctrl-C does (finished
+    rows kept, one line, exit 128 + signum) instead of silently, and in place of the handler a Ray
+    driver installs (an exit in the middle of its shutdown, with C++ crash dumps).
+    Only on the main thread, and only where the signal has Python's own Ctrl-C handler (SIGINT), or is
+    not ignored (SIGTERM, SIGHUP: `nohup` ignores SIGHUP, and it stays ignored)."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
         return
 
-    def noticed(signum: int, frame: Any) -> None:
-        came.set()
-        signal.default_int_handler(signum, frame)
+    def stop_run(signum: int, frame: Any) -> None:
+        came.append(signum)
+        raise _stop(signum)
 
-    signal.signal(signal.SIGINT, noticed)
+    previous = {}
+    for signum in STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        ours = handler is signal.default_int_handler if signum == signal.SIGINT else \
+            handler not in (signal.SIG_IGN, None)
+        if ours:
+            previous[signum] = signal.signal(signum, stop_run)
     try:
-        yield came.is_set
+        yield lambda: came[0] if came else None
+    except KeyboardInterrupt as exc:
+        if came and came[0] != signal.SIGINT and not isinstance(exc, Terminated):
+            raise _stop(came[0]) from None  # a library that turned our exception into its own Ctrl-C (Ray)
+        raise
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @_one_writer
@@ -159,8 +182,8 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
             """The jobs to run, decided one at a time as the executor asks (see executors.py)."""
             nonlocal kept_failures
             for kind, spec, grid, part in cells:
-                if interrupted():
-                    raise KeyboardInterrupt
+                if signum := interrupted():
+                    raise _stop(signum)
                 prov, old = _stored(newest, spec, provenances_of(spec), retry_failed)
                 if old is not None and not (retry_failed and is_retryable(old.status)):
                     kept_failures += is_retryable(old.status)
@@ -186,8 +209,8 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
             prov = getattr(outcome, "provenance", None) or {**provenances_of(job.spec)[0], **moment()}
             write(_row(job, outcome, prov))
             bar.advance(task)
-            if interrupted():  # a Ctrl-C that Python swallowed inside the cell: stop after its row
-                raise KeyboardInterrupt
+            if signum := interrupted():  # a Ctrl-C that Python swallowed inside the cell: stop after its row
+                raise _stop(signum)
     if kept_failures:
         console.print(f"{kept_failures} stored cell(s) failed earlier and were kept as they are; "
                       "--retry-failed runs them again")

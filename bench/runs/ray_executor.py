@@ -20,6 +20,10 @@ Decisions
   time limit     enforced in the worker by the cell's own alarm (bench/runs/cell.py), as locally. The
                  driver also kills a task still running at (1 + max_retries) x the limit + a grace:
                  a kernel that never returns to Python cannot hold a slot forever.
+  stopping       Ctrl-C, SIGTERM or SIGHUP to the driver ends it with one line, like the local
+                 executor: a private instance is shut down with its cells; on a joined cluster the
+                 cells in progress are cancelled as a Ctrl-C in their workers, and only those that
+                 have not ended `stop_wait_s` later are killed (`_stop_all` says why).
   connection     `address=None` starts a private local instance of `workers` x T CPUs (all CPUs if
                  `workers` is None); "auto" or HOST:PORT joins a running cluster, on whose every node
                  archbench must be installed; an already initialised Ray (a test's) is used as it is.
@@ -131,7 +135,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1,
                  max_retries: int = 1, grace_s: float = 60.0, poll_s: float = 0.5,
-                 probe_timeout_s: float = 300.0,
+                 probe_timeout_s: float = 300.0, stop_wait_s: float = 10.0,
                  cell: Callable[[Job, int], tuple[Outcome, dict[str, Any]]] = archbench_cell) -> None:
         if workers is not None and address is not None:
             raise ExecutorError("--workers sizes a local Ray instance; a cluster at --address has its own "
@@ -141,6 +145,7 @@ class RayExecutor:
         self.address, self.workers, self.threads = address, workers, threads
         self.max_retries, self.grace_s, self.poll_s = max_retries, grace_s, poll_s
         self.probe_timeout_s, self.cell = probe_timeout_s, cell  # `cell`: what each task runs (tests fake it)
+        self.stop_wait_s = stop_wait_s  # on Ctrl-C: how long cancelled cells get to end before a kill
         self.running = 0  # tasks submitted and not yet returned: each holds its slot, so it runs
         self._ray: Any = None
         self._started = False
@@ -248,9 +253,22 @@ class RayExecutor:
                     self.running = len(in_flight)
                     yield flight.job, self._outcome(ray, ref, flight, ref in cancelled)
         finally:  # Ctrl-C or an error in the driver: the cells in progress are not left running
-            for ref in in_flight:
-                ray.cancel(ref, force=True)
+            self._stop_all(ray, list(in_flight))
             self.running = 0
+
+    def _stop_all(self, ray: Any, refs: list[Any]) -> None:
+        """Stop the cells in progress. On a private instance nothing needs cancelling: `close` shuts it
+        down, workers and all. Cancelling a task whose worker replies at that moment aborts Ray's core
+        in the driver (a C++ check fails: "Tried to complete task that was not pending"), so a joined
+        cluster's cells are cancelled as a Ctrl-C in their workers, and only those that have not ended
+        `stop_wait_s` later (a kernel that never returns to Python) are killed."""
+        if self._started or not refs:
+            return
+        for ref in refs:
+            ray.cancel(ref)
+        left = ray.wait(refs, num_returns=len(refs), timeout=self.stop_wait_s)[1]
+        for ref in left:
+            ray.cancel(ref, force=True)
 
     def _cancel_overdue(self, ray: Any, in_flight: dict[Any, _Flight], cancelled: set[Any]) -> None:
         now = time.monotonic()

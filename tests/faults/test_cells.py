@@ -1,8 +1,8 @@
 """Cells that misbehave, and what the run loop owes the cells after them: a plugin that changes torch's
 threads, grad mode or the Ctrl-C handler changes no later cell (its own cell is an error row naming
 it); a plugin whose figures are NaN gets an error row naming it, and the sweep goes on; a cell that
-hangs inside the profiled memory call still ends at its time limit or Ctrl-C; a cell named twice
-runs and is stored once, whatever the executor.
+hangs inside the profiled memory call still ends at its time limit or Ctrl-C; SIGTERM and SIGHUP stop
+a run as Ctrl-C does; a cell named twice runs and is stored once, whatever the executor.
 
 The plugins are test mixers registered for the duration of a test with a plugin's origin
 (`MIXERS.registered(name, cls, origin)`), as an installed distribution would register them.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.interrupt_resume import assert_interrupt_then_rerun_writes_each_cell_once
 from helpers.linear_attention_fixture import LinearAttention
 from helpers.runs import RESULT, scaling_cells, small_device_peaks
 
@@ -157,6 +158,31 @@ def test_ctrl_c_still_stops_the_sweep_after_a_plugin_ignored_it(tmp_path, monkey
     (row,) = read_rows(tmp_path / "raw")  # the plugin's cell, and nothing after the Ctrl-C
     assert ran == [] and f"mixer 'test_ignores_ctrl_c' {NAMED} changed SIGINT handler" in row.status
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_the_sweep_as_ctrl_c_does(tmp_path, monkeypatch, signum) -> None:
+    ran: list[int] = []
+
+    def run(cls, spec, budget_s, progress=None):
+        ran.append(spec.seq_len)
+        if spec.seq_len == 32:
+            signal.raise_signal(signum)
+        return RESULT
+
+    monkeypatch.setattr(Scaling, "run", classmethod(run))
+    # A handler of the caller's (where a signal would otherwise end pytest itself): the run replaces it
+    # while it runs, and puts it back after.
+    before = signal.signal(signum, lambda s, frame: pytest.fail(f"the run did not handle {s}"))
+    with pytest.raises(KeyboardInterrupt) as stopped:  # `Terminated`, which the CLI ends with 128 + signum
+        loop.run_cells(scaling_cells((16, 32, 64)), tmp_path)
+    assert getattr(stopped.value, "signum", None) == signum and ran == [16, 32]
+    assert [r.spec.seq_len for r in read_rows(tmp_path / "raw")] == [16]  # the cell in progress is lost
+    assert signal.signal(signum, before).__name__ == "<lambda>"
+
+
+def test_sigterm_to_a_run_is_one_line_exit_143_and_the_rerun_writes_each_cell_once(tmp_path) -> None:
+    assert_interrupt_then_rerun_writes_each_cell_once(tmp_path, signum=signal.SIGTERM)
 
 
 # -- a hang inside the profiled memory call ----------------------------------------------------------------

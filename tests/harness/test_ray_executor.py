@@ -274,3 +274,10 @@ def test_an_address_where_nothing_answers_fails_at_once(monkeypatch) -> None:
 @pytest.mark.ray
 def test_an_interrupted_driver_resumes_and_every_cell_is_written_once(ray_instance, tmp_path) -> None:
     assert_interrupt_then_rerun_writes_each_cell_once(tmp_path, "--executor", "ray", "--workers", "2")
+
+
+@pytest.mark.ray
+def test_sigterm_to_the_driver_is_one_line_exit_143_and_every_cell_is_written_once(ray_instance,
+                                                                                   tmp_path) -> None:
+    assert_interrupt_then_rerun_writes_each_cell_once(tmp_path, "--executor", "ray", "--workers", "2",
+                                                      signum=signal.SIGTERM)
