@@ -295,15 +295,44 @@ class RayExecutor:
             return NodeOutcome(None, status, round(time.monotonic() - flight.submitted, 3), None)
 
 
+# An HTTP/2 client's first bytes (RFC 9113 §3.4) and an empty SETTINGS frame: a Ray cluster's GCS and
+# its client server speak gRPC over HTTP/2, and answer with a SETTINGS frame of their own.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+SETTINGS = 0x4
+
+
 def _reachable(address: str, timeout_s: float = 10.0) -> None:
-    """A HOST:PORT that nothing answers at fails now: Ray itself would retry for many minutes."""
+    """A HOST:PORT where nothing answers, or where something other than a gRPC server (a Ray cluster's
+    GCS or client server) answers, fails now: Ray itself would retry for many minutes."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # "auto", or a form Ray parses itself
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        conn = socket.create_connection((host, int(port)), timeout=timeout_s)
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from None
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        reply = _read(conn, 9)  # a frame header: length (3 bytes), type, flags, stream (4 bytes)
+        heard = f"it answered {reply[:24]!r}" if reply else "it closed the connection"
+    except TimeoutError:
+        reply, heard = b"", f"it said nothing within {timeout_s:g} s"
+    except OSError as exc:
+        reply, heard = b"", str(exc.strerror or exc)
+    finally:
+        conn.close()
+    if len(reply) < 9 or reply[3] != SETTINGS:
+        raise ConnectionError(f"something listens at {host}:{port}, but not a Ray cluster ({heard} where "
+                              "Ray's gRPC would answer); give the address `ray start --head` printed, "
+                              "or 'auto'")
+
+
+def _read(conn: socket.socket, n: int) -> bytes:
+    """Up to `n` bytes: fewer where the peer closes first; socket.timeout where it says nothing."""
+    data = b""
+    while len(data) < n and (chunk := conn.recv(n - len(data))):
+        data += chunk
+    return data
 
 
 def _resources(res: dict[str, float]) -> str:
