@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from archbench.bench.measure.device import Device, is_cuda, sync
+from archbench.bench.measure.device import Device, compiler_error, is_cuda, sync
 
 
 def _status_bytes(field: str) -> int:
@@ -146,7 +146,9 @@ def cpu_peak_method() -> str | None:
     spikes shorter than that and sees nothing while `fn` holds the GIL. None: no /proc (not Linux).
     """
     try:
-        if _peak_torch_allocated_cpu(lambda: torch.empty(1 << 20, dtype=torch.uint8)) >= 1 << 20:
+        # The profiler imports inductor: where inductor cannot be imported it cannot run either.
+        if compiler_error() is None and \
+                _peak_torch_allocated_cpu(lambda: torch.empty(1 << 20, dtype=torch.uint8)) >= 1 << 20:
             return "torch_allocated"
     except Exception:  # an old or stripped torch without profiler memory events
         pass
