@@ -3,9 +3,10 @@
 Built-ins register with a decorator; external packages register through an entry point group
 (`archbench.archs`, `archbench.tasks`). Plugins load lazily on first lookup, a plugin that fails to
 import warns and is skipped (never fatal — `sys.exit()` at import included: only Ctrl-C stops the
-loading), and `ARCHBENCH_DISABLE_PLUGINS=1` turns loading off —
-the pytest plugin model. Each entry keeps where it came from (built-in, or distribution + version)
-so result rows can carry it as provenance.
+loading), and `ARCHBENCH_DISABLE_PLUGINS=1` turns loading off — the pytest plugin model. A plugin
+that changes torch's settings or a signal handler as it is imported (`torch.set_num_threads`, Ctrl-C
+ignored) has them put back, with a warning naming it (archs/isolation.py). Each entry keeps where it
+came from (built-in, or distribution + version) so result rows can carry it as provenance.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
+
+from archbench.archs.isolation import guarded
 
 
 class UnknownNameError(KeyError):
@@ -78,10 +81,15 @@ class Registry:
         return cls
 
     @contextlib.contextmanager
-    def registered(self, name: str, cls: type) -> Iterator[type]:
-        """`cls` registered as `name` for the duration of a `with` block (tests, notebooks)."""
+    def registered(self, name: str, cls: type, origin: Origin | None = None) -> Iterator[type]:
+        """`cls` registered as `name` for the duration of a `with` block (tests, notebooks); as if a
+        plugin distribution had registered it, when `origin` says which."""
         self._load()  # so that loading the built-ins later cannot collide with, or outlive, the block
-        self.register(name)(cls)
+        self._loading = origin
+        try:
+            self.register(name)(cls)
+        finally:
+            self._loading = None
         try:
             yield cls
         finally:
@@ -99,9 +107,10 @@ class Registry:
             dist = getattr(ep, "dist", None)
             self._loading = Origin("plugin", dist.name if dist else None, dist.version if dist else None)
             try:
-                obj = ep.load()  # importing the module runs its @register decorators
-                if isinstance(obj, type) and getattr(obj, "name", None) not in self._classes:
-                    self.register(ep.name)(obj)  # an entry point may also name the class itself
+                with guarded() as changed:  # torch's settings and signal handlers put back after it
+                    obj = ep.load()  # importing the module runs its @register decorators
+                    if isinstance(obj, type) and getattr(obj, "name", None) not in self._classes:
+                        self.register(ep.name)(obj)  # an entry point may also name the class itself
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # a broken plugin, sys.exit() too, must not take the suite down
@@ -111,6 +120,11 @@ class Registry:
                     RuntimeWarning,
                     stacklevel=2,
                 )
+            else:
+                if changed:
+                    warnings.warn(f"archbench: {self.what} plugin {ep.name!r} ({ep.value}) changed "
+                                  f"{'; '.join(changed)} as it was imported; put back", RuntimeWarning,
+                                  stacklevel=2)
             finally:
                 self._loading = None
 

@@ -28,10 +28,15 @@ from pathlib import Path
 import torch
 
 from archbench.archs import MIXERS, ConfigFieldError, UnknownNameError, list_archs, list_models
+from archbench.archs.isolation import guarded
 
 DTYPES = ["float32", "float64", "bfloat16", "float16"]
 MAX_SECONDS = 1e6  # ~12 days: longer than any cell, and inside setitimer's range (the time limit's alarm)
 SEEDS = 2**32  # numpy's seeds are [0, 2**32)
+# `list` builds each mixer at d_model 64 and `check` runs tiny models: far below these on any machine,
+# so reaching one means a plugin that hangs, not a slow one.
+LIST_TIME_LIMIT_S = 60.0
+CHECK_TIME_LIMIT_S = 1800.0
 
 
 class UsageError(Exception):
@@ -92,6 +97,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from archbench.archs import PRESETS, create
+    from archbench.bench.runs.cell import CellTimeout, time_limit
 
     names = list_archs(args.pattern)
     presets = [n for n in list_models(args.pattern) if n in PRESETS]
@@ -100,14 +106,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     device = default_device()
     table = Table("name", "complexity", "origin", f"backends usable on {device}", "state bytes (1k / 4k)")
     for name in names:
-        try:
-            cls = MIXERS.get(name)
-            mixer = create(name, 64)
-            states = f"{mixer.state_bytes(1, 1024):,} / {mixer.state_bytes(1, 4096):,}"
-            table.add_row(name, mixer.complexity, str(MIXERS.origin(name)),
-                          ", ".join(cls.available_backends(device)), states)
+        try:  # each mixer under the time limit, as a cell is: a plugin's __init__ may hang
+            with guarded() as changed, time_limit(args.time_limit):
+                cls = MIXERS.get(name)
+                mixer = create(name, 64)
+                states = f"{mixer.state_bytes(1, 1024):,} / {mixer.state_bytes(1, 4096):,}"
+                backends = ", ".join(cls.available_backends(device))
+            if changed:
+                backends = f"error: it changed {'; '.join(changed)} (put back)"
+            table.add_row(name, mixer.complexity, str(MIXERS.origin(name)), backends, states)
         except KeyboardInterrupt:
             raise
+        except CellTimeout as exc:
+            table.add_row(name, "?", str(MIXERS.origin(name)), f"error: timeout: {exc} (--time-limit)", "")
         except BaseException as exc:  # a broken plugin (sys.exit() included) still gets a row
             table.add_row(name, "?", str(MIXERS.origin(name)), f"error: {exc}", "")
     console = Console()
@@ -129,7 +140,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         MIXERS.get(name)  # unknown names fail before any work
     failed = 0
     for name in args.names:
-        for v in run_checks(name):
+        for v in run_checks(name, time_limit_s=args.time_limit):
             print(f"{v.status.upper():4}  {name}  {v.check}: {v.detail}")
             failed += v.status == "fail"
     print(f"{failed} check(s) failed" if failed else "all checks passed")
@@ -393,8 +404,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         rows = loop.run_cells(plan.cells, Path(args.out), time_limit_s=args.time_limit, budget_s=args.budget,
                               retry_failed=args.retry_failed, executor=executor, console=console)
-    except KeyboardInterrupt:
-        how, status = interrupted_by()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP: the run loop's (Terminated) or main's
+        signum = getattr(exc, "signum", None)
+        if signum is None:
+            how, status = interrupted_by()
+        else:
+            how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+            status = 128 + signum
         console.print(f"{how}: finished cells are saved; rerun the same command to resume")
         return status
     except ExecutorError as exc:  # a cluster without a node fit for the cells, or one that cannot run them
@@ -492,10 +508,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered mixers, their complexity, origin and usable backends")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'mamba*'")
+    p.add_argument("--time-limit", type=_seconds("--time-limit", "60"), default=LIST_TIME_LIMIT_S,
+                   help=f"seconds to build each mixer before it is listed as timed out (default: "
+                        f"{LIST_TIME_LIMIT_S:g})")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("check", help="run the conformance checks on registered mixers")
     p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("--time-limit", type=_seconds("--time-limit", "600"), default=CHECK_TIME_LIMIT_S,
+                   help=f"seconds for all the checks of one mixer; the checks left then fail (default: "
+                        f"{CHECK_TIME_LIMIT_S:g})")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="run a grid of cells, appending rows to OUT/raw/ (resumable)")

@@ -37,6 +37,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from archbench.archs import Mixer, create, get, tensor_bytes
+from archbench.archs.isolation import guarded
 
 D_MODEL = 32
 ODD_LEN = 37  # the length for a mixer without chunks: odd, and past the widths of short convolutions
@@ -393,18 +394,41 @@ CHECKS: dict[str, Callable[[str], str]] = {name: _one_thread(fn) for name, fn in
 }.items()}
 
 
-def run_checks(name: str) -> list[Verdict]:
-    """Every check on one registered mixer; a crash inside a check is a failure, not an abort."""
-    verdicts = []
-    for check, fn in CHECKS.items():
-        try:
-            verdicts.append(Verdict(check, "pass", fn(name)))
-        except CheckSkipped as exc:
-            verdicts.append(Verdict(check, "skip", str(exc)))
-        except AssertionError as exc:
-            verdicts.append(Verdict(check, "fail", str(exc)))
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # a broken plugin (sys.exit() too) gets a verdict, not a traceback
-            verdicts.append(Verdict(check, "fail", f"{type(exc).__name__}: {exc}"))
+def run_checks(name: str, time_limit_s: float | None = None) -> list[Verdict]:
+    """Every check on one registered mixer; a crash inside a check is a failure, not an abort.
+
+    `time_limit_s` bounds all the checks together, by the run loop's per-cell alarm: a mixer that
+    hangs (in its `__init__`, say) fails the check it hangs in, and the checks left fail unrun."""
+    from archbench.bench.runs.cell import CellTimeout, time_limit
+
+    verdicts: list[Verdict] = []
+    try:
+        with time_limit(time_limit_s):
+            for check, fn in CHECKS.items():
+                verdicts.append(_verdict(check, fn, name))
+    except CellTimeout as exc:
+        left = list(CHECKS)[len(verdicts):]
+        verdicts += [Verdict(c, "fail", f"timeout: all the checks {exc}" if i == 0 else
+                             "not run: the time limit was reached") for i, c in enumerate(left)]
     return verdicts
+
+
+def _verdict(check: str, fn: Callable[[str], str], name: str) -> Verdict:
+    """One check's verdict, run with torch's settings and the signal handlers put back after it
+    (archs/isolation.py): a check that changed them fails saying what it changed."""
+    from archbench.bench.runs.cell import CellTimeout
+
+    try:
+        with guarded() as changed:
+            verdict = Verdict(check, "pass", fn(name))
+    except CheckSkipped as exc:
+        verdict = Verdict(check, "skip", str(exc))
+    except AssertionError as exc:
+        verdict = Verdict(check, "fail", str(exc))
+    except (KeyboardInterrupt, CellTimeout):
+        raise
+    except BaseException as exc:  # a broken plugin (sys.exit() too) gets a verdict, not a traceback
+        verdict = Verdict(check, "fail", f"{type(exc).__name__}: {exc}")
+    if changed:
+        return Verdict(check, "fail", f"it changed {'; '.join(changed)} (put back)")
+    return verdict

@@ -73,6 +73,8 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from archbench.bench.measure.device import compiler_error
+
 DECODE_BACKENDS = ("auto", "eager", "compiled", "cudagraph")
 ATEN_GRAIN = 32768  # at::internal::GRAIN_SIZE: aten runs an op on one thread below this many elements
 GRAPH_WARMUP = 3  # eager calls before capture, as torch.cuda.graphs requires
@@ -156,6 +158,8 @@ def compile_fn(fn: Callable, args: tuple, backend: str | Callable = "inductor",
 
     The warm-up calls run `fn` for real: pass scratch tensors when it updates its inputs in place.
     """
+    if (error := compiler_error()) is not None:
+        return fn, f"eager (compile failed: {error})"
     torch._dynamo.reset()  # see the module docstring, item 3
     options = inductor_options() if backend == "inductor" else None
     compiled = torch.compile(fn, fullgraph=True, dynamic=False, backend=backend, options=options)
@@ -176,6 +180,8 @@ def compile_call(fn: Callable, args: tuple) -> tuple[Callable[[], Any], str]:
     """`fn(*args)` as a zero-argument call of the graph inductor compiled, without Dynamo (item 7), and
     its label; through Dynamo where the graph cannot be called directly, eager where compiling fails.
     For a call whose inputs are the same tensors every time (the scaling experiment's timed step)."""
+    if (error := compiler_error()) is not None:
+        return (lambda: fn(*args)), f"eager (compile failed: {error})"
     from torch._inductor.compile_fx import compile_fx
 
     graphs: list[tuple[Callable, list]] = []
@@ -197,8 +203,11 @@ def compile_call(fn: Callable, args: tuple) -> tuple[Callable[[], Any], str]:
 @contextlib.contextmanager
 def serving() -> Iterator[None]:
     """Calls of an already compiled step skip Dynamo's guards (item 4): only for one compiled entry
-    called with inputs of the shapes it was compiled for, as every timed loop here does."""
-    with torch.no_grad(), torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+    called with inputs of the shapes it was compiled for, as every timed loop here does. Where the
+    compiler cannot be imported nothing was compiled, and there are no guards to skip."""
+    stance = contextlib.nullcontext() if compiler_error() is not None else \
+        torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
+    with torch.no_grad(), stance:
         yield
 
 

@@ -55,6 +55,7 @@ from archbench.bench.experiments.recipes import (
     param_groups,
     zoology_init,
 )
+from archbench.bench.measure.device import compiler_error
 from archbench.tasks.base import IGNORE, Task
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], one-line status)
@@ -191,7 +192,9 @@ class TrainLoss:
     def __init__(self, model: LM, compile: bool):
         self.eager = functools.partial(scored_loss, model)
         self.fn, self.note = self.eager, ""
-        if compile:
+        if compile and (error := compiler_error()) is not None:
+            self.note = f"+train eager (compile failed: {error})"
+        elif compile:
             torch._dynamo.reset()  # one compiled entry per cell: a sweep would hit Dynamo's cache limit
             self.fn, self.note = torch.compile(self.eager, dynamic=False), "+train compiled"
 

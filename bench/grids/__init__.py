@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from archbench.bench.runs.cell import Cell
+from archbench.bench.runs.cell import Cell, unique_cells
 
 GRIDS = ("quick", "scaling", "retrieval", "full", "generation", "frontier", "plateau")
 
@@ -124,8 +124,8 @@ def plan(name_or_path: str, params: Params, module: ModuleType | None = None) ->
     pairs = list(module.cells(params))
     if not pairs:
         raise GridError("; ".join(params.notes) or _no_cells(name, module, params))
-    return Plan([Cell(c.kind, c.spec, name, part) for part, c in pairs], [p for p, _ in pairs],
-                list(params.notes), name)
+    cells = unique_cells(Cell(c.kind, c.spec, name, part) for part, c in pairs)  # `--lens 64,64`
+    return Plan(cells, [c.part for c in cells], list(params.notes), name)
 
 
 # What a cell holds for each flag that filters cells: the values `_no_cells` names.

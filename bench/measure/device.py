@@ -1,4 +1,5 @@
-"""The device a measurement runs on: its name, and waiting for its queued work.
+"""The device a measurement runs on: its name, and waiting for its queued work; whether torch's
+compiler can run in this process at all.
 
 Glossary
   device  "cpu", "cuda", "cuda:1" or a torch.device
@@ -6,6 +7,7 @@ Glossary
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
@@ -52,4 +54,28 @@ def memory_bytes(device: Device) -> int | None:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+@functools.cache
+def compiler_error() -> str | None:
+    """Why torch's compiler (Dynamo and inductor) cannot be imported in this process, or None.
+
+    Importing it makes inductor's cache folder (TORCHINDUCTOR_CACHE_DIR, else one under the temp
+    folder); where that folder cannot be made the import fails half way, and every later import fails
+    with an unrelated error ("Artifact of type=precompile already registered"). So the first import
+    is made here, once, and the cause is kept: compiling falls back to eager naming it, and the
+    profiler (which imports inductor too) is not used. Callers ask before anything imports it.
+    """
+    try:
+        import torch._inductor  # noqa: F401 - imports torch._dynamo, which makes the cache folder
+    except Exception as exc:
+        cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # set by inductor to the folder it tried
+        if cache:
+            try:
+                os.makedirs(cache, exist_ok=True)
+            except OSError as err:
+                return f"{type(err).__name__}: TORCHINDUCTOR_CACHE_DIR={cache}: {err.strerror or err}"
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
     return None

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from archbench.bench.measure.device import Device, is_cuda, sync
+from archbench.bench.measure.device import Device, compiler_error, is_cuda, sync
 
 
 def _status_bytes(field: str) -> int:
@@ -60,14 +60,20 @@ def _quiet_stderr():
         os.close(devnull)
 
 
+STOP_SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGALRM", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, s))
+
+
 @contextlib.contextmanager
-def signals_deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGALRM)):
-    """Hold Ctrl-C and the run loop's per-cell alarm until the block ends, then deliver them.
+def signals_deferred(signums: tuple[int, ...] = STOP_SIGNALS):
+    """Hold Ctrl-C, the run loop's per-cell alarm and SIGTERM / SIGHUP until the block ends, then
+    deliver them.
 
     Why: a KeyboardInterrupt (or the alarm's CellTimeout) raised while torch.profiler registers or
     removes its C++ callbacks leaves them half-registered, and the process can crash later (SIGSEGV
-    at exit, after "Requested callback is not found"). Deferring costs at most one measured call's
-    time. Off the main thread Python delivers no signals, so there is nothing to defer.
+    at exit, after "Requested callback is not found"). So only the profiler's start and stop are held,
+    never the measured call between them: a call that hangs there still ends at the time limit or
+    Ctrl-C. Off the main thread Python delivers no signals, so there is nothing to defer.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -86,16 +92,34 @@ def signals_deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGALRM))
             signal.raise_signal(signum)
 
 
+@contextlib.contextmanager
+def _profiling():
+    """The torch profiler recording CPU memory, started and stopped with signals held
+    (`signals_deferred`), while the block between can be interrupted: an interrupt there, or one
+    held during the start, stops the profiler (signals held again) before it propagates."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with contextlib.ExitStack() as stop:
+        with signals_deferred():
+            prof.__enter__()
+            stop.callback(_stop, prof)  # before the held signals are delivered, as this block ends
+        yield prof
+
+
+def _stop(prof) -> None:
+    with signals_deferred():
+        prof.__exit__(None, None, None)
+
+
 def _peak_torch_allocated_cpu(fn: Callable[[], object]) -> int:
     """Peak bytes of CPU tensor memory allocated during `fn`, from the profiler's allocator events.
 
     The same figure as CUDA's `max_memory_allocated`, which peak RSS cannot give: glibc reuses memory
     the process freed earlier, so a call's resident set often does not grow at all.
     """
-    from torch.profiler import ProfilerActivity, profile
-
-    with signals_deferred(), tempfile.TemporaryDirectory() as tmp:
-        with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with tempfile.TemporaryDirectory() as tmp:
+        with _quiet_stderr(), _profiling() as prof:
             fn()
         with _quiet_stderr():
             prof.export_chrome_trace(os.path.join(tmp, "trace.json"))
@@ -122,7 +146,9 @@ def cpu_peak_method() -> str | None:
     spikes shorter than that and sees nothing while `fn` holds the GIL. None: no /proc (not Linux).
     """
     try:
-        if _peak_torch_allocated_cpu(lambda: torch.empty(1 << 20, dtype=torch.uint8)) >= 1 << 20:
+        # The profiler imports inductor: where inductor cannot be imported it cannot run either.
+        if compiler_error() is None and \
+                _peak_torch_allocated_cpu(lambda: torch.empty(1 << 20, dtype=torch.uint8)) >= 1 << 20:
             return "torch_allocated"
     except Exception:  # an old or stripped torch without profiler memory events
         pass

@@ -2,7 +2,10 @@
 turned into a status instead of an exception.
 
 This is the unit of work an executor ships (bench/runs/executors.py): a `Job` in, an `Outcome` out,
-both plain picklable data. Nothing here writes rows; the run loop does, in one process.
+both plain picklable data. Nothing here writes rows; the run loop does, in one process. Each cell runs
+with torch's process-wide settings and the signal handlers put back after it (archs/isolation.py): a
+cell that changed them becomes an error row naming the plugin that ran in it (`suspects`), and the
+cells after it run as if it never had.
 
 Glossary
   cell     (kind, spec): a point of a suite's grid
@@ -14,19 +17,28 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 
+from archbench.archs.isolation import guarded
 from archbench.bench.experiments import Progress, get
-from archbench.bench.runs.schema import OK
+from archbench.bench.runs.schema import OK, cell_key
 
 
 class CellTimeout(Exception):
     pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: the run stops as on Ctrl-C (finished rows kept), exit status 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class Cell(NamedTuple):
@@ -36,6 +48,16 @@ class Cell(NamedTuple):
     spec: Any
     grid: str | None = None
     part: str | None = None
+
+
+def unique_cells(cells: Iterable[Cell]) -> list[Cell]:
+    """Each cell once, the first of those with one key kept, in order. A command line may name a cell
+    twice (`--models attention,attention`); run twice at once, as on a cluster, it would be stored
+    twice, since a cell counts as stored only once its row is written."""
+    seen: dict[tuple[str, str], Cell] = {}
+    for cell in cells:
+        seen.setdefault((cell.kind, cell_key(cell.spec)), cell)
+    return list(seen.values())
 
 
 @dataclass(frozen=True)
@@ -89,11 +111,13 @@ def run_job(job: Job, progress: Progress | None = None) -> Outcome:
     """Run one cell; a failure (exception, out of memory, time limit) is an outcome, Ctrl-C is not.
 
     Anything else the cell raises is a failure too, `SystemExit` included: a plugin that calls
-    `sys.exit()` in its `forward` gets an error row, and the sweep goes on to the next cell."""
+    `sys.exit()` in its `forward` gets an error row, and the sweep goes on to the next cell. So is a
+    cell that changed torch's settings or a signal handler (put back before the next cell): its own
+    figures were measured under settings its row does not record."""
     started = time.perf_counter()
-    result, status = None, OK
+    result, status, changed = None, OK, []
     try:
-        with time_limit(job.time_limit_s):
+        with guarded() as changed, time_limit(job.time_limit_s):
             result = get(job.kind).run(job.spec, job.budget_s, progress)
     except KeyboardInterrupt:
         raise
@@ -102,4 +126,34 @@ def run_job(job: Job, progress: Progress | None = None) -> Outcome:
     finally:
         if str(getattr(job.spec, "device", "")).startswith("cuda"):
             torch.cuda.empty_cache()
+    if changed:
+        result, status = None, changed_status(job.spec, changed)
     return Outcome(result, status, round(time.perf_counter() - started, 3))
+
+
+def changed_status(spec: Any, changed: list[str]) -> str:
+    """The error status of a cell that left torch's settings or a signal handler changed."""
+    return (f"error: GlobalStateChanged: {suspects(spec)} changed {'; '.join(changed)} "
+            "(put back for the next cell)")[:400]
+
+
+def suspects(spec: Any) -> str:
+    """The registered code a cell ran, with where each came from: "mixer 'x' (plugin dist 0.1)" for
+    each plugin among its mixers and task, else the built-ins it ran."""
+    from archbench.archs import MIXERS
+    from archbench.tasks import TASKS
+
+    found = []
+    for name in dict.fromkeys(getattr(getattr(spec, "model", None), "mixers", {}).values()):
+        found.append(("mixer", name, _origin(MIXERS, name)))
+    if task := getattr(getattr(spec, "task", None), "name", None):
+        found.append(("task", task, _origin(TASKS, task)))
+    plugins = [f for f in found if f[2].startswith("plugin")] or found
+    return ", ".join(f"{what} {name!r} ({origin})" for what, name, origin in plugins) or "this cell"
+
+
+def _origin(registry: Any, name: str) -> str:
+    try:
+        return str(registry.origin(name))
+    except KeyError:  # not registered in this process: nothing more to say
+        return "unregistered"

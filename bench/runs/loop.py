@@ -11,7 +11,7 @@ The loop
     too, and cells that cannot run by design (a decode cell of a model without a recurrent step);
   - appends and fsyncs one row per cell (bench/runs/schema.py) in this one process, with provenance,
     so an interrupt loses only the cells in progress, and stops the run even where Python swallowed
-    the KeyboardInterrupt (`_interrupts_noticed`);
+    the KeyboardInterrupt (`_interrupts_noticed`); SIGTERM and SIGHUP stop it as Ctrl-C does;
   - holds the store's one-writer lock (store.RunLock) from before it reads the stored rows to the end:
     a results folder that cannot take rows, or that another run is writing, is refused before any
     cell runs, and a row that cannot be written whole (disk full) stops the sweep (RowWriteError).
@@ -24,7 +24,9 @@ Glossary
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import math
 import signal
 import threading
 from pathlib import Path
@@ -34,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from archbench.bench.runs import store
-from archbench.bench.runs.cell import Cell, Job, Outcome
+from archbench.bench.runs.cell import Cell, Job, Outcome, Terminated, suspects, unique_cells
 from archbench.bench.runs.executors import Executor, LocalExecutor
 from archbench.bench.runs.provenance import moment, provenance
 from archbench.bench.runs.schema import (
@@ -86,28 +88,51 @@ def _one_writer(run):
     return locked
 
 
+STOP_SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))
+
+
+def _stop(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
 @contextlib.contextmanager
 def _interrupts_noticed():
-    """Yield a function telling whether Ctrl-C came while the block ran; Ctrl-C still raises
-    KeyboardInterrupt at once. Why both: Python drops an exception raised while it runs a weakref
-    callback or a `__del__` ("Exception ignored in ..."), and a Ctrl-C landing there would be lost —
-    the run went on to its last cell. The loop checks between cells, so such a Ctrl-C stops it there.
-    Only where SIGINT has Python's own handler (not when it is ignored, nor off the main thread)."""
-    came = threading.Event()
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield came.is_set
+    """Yield a function giving the signal (Ctrl-C, SIGTERM or SIGHUP) that came while the block ran, or
+    None; the signal still stops the run at once, raising `_stop(signum)`.
+
+    Why notice: Python drops an exception raised while it runs a weakref callback or a `__del__`
+    ("Exception ignored in ..."), and a Ctrl-C landing there would be lost — the run went on to its last
+    cell. The loop checks between cells, so such a Ctrl-C stops it there.
+    Why SIGTERM and SIGHUP too: `kill` or a closed terminal then ends a run as Ctrl-C does (finished
+    rows kept, one line, exit 128 + signum) instead of silently, and in place of the handler a Ray
+    driver installs (an exit in the middle of its shutdown, with C++ crash dumps).
+    Only on the main thread, and only where the signal has Python's own Ctrl-C handler (SIGINT), or is
+    not ignored (SIGTERM, SIGHUP: `nohup` ignores SIGHUP, and it stays ignored)."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
         return
 
-    def noticed(signum: int, frame: Any) -> None:
-        came.set()
-        signal.default_int_handler(signum, frame)
+    def stop_run(signum: int, frame: Any) -> None:
+        came.append(signum)
+        raise _stop(signum)
 
-    signal.signal(signal.SIGINT, noticed)
+    previous = {}
+    for signum in STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        ours = handler is signal.default_int_handler if signum == signal.SIGINT else \
+            handler not in (signal.SIG_IGN, None)
+        if ours:
+            previous[signum] = signal.signal(signum, stop_run)
     try:
-        yield came.is_set
+        yield lambda: came[0] if came else None
+    except KeyboardInterrupt as exc:
+        if came and came[0] != signal.SIGINT and not isinstance(exc, Terminated):
+            raise _stop(came[0]) from None  # a library that turned our exception into its own Ctrl-C (Ray)
+        raise
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @_one_writer
@@ -118,6 +143,7 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
     return the rows written by this call, in the order they were written."""
     console = console or Console(stderr=True)
     executor = executor or LocalExecutor()
+    cells = unique_cells(cells)  # for every executor: one that runs cells at once would run both copies
     raw = Path(out_dir) / "raw"
     newest: dict[tuple[str, str], Row] = {}
     for row in read_rows(raw) if raw.is_dir() else []:
@@ -157,8 +183,8 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
             """The jobs to run, decided one at a time as the executor asks (see executors.py)."""
             nonlocal kept_failures
             for kind, spec, grid, part in cells:
-                if interrupted():
-                    raise KeyboardInterrupt
+                if signum := interrupted():
+                    raise _stop(signum)
                 prov, old = _stored(newest, spec, provenances_of(spec), retry_failed)
                 if old is not None and not (retry_failed and is_retryable(old.status)):
                     kept_failures += is_retryable(old.status)
@@ -184,8 +210,8 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
             prov = getattr(outcome, "provenance", None) or {**provenances_of(job.spec)[0], **moment()}
             write(_row(job, outcome, prov))
             bar.advance(task)
-            if interrupted():  # a Ctrl-C that Python swallowed inside the cell: stop after its row
-                raise KeyboardInterrupt
+            if signum := interrupted():  # a Ctrl-C that Python swallowed inside the cell: stop after its row
+                raise _stop(signum)
     if kept_failures:
         console.print(f"{kept_failures} stored cell(s) failed earlier and were kept as they are; "
                       "--retry-failed runs them again")
@@ -202,14 +228,32 @@ def _stored(newest: dict[tuple[str, str], Row], spec: Any, provs: list[dict],
 
 
 def _row(job: Job, outcome: Outcome, prov: dict) -> Row:
-    """The row of a finished job; a result that does not fit its schema becomes an error row (the
-    experiment's bug is recorded, the sweep goes on)."""
+    """The row of a finished job; a result that does not fit its schema, or holds a NaN or infinity
+    (which JSON cannot: a figure that cannot be measured is None), becomes an error row naming the
+    code that ran (the experiment's or a plugin's bug is recorded, the sweep goes on)."""
     row = Row(job.kind, job.spec, outcome.result, outcome.status, prov, outcome.wall_s, job.grid, job.part)
-    try:
-        return row.checked()
-    except RowSchemaError as exc:
-        return Row(job.kind, job.spec, None, f"error: RowSchemaError: {exc}"[:300], prov, outcome.wall_s,
-                   job.grid, job.part)
+    if bad := _non_finite(outcome.result, "result"):
+        error = f"NonFiniteResult: not a finite number: {', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}"
+    else:
+        try:
+            return row.checked()
+        except RowSchemaError as exc:
+            error = f"RowSchemaError: {exc}"
+    return Row(job.kind, job.spec, None, f"error: {error[:240]}; ran {suspects(job.spec)}"[:400], prov,
+               outcome.wall_s, job.grid, job.part)
+
+
+def _non_finite(value: Any, path: str) -> list[str]:
+    """'path.field = nan' for each NaN or infinite float in a result (its dataclasses, dicts, lists)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{path} = {value}"]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return [bad for k, v in value.items() for bad in _non_finite(v, f"{path}.{k}")]
+    if isinstance(value, list | tuple):
+        return [bad for i, v in enumerate(value) for bad in _non_finite(v, f"{path}[{i}]")]
+    return []
 
 
 def _describe(bar: Progress, task: Any, label: str, fraction: float, info: str) -> None:

@@ -20,6 +20,10 @@ Decisions
   time limit     enforced in the worker by the cell's own alarm (bench/runs/cell.py), as locally. The
                  driver also kills a task still running at (1 + max_retries) x the limit + a grace:
                  a kernel that never returns to Python cannot hold a slot forever.
+  stopping       Ctrl-C, SIGTERM or SIGHUP to the driver ends it with one line, like the local
+                 executor: a private instance is shut down with its cells; on a joined cluster the
+                 cells in progress are cancelled as a Ctrl-C in their workers, and only those that
+                 have not ended `stop_wait_s` later are killed (`_stop_all` says why).
   connection     `address=None` starts a private local instance of `workers` x T CPUs (all CPUs if
                  `workers` is None); "auto" or HOST:PORT joins a running cluster, on whose every node
                  archbench must be installed; an already initialised Ray (a test's) is used as it is.
@@ -131,7 +135,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1,
                  max_retries: int = 1, grace_s: float = 60.0, poll_s: float = 0.5,
-                 probe_timeout_s: float = 300.0,
+                 probe_timeout_s: float = 300.0, stop_wait_s: float = 10.0,
                  cell: Callable[[Job, int], tuple[Outcome, dict[str, Any]]] = archbench_cell) -> None:
         if workers is not None and address is not None:
             raise ExecutorError("--workers sizes a local Ray instance; a cluster at --address has its own "
@@ -141,6 +145,7 @@ class RayExecutor:
         self.address, self.workers, self.threads = address, workers, threads
         self.max_retries, self.grace_s, self.poll_s = max_retries, grace_s, poll_s
         self.probe_timeout_s, self.cell = probe_timeout_s, cell  # `cell`: what each task runs (tests fake it)
+        self.stop_wait_s = stop_wait_s  # on Ctrl-C: how long cancelled cells get to end before a kill
         self.running = 0  # tasks submitted and not yet returned: each holds its slot, so it runs
         self._ray: Any = None
         self._started = False
@@ -248,9 +253,22 @@ class RayExecutor:
                     self.running = len(in_flight)
                     yield flight.job, self._outcome(ray, ref, flight, ref in cancelled)
         finally:  # Ctrl-C or an error in the driver: the cells in progress are not left running
-            for ref in in_flight:
-                ray.cancel(ref, force=True)
+            self._stop_all(ray, list(in_flight))
             self.running = 0
+
+    def _stop_all(self, ray: Any, refs: list[Any]) -> None:
+        """Stop the cells in progress. On a private instance nothing needs cancelling: `close` shuts it
+        down, workers and all. Cancelling a task whose worker replies at that moment aborts Ray's core
+        in the driver (a C++ check fails: "Tried to complete task that was not pending"), so a joined
+        cluster's cells are cancelled as a Ctrl-C in their workers, and only those that have not ended
+        `stop_wait_s` later (a kernel that never returns to Python) are killed."""
+        if self._started or not refs:
+            return
+        for ref in refs:
+            ray.cancel(ref)
+        left = ray.wait(refs, num_returns=len(refs), timeout=self.stop_wait_s)[1]
+        for ref in left:
+            ray.cancel(ref, force=True)
 
     def _cancel_overdue(self, ray: Any, in_flight: dict[Any, _Flight], cancelled: set[Any]) -> None:
         now = time.monotonic()
@@ -277,15 +295,44 @@ class RayExecutor:
             return NodeOutcome(None, status, round(time.monotonic() - flight.submitted, 3), None)
 
 
+# An HTTP/2 client's first bytes (RFC 9113 §3.4) and an empty SETTINGS frame: a Ray cluster's GCS and
+# its client server speak gRPC over HTTP/2, and answer with a SETTINGS frame of their own.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+SETTINGS = 0x4
+
+
 def _reachable(address: str, timeout_s: float = 10.0) -> None:
-    """A HOST:PORT that nothing answers at fails now: Ray itself would retry for many minutes."""
+    """A HOST:PORT where nothing answers, or where something other than a gRPC server (a Ray cluster's
+    GCS or client server) answers, fails now: Ray itself would retry for many minutes."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # "auto", or a form Ray parses itself
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        conn = socket.create_connection((host, int(port)), timeout=timeout_s)
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from None
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        reply = _read(conn, 9)  # a frame header: length (3 bytes), type, flags, stream (4 bytes)
+        heard = f"it answered {reply[:24]!r}" if reply else "it closed the connection"
+    except TimeoutError:
+        reply, heard = b"", f"it said nothing within {timeout_s:g} s"
+    except OSError as exc:
+        reply, heard = b"", str(exc.strerror or exc)
+    finally:
+        conn.close()
+    if len(reply) < 9 or reply[3] != SETTINGS:
+        raise ConnectionError(f"something listens at {host}:{port}, but not a Ray cluster ({heard} where "
+                              "Ray's gRPC would answer); give the address `ray start --head` printed, "
+                              "or 'auto'")
+
+
+def _read(conn: socket.socket, n: int) -> bytes:
+    """Up to `n` bytes: fewer where the peer closes first; socket.timeout where it says nothing."""
+    data = b""
+    while len(data) < n and (chunk := conn.recv(n - len(data))):
+        data += chunk
+    return data
 
 
 def _resources(res: dict[str, float]) -> str:

@@ -1,8 +1,8 @@
 """Faults a benchmark people cite must survive: a full disk or the file-size limit, two runs
 on one results folder, an `--out` that cannot hold rows, a damaged complete last row, a plugin calling
 `sys.exit()`, a Ctrl-C while torch imports, rows that do not fit the schema, a `--readme` without
-markers. Each ends in one line and the right exit status, nothing lost, nothing duplicated, no
-traceback.
+markers, a plugin that meddles with torch's settings or Ctrl-C as it is imported. Each ends in one
+line and the right exit status, nothing lost, nothing duplicated, no traceback.
 
 The full-disk cases run on a real 64 KiB tmpfs where this process may mount one (root), under
 RLIMIT_FSIZE in a child process (SIGXFSZ ignored, so the write fails with EFBIG), and with `os.write`
@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import ROOT
 from helpers.disk import fill
 from helpers.linear_attention_fixture import LinearAttention
@@ -367,6 +368,32 @@ def test_sys_exit_at_plugin_import_warns_and_is_skipped(monkeypatch) -> None:
     eps[:] = [FakeEntryPoint("interrupted", KeyboardInterrupt())]
     with pytest.raises(KeyboardInterrupt):  # the user's Ctrl-C is not a broken plugin
         Registry("thing", "test.things").names()
+
+
+class MeddlingEntryPoint(FakeEntryPoint):
+    """A plugin that sets one torch thread and ignores Ctrl-C as it is imported, and registers a class."""
+
+    def load(self):
+        torch.set_num_threads(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return type("Meddler", (), {})
+
+
+def test_a_plugin_that_changes_torch_or_ctrl_c_at_import_has_them_put_back(monkeypatch) -> None:
+    import archbench.archs.registry as registry
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [MeddlingEntryPoint("meddler", None)])
+    threads, handler = torch.get_num_threads(), signal.signal(signal.SIGINT, signal.default_int_handler)
+    torch.set_num_threads(2)
+    try:
+        with pytest.warns(RuntimeWarning, match=r"plugin 'meddler' \(meddler_module\) changed torch threads "
+                          r"\(torch.set_num_threads\) 2 -> 1; SIGINT handler default_int_handler -> SIG_IGN "
+                          "as it was imported; put back"):
+            assert Registry("thing", "test.things").names() == ["meddler"]  # still loaded
+        assert torch.get_num_threads() == 2 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGINT, handler)
 
 
 # -- Ctrl-C while torch imports ----------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Plugins: the README's example plugin loads through its entry point and passes the conformance
-suite; a broken plugin warns and is skipped; ARCHBENCH_DISABLE_PLUGINS turns loading off.
+suite; a broken plugin warns and is skipped; ARCHBENCH_DISABLE_PLUGINS turns loading off; a plugin
+whose `__init__` hangs gets a timeout in `archbench list` and `check`, which go on.
 
-The plugin is "installed" as a dist-info folder on PYTHONPATH (what pip would write), and each case
-runs in a fresh interpreter, so the registry of this test process stays untouched.
+The README's plugin is "installed" as a dist-info folder on PYTHONPATH (what pip would write), and
+each of its cases runs in a fresh interpreter, so the registry of this test process stays untouched;
+the hanging plugin is registered in this process for the duration of its test.
 """
 
 import json
@@ -10,10 +12,17 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from helpers import ROOT
+from helpers.linear_attention_fixture import LinearAttention
+
+import archbench.bench.cli as cli_module
+from archbench.archs import MIXERS
+from archbench.archs.registry import Origin
+from archbench.bench.conformance import CHECKS
 
 tomllib = pytest.importorskip("tomllib")
 README = ROOT / "README.md"
@@ -91,3 +100,33 @@ def test_disable_switch_turns_plugins_off(site: Path) -> None:
     out = probe(site, ARCHBENCH_DISABLE_PLUGINS="1")
     assert "ema" not in out["names"] and "attention" in out["names"]
     assert out["warnings"] == []
+
+
+# -- a plugin that hangs: list and check end at their time limit --------------------------------------------
+class HangsInInit(LinearAttention):
+    def __init__(self, d_model, cfg):
+        super().__init__(d_model, cfg)
+        while True:
+            time.sleep(0.01)
+
+
+def test_list_gives_a_hanging_plugin_a_timeout_row_and_lists_the_rest(cli, monkeypatch) -> None:
+    monkeypatch.setattr(cli_module, "LIST_TIME_LIMIT_S", 0.5)  # the default, shortened
+    monkeypatch.setenv("COLUMNS", "300")  # one line per row
+    with MIXERS.registered("test_hangs", HangsInInit, Origin("plugin", "archbench-hangs", "0.1")):
+        started = time.monotonic()
+        code, out, err = cli("list", "[at]*")
+    assert code == 0 and time.monotonic() - started < 30, err
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert "error: timeout: exceeded 0.5 s" in rows["test_hangs"] and "attention" in rows
+
+
+def test_check_fails_a_hanging_plugin_at_its_time_limit(cli) -> None:
+    with MIXERS.registered("test_hangs", HangsInInit):
+        started = time.monotonic()
+        code, out, _ = cli("check", "test_hangs", "--time-limit", "1")
+    assert code == 1 and time.monotonic() - started < 30
+    lines = out.strip().splitlines()
+    assert lines[0] == "FAIL  test_hangs  shape_and_gradients: timeout: all the checks exceeded 1 s"
+    assert all(line.endswith("not run: the time limit was reached") for line in lines[1:-1])
+    assert len(lines) == 1 + len(CHECKS) and lines[-1] == f"{len(CHECKS)} check(s) failed"

@@ -1,10 +1,15 @@
 """The decode step as served (bench/experiments/decode.py) and scaling's decode cells: a compiled step
 gives the eager step's output and state for every mixer, falls back to eager (and says so) where it
-cannot compile, runs at a fixed context however often it is timed; a decode row carries its bound."""
+cannot compile — an unusable inductor cache folder included —, runs at a fixed context however often it
+is timed; a decode row carries its bound."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -88,6 +93,25 @@ def test_a_step_that_cannot_compile_runs_eager_and_says_why() -> None:
     fn = decode.functional(bb.step, tree)
     run, label = decode.compile_fn(fn, (x, *leaves), backend=broken)
     assert run is fn and label.startswith("eager (compile failed: ") and "no C++ compiler here" in label
+
+
+def test_an_unusable_inductor_cache_folder_falls_back_to_eager_naming_it(tmp_path) -> None:
+    blocker = tmp_path / "a-file"  # a file where the cache folder's parent should be: no folder fits
+    blocker.write_text("")
+    cause = f"NotADirectoryError: TORCHINDUCTOR_CACHE_DIR={blocker}/cache: Not a directory"
+    out = tmp_path / "out"
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(blocker / "cache")}  # read once per process
+    argv = [sys.executable, "-m", "archbench.bench.cli", "run", "scaling", "--models", "gla,mamba2",
+            "--d-model", "16", "--depth", "1", "--lens", "32", "--budget", "0.01", "--modes", "decode",
+            "--out", str(out)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for path in (out / "raw").glob("*.jsonl") for line in path.open()]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert {r["result"]["backend"].split("+", 1)[1] for r in rows} == {f"eager (compile failed: {cause})"}
+    train = "from archbench.bench.experiments.train import TrainLoss; print(TrainLoss(None, True).note)"
+    done = subprocess.run([sys.executable, "-c", train], env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == f"+train eager (compile failed: {cause})", done.stderr[-2000:]
 
 
 def test_a_time_limit_while_compiling_is_not_a_compile_failure() -> None:

@@ -89,7 +89,7 @@ def test_cpu_peak_ignores_what_earlier_measured_calls_left_alive() -> None:
     assert (1 << 20) <= small < (2 << 20)  # not 51 MiB: the tensor kept from the first call
 
 
-def test_ctrl_c_during_a_profiled_call_waits_until_the_profiler_has_stopped() -> None:
+def test_ctrl_c_during_a_profiled_call_stops_it_and_the_profiler_with_it() -> None:
     # Python's own Ctrl-C handler, also when pytest runs in the background with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if measure.cpu_peak_method() != "torch_allocated":
@@ -102,17 +102,41 @@ def test_ctrl_c_during_a_profiled_call_waits_until_the_profiler_has_stopped() ->
 
     with pytest.raises(KeyboardInterrupt):
         measure.peak_memory_bytes(interrupted_call, "cpu")
-    assert len(finished) == 1  # the call and the profiler's stop ran before the interrupt landed
+    assert finished == [] and not torch.autograd.profiler._is_profiler_enabled  # stopped, not left on
     assert measure.peak_memory_bytes(lambda: torch.empty(MB, dtype=torch.uint8), "cpu") >= MB
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_cell_time_limit_during_a_profiled_call_is_delivered_after_it() -> None:
+@pytest.mark.parametrize("stage", ["start", "stop"])
+def test_ctrl_c_while_the_profiler_starts_or_stops_waits_until_it_has(monkeypatch, stage) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if measure.cpu_peak_method() != "torch_allocated":
+        pytest.skip("the torch profiler method is not available here")
+    from torch.profiler import profile
+
+    method = {"start": "start", "stop": "stop"}[stage]
+    real, finished = getattr(profile, method), []
+
+    def interrupted(self) -> None:  # Ctrl-C while torch registers or removes its callbacks
+        signal.raise_signal(signal.SIGINT)
+        real(self)
+        finished.append(stage)
+
+    monkeypatch.setattr(profile, method, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        measure.peak_memory_bytes(lambda: torch.empty(MB, dtype=torch.uint8), "cpu")
+    monkeypatch.undo()
+    assert finished == [stage] and not torch.autograd.profiler._is_profiler_enabled
+    assert measure.peak_memory_bytes(lambda: torch.empty(MB, dtype=torch.uint8), "cpu") >= MB
+
+
+def test_the_cell_time_limit_stops_a_profiled_call_that_hangs() -> None:
     if measure.cpu_peak_method() != "torch_allocated":
         pytest.skip("the torch profiler method is not available here")
     from archbench.bench.runs.cell import CellTimeout, time_limit
 
-    finished = []
-    with pytest.raises(CellTimeout), time_limit(0.05):
-        measure.peak_memory_bytes(lambda: (time.sleep(0.2), finished.append(1)), "cpu")
-    assert finished == [1]
+    finished, started = [], time.monotonic()
+    with pytest.raises(CellTimeout), time_limit(0.2):
+        measure.peak_memory_bytes(lambda: (time.sleep(20), finished.append(1)), "cpu")
+    assert finished == [] and time.monotonic() - started < 10
+    assert not torch.autograd.profiler._is_profiler_enabled

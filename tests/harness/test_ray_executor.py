@@ -2,14 +2,17 @@
 as the local executor, a killed worker retried (or, without retries, an error row) with every cell
 written once, a driver that resumes after Ctrl-C, the time limit on workers, GPU cells packed one per
 GPU. The tests marked `ray` start a local Ray instance (`pytest -m ray`, as .ci/run does); the others
-need no Ray at all: a missing ray is a one-line error, and a cluster of unlike devices keeps their rows
-apart while resume counts a cell done on any of them."""
+need no Ray cluster at all: a missing ray is a one-line error, so is an address where something other
+than Ray listens, and a cluster of unlike devices keeps their rows apart while resume counts a cell
+done on any of them."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -23,7 +26,7 @@ from helpers.runs import TINY_TRAIN, scaling_cells
 from archbench.bench.cli import main
 from archbench.bench.grids import Params, common, retrieval
 from archbench.bench.report.frame import frame
-from archbench.bench.runs import loop
+from archbench.bench.runs import loop, ray_executor
 from archbench.bench.runs.cell import Cell, Job, run_job
 from archbench.bench.runs.executors import ExecutorError
 from archbench.bench.runs.provenance import provenance
@@ -274,3 +277,55 @@ def test_an_address_where_nothing_answers_fails_at_once(monkeypatch) -> None:
 @pytest.mark.ray
 def test_an_interrupted_driver_resumes_and_every_cell_is_written_once(ray_instance, tmp_path) -> None:
     assert_interrupt_then_rerun_writes_each_cell_once(tmp_path, "--executor", "ray", "--workers", "2")
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b""], ids=["http", "closes"])
+def test_an_address_where_something_else_listens_is_one_line_at_once(monkeypatch, cli, tmp_path,
+                                                                     answer) -> None:
+    ray = pytest.importorskip("ray")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh `archbench run`
+    monkeypatch.setattr(ray, "init", lambda **kw: pytest.fail("Ray would retry for minutes"))
+    with _listener(answer) as port:
+        code, _, err = cli(*RETRIEVAL, "--executor", "ray", "--address", f"127.0.0.1:{port}", "--out",
+                           str(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot start or reach Ray at 127.0.0.1:{port}: something listens at 127.0.0.1:{port}, but " \
+           "not a Ray cluster" in err
+
+
+def test_an_address_that_says_nothing_is_refused_after_the_probe_s_timeout() -> None:
+    with _listener(None) as port, pytest.raises(ConnectionError, match="it said nothing within 0.5 s"):
+        ray_executor._reachable(f"127.0.0.1:{port}", timeout_s=0.5)
+
+
+@contextlib.contextmanager
+def _listener(answer: bytes | None):
+    """A TCP server on a free port that is not Ray: it answers each connection with `answer` and
+    closes it, or (None) reads and says nothing."""
+    server = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.recv(64)
+        if answer is not None:
+            conn.sendall(answer)
+        else:
+            done.wait(10)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(10)
+        server.close()
+
+
+@pytest.mark.ray
+def test_sigterm_to_the_driver_is_one_line_exit_143_and_every_cell_is_written_once(ray_instance,
+                                                                                   tmp_path) -> None:
+    assert_interrupt_then_rerun_writes_each_cell_once(tmp_path, "--executor", "ray", "--workers", "2",
+                                                      signum=signal.SIGTERM)
