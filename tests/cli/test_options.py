@@ -103,7 +103,8 @@ def test_an_empty_value_is_refused_not_taken_for_the_default(cli, tmp_path, monk
     calls = []
     monkeypatch.setattr(Scaling, "run", classmethod(lambda cls, spec, *a, **k: calls.append(spec)))
     argv = {"run": [*SCALING, "--out", str(tmp_path)], "profile": ["profile", "mamba2"],
-            "report": ["report", "--results", str(tmp_path)]}[command]
+            "report": ["report", "--results", str(tmp_path)], "list": ["list"],
+            "check": ["check", "attention"]}[command]
     argv = [a for i, a in enumerate(argv) if a != option and (i == 0 or argv[i - 1] != option)]
     monkeypatch.chdir(tmp_path)  # an empty --out or --results taken as "." would land here
     code, out, err = cli(*argv, f"{option}={value}")
