@@ -1,6 +1,6 @@
 """The `archbench` command: list, check, run, report.
 
-Bad input (an unknown model, task, suite or device, a malformed length, a number out of its range, a
+Bad input (an unknown model, task, grid or device, a malformed length, a number out of its range, a
 list where one value belongs, an empty value, a filter that selects no cell, a corrupt result file or
 a row that does not fit the schema, an `--out` that cannot hold rows or that another run is writing, a
 `--readme` without the markers, a results folder holding files archbench did not write) ends with one
@@ -525,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "frontier | plateau, or a path to a grid file (a copy of one in bench/grids/, edited)")
     p.add_argument("--models", "--archs", dest="models",
                    help="comma-separated models: mixers (pure stacks), presets, or patterns such as "
-                        "'MMMA:M=mamba2,A=attention' (default: the suite's)")
+                        "'MMMA:M=mamba2,A=attention', a mixer with Config fields such as "
+                        "'mamba2(d_state=32)' (default: the grid's)")
     p.add_argument("--depth", help="layers per model (default: 4 scaling, 2 retrieval)")
     p.add_argument("--mlp-ratio", help="MLP width ratio of every block; 0 = no MLP (default: 0)")
     p.add_argument("--lens", help="comma-separated sequence lengths, e.g. 512,1024,4k (replace the scaling "
