@@ -40,7 +40,7 @@ class Mixer(nn.Module, abc.ABC):
     supports_step: ClassVar[bool] = True
     # Backends in order of preference; the last one is the pure-PyTorch reference that runs anywhere.
     backends: ClassVar[tuple[str, ...]] = ("reference",)
-    # The optional fused kernels behind some of those backends: backend -> `archs.ops.common.Kernel`
+    # The optional fused kernels behind some of those backends: backend -> `archs.backends.Kernel`
     # (anything with `unavailable(device) -> reason | None`). The other backends run anywhere.
     kernels: ClassVar[Mapping[str, Any]] = {}
     # The chunk of the mixer's chunked parallel path, or None. An implementation detail, not

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from archbench.archs import kernels
+from archbench.archs import backends
 from archbench.bench.cli import main
 from archbench.bench.measure import peaks
 
@@ -37,9 +37,9 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
 def fresh_kernel_caches() -> Iterator[None]:
     """No optional-kernel import or backward probe cached before the test, none left after it (so no
     test's stand-in kernel outlives it for the mixers)."""
-    kernels.clear_caches()
+    backends.clear_caches()
     yield
-    kernels.clear_caches()
+    backends.clear_caches()
 
 
 @pytest.fixture()

@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archbench.archs.backends import Kernel, pick_backend
 from archbench.archs.base import Mixer
-from archbench.archs.ops.common import Kernel, pick_backend, short_conv
+from archbench.archs.ops.common import short_conv
 from archbench.archs.ops.rope import rope, rope_rotation
 from archbench.archs.ops.sliding_window import band_mask, sliding_window_banded
 

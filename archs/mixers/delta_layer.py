@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer, State
-from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
+from archbench.archs.ops.common import in_segments, segment_length, state_dtype
 from archbench.archs.ops.delta_rule import FLA, delta_rule_chunked, delta_rule_fla, delta_rule_step
 
 

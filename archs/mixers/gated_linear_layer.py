@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer, State
-from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype
+from archbench.archs.ops.common import in_segments, segment_length, state_dtype
 from archbench.archs.ops.gated_linear import gated_linear_chunked, gated_linear_flops, gated_linear_update
 
 

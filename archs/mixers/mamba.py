@@ -33,15 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archbench.archs.backends import Kernel, pick_backend
 from archbench.archs.base import Mixer
 from archbench.archs.mixer_registry import register
-from archbench.archs.ops.common import (
-    Kernel,
-    dt_bias_init,
-    pick_backend,
-    s4d_real_a_log,
-    state_dtype,
-)
+from archbench.archs.ops.common import dt_bias_init, s4d_real_a_log, state_dtype
 from archbench.archs.ops.selective_scan import selective_scan_chunked, selective_scan_sequential
 
 

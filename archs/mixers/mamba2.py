@@ -29,16 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer
 from archbench.archs.mixer_registry import register
-from archbench.archs.ops.common import (
-    a_log_uniform,
-    dt_bias_init,
-    in_segments,
-    pick_backend,
-    segment_length,
-    state_dtype,
-)
+from archbench.archs.ops.common import a_log_uniform, dt_bias_init, in_segments, segment_length, state_dtype
 from archbench.archs.ops.ssd import FLA, MAMBA_SSM, ssd_chunked, ssd_fla, ssd_mamba_ssm, ssd_step
 
 

@@ -44,9 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer
 from archbench.archs.mixer_registry import register
-from archbench.archs.ops.common import dt_bias_init, in_segments, pick_backend, segment_length, state_dtype
+from archbench.archs.ops.common import dt_bias_init, in_segments, segment_length, state_dtype
 from archbench.archs.ops.mamba3 import MAMBA_SSM, mamba3_chunked, mamba3_step
 from archbench.archs.ops.rope import rope, unit_rotation
 

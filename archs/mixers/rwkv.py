@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer, State
 from archbench.archs.mixer_registry import register
-from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype, token_shift
+from archbench.archs.ops.common import in_segments, segment_length, state_dtype, token_shift
 from archbench.archs.ops.wkv import FLA, wkv_chunked, wkv_fla, wkv_step
 
 

@@ -48,9 +48,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer
 from archbench.archs.mixer_registry import register
-from archbench.archs.ops.common import in_segments, pick_backend, segment_length, state_dtype, token_shift
+from archbench.archs.ops.common import in_segments, segment_length, state_dtype, token_shift
 from archbench.archs.ops.rwkv7 import FLA, rwkv7_chunked, rwkv7_step
 
 _LOG_W_MIN = -math.exp(-0.5)  # log w >= -e^{-1/2} = -0.6065...: fla's `lower_bound`

@@ -1,16 +1,8 @@
-"""Plumbing the mixers share, written once: state dtype, optional fused kernels, the choice of the path a
-call runs, Δ / A initialisers, and a few small pieces several layers and ops use.
+"""Plumbing the ops and mixers share, written once: state dtype, Δ / A initialisers, and a few small
+pieces several layers and ops use. (Optional fused kernels and the choice of a call's path are
+archs/backends.py's.)
 
 - `state_dtype`: the dtype a scan and its carried state run in.
-- `Kernel`: one optional fused kernel (flash-linear-attention, mamba-ssm, causal-conv1d, flash-attn):
-  where it is imported from (lazily, through `archs/kernels.py`), the dtypes it is built for, why it
-  cannot run here, and, for a kernel that may refuse its backward at run time (fla on Hopper with
-  Triton < 3.7.1, fla #640), a tiny probe. A mixer lists its kernels in `Mixer.kernels`
-  (backend -> Kernel), which also answers `Mixer.backend_unavailable`.
-- `pick_backend`: the backend a parallel call really runs, after the checks that can only happen at
-  run time (the input's dtype, a shape the kernel does not take, a refused backward), with the label
-  `Mixer.last_backend` shows.
-- `probe_leaves`: the tiny random inputs of a backward probe.
 - `dt_bias_init`, `s4d_real_a_log`, `a_log_uniform`: Mamba's initialisers of the step size Δ and of
   the (negative) state matrix A = -exp(A_log), shared by Mamba, Mamba-2, Mamba-3, Gated DeltaNet, KDA.
 - `log_decay_floor`, `mask_bias`, `decayed_scores`: the floor of a per-token log decay, the -inf mask
@@ -24,23 +16,19 @@ call runs, Δ / A initialisers, and a few small pieces several layers and ops us
 Glossary:
     Δ (dt)      step size of the discretised SSM, softplus(raw + dt_bias) > 0
     A, A_log    state matrix (diagonal or scalar per head), stored as A_log so that A = -exp(A_log) < 0
-    probe       (fn, device) -> None: a tiny forward+backward of kernel `fn` on `device`; raises on refusal
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from archbench.archs.kernels import backward_refusal, optional_kernel
-
 if TYPE_CHECKING:
-    from archbench.archs.base import Mixer
+    pass
 
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -50,81 +38,6 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-# -- optional fused kernels ----------------------------------------------------------------------------
-_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what fla's and mamba-ssm's kernels take
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """An optional fused kernel `from module import attr`, shipped by `package` (for messages)."""
-
-    module: str
-    attr: str
-    package: str
-    probe: Callable[[Callable, str], None] | None = None  # set where the backward may be refused
-    dtypes: tuple[torch.dtype, ...] = _TRITON_DTYPES  # the input dtypes it is built for
-
-    def load(self) -> Callable | None:
-        """The kernel function, or None when it cannot be imported (cached by `optional_kernel`)."""
-        return optional_kernel(self.module, self.attr)[0]
-
-    def __call__(self, *args, **kwargs):
-        fn, reason = optional_kernel(self.module, self.attr)
-        if fn is None:
-            raise RuntimeError(reason)
-        return fn(*args, **kwargs)
-
-    def unavailable(self, device: torch.device | str) -> str | None:
-        """Why the kernel cannot run on `device` here, or None. Every kernel here is CUDA-only."""
-        if torch.device(device).type != "cuda":
-            return f"{self.package} needs a CUDA device"
-        return optional_kernel(self.module, self.attr)[1]
-
-    def backward_refusal(self, device: torch.device | str) -> str | None:
-        """Why the kernel's backward fails on `device` (probed once per device), or None."""
-        if self.probe is None:
-            return None
-        device = str(device)
-        return backward_refusal(f"{self.module}.{self.attr}", device, lambda: self.probe(self.load(), device))
-
-
-def pick_backend(mixer: Mixer, x: torch.Tensor, unsupported: str | None = None) -> str:
-    """The backend a parallel call on `x` runs; sets `mixer.last_backend` to say which, and why.
-
-    A fused kernel of `mixer.kernels` falls back to the mixer's reference backend where it cannot serve
-    this call: an input dtype it is not built for (fla's and mamba-ssm's have no float64, flash-attn
-    takes fp16 / bf16 only), a call the mixer says it cannot take (`unsupported`, the reason, e.g. a
-    head width the kernel does not support), or a call that will be differentiated on a device where
-    the kernel refuses its backward — which it does only inside `.backward()`, too late to switch,
-    hence the probe before the forward."""
-    backend = mixer.resolve_backend(x.device)
-    mixer.last_backend = backend
-    kernel, fallback = mixer.kernels.get(backend), mixer.reference_backend
-    if kernel is None:
-        return backend
-    if x.dtype not in kernel.dtypes:
-        mixer.last_backend = f"{fallback} ({backend} has no {str(x.dtype).removeprefix('torch.')} kernels)"
-        return fallback
-    if unsupported:
-        mixer.last_backend = f"{fallback} ({unsupported})"
-        return fallback
-    needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in mixer.parameters()))
-    refusal = kernel.backward_refusal(x.device) if needs_grad else None
-    if refusal:
-        mixer.last_backend = f"{fallback} ({backend} backward refused: {refusal})"
-        return fallback
-    return backend
-
-
-def probe_leaves(device: str, n: int = 3, shape: tuple[int, ...] = (1, 16, 1, 16),
-                 sample: Callable[..., torch.Tensor] = torch.randn) -> list[torch.Tensor]:
-    """`n` tiny random tensors that require grad, (B, T, H, K) = (1, 16, 1, 16) by default: the inputs of
-    a backward probe."""
-    return [sample(*shape, device=device).requires_grad_() for _ in range(n)]
-
-
-# -- initialisers ------------------------------------------------------------------------------------
 def dt_bias_init(n: int, dt_min: float, dt_max: float) -> torch.Tensor:
     """Mamba's Δ init (Gu & Dao 2023, §3.6 and its code): Δ drawn log-uniform in [dt_min, dt_max]
     (floored at 1e-4), returned as softplus⁻¹(Δ), so that softplus(bias) starts at Δ. (n,) float32."""

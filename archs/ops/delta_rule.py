@@ -55,7 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import Kernel, decayed_scores, log_decay_floor, probe_leaves
+from archbench.archs.backends import Kernel, probe_leaves
+from archbench.archs.ops.common import decayed_scores, log_decay_floor
 
 _BLOCK_ELEMENTS = 1 << 20  # elements of the largest per-block temporary of `delta_rule_chunked`
 _SUB_CHUNK = 8  # c: sub-chunk of the per-channel pair scores (`decayed_scores`)

@@ -50,7 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import Kernel, decayed_scores, probe_leaves, state_dtype
+from archbench.archs.backends import Kernel, probe_leaves
+from archbench.archs.ops.common import decayed_scores, state_dtype
 
 _SUB_CHUNK = 8  # c: sub-chunk of the per-channel path (the (c, c, K) elementwise blocks)
 _PASS_ELEMENTS = 1 << 21  # largest temporary of one group of chunks: keeps the working set cache-sized

@@ -38,7 +38,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from archbench.archs.ops.common import Kernel, mask_bias
+from archbench.archs.backends import Kernel
+from archbench.archs.ops.common import mask_bias
 
 _BLOCK_ELEMENTS = 1 << 20  # size of the (B, H, chunks, Q, Q) decay tensor built at once
 

@@ -48,7 +48,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from archbench.archs.ops.common import Kernel, mask_bias, probe_leaves
+from archbench.archs.backends import Kernel, probe_leaves
+from archbench.archs.ops.common import mask_bias
 
 _GROUP_ELEMENTS = 1 << 21  # size of the (chunks, C, C, K) decay tensor built at once
 

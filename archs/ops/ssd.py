@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import Kernel, mask_bias, probe_leaves
+from archbench.archs.backends import Kernel, probe_leaves
+from archbench.archs.ops.common import mask_bias
 
 # Working-set size of `ssd_chunked`, in tensor elements: of the (B, H, chunks, Q, Q) decay tensor built
 # at once.

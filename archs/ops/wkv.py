@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import Kernel, log_decay_floor, mask_bias, probe_leaves
+from archbench.archs.backends import Kernel, probe_leaves
+from archbench.archs.ops.common import log_decay_floor, mask_bias
 
 _SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
 _PASS_ELEMENTS = 1 << 21  # size of the largest temporary in one pass of wkv_chunked's output loop

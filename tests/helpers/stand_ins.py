@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from archbench.archs import get, kernels
+from archbench.archs import backends, get
 
 REFUSAL = "Triton >= 3.4.0 and < 3.7.1 on Hopper GPUs produces incorrect results (see #640)"
 
@@ -42,4 +42,4 @@ def install_kernel(monkeypatch: pytest.MonkeyPatch, arch: str, module: str, attr
         monkeypatch.setitem(sys.modules, parent, types.ModuleType(parent))
     monkeypatch.setitem(sys.modules, module, fake)
     monkeypatch.setattr(get(arch), "backend_unavailable", classmethod(lambda cls, b, d: None))
-    kernels.clear_caches()  # forget earlier imports and probes
+    backends.clear_caches()  # forget earlier imports and probes

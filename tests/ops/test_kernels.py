@@ -1,4 +1,4 @@
-"""archs/kernels.py and archs/ops/common.py: optional kernel imports, the once-per-device backward probe,
+"""archs/backends.py and archs/ops/common.py: optional kernel imports, the once-per-device backward probe,
 the fallbacks the mixers take when a kernel cannot serve a call, and the shared initialisers."""
 
 import math
@@ -9,8 +9,8 @@ import pytest
 import torch
 from helpers.stand_ins import REFUSAL, RefusingBackward, install_kernel
 
-from archbench.archs import create, get, kernels, list_archs
-from archbench.archs.kernels import backward_refusal, optional_kernel
+from archbench.archs import backends, create, get, list_archs
+from archbench.archs.backends import backward_refusal, optional_kernel
 from archbench.archs.ops.common import a_log_uniform, dt_bias_init, s4d_real_a_log, state_dtype
 
 MISSING = "archbench_test_no_such_kernel_module"
@@ -33,7 +33,7 @@ def test_optional_kernel_missing_module_gives_reason_and_is_cached(monkeypatch) 
     monkeypatch.setitem(sys.modules, MISSING, fake)
     assert optional_kernel(MISSING, "fn") == (None, reason)
     # ... until the cache is cleared.
-    kernels.clear_caches()
+    backends.clear_caches()
     assert optional_kernel(MISSING, "fn") == (fake.fn, None)
 
 
