@@ -28,8 +28,8 @@ Ray cluster (`--address`) spreads it over machines; the run resumes, so a grid m
 sessions. Cost cells time the model: run them on a quiet machine (`--task none` leaves out every
 recall part; `--modes decode` keeps only the decode cells among the cost cells).
 
-`archbench report` writes `frontier_<device>_grid.md`: each part's cells (`frontier_parts` tags them
-with `PARTS`), how many are stored, the time they took and the load then, so the grid's size is a
+`archbench report` writes `frontier_<device>_grid.md`: each part's cells (`cells` tags each with its
+part), how many are stored, the time they took and the load then, so the grid's size is a
 measured figure.
 
 Glossary: n = seq_len, K = num_kv_pairs, V = vocab_size, lr learning rate, w SWA window.
@@ -250,66 +250,57 @@ def _layers(name: str) -> tuple[str, ...]:
     return tuple(spec.mixers[c] for c in spec.pattern)
 
 
-@dataclass(frozen=True)
-class FrontierOptions:
-    device: str
-    dtype: str
-    families: list[str]  # registered mixers in the recall parts (a `--models` filter keeps these)
-    model_filter: list[str] | None  # `--models`: keep only these model names, in every part
-    tasks: list[str] | None  # `--task`: only these recall parts' tasks ("mqar" is the mqar, seeds,
-    # v8192 and hybrid parts; "none" keeps only cost cells)
-    modes: list[str] | None  # `--modes`: which cost cells (prefill, decode); [] none
-    lrs: list[float] | None
-    max_examples: int | None
-    d_models: list[int] | None
-    decode_flags: dict[str, bool]
+def cells(p: Params) -> list[tuple[str, Cell]]:
+    """(part, cell) for every cell of the grid under the flags in `p`, in run order (see the comment
+    below), cost cells last; the part lets the report say how much of each part is stored and what it
+    took. The families are the registered mixers, those with a state knob first, then plugin mixers (one
+    point each, their default)."""
+    from archbench.archs import list_archs
+    from archbench.bench.grids.common import decode_flags, default_dtype
 
-
-# The part names `frontier_parts` tags cells with.
-PARTS = ("headline", "headline lrs", "state sweep", "seeds", "hybrids", "ablations", "v8192", "passkey",
-         "copy", "selective_copy", "induction", "cost")
-
-
-def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
-    """(part, cell) for every cell of the grid in run order (see the comment below), cost cells last; the
-    part (`PARTS`) lets the report say how much of each part is stored and what it took."""
-    grid = grid_for(o.device)
+    families = sorted(list_archs(), key=lambda m: m not in STATE_KNOBS)  # stable: registry order kept
+    dtype = p.dtype or default_dtype(p.device)
+    # `--task`: only that task's recall parts ("mqar" is the mqar, seeds, v8192 and hybrid parts; "none"
+    # keeps only the cost cells)
+    tasks = None if p.task is None else ([] if p.task == "none" else [p.task])
+    flags = decode_flags(p)
+    grid = grid_for(p.device)
 
     def want(name: str) -> bool:
-        return o.model_filter is None or name in o.model_filter
+        return p.models is None or name in p.models
 
     def want_task(task: str) -> bool:
-        return o.tasks is None or task in o.tasks
+        return tasks is None or task in tasks
 
     def budget(train: TrainConfig) -> TrainConfig:
-        return scaled(train, o.max_examples) if o.max_examples else train
+        return scaled(train, p.max_examples) if p.max_examples else train
 
     train, task_train = budget(grid.train), budget(grid.task_train)
-    lrs = tuple(o.lrs or grid.lrs)
-    d_models = tuple(o.d_models or grid.d_models)
+    lrs = tuple(p.lrs or grid.lrs)
+    d_models = tuple(p.d_models or grid.d_models)
     # The other tasks and the V = 8192 slice run at one width of their own, unless --d-model says which:
     # a flag given reaches every part, as --max-examples does (through `budget` and `scaled`).
-    one_width = tuple(o.d_models or (D_MODEL,))
+    one_width = tuple(p.d_models or (D_MODEL,))
     mqar_test = (grid.mqar["seq_len"] * 2,)
-    recall = [m for m in recall_models(o.families) if want(m[0])]
+    recall = [m for m in recall_models(families) if want(m[0])]
     hybrids = [(name, HYBRID_DEPTH, ATTENTION_CFG, False) for name in hybrid_models() if want(name)]
-    cells: list[tuple[str, Cell]] = []
+    planned: list[tuple[str, Cell]] = []
 
     def recall_cells(part, models, task, task_cfg, test_lens, train_cfg, lrs_, seeds, widths) -> None:
         for seed in seeds:
             for d in widths:
                 for name, depth, configs, _ in models:
                     spec = resolve_model(name, depth, d, 0, configs)
-                    compile_ = train_cfg.compile and compile_pays(o.device, set(spec.mixers.values()))
+                    compile_ = train_cfg.compile and compile_pays(p.device, set(spec.mixers.values()))
                     for lr in lrs_:
-                        cells.append((part, Cell("retrieval", RetrievalSpec(
+                        planned.append((part, Cell("retrieval", RetrievalSpec(
                             spec, TaskSpec(task, dict(task_cfg)),
                             dataclasses.replace(train_cfg, lr=lr, seed=seed, compile=compile_),
-                            test_lens=test_lens, device=o.device, dtype=o.dtype, seed=seed))))
+                            test_lens=test_lens, device=p.device, dtype=dtype, seed=seed))))
 
     first, more = grid.seeds[:1], grid.seeds[1:]
     heads = [m for m in recall if m[3]]
-    task_models = [(f, RECALL_DEPTH, _config_for(f, {}), True) for f in o.families if want(f)]
+    task_models = [(f, RECALL_DEPTH, _config_for(f, {}), True) for f in families if want(f)]
     task_models += [(p, HYBRID_DEPTH, ATTENTION_CFG, False) for p in HYBRID_PRESETS if want(p)]
 
     def task_cells(task: str) -> None:
@@ -317,55 +308,42 @@ def frontier_parts(o: FrontierOptions) -> list[tuple[str, Cell]]:
             cfg = grid.tasks[task]
             test_lens = tuple(cfg["seq_len"] * f for f in grid.test_factors)
             recall_cells(task, task_models, task, cfg, test_lens, task_train,
-                         tuple(o.lrs or grid.task_lrs), first, one_width)
+                         tuple(p.lrs or grid.task_lrs), first, one_width)
 
     # Run order: the headline cells at every lr first (every family at the central lr, then the others),
     # so a grid cut short (or one session of it) already has a front from full sweeps; then the hybrids at
     # every lr, the ablations, the seed spread and the state sweep; the other tasks; the V = 8192 slice.
     ablations = [(f, RECALL_DEPTH, _config_for(f, knob), False)
-                 for f in o.families if want(f) for knob in ABLATIONS.get(f, ())]
+                 for f in families if want(f) for knob in ABLATIONS.get(f, ())]
     if want_task("mqar"):
         recall_cells("headline", heads, "mqar", grid.mqar, mqar_test, train, lrs[:1], first, d_models)
         recall_cells("headline lrs", heads, "mqar", grid.mqar, mqar_test, train, lrs[1:], first, d_models)
         recall_cells("hybrids", hybrids, "mqar", grid.mqar, mqar_test, train,
-                     tuple(o.lrs or grid.hybrid_lrs), first, d_models)
+                     tuple(p.lrs or grid.hybrid_lrs), first, d_models)
         recall_cells("ablations", ablations, "mqar", grid.mqar, mqar_test, train,
-                     tuple(o.lrs or grid.sweep_lrs), first, d_models)
+                     tuple(p.lrs or grid.sweep_lrs), first, d_models)
         recall_cells("seeds", heads, "mqar", grid.mqar, mqar_test, train,
-                     tuple(o.lrs or grid.seed_lrs), more, d_models)
+                     tuple(p.lrs or grid.seed_lrs), more, d_models)
         recall_cells("state sweep", [m for m in recall if not m[3]], "mqar", grid.mqar, mqar_test, train,
-                     tuple(o.lrs or grid.sweep_lrs), first, d_models)
+                     tuple(p.lrs or grid.sweep_lrs), first, d_models)
     for task in grid.tasks:
         task_cells(task)
     if want_task("mqar") and grid.v8192:
         wide = [(f, RECALL_DEPTH, _config_for(f, STATE_KNOBS.get(f, ({},))[0]), True)
-                for f in grid.v8192["models"] if f in o.families and want(f)]
-        long_train = scaled(train, o.max_examples or grid.v8192["max_examples"])
+                for f in grid.v8192["models"] if f in families and want(f)]
+        long_train = scaled(train, p.max_examples or grid.v8192["max_examples"])
         recall_cells("v8192", wide, "mqar", {**grid.mqar, "vocab_size": grid.v8192["vocab_size"]}, mqar_test,
                      long_train, lrs, first, one_width)
 
     # cost: every model of the mqar and hybrid parts, timed by the scaling harness; the headline models
     # and the hybrids first, the other state sizes after them (the same order as their recall cells)
-    modes = ["prefill", "decode"] if o.modes is None else [m for m in o.modes if m in ("prefill", "decode")]
+    modes = ["prefill", "decode"] if p.modes is None else [m for m in p.modes if m in ("prefill", "decode")]
     for d in d_models:
         for name, depth, configs, _ in heads + hybrids + [m for m in recall if not m[3]] + ablations:
             spec = resolve_model(name, depth, d, 0, configs)
             for mode in modes:
                 for n in grid.cost_lens:
-                    cells.append(("cost", Cell("scaling", ScalingSpec(
-                        spec, mode=mode, seq_len=n, batch=1, device=o.device, dtype=o.dtype, seed=0,
-                        **(o.decode_flags if mode == "decode" else {})))))
-    return cells
-
-
-def cells(p: Params) -> list[tuple[str, Cell]]:
-    """The grid's (part, cell) pairs under the flags in `p`: the registered families with a state knob
-    first, then plugin mixers (one point each, their default)."""
-    from archbench.archs import list_archs
-    from archbench.bench.grids.common import decode_flags, default_dtype
-
-    families = sorted(list_archs(), key=lambda m: m not in STATE_KNOBS)  # stable: registry order kept
-    return frontier_parts(FrontierOptions(
-        device=p.device, dtype=p.dtype or default_dtype(p.device), families=families, model_filter=p.models,
-        tasks=None if p.task is None else ([] if p.task == "none" else [p.task]), modes=p.modes,
-        lrs=p.lrs, max_examples=p.max_examples, d_models=p.d_models, decode_flags=decode_flags(p)))
+                    planned.append(("cost", Cell("scaling", ScalingSpec(
+                        spec, mode=mode, seq_len=n, batch=1, device=p.device, dtype=dtype, seed=0,
+                        **(flags if mode == "decode" else {})))))
+    return planned
