@@ -21,7 +21,8 @@ Parts, in run order:
     remedy      the chosen remedy (`remedy`) on the failing cells at V = 256 and V = 1024: before/after
     pilot       every family under the remedy at the candidate grid points: where can recall be compared?
     attention-last  the remedy with one of archbench's own choices put back, on the hybrid it leaves
-                below its own recurrent part (RRRX, Mamba-2 + attention, V = 256): which choice matters?
+                below its own recurrent part (RRRX, Mamba-2 + attention): each at V = 256, the two
+                that lift it again at V = 1024 and two seeds: which choice matters?
 
 Glossary: n = seq_len, K = num_kv_pairs, V = vocab_size, lr learning rate.
 """
@@ -107,6 +108,9 @@ PUT_BACK: tuple[dict[str, Any], ...] = (
     {"warmup_frac": 0.1}, {"grad_clip": 1.0}, {"tie_head": False}, {"embed_dropout": 0.0},
     {"init": "archbench"}, {"decay": "matrices"},
 )
+# The two that lifted it at V = 256, at the frontier's point and at two seeds: does the explanation hold
+# where the hybrid was below its recurrent part?
+PUT_BACK_CONFIRM: tuple[dict[str, Any], ...] = ({"init": "archbench"}, {"decay": "matrices"})
 
 
 def _cell(name: str, depth: int, task_cfg: dict, train: TrainConfig, configs: dict | None = None,
@@ -192,6 +196,11 @@ def plateau_parts(models: list[str] | None = None,
         if want(ATTENTION_LAST[0]):
             train = dataclasses.replace(remedy(TRAIN, REMEDY_LRS[-1]), **fields)
             cells.append(("attention-last", _cell(*ATTENTION_LAST, MQAR, train)))
+    for seed in (0, 1):
+        for fields in PUT_BACK_CONFIRM:
+            if want(ATTENTION_LAST[0]):
+                train = dataclasses.replace(remedy(long, REMEDY_LRS[-1]), seed=seed, **fields)
+                cells.append(("attention-last", _cell(*ATTENTION_LAST, V1024, train)))
     # A cell two parts share (the remedy is also a candidate; the pilot holds the remedy's cells) runs
     # once, under the first part that names it.
     first: dict[str, tuple[str, Cell]] = {}

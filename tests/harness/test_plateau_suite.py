@@ -43,12 +43,20 @@ def test_options_it_fixes_are_refused_in_one_line(flag, cli, tmp_path) -> None:
 
 
 def test_attention_last_cells_put_back_one_archbench_choice_each_into_the_remedy() -> None:
-    remedy = plateau.remedy(plateau.TRAIN, plateau.REMEDY_LRS[-1]).to_dict()
+    import dataclasses
+
     cells = [c.spec for p, c in plateau.cells(Params()) if p == "attention-last"]
-    assert len(cells) == len(plateau.PUT_BACK)
+    small = [s for s in cells if s.vocab_size == 256]
+    confirm = [s for s in cells if s.vocab_size == 1024]
+    assert len(small) == len(plateau.PUT_BACK)
+    assert len(confirm) == 2 * len(plateau.PUT_BACK_CONFIRM) and {s.seed for s in confirm} == {0, 1}
     archbench = TrainConfig().to_dict()
+    examples = plateau.V1024_EXAMPLES
+    long = dataclasses.replace(plateau.TRAIN, max_examples=examples, n_train=examples)
     for spec in cells:
         assert spec.model.name == plateau.ATTENTION_LAST[0]
+        base = plateau.TRAIN if spec.vocab_size == 256 else long
+        remedy = dataclasses.replace(plateau.remedy(base, plateau.REMEDY_LRS[-1]), seed=spec.seed).to_dict()
         train = spec.train.to_dict()
         changed = {k for k, v in train.items() if remedy[k] != v}
         assert len(changed) == 1 and all(train[k] == archbench[k] for k in changed), changed
