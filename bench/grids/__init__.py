@@ -10,7 +10,7 @@ A grid file defines:
              where not given) and the device; the part names the piece of the grid a cell belongs to
              (the frontier grid's "headline", "hybrids", ...; "" where a grid has one piece)
 
-and its docstring says what it measures (its first line is what `archbench list` prints). The cell
+and its docstring says what it measures. The cell
 builders every grid shares (a model at a shape, a scaling sweep, a task's training cells) are in
 `common.py`; a grid that needs something new writes it in its own file.
 """
@@ -170,10 +170,4 @@ def _shown(value: object) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def describe(name: str) -> str:
-    """The first line of a grid's docstring."""
-    doc = (load(name).__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
-
-
-__all__ = ["GRIDS", "FLAG", "GridError", "Params", "Plan", "load", "plan", "grid_name", "describe"]
+__all__ = ["GRIDS", "FLAG", "GridError", "Params", "Plan", "load", "plan", "grid_name"]
