@@ -19,9 +19,10 @@ only at the scored positions — in MQAR that is K of L tokens, and the (B, T, V
 otherwise be the largest tensor of the step — and no per-step host sync happens outside the
 periodic evaluations.
 
-Determinism: model init runs inside `torch.random.fork_rng` (the global torch RNG is restored
-afterwards), shuffling uses a local `torch.Generator`, data a local `np.random.Generator`. On CPU the
-same seed gives the same row, bar `train_seconds`.
+Determinism: training runs inside `torch.random.fork_rng` seeded by the cell's seed (dropout's masks come
+from it; the caller's RNG is restored afterwards), model init inside another seeded fork, shuffling uses
+a local `torch.Generator`, data a local `np.random.Generator`. On CPU the same seed gives the same row
+whatever ran before it in the process, bar `train_seconds`.
 
 Glossary: N examples, B batch_size, L = T = seq_len, D d_model, V vocab_size, M scored positions
 in a batch (rows of the gathered hidden states), K items to recall per row.
@@ -251,8 +252,21 @@ def train_and_evaluate(model_spec: ModelSpec, task: Task, train_cfg: TrainConfig
     loss since the last one, the held-out-subset accuracy, and per layer the RMS of the mixer's output
     and the share of its energy in one constant vector (bench/experiments/diagnostics.py) — what the
     report classifies a cell by (learned, still rising, stuck on the answer-prior plateau).
+
+    Training draws from torch's global RNG (dropout's masks), so it runs under a forked RNG seeded by
+    the cell's seed: the same cell gives the same row whatever ran before it in the process, and the
+    caller's RNG is left as it was.
     """
     cfg = train_cfg or TrainConfig()
+    cuda = torch.device(device).type == "cuda"
+    with torch.random.fork_rng(devices=[torch.device(device).index or 0] if cuda else []):
+        torch.manual_seed(cfg.seed + 1)  # a stream apart from the init's (seed) and the data's
+        return _train_and_evaluate(model_spec, task, cfg, test_lens, device, dtype, progress)
+
+
+def _train_and_evaluate(model_spec: ModelSpec, task: Task, cfg: TrainConfig, test_lens: tuple[int, ...],
+                        device: str | torch.device, dtype: torch.dtype,
+                        progress: Progress | None) -> dict[str, Any]:
     device = torch.device(device)
     if dtype == torch.float16:
         raise ValueError("float16 training needs loss scaling, which this loop does not do; use bfloat16")

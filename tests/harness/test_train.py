@@ -84,6 +84,19 @@ def test_same_seed_same_row_and_global_rng_untouched():
     assert other["curve"]["loss"] != rows[0]["curve"]["loss"]
 
 
+def test_dropout_does_not_make_a_row_depend_on_what_ran_before_it():
+    """Embedding dropout draws from torch's global RNG: whatever an earlier cell of the same process left
+    in it must not change this cell's row (the zoology recipe trains with dropout 0.1)."""
+    cfg = dataclasses.replace(QUICK, max_examples=640, eval_every=320, n_test=64, embed_dropout=0.1)
+    rows = []
+    for earlier in (123, 456):
+        torch.manual_seed(earlier)
+        torch.rand(7)  # an earlier cell's draws
+        rows.append(train_and_evaluate(attention(), small_mqar(), cfg))
+        rows[-1].pop("train_seconds")
+    assert rows[0] == rows[1]
+
+
 def test_held_out_set_never_repeats_a_training_row():
     task = Tiny()
     cfg = TrainConfig(n_train=40, n_test=20)
