@@ -66,3 +66,15 @@ def test_the_grid_table_comes_from_the_rows_and_the_plan_stored_beside_them(tmp_
     n_headline = sum(p == "headline" for p, _ in parts)
     assert cells[1:5] == [str(n_headline), "1", "1", "0.02 h"] and cells[6] == "1.5 (1.5–1.5)"
     assert f"1 of {len(parts)} cells stored" in text
+
+
+def test_the_report_imports_nothing_of_the_grids_or_the_run_loop() -> None:
+    """The report is a function of the stored rows and plans: it never builds a grid or runs a cell."""
+    import subprocess
+    import sys
+
+    code = ("import sys, archbench.bench.report as r; r.write_report; "
+            "print(sorted(m for m in sys.modules if m.startswith(('archbench.bench.grids', "
+            "'archbench.bench.runs.loop', 'archbench.bench.runs.cell', 'archbench.bench.runs.executors'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
