@@ -143,8 +143,7 @@ def _value(tp: Any, text: str) -> Any:
     if tp is int:
         return int(text)
     if tp is float:
-        value = float(text)
-        return value
+        return float(text)
     if tp is str:
         return text
     if origin is tuple:

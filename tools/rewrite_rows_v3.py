@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ from archbench.archs.model import parse_pattern
 from archbench.bench import grids
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.runs.schema import Row, RowSchemaError, cell_key
-from archbench.bench.runs.store import dumps
+from archbench.bench.runs.store import dumps, write_atomic
 
 MODEL_KEYS = ("model", "pattern", "mixers", "configs", "depth", "d_model", "mlp_ratio")
 GRID_ORDER = ("frontier", "plateau", "scaling", "retrieval", "generation", "quick", "full")
@@ -145,12 +143,7 @@ def rewrite_file(path: Path, parts: dict[str, tuple[str, str]]) -> tuple[int, in
             raise SystemExit(f"{path}:{lineno}: cannot rewrite: {type(exc).__name__}: {exc}") from None
         changed += new is not obj
         out.append(dumps(new))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in out))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, "".join(line + "\n" for line in out).encode("utf-8"))
     return len(out), changed
 
 

@@ -166,5 +166,15 @@ def generation_cells(p: Params, *, models: list[str], depth: int, d_model: int, 
     return cells
 
 
+def zoology_budget(examples: int, epochs: int = 4, eval_every: int | None = None, batch_size: int = 64,
+                   **fields: Any) -> TrainConfig:
+    """`examples` under the zoology recipe as `epochs` passes over a training set of examples / epochs
+    (the plateau grid's remedy, results/METHODS.md), evaluated once per epoch unless `eval_every` says
+    otherwise."""
+    n_train = examples // epochs
+    return TrainConfig.for_recipe("zoology", batch_size=batch_size, max_examples=examples, n_train=n_train,
+                                  eval_every=eval_every or n_train, **fields)
+
+
 def one_part(cells: list[Cell], part: str = "") -> list[tuple[str, Cell]]:
     return [(part, c) for c in cells]

@@ -46,6 +46,7 @@ from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.grids import Params
+from archbench.bench.grids.common import zoology_budget
 from archbench.bench.runs.cell import Cell
 from archbench.tasks import TaskSpec
 
@@ -106,15 +107,6 @@ class Grid:
     cost_lens: tuple[int, ...]
     d_models: tuple[int, ...] = (D_MODEL,)
     v8192: dict[str, Any] | None = None  # a slice at Zoology's vocabulary: models, examples, lrs (CPU)
-
-
-def zoology_budget(examples: int, epochs: int = 4, eval_every: int | None = None,
-                   **fields: Any) -> TrainConfig:
-    """`examples` under the zoology recipe as `epochs` passes over a training set of examples / epochs
-    (the plateau suite's remedy, results/METHODS.md), batch 64 and 1000 held-out rows."""
-    n_train = examples // epochs
-    return TrainConfig.for_recipe("zoology", batch_size=64, max_examples=examples, n_train=n_train,
-                                  eval_every=eval_every or n_train, **fields)
 
 
 # The CPU grid, chosen from the plateau grid's pilot (results/METHODS.md has its figures): MQAR at n = 64,

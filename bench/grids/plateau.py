@@ -37,6 +37,7 @@ from archbench.bench.experiments.recipes import RECIPE_LRS
 from archbench.bench.experiments.retrieval import RetrievalSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.grids import GridError, Params
+from archbench.bench.grids.common import zoology_budget
 from archbench.bench.runs.cell import Cell
 from archbench.bench.runs.schema import cell_key
 from archbench.tasks import TaskSpec
@@ -88,9 +89,8 @@ REMEDY_LRS = RECIPE_LRS["zoology"][2:]  # 2.15e-3 and 1e-2: the two the gated ce
 
 def remedy(train: TrainConfig, lr: float) -> TrainConfig:
     """`train`'s budget under the zoology recipe at `lr`."""
-    return TrainConfig.for_recipe("zoology", lr=lr, batch_size=train.batch_size, n_test=train.n_test,
-                                  max_examples=train.max_examples,
-                                  n_train=train.max_examples // REMEDY_EPOCHS)
+    return zoology_budget(train.max_examples, REMEDY_EPOCHS, batch_size=train.batch_size, lr=lr,
+                          n_test=train.n_test)
 
 
 # The pilot for a CPU grid where recall can be compared: every registered family at its default state

@@ -41,6 +41,7 @@ Glossary
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -116,6 +117,7 @@ def _flat_model(m: Any) -> dict[str, Any]:
             "d_model": m.d_model, "mlp_ratio": m.mlp_ratio, "identity": model_identity(m)}
 
 
+@functools.cache  # read for every row the report flattens
 def _flat_kinds() -> dict[type, tuple[tuple[str, ...], Any]]:
     """Nested Spec objects as flat columns: type -> (column names, object -> {column: value})."""
     from archbench.archs import ModelSpec
