@@ -6,6 +6,7 @@ the kind's name (`@register("scaling")`), declaring
                         canonical JSON is the cell's resume key (bench/runs/schema.py)
   Result                frozen dataclass: the figures one ok cell measured
   summary_columns       the columns `archbench run` prints at the end (fields of Spec, Result or Row)
+  key_result            the one figure of a finished cell that its line in a log shows (a Result field)
   default_time_limit_s  the per-cell limit when the user gives none
   run(spec, budget_s, progress) -> Result     one cell, in this process (an executor decides where)
 and optionally `skip_reason` (a cell that cannot run by design), `series` (cells that differ only in
@@ -47,6 +48,7 @@ class Experiment:
     Spec: ClassVar[type]
     Result: ClassVar[type]
     summary_columns: ClassVar[tuple[str, ...]] = ("status",)
+    key_result: ClassVar[str | None] = None
     default_time_limit_s: ClassVar[float] = 600.0
     series_name: ClassVar[str] = "n"  # what `series` counts, as a skip row names it: "skipped: n=64 was oom"
 

@@ -207,6 +207,7 @@ class Generation(Experiment):
     Result = GenerationResult
     summary_columns = ("model", "depth", "prompt_len", "gen_len", "batch", "status", "backend", "ttft_s",
                        "token_latency_s", "tokens_per_s", "memory_needed_bytes", "fits_budget")
+    key_result = "tokens_per_s"
     default_time_limit_s = 1800.0  # compiling, a batch of prefills, G steps
 
     @classmethod

@@ -82,6 +82,7 @@ class Retrieval(Experiment):
     Result = RetrievalResult
     summary_columns = ("model", "depth", "task", "seq_len", "num_kv_pairs", "d_model", "lr", "status",
                        "accuracy", "train_seconds")
+    key_result = "accuracy"
     default_time_limit_s = 3600.0  # a whole training run
 
     @classmethod

@@ -224,6 +224,7 @@ class Scaling(Experiment):
     Result = ScalingResult
     summary_columns = ("model", "depth", "mode", "seq_len", "backend", "status", "time_median_s",
                        "peak_mem_bytes", "state_bytes")
+    key_result = "time_median_s"
     default_time_limit_s = 120.0  # seconds of timed repeats, plus the peaks probe once per process
 
     @classmethod

@@ -12,6 +12,10 @@ The loop
   - appends and fsyncs one row per cell (bench/runs/schema.py) in this one process, with provenance,
     so an interrupt loses only the cells in progress, and stops the run even where Python swallowed
     the KeyboardInterrupt (`_interrupts_noticed`); SIGTERM and SIGHUP stop it as Ctrl-C does;
+  - shows done / total, the time elapsed and an estimate of the time left (bench/runs/eta.py: each
+    part's cells left at the mean wall time of its finished ones), and, given `log`, hands it one
+    plain line per finished cell (bench/runs/summary.py `cell_line`) — for a log file, where the
+    progress bar does not draw;
   - holds the store's one-writer lock (store.RunLock) from before it reads the stored rows to the end:
     a results folder that cannot take rows, or that another run is writing, is refused before any
     cell runs, and a row that cannot be written whole (disk full) stops the sweep (RowWriteError).
@@ -29,6 +33,7 @@ import functools
 import math
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from archbench.bench.runs import store
 from archbench.bench.runs.cell import Cell, Job, Outcome, Terminated, suspects, unique_cells
+from archbench.bench.runs.eta import Eta, EtaColumn
 from archbench.bench.runs.executors import Executor, LocalExecutor
 from archbench.bench.runs.provenance import moment, provenance
 from archbench.bench.runs.schema import (
@@ -49,6 +55,7 @@ from archbench.bench.runs.schema import (
     read_rows,
     skipped_after_failure,
 )
+from archbench.bench.runs.summary import cell_line
 
 
 def row_file(out_dir: Path, kind: str, device_name: str) -> Path:
@@ -138,9 +145,10 @@ def _interrupts_noticed():
 @_one_writer
 def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = None, budget_s: float = 1.0,
               retry_failed: bool = False, executor: Executor | None = None,
-              console: Console | None = None) -> list[Row]:
+              console: Console | None = None, log: Callable[[str], None] | None = None) -> list[Row]:
     """Run every cell not yet stored for this device (and, with `retry_failed`, every stored failure);
-    return the rows written by this call, in the order they were written."""
+    return the rows written by this call, in the order they were written. `log` gets one line per
+    finished cell."""
     console = console or Console(stderr=True)
     executor = executor or LocalExecutor()
     cells = unique_cells(cells)  # for every executor: one that runs cells at once would run both copies
@@ -173,16 +181,28 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
         if is_failure(row.status):
             failures.note(row.kind, row.spec, row.status, row.device_name)
 
+    def to_run(kind: str, spec: Any) -> bool:
+        """Whether a cell is expected to run (not stored, not skipped by design): what the ETA prices."""
+        old = _stored(newest, spec, provenances_of(spec), retry_failed)[1]
+        stored = old is not None and not (retry_failed and is_retryable(old.status))
+        return not stored and experiment(kind).skip_reason(spec) is None
+
+    expected = [to_run(kind, spec) for kind, spec, _, _ in cells]
+    eta = Eta(_eta_part(kind, part) for (kind, _, _, part), e in zip(cells, expected, strict=True) if e)
     kept_failures = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               *getattr(executor, "progress_columns", ()))  # a cluster's queued / running / done
+               EtaColumn(eta), *getattr(executor, "progress_columns", ()))  # a cluster's queued / running
     with Progress(*columns, console=console, transient=False) as bar, _interrupts_noticed() as interrupted:
         task = bar.add_task("cells", total=len(cells))
+
+        def logged(row: Row, label: str) -> None:
+            if log is not None:
+                log(cell_line(row, int(bar.tasks[0].completed), len(cells), label, eta.text()))
 
         def pending():
             """The jobs to run, decided one at a time as the executor asks (see executors.py)."""
             nonlocal kept_failures
-            for kind, spec, grid, part in cells:
+            for (kind, spec, grid, part), runs in zip(cells, expected, strict=True):
                 if signum := interrupted():
                     raise _stop(signum)
                 prov, old = _stored(newest, spec, provenances_of(spec), retry_failed)
@@ -196,11 +216,16 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
                                      if (s := failures.skip(kind, spec, p["device_name"]))), (prov, None))
                 status = status or (f"skipped: {reason}" if reason else None)
                 if status is not None:
-                    if old is None or old.status != status:  # the same skip again adds nothing
-                        write(Row(kind, spec, None, status, prov, 0.0, grid, part))
+                    if runs:
+                        eta.drop(_eta_part(kind, part))
                     bar.advance(task)
+                    if old is None or old.status != status:  # the same skip again adds nothing
+                        row = Row(kind, spec, None, status, prov, 0.0, grid, part)
+                        write(row)
+                        logged(row, exp.label(spec))
                     continue
                 bar.update(task, description=exp.label(spec))
+                eta.start(_eta_part(kind, part))
                 yield Job(kind, spec, budget_s, time_limit_s or exp.default_time_limit_s, grid, part)
 
         def progress_for(job: Job):
@@ -208,14 +233,22 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
 
         for job, outcome in executor.map(pending(), progress_for):  # an outcome may name the node it ran on
             prov = getattr(outcome, "provenance", None) or {**provenances_of(job.spec)[0], **moment()}
-            write(_row(job, outcome, prov))
+            row = _row(job, outcome, prov)
+            write(row)
+            eta.finish(_eta_part(job.kind, job.part), outcome.wall_s)
             bar.advance(task)
+            logged(row, experiment(job.kind).label(job.spec))
             if signum := interrupted():  # a Ctrl-C that Python swallowed inside the cell: stop after its row
                 raise _stop(signum)
     if kept_failures:
         console.print(f"{kept_failures} stored cell(s) failed earlier and were kept as they are; "
                       "--retry-failed runs them again")
     return written
+
+
+def _eta_part(kind: str, part: str | None) -> tuple[str, str]:
+    """The cells priced alike by the ETA: one part of a grid (a grid without parts: one kind)."""
+    return kind, part or ""
 
 
 def _stored(newest: dict[tuple[str, str], Row], spec: Any, provs: list[dict],

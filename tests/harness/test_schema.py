@@ -123,6 +123,8 @@ def test_every_kind_s_summary_columns_are_declared() -> None:
 
     for kind in list_experiments():
         require_columns(kind, get(kind).summary_columns, f"the {kind} summary")
+        if get(kind).key_result is not None:  # the figure a finished cell's line in a log shows
+            require_columns(kind, (get(kind).key_result,), f"the {kind} key result")
 
 
 def test_the_cell_key_and_the_model_identity_are_canonical_json_of_the_objects() -> None:
