@@ -12,7 +12,7 @@ from archbench.archs.registry import Registry, build_config
 
 BUILTINS = ("attention", "swa", "mamba", "mamba2", "mamba3", "rwkv", "rwkv7", "linear_attention", "retnet",
             "gla", "deltanet", "gated_deltanet", "kda")
-MIXERS = Registry("architecture", "archbench.archs", (f"archbench.archs.mixers.{m}" for m in BUILTINS))
+MIXERS = Registry("mixer", "archbench.archs", (f"archbench.archs.mixers.{m}" for m in BUILTINS))
 register = MIXERS.register
 
 

@@ -27,7 +27,11 @@ from archbench.archs.base import Mixer, State
 from archbench.archs.mixer_registry import create, get, list_archs
 from archbench.archs.names import coerce, parse_name
 from archbench.archs.presets import PRESETS
-from archbench.archs.registry import UnknownNameError
+from archbench.archs.registry import UnknownNameError, unknown_name
+
+# The forms a model name takes beyond the registered names, for the message an unknown one gets.
+MODEL_HINT = (" (or a pattern such as 'MMMA:M=mamba2,A=attention'; a mixer's Config fields in parentheses, "
+              "'mamba2(d_state=32)')")
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,7 @@ def resolve_model(name: str, depth: int, d_model: int, mlp_ratio: int = 0,
     elif name in list_archs():
         unit, mixers, configs = "M", {"M": name}, {}
     else:
-        raise UnknownNameError(f"unknown model {name!r}; choose a mixer or preset: {', '.join(list_models())}"
-                               " (or a pattern such as 'MMMA:M=mamba2,A=attention')")
+        raise UnknownNameError(unknown_name("model", name, list_models(), MODEL_HINT))
     if depth % len(unit):
         raise ValueError(f"model {name!r} repeats a unit of {len(unit)} layers ({unit}); depth {depth} "
                          f"is not a multiple of {len(unit)}")

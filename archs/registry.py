@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import fnmatch
 import importlib
 import os
@@ -30,6 +31,18 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+def unknown_name(what: str, names: str | Iterable[str], valid: Iterable[str], hint: str = "") -> str:
+    """The one wording of every unknown name the user typed (a model, a mixer, a grid, a mode...):
+    "unknown mixer 'mamba4'; valid: attention, mamba, ...; did you mean 'mamba3'?". `hint` follows the
+    valid names (other forms the option takes); the guess is difflib's closest valid name, when one is
+    close enough to be a typo rather than a different word."""
+    names = [names] if isinstance(names, str) else list(names)
+    valid = list(valid)
+    guesses = [g for n in names for g in difflib.get_close_matches(n, valid, n=1, cutoff=0.6)]
+    text = f"unknown {what} {', '.join(map(repr, names))}; valid: {', '.join(valid)}{hint}"
+    return text + (f"; did you mean {', '.join(map(repr, dict.fromkeys(guesses)))}?" if guesses else "")
 
 
 class ConfigFieldError(TypeError):
@@ -136,7 +149,7 @@ class Registry:
     def get(self, name: str) -> type:
         self._load()
         if name not in self._classes:
-            raise UnknownNameError(f"unknown {self.what} {name!r}; choose from: {', '.join(self.names())}")
+            raise UnknownNameError(unknown_name(self.what, name, self.names()))
         return self._classes[name]
 
     def origin(self, name: str) -> Origin:

@@ -9,8 +9,9 @@ written stay on disk. A row that cannot be written (a full disk) stops the run w
 status 1, every row before it intact. SIGTERM and SIGHUP stop a command as Ctrl-C does (finished rows
 kept), with one line naming the signal and exit status 128 + its number.
 
-The console command enters through bench/entry.py, which catches a Ctrl-C while this module's imports
-(torch) load.
+Imports are lazy: this module loads without torch, so `archbench --help`, `--version` and a usage
+error in the options answer at once; torch and the registries load after the options parse, under
+bench/entry.py's guard that turns a Ctrl-C during that import into one line (`heavy_imports`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,10 @@ import signal
 import sys
 import threading
 import warnings
+from importlib import metadata
 from pathlib import Path
 
-import torch
-
-from archbench.archs import MIXERS, ConfigFieldError, UnknownNameError, list_archs, list_models
-from archbench.archs.isolation import guarded
+from archbench.bench.entry import ctrl_c_exits
 
 DTYPES = ["float32", "float64", "bfloat16", "float16"]
 MAX_SECONDS = 1e6  # ~12 days: longer than any cell, and inside setitimer's range (the time limit's alarm)
@@ -45,6 +44,9 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
+        # No prefix of an option stands for it: `--model` is not `--models`, `--len` not `--lens` (a
+        # typo would otherwise run a grid other than the one meant, without a word).
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         # No option of archbench is a dash and a digit, so a value such as "-5G", "-.5" or "-inf" is a
         # value (that its option's parser refuses, naming what it takes), not an unknown option that
@@ -68,6 +70,8 @@ def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         takes = f"one of: {', '.join(action.choices)}" if action.choices else \
             (action.help or "a value").replace("%%", "%")
         if action.dest in ("models", "model"):
+            from archbench.archs import list_models
+
             takes += f"; models: {', '.join(list_models())}"
         elif action.dest == "task":
             from archbench.tasks import list_tasks
@@ -79,16 +83,25 @@ def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         raise UsageError(f"{action.metavar or action.dest} is empty; give {takes}")
 
 
-def _device(value: str, here: bool = True) -> str:
-    """A valid device; `here`: it must exist on this machine (not so for a cluster's driver)."""
+def _device(value: str | None, here: bool = True) -> str:
+    """A valid device (None: the default one here); `here`: it must exist on this machine (not so for a
+    cluster's driver)."""
+    import torch
+
+    if value is None:
+        return default_device()
     if here and value == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device 'cuda' requested but no CUDA device is available here; choose from: cpu")
+        raise UsageError("device 'cuda' requested but no CUDA device is available here; valid: cpu")
     if value not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {value!r}; choose from: cpu, cuda")
+        from archbench.archs.registry import unknown_name
+
+        raise UsageError(unknown_name("device", value, ["cpu", "cuda"]))
     return value
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -96,13 +109,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from archbench.archs import PRESETS, create
+    from archbench.archs import MIXERS, PRESETS, create, list_archs, list_models
+    from archbench.archs.isolation import guarded
     from archbench.bench.runs.cell import CellTimeout, time_limit
 
     names = list_archs(args.pattern)
     presets = [n for n in list_models(args.pattern) if n in PRESETS]
     if not names and not presets:
-        raise UsageError(f"no architecture matches {args.pattern!r}; registered: {', '.join(list_archs())}")
+        raise UsageError(f"no mixer matches {args.pattern!r}; registered: {', '.join(list_archs())}")
     device = default_device()
     table = Table("name", "complexity", "origin", f"backends usable on {device}", "state bytes (1k / 4k)")
     for name in names:
@@ -134,6 +148,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from archbench.archs import MIXERS
     from archbench.bench.conformance import run_checks
 
     for name in args.names:
@@ -148,11 +163,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _names(value: str, valid: list[str], what: str) -> list[str]:
+    from archbench.archs.registry import unknown_name
+
     names = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
-        raise UsageError(f"unknown {what} {', '.join(map(repr, unknown)) or repr(value)}; "
-                         f"choose from: {', '.join(valid)}")
+        raise UsageError(unknown_name(what, unknown or value, valid))
     return names
 
 
@@ -166,19 +182,19 @@ def _one(value: str, valid: list[str], what: str, option: str) -> str:
 def _models(value: str) -> list[str]:
     """'attention,mamba2(d_state=32),MMA:M=mamba2,A=attention' -> three models (archs/names.py splits
     them); an unknown name, config field or value is a usage error naming the valid ones."""
-    from archbench.archs import PRESETS, resolve_model
+    from archbench.archs import PRESETS, ConfigFieldError, UnknownNameError, list_models, resolve_model
+    from archbench.archs.model import MODEL_HINT
     from archbench.archs.names import parse_name, split_models
+    from archbench.archs.registry import unknown_name
 
     models = split_models(value)
     valid = list_models()
     try:
-        unknown = [m for m in models if ":" not in m and parse_name(m)[0] not in valid]
+        unknown = [parse_name(m)[0] for m in models if ":" not in m and parse_name(m)[0] not in valid]
     except ValueError as e:
         raise UsageError(str(e)) from None
     if unknown or not models:
-        raise UsageError(f"unknown model {', '.join(map(repr, unknown)) or repr(value)}; choose a mixer or "
-                         f"preset: {', '.join(valid)} (or a pattern such as 'MMMA:M=mamba2,A=attention'; "
-                         "a mixer's Config fields in parentheses, 'mamba2(d_state=32)')")
+        raise UsageError(unknown_name("model", unknown or value, valid, MODEL_HINT))
     for m in models:
         base = parse_name(m)[0]
         unit = base.split(":", 1)[0] if ":" in base else PRESETS[base].unit if base in PRESETS else "M"
@@ -315,6 +331,8 @@ def _num_kv_pairs(value: str, task: str) -> int:
 
 def _executor(args: argparse.Namespace):
     """The executor --executor names, connected (a Ray cluster is reached before any cell is planned)."""
+    import torch
+
     from archbench.bench.runs.executors import EXECUTORS, ExecutorError
 
     threads = _single(args.threads, "--threads") if args.threads else None
@@ -341,6 +359,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from archbench.bench.experiments.scaling import MODES
     from archbench.bench.runs import loop, store
     from archbench.bench.runs.executors import ExecutorError
+    from archbench.bench.runs.out_dir import default_out_dir
     from archbench.bench.runs.plans import write_plan
     from archbench.bench.runs.schema import cell_key, read_rows
     from archbench.bench.runs.summary import summary_tables
@@ -386,13 +405,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = grids.plan(args.suite, options, grid)
     except grids.GridError as exc:
         raise UsageError(str(exc)) from None
-    with store.RunLock(args.out):  # an --out that cannot hold rows, that a run holds, or whose rows
-        stored = read_rows(Path(args.out) / "raw")  # are damaged: refused now, in one line (the loop
-        # checks all of it again, under the lock it holds for the run)
-        if not options.given():  # the grid as it is defined: its plan goes beside the rows (the report
-            # counts stored and left cells from it, bench/runs/plans.py)
-            write_plan(Path(args.out) / "raw", plan.grid, options.device,
-                       [(part, cell_key(c.spec)) for part, c in zip(plan.parts, plan.cells, strict=True)])
+    if args.out is None and args.retry_failed:
+        raise UsageError("--retry-failed runs again the failed cells of an earlier run: give its folder as "
+                         "--out (without --out a run writes to a fresh folder under runs/)")
+    # Without --out, a fresh git-ignored folder (bench/runs/out_dir.py says why); a dry run then has
+    # nothing stored to count and leaves no folder behind.
+    fresh = args.out is None
+    out_dir = default_out_dir(plan.grid) if fresh else Path(args.out)
+    stored = []
+    if not (fresh and args.dry_run):
+        with store.RunLock(out_dir):  # an --out that cannot hold rows, that a run holds, or whose rows
+            stored = read_rows(out_dir / "raw")  # are damaged: refused now, in one line (the loop
+            # checks all of it again, under the lock it holds for the run)
+            if not options.given():  # the grid as it is defined: its plan goes beside the rows (the
+                # report counts stored and left cells from it, bench/runs/plans.py)
+                write_plan(out_dir / "raw", plan.grid, options.device,
+                           [(part, cell_key(c.spec)) for part, c in zip(plan.parts, plan.cells, strict=True)])
     if args.dry_run:
         return _print_plan(plan, stored)
     executor = _executor(args)
@@ -400,10 +428,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in plan.notes:
         console.print(f"note: {note}")
     console.print(f"archbench run {plan.grid}: {len(plan.cells)} cells on {options.device}, "
-                  f"rows -> {args.out}/raw/" + (" (retrying failed cells)" if args.retry_failed else ""))
+                  f"rows -> {out_dir}/raw/" + (" (retrying failed cells)" if args.retry_failed else "") +
+                  (" (a fresh folder: --out names another)" if fresh else ""), soft_wrap=True)
+    resume = f"rerun with --out {out_dir} to resume" if fresh else "rerun the same command to resume"
+    stdout = sys.stdout  # captured before the progress bar, which redirects sys.stdout on a terminal
+    log = None if stdout.isatty() else lambda line: print(line, file=stdout, flush=True)
     try:
-        rows = loop.run_cells(plan.cells, Path(args.out), time_limit_s=args.time_limit, budget_s=args.budget,
-                              retry_failed=args.retry_failed, executor=executor, console=console)
+        rows = loop.run_cells(plan.cells, out_dir, time_limit_s=args.time_limit, budget_s=args.budget,
+                              retry_failed=args.retry_failed, executor=executor, console=console, log=log)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP: the run loop's (Terminated) or main's
         signum = getattr(exc, "signum", None)
         if signum is None:
@@ -411,19 +443,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
             status = 128 + signum
-        console.print(f"{how}: finished cells are saved; rerun the same command to resume")
+        console.print(f"{how}: finished cells are saved; {resume}", soft_wrap=True)
         return status
     except ExecutorError as exc:  # a cluster without a node fit for the cells, or one that cannot run them
         raise UsageError(str(exc)) from None
     finally:
         getattr(executor, "close", lambda: None)()
-    if rows:  # a log file is not a terminal: give the table room rather than 80 columns
+    if rows:  # a log file is not a terminal: the tables fit 80 columns there (summary.py)
         out = Console()
-        out = out if out.is_terminal else Console(width=160)
+        out = out if out.is_terminal else Console(width=80)
         for table in summary_tables(rows):
             out.print(table)
     else:
         console.print("nothing to do: every cell is already in the row store")
+    console.print(f"rows in {out_dir}/raw/; tables and plots: archbench report --results {out_dir}",
+                  soft_wrap=True)
     return 0
 
 
@@ -468,11 +502,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """One decode step of MODEL at context n, timed and profiled beside its bound."""
+    import torch
+
     from archbench.archs import resolve_model
     from archbench.bench.experiments import decode
     from archbench.bench.experiments.decode_profile import markdown, profile_decode, write
     from archbench.bench.experiments.scaling import Scaling, ScalingSpec
     from archbench.bench.grids.common import default_dtype
+    from archbench.bench.runs.out_dir import default_out_dir
 
     device = _device(args.device)
     models = _models(args.model)
@@ -496,14 +533,26 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(_single(args.threads, "--threads"))
     result = profile_decode(spec, reps=reps)
-    md, js = write(result, Path(args.out))
+    md, js = write(result, Path(args.out) if args.out else default_out_dir("profile"))
     print(markdown(result), end="")
     print(f"wrote {md} and {js}")
     return 0
 
 
+def _version() -> str:
+    """'archbench 0.1.0 (torch 2.13.0, Python 3.12.3)': from the installed metadata, importing nothing."""
+    def installed(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"archbench {installed('archbench')} (torch {installed('torch')}, Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="archbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="registered mixers, their complexity, origin and usable backends")
@@ -552,13 +601,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-len", help="generation: tokens generated per sequence G (default: 32)")
     p.add_argument("--max-batch", help="generation: the largest batch of the doubling sweep (default: "
                                        "256 cpu, 4096 cuda)")
-    p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--out", default="results", help="results folder; rows go to OUT/raw/*.jsonl")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--out", help="folder for the rows (OUT/raw/*.jsonl). Default: a fresh "
+                                 "runs/GRID-<UTC time>/ (git-ignored), so a run never writes into the "
+                                 "committed results/ unless asked to. Name a folder to resume a run there or "
+                                 "add to it; '--out results' regenerates the committed rows")
     p.add_argument("--dry-run", action="store_true",
                    help="list each part's cells and how many are stored, and store the grid's plan; "
                         "run nothing")
     p.add_argument("--retry-failed", action="store_true",
-                   help="run again the stored cells that failed (error, timeout, oom) and the longer cells "
+                   help="run again the cells of --out that failed (error, timeout, oom) and the longer cells "
                         "skipped after them; the old rows stay, the report takes the newest")
     p.add_argument("--time-limit", type=_seconds("--time-limit", "120"), default=None,
                    help="seconds per cell before it times out (default: 120 scaling, 3600 retrieval)")
@@ -589,8 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", help=f"one of: {', '.join(DTYPES)} (default: float32 on cpu, bfloat16 on cuda)")
     p.add_argument("--reps", default="200", help="profiled steps (default: 200)")
     p.add_argument("--threads", help="torch threads (default: torch's own)")
-    p.add_argument("--device", default=default_device(), help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--out", default="results/profile", help="folder for the table (.md) and every op (.json)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--out", help="folder for the table (.md) and every op (.json) (default: a fresh "
+                                 "runs/profile-<UTC time>/, git-ignored)")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("report", help="regenerate tables and plots in RESULTS from RESULTS/raw")
@@ -656,22 +709,38 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return _plain_format(message, category, filename, lineno, line)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from archbench.bench.runs.schema import RowSchemaError
-    from archbench.bench.runs.store import CorruptResultError, RowWriteError, StoreUnusableError
+def _loaded(*names: str) -> tuple[type, ...]:
+    """The exception classes 'module:Class' whose modules are loaded: one whose module is not cannot
+    have been raised, and importing it just to name it in an `except` would load torch."""
+    return tuple(getattr(sys.modules[m], c) for m, c in (n.split(":") for n in names) if m in sys.modules)
 
+
+def heavy_imports() -> None:
+    """torch and the registries, loaded once the options have parsed (so `--help` never waits for
+    them), with a Ctrl-C during the import one line (bench/entry.py)."""
+    with ctrl_c_exits():
+        import torch  # noqa: F401
+
+        import archbench.archs  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
     _ascii_safe_stdout()
     restore = _stop_on_signals()
     warnings.formatwarning = _format_warning
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        heavy_imports()
         _refuse_empty(parser, args)
         return args.func(args)
-    except (UsageError, UnknownNameError, CorruptResultError, RowSchemaError, StoreUnusableError) as exc:
+    except (UsageError, *_loaded("archbench.archs.registry:UnknownNameError",
+                                 "archbench.bench.runs.store:CorruptResultError",
+                                 "archbench.bench.runs.schema:RowSchemaError",
+                                 "archbench.bench.runs.store:StoreUnusableError")) as exc:
         print(f"archbench: error: {exc}", file=sys.stderr)
         return 2
-    except RowWriteError as exc:  # a full disk: not the user's input, but no traceback either
+    except _loaded("archbench.bench.runs.store:RowWriteError") as exc:  # a full disk: no traceback either
         print(f"archbench: error: {exc}; make room (disk space, the file-size limit) and rerun the same "
               "command to resume", file=sys.stderr)
         return 1

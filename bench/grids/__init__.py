@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from archbench.archs.registry import unknown_name
 from archbench.bench.runs.cell import Cell, unique_cells
 
 GRIDS = ("quick", "scaling", "retrieval", "full", "generation", "frontier", "plateau")
@@ -98,8 +99,8 @@ def load(name_or_path: str) -> ModuleType:
     elif name_or_path in GRIDS:
         module = importlib.import_module(f"archbench.bench.grids.{name_or_path}")
     else:
-        raise GridError(f"unknown grid {name_or_path!r}; choose from: {', '.join(GRIDS)} (or a path to a "
-                        "grid file ending in .py)")
+        raise GridError(unknown_name("grid", name_or_path, GRIDS, " (or a path to a grid file ending in "
+                                                                   ".py)"))
     missing = [a for a in ("TAKES", "cells") if not hasattr(module, a)]
     if missing:
         raise GridError(f"grid {name_or_path} defines no {' or '.join(missing)} (bench/grids/__init__.py "

@@ -32,7 +32,7 @@ SCALING = ["run", "scaling", "--models", "attention", "--depth", "1", "--lens", 
     ("--batch", "1,2", "--batch takes one value, got '1,2'"),
     ("--d-model", "0", "malformed value '0' in --d-model"),
     ("--dtype", "float32,float64", "--dtype takes one dtype, got 'float32,float64'"),
-    ("--device", "cpu,cuda", "unknown device 'cpu,cuda'; choose from: cpu, cuda"),
+    ("--device", "cpu,cuda", "unknown device 'cpu,cuda'; valid: cpu, cuda"),
     ("--mlp-ratio", "1,2", "malformed value '1,2' in --mlp-ratio; --mlp-ratio takes one integer >= 0"),
     ("--lens", "16,inf", "malformed length 'inf' in --lens"),
 ])

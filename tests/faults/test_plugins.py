@@ -90,9 +90,9 @@ def test_readme_plugin_registers_and_passes_the_suite(site: Path) -> None:
 def test_broken_plugin_warns_and_is_skipped(site: Path) -> None:
     out = probe(site)
     assert "broken" not in out["names"]
-    assert any("skipping architecture plugin 'broken'" in w for w in out["warnings"]), out["warnings"]
+    assert any("skipping mixer plugin 'broken'" in w for w in out["warnings"]), out["warnings"]
     assert "exits" not in out["names"] and "attention" in out["names"]  # sys.exit() ends nothing
-    assert any("skipping architecture plugin 'exits' (archbench_exits): SystemExit: this plugin needs a GPU"
+    assert any("skipping mixer plugin 'exits' (archbench_exits): SystemExit: this plugin needs a GPU"
                in w for w in out["warnings"]), out["warnings"]
 
 

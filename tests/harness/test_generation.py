@@ -163,7 +163,7 @@ def test_served_tokens_on_cuda_are_generate_s(model: str, backend: str) -> None:
     (["--gen-len", "1"], "--gen-len takes an integer >= 2"),
     (["--memory-budget", "lots"], "malformed --memory-budget 'lots'; give bytes such as 512M"),
     (["--memory-budget", "0"], "malformed --memory-budget '0'"),
-    (["--decode-backend", "turbo"], "unknown decode backend 'turbo'; choose from: auto, eager, compiled"),
+    (["--decode-backend", "turbo"], "unknown decode backend 'turbo'; valid: auto, eager, compiled"),
     (["--decode-backend", "cudagraph"], "needs a CUDA device; choose from: auto, eager, compiled"),
     (["--prompt-len", "4k,x"], "malformed value 'x' in --prompt-len"),
     (["--max-batch", "0"], "malformed value '0' in --max-batch"),

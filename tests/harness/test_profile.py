@@ -14,7 +14,7 @@ from archbench.bench.measure.profile import OUTSIDE, op_profile
     (["profile", "nope"], "unknown model 'nope'"),
     (["profile", "mamba2,attention"], "profile takes one model"),
     (["profile", "mamba2", "--n", "0"], "malformed value '0' in --n"),
-    (["profile", "mamba2", "--decode-backend", "fast"], "unknown decode backend 'fast'; choose from: auto"),
+    (["profile", "mamba2", "--decode-backend", "fast"], "unknown decode backend 'fast'; valid: auto"),
     (["profile", "mamba2", "--decode-backend", "cudagraph", "--device", "cpu"], "needs a CUDA device"),
     (["profile", "mamba2-attn", "--depth", "3"], "depth 3 is not a multiple of 4"),
 ])

@@ -99,7 +99,7 @@ def test_a_flag_a_grid_does_not_take_is_refused_naming_the_ones_it_does(grid, fl
 
 
 def test_unknown_grids_and_broken_grid_files_are_one_line_errors(tmp_path) -> None:
-    with pytest.raises(GridError, match="unknown grid 'nope'; choose from: quick, scaling"):
+    with pytest.raises(GridError, match="unknown grid 'nope'; valid: quick, scaling"):
         grids.load("nope")
     with pytest.raises(GridError, match="no grid file"):
         grids.load(str(tmp_path / "absent.py"))

@@ -27,10 +27,10 @@ def test_explicit_pattern_and_json_round_trip():
 
 
 @pytest.mark.parametrize("name, depth, message", [
-    ("transformer", 2, "unknown model 'transformer'; choose a mixer or preset"),
+    ("transformer", 2, "unknown model 'transformer'; valid: attention"),
     ("jamba", 4, "depth 4 is not a multiple of 8"),
     ("MMA:M=mamba", 3, "letters without a mixer: A"),
-    ("MA:M=mamba,A=nope", 2, "unknown architecture 'nope'"),
+    ("MA:M=mamba,A=nope", 2, "unknown mixer 'nope'"),
 ])
 def test_bad_models_say_what_exists(name, depth, message):
     with pytest.raises((UnknownNameError, ValueError), match=message):

@@ -17,7 +17,7 @@ def test_builtins_registered() -> None:
 
 
 def test_unknown_name_lists_known_ones() -> None:
-    with pytest.raises(UnknownNameError, match="unknown architecture 'xl'; choose from: .*attention"):
+    with pytest.raises(UnknownNameError, match="unknown mixer 'xl'; valid: .*attention"):
         get("xl")
 
 
@@ -47,5 +47,5 @@ def test_registry_is_reusable_for_other_kinds() -> None:
         pass
 
     assert reg.names() == ["w"] and str(reg.origin("w")) == "built-in"
-    with pytest.raises(UnknownNameError, match="unknown widget 'v'; choose from: w"):
+    with pytest.raises(UnknownNameError, match="unknown widget 'v'; valid: w"):
         reg.get("v")
