@@ -34,6 +34,7 @@ from archbench.bench.report.cells import (
     per_lr,
     prepare,
 )
+from archbench.bench.report.counters import note_no_counter
 from archbench.bench.report.format import NA, fmt_bytes, fmt_joules, fmt_seconds, markdown, short_status, slug
 from archbench.bench.report.frame import require
 from archbench.bench.report.learning import MARK_NOTE, RESULT_CLASSES
@@ -42,7 +43,7 @@ from archbench.bench.report.plot import Series, plot, styles
 
 READS = require("scaling", ("device_name", "dtype", "batch", "mode", "seq_len", "status", "model", "identity",
                             "mixers", "configs", "depth", "d_model", "mlp_ratio", "backend", "time_median_s",
-                            "state_bytes", "energy_j_per_token"), "bench/report/frontier.py")
+                            "state_bytes", "energy_j_per_token", "device"), "bench/report/frontier.py")
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,10 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
             out.notes.append(f"No recall–cost frontier for {dev} · {dtype}: no retrieval model there has a "
                              f"scaling row of the same model at batch 1 and n = 4096 / 16384.")
             continue
-        _costs_table(out, section, stem, rec, pts)
+        # A measure no model has (energy on a device without a counter) is one line, not a column of n/a.
+        if any(m.column == "energy_j_per_token" for m in MEASURES if m not in measured):
+            note_no_counter(out, gs["device"].iloc[0], dev)
+        _costs_table(out, section, stem, rec, pts, measured)
         lines: dict[str, list[str]] = {}
         for m in measured:
             for point, text in _measure_outputs(out, section, stem, m, pts[m.key], style):
@@ -231,18 +235,18 @@ def _headline_point(pts: dict[str, pd.DataFrame]) -> str | None:
 
 
 def _costs_table(out: Outputs, section: str, stem: str, rec: pd.DataFrame,
-                 pts: dict[str, pd.DataFrame]) -> None:
-    """Every recall cell with every measure: the joined table the charts are drawn from."""
+                 pts: dict[str, pd.DataFrame], measures: list[Measure]) -> None:
+    """Every recall cell with every measure some model has: the joined table the charts are drawn from."""
     parts, csv = [], rec[[*POINT, "label", "model", "family", "depth", "d_model", "accuracy", "acc_min",
                           "acc_max", "seeds", "_lr", "lrs_tried", "learn_class"]]
     csv = csv.rename(columns={"accuracy": "recall", "_lr": "best_lr"})
-    for m in MEASURES:
+    for m in measures:
         csv = csv.assign(**{m.key: pts[m.key]["cost"]})
     for (task, n, k), g in _sorted_points(rec):
         t = pd.DataFrame({"model": g["label"], "recall": [acc_text(r) for _, r in g.iterrows()],
                           "lrs": g["lrs_tried"].map(lambda v: f"{v:.0f}"),
                           **{m.title: [NA if np.isnan(c) else m.fmt(c)
-                                       for c in pts[m.key].loc[g.index, "cost"]] for m in MEASURES}})
+                                       for c in pts[m.key].loc[g.index, "cost"]] for m in measures}})
         t = t.sort_values("model")
         parts.append(f"## {_title(task, n, k)}\n\n{markdown(t)}\n")
     csv = csv.assign(num_kv_pairs=csv["num_kv_pairs"].map(lambda k: None if k < 0 else k))

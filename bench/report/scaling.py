@@ -2,6 +2,13 @@
 memory, state bytes, energy and utilisation, one set per (device, dtype, batch, depth, d_model,
 mlp_ratio) group: every model in a group has the same shape, and the tables' headers say which.
 
+Figures that cannot mislead: a decode step's peak memory is shown with the state / KV cache it holds
+(the step alone allocates little, and attention's cache would otherwise make it look the smallest);
+the bytes/s utilisation is measured against the decode bound's own yardstick, the copy bandwidth of
+the step's working set (against a large copy that streams from memory, a step whose working set sits
+in cache reads above 100%), and any fraction above 100% carries a note saying why it can be; energy
+on a device without a counter is one line, not a table of n/a.
+
 Glossary
   n          sequence length (seq_len); for decode, the context length before the timed step
   t(n)       median seconds per call at n (time_median_s)
@@ -19,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from archbench.bench.report.counters import has_figure, note_no_counter
 from archbench.bench.report.decode import decode_tables
 from archbench.bench.report.format import (
     MISSING,
@@ -48,15 +56,30 @@ MODE_CAPTION = {
 UTIL_COLUMNS = {
     "flops_frac_measured": "achieved FLOP/s ÷ measured matmul peak",
     "flops_frac_spec": "achieved FLOP/s ÷ datasheet peak",
-    "bytes_frac_measured": "achieved bytes/s ÷ measured copy bandwidth",
+    "bytes_frac_bound": "achieved bytes/s ÷ copy bandwidth measured for the step's working set (the decode "
+                        "bound's: bound ÷ measured time, 1 ÷ the decode table's × bound)",
     "bytes_frac_spec": "achieved bytes/s ÷ datasheet bandwidth",
+}
+# Why a fraction can pass 100%, said under a table where one does (marked † in its cells).
+OVER_100 = {
+    "flops_frac_measured": "the matmul peak is a measurement too (the best of a few repeats of one large "
+                           "matmul, taken once per process under that moment's load), not a hard limit; the "
+                           "FLOPs are analytic",
+    "flops_frac_spec": "the FLOPs are an analytic count, which can exceed the work the kernels do",
+    "bytes_frac_bound": "the copy bandwidth is a measurement too (the best of a few repeats, taken once per "
+                        "process and working-set size under that moment's load), and the bytes are modelled "
+                        "(every parameter and the whole state read): a step that touches less, or ran at a "
+                        "quieter moment than the copy, beats it",
+    "bytes_frac_spec": "the step's working set fits in a cache, which is faster than the datasheet's memory "
+                       "bandwidth",
 }
 # Every column this module reads, checked against the scaling Spec and Result when it is imported.
 GROUP_KEYS = ("device_name", "dtype", "batch", "depth", "d_model", "mlp_ratio")
 READS = require("scaling", (*GROUP_KEYS, "cell", "status", "model", "mixers", "configs", "mode", "seq_len",
                             "requested_backend",
                             "backend", "time_median_s", "peak_mem_bytes", "peak_mem_method", "state_bytes",
-                            "energy_j_per_token", "energy_source", *UTIL_COLUMNS), "bench/report/scaling.py")
+                            "energy_j_per_token", "energy_source", "bound_s", "device",
+                            *(c for c in UTIL_COLUMNS if c != "bytes_frac_bound")), "bench/report/scaling.py")
 
 
 # -- analysis ------------------------------------------------------------------------------------
@@ -221,12 +244,17 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
               "backend; log-log interpolation)", md, cx)
 
     methods = ", ".join(sorted(str(m) for m in ok["peak_mem_method"].dropna().unique())) or NA
-    md, csv = _wide(g, ["mode", "model", "backend"], "peak_mem_bytes", fmt_bytes)
-    out.table(sec, f"{pre}_memory", f"peak memory per call (method: {methods})", md, csv)
-    mem = ok[ok["peak_mem_bytes"].notna()]
+    held = _with_held_state(g)
+    md, csv = _wide(held, ["mode", "model", "backend"], "peak_mem_bytes", fmt_bytes)
+    out.table(sec, f"{pre}_memory", f"peak memory per call (method: {methods}); decode rows: the state / KV "
+              "cache held at n + the step's transient peak (the decode memory table has the two apart)",
+              md, csv)
+    mem = held[(held["status"] == "ok") & held["peak_mem_bytes"].notna()]
     if len(mem):
-        out.png(sec, f"{pre}_memory", "peak memory vs n, one panel per mode (log-log)",
-                plot(grp.per_mode(mem, "peak_mem_bytes", "peak memory"), "n (tokens)", "peak bytes"))
+        panels = [(f"{mode} peak memory" + (" (KV cache / state held + step)" if mode == "decode" else ""),
+                   grp.lines(gm, "peak_mem_bytes")) for mode, gm in mem.groupby("mode", sort=False)]
+        out.png(sec, f"{pre}_memory", "peak memory vs n, one panel per mode (log-log); decode: the state / "
+                "KV cache held + the step's transient peak", plot(panels, "n (tokens)", "peak bytes"))
 
     # state_bytes depends on (model, batch, n) only, not on mode or backend.
     st = g[g["state_bytes"].notna()].groupby(["model", "seq_len"], as_index=False)["state_bytes"].max()
@@ -234,15 +262,19 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
     out.table(sec, f"{pre}_state", f"recurrent state / KV cache bytes at batch {batch}, measured from the "
               "state tensors", md, csv)
 
-    md, csv = _wide(g, ["mode", "model", "backend"], "energy_j_per_token", fmt_joules)
-    sources = ", ".join(sorted(str(s) for s in ok["energy_source"].dropna().unique())) or "none readable"
-    out.table(sec, f"{pre}_energy", f"energy per token (source: {sources}; n/a: no energy counter readable)",
-              md, csv)
-    en = ok[ok["energy_j_per_token"].notna()]
-    if len(en):
+    if has_figure(g, "energy_j_per_token"):
+        md, csv = _wide(g, ["mode", "model", "backend"], "energy_j_per_token", fmt_joules)
+        sources = ", ".join(sorted(str(s) for s in ok["energy_source"].dropna().unique()))
+        out.table(sec, f"{pre}_energy", f"energy per token (source: {sources}; n/a: no energy counter "
+                  "readable)", md, csv)
+        en = ok[ok["energy_j_per_token"].notna()]
         out.png(sec, f"{pre}_energy", "energy per token vs n, one panel per mode (measured cells only)",
                 plot(grp.per_mode(en, "energy_j_per_token", "energy per token"), "n (tokens)", "joules"))
+    else:
+        note_no_counter(out, g["device"].iloc[0], str(g["device_name"].iloc[0]))
 
+    ok = ok.assign(bytes_frac_bound=[b / t if b > 0 and t > 0 else np.nan
+                                     for b, t in zip(ok["bound_s"], ok["time_median_s"], strict=True)])
     parts, empty = [], []
     series = [ok["mode"], ok["model"], ok["backend"]]
     for col, name in UTIL_COLUMNS.items():
@@ -250,8 +282,11 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
         # prefill row of the bytes table would be n/a by design, not for want of a measurement.
         has = ok[col].notna().groupby(series).transform("any")
         if has.any():
-            md, _ = _wide(ok[has], ["mode", "model", "backend"], col, fmt_pct)
-            parts.append(f"## {name}\n\n{markdown(md)}\n")
+            md, _ = _wide(ok[has], ["mode", "model", "backend"], col, _pct_marked)
+            over = int((ok[col] > 1).sum())
+            cells_over = f"{over} cell{'s' if over > 1 else ''}"
+            note = f"\n† above 100% ({cells_over}): {OVER_100[col]}.\n" if over else ""
+            parts.append(f"## {name}\n\n{markdown(md)}\n{note}")
         else:
             empty.append(name)
     if empty:
@@ -260,6 +295,19 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
     util = ok[["mode", "model", "backend", "seq_len", *UTIL_COLUMNS]]
     out.table(sec, f"{pre}_util", "utilisation: achieved FLOP/s and bytes/s as a fraction of the device "
               "peaks (ok cells; columns n)", "\n".join(parts).rstrip("\n"), util)
+
+
+def _pct_marked(v: float) -> str:
+    """A utilisation fraction as a percentage, marked † above 100% (the table's note says why)."""
+    return fmt_pct(v) + (" †" if v > 1 else "")
+
+
+def _with_held_state(g: pd.DataFrame) -> pd.DataFrame:
+    """Decode rows' peak memory as the state / KV cache held at n plus the step's transient peak: the
+    step alone allocates little, and a preallocated KV cache is held before it, not allocated by it."""
+    decode = g["mode"] == "decode"
+    total = g["peak_mem_bytes"].where(~decode, g["peak_mem_bytes"] + g["state_bytes"])
+    return g.assign(peak_mem_bytes=total)
 
 
 def _fill_backend(g: pd.DataFrame) -> pd.Series:
