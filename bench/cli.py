@@ -485,15 +485,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     from archbench.bench.report import ForeignFileError, ReadmeError, write_report
 
     results = Path(args.results)
+    benchmarks = [Path(b) for b in args.benchmarks or ()]
+    for path in benchmarks:
+        if not path.exists():
+            raise UsageError(f"--benchmarks {path}: no such file or folder; give a JSON file that "
+                             "pytest --benchmark-json wrote, or a folder of them such as .benchmarks")
     try:
         has_raw = (results / "raw").is_dir()
     except OSError as exc:  # a name the file system refuses (too long)
         raise UsageError(f"cannot read --results {results}: {exc.strerror or exc}") from None
-    if not has_raw:
+    if not has_raw and not benchmarks:  # benchmarks alone make a report of their own
         raise UsageError(f"no raw rows at {results / 'raw'}; run 'archbench run SUITE --out {results}' first")
     readme = Path(args.readme) if args.readme else None
     try:
-        written = write_report(results, readme=readme)
+        written = write_report(results, readme=readme, benchmarks=benchmarks)
     except (ReadmeError, ForeignFileError) as exc:
         raise UsageError(str(exc)) from None
     print(f"wrote {len(written)} files under {results}")
@@ -649,6 +654,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="regenerate tables and plots in RESULTS from RESULTS/raw")
     p.add_argument("--results", default="results")
     p.add_argument("--readme", default=None, help="also refresh the tables between markers in this README")
+    p.add_argument("--benchmarks", action="append", metavar="PATH",
+                   help="also read this pytest-benchmark JSON file, or every *.json under this folder (e.g. "
+                        "pytest-benchmark's .benchmarks/); repeatable. RESULTS/raw/pytest-benchmark/ is "
+                        "always read")
     p.set_defaults(func=cmd_report)
     return parser
 

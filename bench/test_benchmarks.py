@@ -6,7 +6,9 @@ measures (a Backbone of one depth, width and MLP ratio).
 
 Not collected by plain `pytest` (testpaths = tests). Groups are "mode n=N", so pytest-benchmark's
 table compares models side by side at each length; `extra_info` carries the backend that ran, the
-measured state bytes and peak memory. `archbench report` ingests the JSON from results/raw/pytest-benchmark/.
+measured state bytes and peak memory. `archbench report` ingests the JSON from
+results/raw/pytest-benchmark/, and from any file or folder given as `--benchmarks PATH` (e.g.
+pytest-benchmark's own .benchmarks/). bench/conftest.py says up front how many benchmarks were collected.
 """
 
 import os

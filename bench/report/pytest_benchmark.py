@@ -1,11 +1,16 @@
 """pytest-benchmark ingestion for `archbench report`: one table of every benchmark in the JSON files
-that `pytest --benchmark-json` wrote under <results>/raw/pytest-benchmark/, plus a provenance line
-(machine, commit) per file for the index.
+pytest-benchmark wrote, plus a provenance line (machine, commit) per file for the index.
+
+The files read are those under <results>/raw/pytest-benchmark/ (the committed ones), and those given
+with `archbench report --benchmarks PATH`: a file that `--benchmark-json` wrote, or a folder read with
+its subfolders, such as pytest-benchmark's own store `.benchmarks/` (`--benchmark-save`,
+`--benchmark-autosave`), whose runs sit in one subfolder per machine.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +20,19 @@ from archbench.bench.report.outputs import Outputs
 from archbench.bench.runs.store import CorruptResultError, regular_files
 
 
-def pytest_benchmark_tables(out: Outputs, folder: Path) -> list[str]:
-    """Table of every benchmark in folder/*.json; returns provenance lines (machine, commit) per file."""
+def benchmark_files(folder: Path, given: Iterable[Path] = ()) -> list[Path]:
+    """folder/*.json, then each given file, or each *.json under a given folder (sorted), once each."""
+    paths = sorted(folder.glob("*.json"))
+    for path in map(Path, given):
+        paths += sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    return list({p.resolve(): p for p in regular_files(paths)}.values())  # a FIFO would block the report
+
+
+def pytest_benchmark_tables(out: Outputs, folder: Path, given: Iterable[Path] = ()) -> list[str]:
+    """Table of every benchmark in folder/*.json and the `given` files or folders (`benchmark_files`);
+    returns provenance lines (machine, commit) per file."""
     recs, prov = [], []
-    for f in regular_files(sorted(folder.glob("*.json"))):  # a FIFO would block the report
+    for f in benchmark_files(folder, given):
         try:
             data = json.loads(f.read_text("utf-8"))
             benches = data.get("benchmarks", [])

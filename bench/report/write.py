@@ -2,7 +2,8 @@
 
 Reads every row under <results>/raw/ (typed rows, bench/runs/schema.py: a row that does not fit the
 schema stops the report with its file and line) and every pytest-benchmark JSON file under
-<results>/raw/pytest-benchmark/, and writes only into the top level of <results>/:
+<results>/raw/pytest-benchmark/ and in `benchmarks` (files or folders, `--benchmarks`), and writes only
+into the top level of <results>/:
 
   scaling_<device>_<dtype>_b<batch>_L<depth>_d<d_model>_mlp<ratio>_*   per group of one shape: time per
                       mode, fitted exponents, crossovers, peak memory, state bytes, energy, utilisation
@@ -213,10 +214,12 @@ def _foreign(results_dir: Path, files: dict[str, bytes], owned: set[str]) -> Non
                                "another --results")
 
 
-def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
+def write_report(results_dir: Path, readme: Path | None = None,
+                 benchmarks: Iterable[Path] = ()) -> list[Path]:
     """Regenerate the tables, plots and index under `results_dir` from its raw/ rows.
 
-    With `readme`, also refresh the headline tables between the archbench:results markers there.
+    With `readme`, also refresh the headline tables between the archbench:results markers there; with
+    `benchmarks`, also read those pytest-benchmark JSON files (or every one under those folders).
     Returns every file this run produced (rewritten or already identical), sorted; the README last.
     """
     results_dir = Path(results_dir)
@@ -237,7 +240,7 @@ def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
         frontier_tables(out, frames["retrieval"], frames["scaling"], slugs)
     grid_tables(out, frames, slugs, raw)
     peer_tables(out, prepare(frames["retrieval"]) if "retrieval" in frames else pd.DataFrame(), raw / "peer")
-    bench_prov = pytest_benchmark_tables(out, raw / "pytest-benchmark")
+    bench_prov = pytest_benchmark_tables(out, raw / "pytest-benchmark", benchmarks)
     out.files["README.md"] = _index(out, rows, bench_prov)
 
     manifest = results_dir / MANIFEST
