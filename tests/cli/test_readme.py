@@ -43,8 +43,14 @@ def _archbench_commands() -> list[str]:
 
 
 @pytest.mark.parametrize("command", _archbench_commands())
-def test_readme_archbench_commands_parse(command: str) -> None:
-    args = build_parser().parse_args(shlex.split(command)[1:])
+def test_readme_archbench_commands_parse(command: str, capsys) -> None:
+    argv = shlex.split(command)[1:]
+    if argv in (["--version"], ["--help"]):  # answered by argparse, which exits 0
+        with pytest.raises(SystemExit) as done:
+            build_parser().parse_args(argv)
+        assert done.value.code == 0 and capsys.readouterr().out.startswith(("archbench ", "usage:"))
+        return
+    args = build_parser().parse_args(argv)
     assert callable(args.func)
 
 
