@@ -65,6 +65,8 @@ def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for action in sub.choices[args.command]._actions:
         value = getattr(args, action.dest, None)
+        if isinstance(value, list):  # a repeatable option (--benchmarks): each value given
+            value = next((v for v in value if isinstance(v, str) and not v.strip()), None)
         if not isinstance(value, str) or value.strip():
             continue
         takes = f"one of: {', '.join(action.choices)}" if action.choices else \
