@@ -13,7 +13,7 @@ al. 2025, arXiv 2503.13427) is the released model, and the layer follows its `xL
 no short conv, no biases but the gates'. Initialisation as xLSTM 7B's: gate weights zero, input-gate
 bias −10, forget-gate biases linspace(3, 6) over the heads (a forget gate near 1, long memory from the
 start); the other weights PyTorch's defaults. Heads come from head_dim (n_head = qk_dim / head_dim; xLSTM
-7B: 8 heads of 256 query/key and 512 value channels at D = 4096, head_dim D / 16).
+7B: 8 heads of 256 query/key and 512 value channels at D = 4096, head_dim D / 16; here 8).
 
 The decode state is the stabilised triple (C̃ (K × V), ñ (K), m) per head, in float32.
 
@@ -46,7 +46,9 @@ from archbench.archs.ops.mlstm import mlstm_chunked, mlstm_step
 
 @dataclass(frozen=True)
 class Config:
-    head_dim: int = 16  # K, query/key width per head; n_head = qk_dim // head_dim
+    # K, query/key width per head; n_head = qk_dim // head_dim (xLSTM 7B: d_model / 16; 8 keeps a head
+    # at a d_model of 16)
+    head_dim: int = 8
     qk_dim_factor: float = 0.5  # qk_dim = qk_dim_factor * d_model (xLSTM 7B)
     v_dim_factor: float = 1.0  # v_dim = v_dim_factor * d_model (xLSTM 7B)
     gate_soft_cap: float = 15.0  # cap(z) = c tanh(z / c) on the gate pre-activations (xLSTM 7B)
