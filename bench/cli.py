@@ -553,9 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", metavar="grid", help="quick | scaling | retrieval | full | generation | "
                    "frontier | plateau, or a path to a grid file (a copy of one in bench/grids/, edited)")
     p.add_argument("--models", "--archs", dest="models",
-                   help="comma-separated models: mixers (pure stacks), presets, or patterns such as "
-                        "'MMMA:M=mamba2,A=attention', a mixer with Config fields such as "
-                        "'mamba2(d_state=32)' (default: the grid's)")
+                   help="comma-separated models: mixers (pure stacks), presets, conv+MIXER (a short conv "
+                        "before the mixer), or patterns such as 'MMMA:M=mamba2,A=attention', a mixer with "
+                        "Config fields such as 'mamba2(d_state=32)' (default: the grid's)")
     p.add_argument("--depth", help="layers per model (default: 4 scaling, 2 retrieval)")
     p.add_argument("--mlp-ratio", help="MLP width ratio of every block; 0 = no MLP (default: 0)")
     p.add_argument("--lens", help="comma-separated sequence lengths, e.g. 512,1024,4k (replace the scaling "
