@@ -8,7 +8,9 @@ figure (decode compiled and eager, another backend) the smallest is kept: the pa
 served on; the table names that backend. A model without the figure (never measured, or its cell
 failed) is left off that chart and named under the table with the reason — never given a guessed cost.
 Zoology (arXiv 2312.04927) plots recall against state bytes; the other measures are time and energy
-as the rows' own device measured them (one set of charts per device).
+as the rows' own device measured them (one set of charts per device). The state chart of an MQAR point
+also draws the capacity reference of bench/report/capacity.py: the state one linear memory needs to
+retrieve the point's K pairs top-1 (arXiv 2605.05189).
 
 Glossary
   point     (recall cell, cost) for one model on one task point
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from archbench.bench.report.capacity import capacity_series
 from archbench.bench.report.cells import (
     SPREAD_NOTE,
     acc_text,
@@ -137,8 +140,9 @@ def _sorted_points(pts: pd.DataFrame):
 
 
 def _measure_outputs(out: Outputs, section: str, stem: str, m: Measure, pts: pd.DataFrame,
-                     style: dict[str, dict]) -> list[tuple[str, str]]:
-    """The chart, the table of the front and the CSV of every point; returns (task point, summary)."""
+                     style: dict[str, dict], dtype: str) -> list[tuple[str, str]]:
+    """The chart, the table of the front and the CSV of every point; returns (task point, summary). A
+    state chart's panels carry the capacity reference of their K (bench/report/capacity.py)."""
     panels, parts, summary = [], [], []
     for (task, n, k), g in _sorted_points(pts):
         measured = g[g["cost"].notna()].sort_values(["cost", "accuracy"], ascending=[True, False])
@@ -155,6 +159,8 @@ def _measure_outputs(out: Outputs, section: str, stem: str, m: Measure, pts: pd.
                    for fam, s in apart.groupby("family", sort=True)]
         series.append(("Pareto front", front["cost"].tolist(), front["accuracy"].tolist(),
                        {"color": "black", "drawstyle": "steps-post", "linewidth": 1, "alpha": 0.6}))
+        if m.column == "state_bytes":
+            series += capacity_series(task, k, dtype)
         if len(have):
             panels.append((_title(task, n, k), series))
         table = pd.DataFrame({"model": front["label"], "recall": [acc_text(r) for _, r in front.iterrows()],
@@ -207,7 +213,7 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
         _costs_table(out, section, stem, rec, pts)
         lines: dict[str, list[str]] = {}
         for m in measured:
-            for point, text in _measure_outputs(out, section, stem, m, pts[m.key], style):
+            for point, text in _measure_outputs(out, section, stem, m, pts[m.key], style, dtype):
                 lines.setdefault(point, []).append(f"| {m.title} | {text} |")
         head = _headline_point(pts)
         if head in lines:

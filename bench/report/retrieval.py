@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from archbench.bench.report.capacity import capacity_series
 from archbench.bench.report.cells import SPREAD_NOTE, acc_text, best_lr, k_text, natural, per_lr, prepare
 from archbench.bench.report.curves import curve_tables
 from archbench.bench.report.format import MISSING, cell_raw, cells, markdown, slug, sort_rows
@@ -140,7 +141,10 @@ def _retrieval_plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame, 
                 width_series += [(f"{m} (L={depth})", s["d_model"].tolist(), s["accuracy"].tolist(), st),
                                  *_hollow(s, "d_model", st)]
             by_width.append((title, width_series))
-            by_state.append((title, _state_series(gp, style)))
+            state_series = _state_series(gp, style)
+            if state_series:  # the capacity reference of the panel's K (bench/report/capacity.py)
+                state_series += capacity_series(task, k, gp["dtype"].iloc[0])
+            by_state.append((title, state_series))
             lrs = ok_lr[(ok_lr["task"] == task) & (ok_lr["seq_len"] == n) & (ok_lr["num_kv_pairs"] == k)]
             for (d, depth), gl in lrs.groupby(["d_model", "depth"], sort=True):
                 if gl["_lr"].nunique() > 1:
@@ -150,7 +154,9 @@ def _retrieval_plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame, 
                 plot(by_width, "d_model", "accuracy", xscale="log2", yscale="linear"))
         if any(lines for _, lines in by_state):
             out.png(section, f"{stem}_acc_vs_state", f"{task}: accuracy (best lr, mean over seeds) vs "
-                    "measured state bytes, one line per family through its state sizes (the recall frontier)",
+                    "measured state bytes, one line per family through its state sizes (the recall "
+                    "frontier); dashed, the state one d×d linear memory needs to retrieve the panel's K "
+                    "pairs top-1, d² = 2K ln K (arXiv 2605.05189)",
                     plot(by_state, "state bytes (batch 1)", "accuracy", yscale="linear"))
         if by_lr:
             out.png(section, f"{stem}_acc_vs_lr", f"{task}: accuracy vs learning rate per family (its best "
