@@ -214,7 +214,7 @@ def _measure_outputs(out: Outputs, section: str, stem: str, m: Measure,
 
 def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dict[str, str]) -> None:
     """Every frontier chart and table, one set per (device, scaling dtype) whose recall cells have at
-    least one cost figure; the README's frontier headline (`out.frontier`) for one MQAR task point."""
+    least one cost figure; the headline (`out.frontier`, `out.headline`) for one MQAR task point."""
     recall = best_lr(per_lr(prepare(rt)))
     recall = _labelled(recall[recall["_ok"]])
     sc = sc[sc["batch"] == 1]
