@@ -280,7 +280,11 @@ def _headline(out: Outputs, section: str, stem: str, title: str, point: tuple, f
                  hollow_label=HOLLOW))
     cells = at[MEASURES[0].key]
     pure = cells[cells["pattern"].map(lambda pat: len(set(pat)) == 1)]
-    pure = pure.assign(_len=pure["label"].str.len()).sort_values(["family", "depth", "_len", "label"])
+    # each family's best-swept cell (most lrs, then seeds: a grid's headline rather than a state-sweep
+    # variant run at one lr), at its smallest depth, with the fewest config fields set
+    pure = pure.assign(_fields=pure["configs"].map(lambda c: sum(len(v) for v in c.values())),
+                       _lrs=-pure["lrs_tried"], _seeds=-pure["seeds"])
+    pure = pure.sort_values(["family", "depth", "_lrs", "_seeds", "_fields", "label"])
     pure = pure.drop_duplicates("family").sort_values(["accuracy", "family"], ascending=[False, True])
     table = pd.DataFrame({
         "model": pure["label"],
