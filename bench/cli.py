@@ -624,7 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="regenerate tables and plots in RESULTS from RESULTS/raw")
     p.add_argument("--results", default="results")
-    p.add_argument("--readme", default=None, help="also refresh the tables between markers in this README")
+    p.add_argument("--readme", default=None, help="also refresh the headline figure and table between the "
+                   "archbench:results markers in this README")
     p.set_defaults(func=cmd_report)
     return parser
 
