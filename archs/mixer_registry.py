@@ -11,7 +11,8 @@ from archbench.archs.base import Mixer
 from archbench.archs.registry import Registry, build_config
 
 BUILTINS = ("attention", "swa", "mamba", "mamba2", "mamba3", "rwkv", "rwkv7", "linear_attention", "retnet",
-            "gla", "deltanet", "gated_deltanet", "kda")
+            "gla", "deltanet", "gated_deltanet", "kda", "short_conv", "rglru", "hgrn2", "gated_deltaproduct",
+            "mlstm", "based")
 MIXERS = Registry("mixer", "archbench.archs", (f"archbench.archs.mixers.{m}" for m in BUILTINS))
 register = MIXERS.register
 

@@ -6,6 +6,7 @@ mixers, one letter per layer:
 
     resolve_model("mamba2", depth=4, d_model=256)                  # "MMMM", M=mamba2
     resolve_model("qwen3-next", depth=8, d_model=256)              # a preset: "GGGA" tiled to 8 layers
+    resolve_model("conv+based", depth=4, d_model=256)              # "CMCM", C=short_conv, M=based
     resolve_model("MMMA:M=mamba2,A=attention", depth=4, d_model=256)  # an explicit pattern
 
 The residual lives in one place, `Block` (pre-norm: x + mixer(norm(x)), then x + mlp(norm(x))).
@@ -26,12 +27,12 @@ from torch import nn
 from archbench.archs.base import Mixer, State
 from archbench.archs.mixer_registry import create, get, list_archs
 from archbench.archs.names import coerce, parse_name
-from archbench.archs.presets import PRESETS
+from archbench.archs.presets import CONV_FAMILY, PRESETS, Preset, lookup
 from archbench.archs.registry import UnknownNameError, unknown_name
 
 # The forms a model name takes beyond the registered names, for the message an unknown one gets.
-MODEL_HINT = (" (or a pattern such as 'MMMA:M=mamba2,A=attention'; a mixer's Config fields in parentheses, "
-              "'mamba2(d_state=32)')")
+MODEL_HINT = (f" (or {CONV_FAMILY}MIXER, or a pattern such as 'MMMA:M=mamba2,A=attention'; a mixer's Config "
+              "fields in parentheses, 'mamba2(d_state=32)')")
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,13 @@ def resolve_model(name: str, depth: int, d_model: int, mlp_ratio: int = 0,
                   mixer_configs: dict[str, dict[str, Any]] | None = None) -> ModelSpec:
     """The model called `name` at this depth and width.
 
-    `name` is a registered mixer (a pure stack of `depth` layers), a preset (its unit pattern tiled to
-    `depth`), or an explicit 'PATTERN:L=mixer,...' (likewise tiled); a mixer in it may carry Config fields,
-    'mamba2(d_state=32)' (archs/names.py). `mixer_configs` maps a mixer name to Config overrides applied
-    wherever that mixer appears, over the preset's own per-letter configs; fields written in the name
-    override both. The spec's name is `name` without its configs: the configs live in `configs`.
+    `name` is a registered mixer (a pure stack of `depth` layers), a preset (its unit pattern brought to
+    `depth` as the preset says: archs/presets.py), `conv+MIXER` (Zoology's conv-then-mixer pair, tiled),
+    or an explicit 'PATTERN:L=mixer,...' (tiled); a mixer in it may carry Config fields,
+    'mamba2(d_state=32)' or 'conv+mamba2(d_state=32)' (archs/names.py). `mixer_configs` maps a mixer
+    name to Config overrides applied wherever that mixer appears, over the preset's own per-letter
+    configs; fields written in the name override both. The spec's name is `name` without its configs:
+    the configs live in `configs`.
     """
 
     if depth < 1 or d_model < 1 or mlp_ratio < 0:
@@ -106,17 +109,18 @@ def resolve_model(name: str, depth: int, d_model: int, mlp_ratio: int = 0,
         letters = ",".join(f"{k}={v}" for k, v in PRESETS[name].mixers.items())
         raise ValueError(f"preset {name!r} takes no configs in its name; write its pattern with them, e.g. "
                          f"'{PRESETS[name].unit}:{letters}' with 'L=mixer(field=value)'")
+    preset = None if ":" in name else lookup(name)
     if ":" in name:
         unit, mixers = parse_pattern(name)
         configs: dict[str, dict] = {}
-    elif name in PRESETS:
-        preset = PRESETS[name]
+    elif preset is not None:
         unit, mixers, configs = preset.unit, dict(preset.mixers), dict(preset.configs)
     elif name in list_archs():
         unit, mixers, configs = "M", {"M": name}, {}
     else:
         raise UnknownNameError(unknown_name("model", name, list_models(), MODEL_HINT))
-    if depth % len(unit):
+    shape = preset or Preset(unit, mixers, source="")  # a pattern or a pure stack tiles its unit
+    if not shape.fits(depth):
         raise ValueError(f"model {name!r} repeats a unit of {len(unit)} layers ({unit}); depth {depth} "
                          f"is not a multiple of {len(unit)}")
     for mixer in mixers.values():
@@ -128,7 +132,7 @@ def resolve_model(name: str, depth: int, d_model: int, mlp_ratio: int = 0,
     overrides = mixer_configs or {}
     merged = {k: {**configs.get(k, {}), **overrides.get(m, {}), **typed.get(k, {})}
               for k, m in mixers.items()}
-    return ModelSpec(name=name, pattern=unit * (depth // len(unit)), mixers=mixers,
+    return ModelSpec(name=name, pattern=shape.pattern(depth), mixers=mixers,
                      configs={k: v for k, v in merged.items() if v}, d_model=d_model, mlp_ratio=mlp_ratio)
 
 

@@ -113,6 +113,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from archbench.archs import MIXERS, PRESETS, create, list_archs, list_models
     from archbench.archs.isolation import guarded
+    from archbench.archs.presets import CONV_FAMILY, lookup
     from archbench.bench.runs.cell import CellTimeout, time_limit
 
     names = list_archs(args.pattern)
@@ -141,24 +142,46 @@ def cmd_list(args: argparse.Namespace) -> int:
     if names:
         console.print(table)
     if presets:  # hybrid recipes over registered mixers: names `--models` takes beside the mixers
-        recipes = Table("preset", "unit pattern", "mixers", "source", title="presets (layer patterns)")
+        recipes = Table("preset", "unit pattern", "depth", "mixers", "source",
+                        title="presets (layer patterns)")
         for name in presets:
             p = PRESETS[name]
-            recipes.add_row(name, p.unit, ", ".join(f"{k}={v}" for k, v in p.mixers.items()), p.source)
+            recipes.add_row(name, p.unit, p.fit, ", ".join(f"{k}={v}" for k, v in p.mixers.items()), p.source)
+        family = lookup(f"{CONV_FAMILY}MIXER")  # any registered mixer in M
+        recipes.add_row(f"{CONV_FAMILY}MIXER", family.unit, family.fit,
+                        ", ".join(f"{k}={v}" for k, v in family.mixers.items()), family.source)
         console.print(recipes)
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from archbench.archs import MIXERS
+    """Each NAME is a mixer, checked at its defaults and its class's conformance configs, or a mixer with
+    Config fields, 'rglru(d_conv=2)', checked at that config."""
+    from archbench.archs import MIXERS, ConfigFieldError
+    from archbench.archs.names import coerce, parse_name
     from archbench.bench.conformance import run_checks
 
-    for name in args.names:
-        MIXERS.get(name)  # unknown names fail before any work
+    todo = []
+    for text in args.names:  # unknown names and bad fields fail before any work
+        try:
+            name, named = parse_name(text)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if ":" in name:
+            raise UsageError(f"check takes mixers, not patterns: {text!r}; e.g. 'mamba2' or "
+                             "'mamba2(d_state=8)'")
+        cls = MIXERS.get(name)
+        try:
+            configs = [coerce(cls.Config, f"mixer {name!r}", named["M"])] if named else None
+            for cfg in configs or ():
+                cls.Config(**cfg)  # a value its Config refuses (mamba3(a_activation=exp)) is a usage error
+        except (ConfigFieldError, ValueError) as e:
+            raise UsageError(str(e)) from None
+        todo.append((text, name, configs))
     failed = 0
-    for name in args.names:
-        for v in run_checks(name, time_limit_s=args.time_limit):
-            print(f"{v.status.upper():4}  {name}  {v.check}: {v.detail}")
+    for text, name, configs in todo:
+        for v in run_checks(name, time_limit_s=args.time_limit, configs=configs):
+            print(f"{v.status.upper():4}  {text}  {v.check}: {v.detail}")
             failed += v.status == "fail"
     print(f"{failed} check(s) failed" if failed else "all checks passed")
     return 1 if failed else 0
@@ -184,22 +207,25 @@ def _one(value: str, valid: list[str], what: str, option: str) -> str:
 def _models(value: str) -> list[str]:
     """'attention,mamba2(d_state=32),MMA:M=mamba2,A=attention' -> three models (archs/names.py splits
     them); an unknown name, config field or value is a usage error naming the valid ones."""
-    from archbench.archs import PRESETS, ConfigFieldError, UnknownNameError, list_models, resolve_model
+    from archbench.archs import ConfigFieldError, UnknownNameError, list_models, resolve_model
     from archbench.archs.model import MODEL_HINT
     from archbench.archs.names import parse_name, split_models
+    from archbench.archs.presets import CONV_FAMILY, lookup
     from archbench.archs.registry import unknown_name
 
     models = split_models(value)
     valid = list_models()
     try:
-        unknown = [parse_name(m)[0] for m in models if ":" not in m and parse_name(m)[0] not in valid]
+        unknown = [parse_name(m)[0] for m in models if ":" not in m and parse_name(m)[0] not in valid
+                   and not parse_name(m)[0].startswith(CONV_FAMILY)]
     except ValueError as e:
         raise UsageError(str(e)) from None
     if unknown or not models:
         raise UsageError(unknown_name("model", unknown or value, valid, MODEL_HINT))
     for m in models:
         base = parse_name(m)[0]
-        unit = base.split(":", 1)[0] if ":" in base else PRESETS[base].unit if base in PRESETS else "M"
+        preset = None if ":" in base else lookup(base)
+        unit = base.split(":", 1)[0] if ":" in base else preset.unit if preset else "M"
         try:  # the configs in a name are checked here, before any cell runs
             resolve_model(m, len(unit), 64)
         except (ValueError, UnknownNameError, ConfigFieldError) as e:
@@ -570,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("check", help="run the conformance checks on registered mixers")
-    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("names", nargs="+", metavar="NAME",
+                   help="a mixer (checked at its defaults and its class's conformance configs), or a mixer "
+                        "with Config fields, 'rglru(d_conv=2)' (checked at that config)")
     p.add_argument("--time-limit", type=_seconds("--time-limit", "600"), default=CHECK_TIME_LIMIT_S,
                    help=f"seconds for all the checks of one mixer; the checks left then fail (default: "
                         f"{CHECK_TIME_LIMIT_S:g})")
@@ -580,9 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", metavar="grid", help="quick | scaling | retrieval | full | generation | "
                    "frontier | plateau, or a path to a grid file (a copy of one in bench/grids/, edited)")
     p.add_argument("--models", "--archs", dest="models",
-                   help="comma-separated models: mixers (pure stacks), presets, or patterns such as "
-                        "'MMMA:M=mamba2,A=attention', a mixer with Config fields such as "
-                        "'mamba2(d_state=32)' (default: the grid's)")
+                   help="comma-separated models: mixers (pure stacks), presets, conv+MIXER (a short conv "
+                        "before the mixer), or patterns such as 'MMMA:M=mamba2,A=attention', a mixer with "
+                        "Config fields such as 'mamba2(d_state=32)' (default: the grid's)")
     p.add_argument("--depth", help="layers per model (default: 4 scaling, 2 retrieval)")
     p.add_argument("--mlp-ratio", help="MLP width ratio of every block; 0 = no MLP (default: 0)")
     p.add_argument("--lens", help="comma-separated sequence lengths, e.g. 512,1024,4k (replace the scaling "
@@ -655,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="regenerate tables and plots in RESULTS from RESULTS/raw")
     p.add_argument("--results", default="results")
-    p.add_argument("--readme", default=None, help="also refresh the tables between markers in this README")
+    p.add_argument("--readme", default=None, help="also refresh the headline figure and table between the "
+                   "archbench:results markers in this README")
     p.add_argument("--benchmarks", action="append", metavar="PATH",
                    help="also read this pytest-benchmark JSON file, or every *.json under this folder (e.g. "
                         "pytest-benchmark's .benchmarks/); repeatable. RESULTS/raw/pytest-benchmark/ is "

@@ -2,9 +2,10 @@
 
 One implementation serves both `pytest` (tests/layers/test_conformance.py parametrises over the registry) and
 `archbench check NAME` (one verdict line per check). Each check builds fresh mixers at d_model=32, from
-the `Config` defaults and from every entry of the class's `conformance_configs`, raises
-`AssertionError` with the measured figure on failure and `CheckSkipped` with the reason when it cannot
-apply here (a CUDA-only fast path on a CPU machine, say).
+the `Config` defaults and from every entry of the class's `conformance_configs` — or, given `configs`
+(`archbench check 'rglru(d_conv=2)'`), from those Config overrides only — raises `AssertionError` with
+the measured figure on failure and `CheckSkipped` with the reason when it cannot apply here (a CUDA-only
+fast path on a CPU machine, say).
 
 Chunked parallel paths go wrong at chunk boundaries, so the parity checks run at the lengths around
 the class's declared `chunk_size` Q: T = 1, Q-1, Q+1, 2Q+3 (1 and an odd 37 for a mixer without
@@ -77,19 +78,23 @@ def prefill_splits(chunk_size: int | None) -> tuple[list[int], int]:
     return sorted({Q + 1, 2 * Q}), 2 * Q + 3
 
 
-def _configs(name: str) -> list[dict[str, Any]]:
-    """The Config overrides every check runs at: the defaults, then the class's extra ones."""
-    return [{}, *get(name).conformance_configs]
+Configs = list[dict[str, Any]] | None  # Config overrides to check at; None: the defaults and the class's
+
+
+def _configs(name: str, configs: Configs = None) -> list[dict[str, Any]]:
+    """The Config overrides every check runs at: `configs` where given, else the defaults, then the
+    class's extra ones."""
+    return list(configs) if configs is not None else [{}, *get(name).conformance_configs]
 
 
 def _label(cfg: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in cfg.items()) or "defaults"
 
 
-def _per_config(name: str, check: Callable[[str, dict[str, Any]], str]) -> str:
+def _per_config(name: str, check: Callable[[str, dict[str, Any]], str], configs: Configs = None) -> str:
     """Run `check` at every config; a failure names the config it happened at."""
     details = []
-    for cfg in _configs(name):
+    for cfg in _configs(name, configs):
         try:
             details.append(f"{check(name, cfg)} [{_label(cfg)}]")
         except AssertionError as exc:
@@ -138,8 +143,8 @@ def _shape_and_gradients(name: str, cfg: dict[str, Any]) -> str:
     return f"shape {tuple(y.shape)}, finite, {n_params} parameters all get gradients"
 
 
-def check_shape_and_gradients(name: str) -> str:
-    return _per_config(name, _shape_and_gradients)
+def check_shape_and_gradients(name: str, configs: Configs = None) -> str:
+    return _per_config(name, _shape_and_gradients, configs)
 
 
 def _parallel_equals_recurrent(name: str, cfg: dict[str, Any]) -> str:
@@ -157,10 +162,10 @@ def _parallel_equals_recurrent(name: str, cfg: dict[str, Any]) -> str:
     return f"max rel diff {errs[worst]:.1e} at T={','.join(map(str, lengths))}, float64"
 
 
-def check_parallel_equals_recurrent(name: str) -> str:
+def check_parallel_equals_recurrent(name: str, configs: Configs = None) -> str:
     if not get(name).supports_step:
         raise CheckSkipped(f"{name} declares supports_step = False")
-    return _per_config(name, _parallel_equals_recurrent)
+    return _per_config(name, _parallel_equals_recurrent, configs)
 
 
 def _prefill_then_step(name: str, cfg: dict[str, Any]) -> str:
@@ -183,10 +188,10 @@ def _prefill_then_step(name: str, cfg: dict[str, Any]) -> str:
     return f"prefill {'/'.join(map(str, splits))} + step to {total}: max rel diff {errs[worst]:.1e}"
 
 
-def check_prefill_then_step(name: str) -> str:
+def check_prefill_then_step(name: str, configs: Configs = None) -> str:
     if not get(name).supports_step:
         raise CheckSkipped(f"{name} declares supports_step = False")
-    return _per_config(name, _prefill_then_step)
+    return _per_config(name, _prefill_then_step, configs)
 
 
 def _fast_matches_reference(name: str, cfg: dict[str, Any], device: str, fast: list[str]) -> str:
@@ -210,14 +215,14 @@ def _fast_matches_reference(name: str, cfg: dict[str, Any], device: str, fast: l
     return ", ".join(lines)
 
 
-def check_fast_matches_reference(name: str) -> str:
+def check_fast_matches_reference(name: str, configs: Configs = None) -> str:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cls = get(name)
     fast = [b for b in cls.available_backends(device) if b != cls.backends[-1]]
     if not fast:
         reasons = "; ".join(f"{b}: {cls.backend_unavailable(b, device)}" for b in cls.backends[:-1])
         raise CheckSkipped(f"no fast backend usable on {device} ({reasons or 'none declared'})")
-    return _per_config(name, lambda n, cfg: _fast_matches_reference(n, cfg, device, fast))
+    return _per_config(name, lambda n, cfg: _fast_matches_reference(n, cfg, device, fast), configs)
 
 
 def _causality(name: str, cfg: dict[str, Any]) -> str:
@@ -232,8 +237,8 @@ def _causality(name: str, cfg: dict[str, Any]) -> str:
     return f"changing x[:, {cut}:] moves y[:, :{cut}] by {leak:.0e}"
 
 
-def check_causality(name: str) -> str:
-    return _per_config(name, _causality)
+def check_causality(name: str, configs: Configs = None) -> str:
+    return _per_config(name, _causality, configs)
 
 
 def _state_bytes(name: str, cfg: dict[str, Any]) -> str:
@@ -254,8 +259,8 @@ def _state_bytes(name: str, cfg: dict[str, Any]) -> str:
     return f"{short} B at T=1k, {long} B at T=4k (batch 1, float32)"
 
 
-def check_state_bytes(name: str) -> str:
-    return _per_config(name, _state_bytes)
+def check_state_bytes(name: str, configs: Configs = None) -> str:
+    return _per_config(name, _state_bytes, configs)
 
 
 def _deterministic(name: str, cfg: dict[str, Any]) -> str:
@@ -266,8 +271,8 @@ def _deterministic(name: str, cfg: dict[str, Any]) -> str:
     return "same seed, identical output"
 
 
-def check_deterministic(name: str) -> str:
-    return _per_config(name, _deterministic)
+def check_deterministic(name: str, configs: Configs = None) -> str:
+    return _per_config(name, _deterministic, configs)
 
 
 def _step_uses_only_its_state(name: str, cfg: dict[str, Any]) -> str:
@@ -298,10 +303,10 @@ def _step_uses_only_its_state(name: str, cfg: dict[str, Any]) -> str:
             f"rel diff {err:.0e}")
 
 
-def check_step_uses_only_its_state(name: str) -> str:
+def check_step_uses_only_its_state(name: str, configs: Configs = None) -> str:
     if not get(name).supports_step:
         raise CheckSkipped(f"{name} declares supports_step = False")
-    return _per_config(name, _step_uses_only_its_state)
+    return _per_config(name, _step_uses_only_its_state, configs)
 
 
 class _Work(TorchDispatchMode):
@@ -358,30 +363,30 @@ def _linear_cost(name: str, cfg: dict[str, Any]) -> str:
     return f"T={T} -> {4 * T}: {detail}"
 
 
-def check_linear_cost(name: str) -> str:
-    mixer = _mixer(name, dtype=torch.float32)
+def check_linear_cost(name: str, configs: Configs = None) -> str:
+    mixer = _mixer(name, _configs(name, configs)[0], dtype=torch.float32)
     if mixer.complexity != "linear":
         raise CheckSkipped(f"{name} declares complexity {mixer.complexity!r}")
-    return _per_config(name, _linear_cost)
+    return _per_config(name, _linear_cost, configs)
 
 
-def _one_thread(check: Callable[[str], str]) -> Callable[[str], str]:
+def _one_thread(check: Callable[..., str]) -> Callable[..., str]:
     """Run `check` on one CPU thread. Its tensors are tiny (d_model 32), so extra threads only add
     synchronisation, and on a loaded machine each waits for the others to be scheduled."""
 
     @functools.wraps(check)
-    def run(name: str) -> str:
+    def run(name: str, configs: Configs = None) -> str:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return check(name)
+            return check(name, configs)
         finally:
             torch.set_num_threads(threads)
 
     return run
 
 
-CHECKS: dict[str, Callable[[str], str]] = {name: _one_thread(fn) for name, fn in {
+CHECKS: dict[str, Callable[..., str]] = {name: _one_thread(fn) for name, fn in {
     "shape_and_gradients": check_shape_and_gradients,
     "parallel_equals_recurrent": check_parallel_equals_recurrent,
     "prefill_then_step": check_prefill_then_step,
@@ -394,8 +399,9 @@ CHECKS: dict[str, Callable[[str], str]] = {name: _one_thread(fn) for name, fn in
 }.items()}
 
 
-def run_checks(name: str, time_limit_s: float | None = None) -> list[Verdict]:
-    """Every check on one registered mixer; a crash inside a check is a failure, not an abort.
+def run_checks(name: str, time_limit_s: float | None = None, configs: Configs = None) -> list[Verdict]:
+    """Every check on one registered mixer (at `configs` where given); a crash inside a check is a
+    failure, not an abort.
 
     `time_limit_s` bounds all the checks together, by the run loop's per-cell alarm: a mixer that
     hangs (in its `__init__`, say) fails the check it hangs in, and the checks left fail unrun."""
@@ -405,7 +411,7 @@ def run_checks(name: str, time_limit_s: float | None = None) -> list[Verdict]:
     try:
         with time_limit(time_limit_s):
             for check, fn in CHECKS.items():
-                verdicts.append(_verdict(check, fn, name))
+                verdicts.append(_verdict(check, fn, name, configs))
     except CellTimeout as exc:
         left = list(CHECKS)[len(verdicts):]
         verdicts += [Verdict(c, "fail", f"timeout: all the checks {exc}" if i == 0 else
@@ -413,14 +419,14 @@ def run_checks(name: str, time_limit_s: float | None = None) -> list[Verdict]:
     return verdicts
 
 
-def _verdict(check: str, fn: Callable[[str], str], name: str) -> Verdict:
+def _verdict(check: str, fn: Callable[..., str], name: str, configs: Configs = None) -> Verdict:
     """One check's verdict, run with torch's settings and the signal handlers put back after it
     (archs/isolation.py): a check that changed them fails saying what it changed."""
     from archbench.bench.runs.cell import CellTimeout
 
     try:
         with guarded() as changed:
-            verdict = Verdict(check, "pass", fn(name))
+            verdict = Verdict(check, "pass", fn(name, configs))
     except CheckSkipped as exc:
         verdict = Verdict(check, "skip", str(exc))
     except AssertionError as exc:

@@ -1,7 +1,8 @@
-"""The block shared by the delta-rule layers (deltanet.py, gated_deltanet.py, kda.py).
+"""The block shared by the delta-rule layers (deltanet.py, gated_deltanet.py, kda.py, gated_deltaproduct.py).
 
-The three follow flash-linear-attention's layers (fla/layers/{delta_net,gated_deltanet,kda}.py) and
-differ only in their decay and their output gate, so the common path lives here once:
+They follow flash-linear-attention's layers (fla/layers/{delta_net,gated_deltanet,kda,gated_deltaproduct}.py)
+and differ only in their decay, their output gate and the number of delta steps per token, so the
+common path lives here once:
 
     q, k, v = SiLU(ShortConv(W_q x)), SiLU(ShortConv(W_k x)), SiLU(ShortConv(W_v x))   (causal, width 4)
     q, k    = q / ‖q‖, k / ‖k‖  per head                 (L2 norm, eps 1e-6 inside the root as in fla)
@@ -10,6 +11,11 @@ differ only in their decay and their output gate, so the common path lives here 
     o       = delta rule (archs/ops/delta_rule.py), scale d_k^-1/2 on q
     y       = W_o · the layer's per-head output norm and gate (`_output`)
 
+A Config with `n_householder` = n > 1 (Gated DeltaProduct) gives each token n keys, values and write
+strengths (W_k, W_v, W_β n times wider, fla's layout: the n steps outermost) and runs the delta-product op
+(archs/ops/delta_product.py: n delta steps per token under one decay); without the field, n = 1 and the
+delta-rule op runs, tensor for tensor as before.
+
 Every projection has no bias and the convolutions have none (fla's defaults). The three short
 convolutions are depthwise, so one conv over the concatenated [q, k, v] channels computes them; the
 decode state keeps the last d_conv − 1 inputs of that conv and the (K, V) state of every head.
@@ -17,7 +23,8 @@ decode state keeps the last d_conv − 1 inputs of that conv and the (K, V) stat
 Glossary (code -> paper):
     B, T, D, H      batch, sequence length, d_model, heads
     K, V            key / value width per head (head_dim, head_dim * expand_v)    d_k, d_v
-    C               conv channels 2 H K + H V; W the conv width (d_conv)
+    n               delta steps per token (n_householder; 1 but for Gated DeltaProduct)  n_h
+    C               conv channels H K + n (H K + H V); W the conv width (d_conv)
     beta, g         write strength, log decay                                       β, log α
     S               delta-rule state (B, H, K, V)                                   S
 """
@@ -33,6 +40,7 @@ from torch import Tensor, nn
 from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer, State
 from archbench.archs.ops.common import in_segments, segment_length, state_dtype
+from archbench.archs.ops.delta_product import delta_product_chunked, delta_product_fla, delta_product_step
 from archbench.archs.ops.delta_rule import FLA, delta_rule_chunked, delta_rule_fla, delta_rule_step
 
 
@@ -62,7 +70,7 @@ class GatedRMSNorm(nn.Module):
 class DeltaRuleMixer(Mixer):
     """The delta-rule block; subclasses set `decay`, build their gate parameters, and define `_decay`,
     `_output` and `_gate_flops`. Config fields used here: head_dim, n_head (0: d_model // head_dim),
-    expand_v, d_conv."""
+    expand_v, d_conv, and n_householder where the Config has it (1 otherwise)."""
 
     complexity = "linear"
     backends = ("fla", "chunked")
@@ -84,16 +92,21 @@ class DeltaRuleMixer(Mixer):
             raise ValueError(f"head_dim * expand_v = {head_v} is not a positive whole number")
         if cfg.d_conv < 1:
             raise ValueError(f"d_conv must be >= 1, got {cfg.d_conv}")
+        self.n_steps = getattr(cfg, "n_householder", 1)  # n
+        if self.n_steps < 1:
+            raise ValueError(f"n_householder must be >= 1, got {self.n_steps}")
         self.n_head = cfg.n_head or d_model // cfg.head_dim
         self.head_k_dim, self.head_v_dim = cfg.head_dim, int(head_v)
         self.key_dim, self.value_dim = self.n_head * self.head_k_dim, self.n_head * self.head_v_dim
+        n = self.n_steps
+        self.conv_dim = self.key_dim + n * (self.key_dim + self.value_dim)  # C
         self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
-        self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)
-        self.v_proj = nn.Linear(d_model, self.value_dim, bias=False)
-        self.b_proj = nn.Linear(d_model, self.n_head, bias=False)
+        self.k_proj = nn.Linear(d_model, n * self.key_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, n * self.value_dim, bias=False)
+        self.b_proj = nn.Linear(d_model, n * self.n_head, bias=False)
         self.q_conv1d, self.k_conv1d, self.v_conv1d = (
-            nn.Conv1d(c, c, cfg.d_conv, groups=c, bias=False) for c in (self.key_dim, self.key_dim,
-                                                                         self.value_dim))
+            nn.Conv1d(c, c, cfg.d_conv, groups=c, bias=False) for c in (self.key_dim, n * self.key_dim,
+                                                                         n * self.value_dim))
         self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
 
     # -- what the subclasses define -------------------------------------------------------------------
@@ -109,10 +122,15 @@ class DeltaRuleMixer(Mixer):
         """FLOPs of the layer's own decay and gate projections."""
         return 0
 
+    def _beta(self, x: Tensor) -> Tensor:
+        """Write strengths σ(W_β x): (B, T, H), or (B, T, n, H) with n delta steps per token."""
+        beta = torch.sigmoid(self.b_proj(x))
+        return beta if self.n_steps == 1 else beta.unflatten(-1, (self.n_steps, self.n_head))
+
     # -- pieces shared by the two modes -------------------------------------------------------------
     def _qkv(self, x: Tensor, conv: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """x (B, T, D) after the conv inputs `conv` (B, C, W - 1) -> q, k (B, T, H, K), v (B, T, H, V)
-        and the conv state after x."""
+        (k and v (B, T, n, H, ·) with n > 1 steps per token) and the conv state after x."""
         B, T, _ = x.shape
         u = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1).transpose(1, 2)  # (B, C, T)
         u = torch.cat([conv, u], -1)  # (B, C, W - 1 + T): causal, the previous inputs first
@@ -125,9 +143,13 @@ class DeltaRuleMixer(Mixer):
             y = F.silu((u * weight[:, 0]).sum(-1, keepdim=True)).transpose(1, 2)  # (B, 1, C)
         else:
             y = F.silu(F.conv1d(u, weight, groups=weight.shape[0])).transpose(1, 2)  # (B, T, C)
-        q, k, v = y.split([self.key_dim, self.key_dim, self.value_dim], -1)
-        q, k = (l2_norm(t.unflatten(-1, (self.n_head, self.head_k_dim))) for t in (q, k))
-        return q, k, v.unflatten(-1, (self.n_head, self.head_v_dim)), u[..., u.shape[-1] - conv.shape[-1]:]
+        n = self.n_steps
+        q, k, v = y.split([self.key_dim, n * self.key_dim, n * self.value_dim], -1)
+        steps = () if n == 1 else (n,)  # fla's layout: the n steps outermost, then heads
+        q = l2_norm(q.unflatten(-1, (self.n_head, self.head_k_dim)))
+        k = l2_norm(k.unflatten(-1, (*steps, self.n_head, self.head_k_dim)))
+        v = v.unflatten(-1, (*steps, self.n_head, self.head_v_dim))
+        return q, k, v, u[..., u.shape[-1] - conv.shape[-1]:]
 
     def _segment(self, x: Tensor, carry: tuple[Tensor, Tensor | None], backend: str,
                  want_state: bool) -> tuple[Tensor, tuple[Tensor, Tensor | None]]:
@@ -135,22 +157,24 @@ class DeltaRuleMixer(Mixer):
         y (B, T, D) and the carry after x (S None when fla need not return it)."""
         conv, S = carry
         q, k, v, conv = self._qkv(x, conv)
-        beta, g = torch.sigmoid(self.b_proj(x)), self._decay(x)  # (B, T, H), log decay
+        beta, g = self._beta(x), self._decay(x)  # (B, T, [n,] H), log decay
         if backend == "fla":
-            o, S = delta_rule_fla(q, k, v, beta, g, S, want_state)
+            fla = delta_rule_fla if self.n_steps == 1 else delta_product_fla
+            o, S = fla(q, k, v, beta, g, S, want_state)
         else:
             sd = state_dtype(x.dtype)  # the recurrence in >= float32
-            o, S = delta_rule_chunked(*(t.to(sd) for t in (q, k, v, beta)), None if g is None else g.to(sd),
-                                      initial_state=S, chunk_size=self.chunk_size)
+            chunked = delta_rule_chunked if self.n_steps == 1 else delta_product_chunked
+            o, S = chunked(*(t.to(sd) for t in (q, k, v, beta)), None if g is None else g.to(sd),
+                           initial_state=S, chunk_size=self.chunk_size)
         return self._output(o.to(x.dtype), x), (conv, S)
 
     def _parallel(self, x: Tensor, want_state: bool) -> tuple[Tensor, State | None]:
         backend = pick_backend(self, x)  # the reference where fla cannot serve this call
         B, T, _ = x.shape
-        conv0 = x.new_zeros(B, self.key_dim * 2 + self.value_dim, self.cfg.d_conv - 1)
+        conv0 = x.new_zeros(B, self.conv_dim, self.cfg.d_conv - 1)
         # The reference runs in cache-sized segments of whole chunks, carrying both states across
         # (common.py, `segment_length`); fla takes the sequence in one piece.
-        width = 2 * (2 * self.key_dim + self.value_dim) + self.value_dim  # projections, conv, output
+        width = 2 * self.conv_dim + self.value_dim  # projections, conv, output
         length = segment_length(B, width, self.chunk_size) if backend == "chunked" else T
         y, (conv, S) = in_segments(lambda seg, carry: self._segment(seg, carry, backend, want_state), x,
                                    (conv0, None), length)
@@ -165,19 +189,19 @@ class DeltaRuleMixer(Mixer):
 
     def init_state(self, batch: int, max_len: int, device=None, dtype=None) -> State:
         device, dtype = self.param_dtype_device(device, dtype)
-        C = 2 * self.key_dim + self.value_dim
         # The conv keeps its last W - 1 inputs; the delta-rule state is fixed-size, whatever max_len is.
-        return {"conv": torch.zeros(batch, C, self.cfg.d_conv - 1, device=device, dtype=dtype),
+        return {"conv": torch.zeros(batch, self.conv_dim, self.cfg.d_conv - 1, device=device, dtype=dtype),
                 "S": torch.zeros(batch, self.n_head, self.head_k_dim, self.head_v_dim, device=device,
                                  dtype=state_dtype(dtype))}
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         x = x_t.unsqueeze(1)  # (B, 1, D)
         q, k, v, conv = self._qkv(x, state["conv"])
-        beta, g = torch.sigmoid(self.b_proj(x)), self._decay(x)
+        beta, g = self._beta(x), self._decay(x)
         S = state["S"]
-        o, S_new = delta_rule_step(*(t[:, 0].to(S.dtype) for t in (q, k, v, beta)),
-                                   None if g is None else g[:, 0].to(S.dtype), S)
+        one_step = delta_rule_step if self.n_steps == 1 else delta_product_step
+        o, S_new = one_step(*(t[:, 0].to(S.dtype) for t in (q, k, v, beta)),
+                            None if g is None else g[:, 0].to(S.dtype), S)
         # In place, so a captured CUDA graph can replay the step.
         state["conv"].copy_(conv)
         S.copy_(S_new)
@@ -186,12 +210,13 @@ class DeltaRuleMixer(Mixer):
     def flops(self, seq_len: int) -> int:
         """Projections, conv, and the chunked delta rule per head and token: pair weights k kᵀ and q kᵀ
         inside the chunk (2 · 2QK), the triangular solve (Q (K + V)), reading and updating the state
-        (3 · 2KV) and the chunk's own writes (2QV); a per-channel decay adds its (Q, Q, K) products."""
-        T, D, H, K, V = seq_len, self.d_model, self.n_head, self.head_k_dim, self.head_v_dim
-        Q, W = min(self.chunk_size, T), self.cfg.d_conv
-        proj = 2 * T * D * (2 * self.key_dim + self.value_dim + H) + 2 * T * self.value_dim * D
-        conv = 2 * T * (2 * self.key_dim + self.value_dim) * W
+        (3 · 2KV) and the chunk's own writes (2QV); a per-channel decay adds its (Q, Q, K) products.
+        With n steps per token the op runs over n T steps (archs/ops/delta_product.py)."""
+        T, D, H, K, V, n = seq_len, self.d_model, self.n_head, self.head_k_dim, self.head_v_dim, self.n_steps
+        Q, W = min(self.chunk_size, n * T), self.cfg.d_conv
+        proj = 2 * T * D * (self.conv_dim + n * H) + 2 * T * self.value_dim * D
+        conv = 2 * T * self.conv_dim * W
         per_head = 4 * Q * K + Q * (K + V) + 6 * K * V + 2 * Q * V
         if self.decay == "vector":
             per_head += 2 * Q * K  # the (Q, Q, K) pair decays times k
-        return proj + conv + T * H * per_head + self._gate_flops(seq_len)
+        return proj + conv + n * T * H * per_head + self._gate_flops(seq_len)

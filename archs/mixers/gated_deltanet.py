@@ -27,8 +27,10 @@ Glossary (code -> paper): see delta_layer.py; and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -49,8 +51,16 @@ class Config:
     # takes either activation); "none" drops it (the norm alone, as DeltaNet's output). The last two are
     # ablations, to tell the gate's part in a result from the decay's.
     output_gate: str = "swish"
+    # A learned bias on the output gate's input, initialised to this value (0: none, the published
+    # layer): a positive one starts the SiLU gate open and of one sign for every token, the activation
+    # kept — the test of whether the sigmoid gate learns because it starts open.
+    gate_bias: float = 0.0
 
     def __post_init__(self):
+        if not math.isfinite(self.gate_bias):
+            raise ValueError(f"gated_deltanet: gate_bias must be a finite number, got {self.gate_bias!r}")
+        if self.gate_bias and self.output_gate == "none":
+            raise ValueError("gated_deltanet: gate_bias needs an output gate (output_gate swish or sigmoid)")
         if self.output_gate not in GATE_ACTIVATIONS:
             raise ValueError(f"gated_deltanet: output_gate must be one of {', '.join(GATE_ACTIVATIONS)}, "
                              f"got {self.output_gate!r}")
@@ -64,7 +74,7 @@ class GatedDeltaNet(DeltaRuleMixer):
     Config = Config
     decay = "scalar"
     chunk_size = 64
-    conformance_configs = ({"head_dim": 8, "expand_v": 1.0}, {"output_gate": "none"})
+    conformance_configs = ({"head_dim": 8, "expand_v": 1.0}, {"output_gate": "none"}, {"gate_bias": 1.0})
 
     def __init__(self, d_model: int, cfg: Config):
         super().__init__(d_model, cfg)
@@ -75,6 +85,8 @@ class GatedDeltaNet(DeltaRuleMixer):
         activation = GATE_ACTIVATIONS[cfg.output_gate]
         self.g_proj = nn.Linear(d_model, self.value_dim, bias=False) if activation else None
         self.o_norm = GatedRMSNorm(self.head_v_dim, eps=1e-5, activation=activation)
+        # its own parameter, not g_proj's bias, so an initialisation that zeroes Linear biases keeps it
+        self.g_bias = nn.Parameter(torch.full((self.value_dim,), cfg.gate_bias)) if cfg.gate_bias else None
 
     def _decay(self, x: Tensor) -> Tensor:
         return -self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)  # (B, T, H) log α <= 0
@@ -82,7 +94,8 @@ class GatedDeltaNet(DeltaRuleMixer):
     def _output(self, o: Tensor, x: Tensor) -> Tensor:
         if self.g_proj is None:
             return self.o_proj(self.o_norm(o).flatten(-2))  # (B, T, D)
-        gate = self.g_proj(x).unflatten(-1, (self.n_head, self.head_v_dim))  # (B, T, H, V)
+        gate = self.g_proj(x) if self.g_bias is None else self.g_proj(x) + self.g_bias
+        gate = gate.unflatten(-1, (self.n_head, self.head_v_dim))  # (B, T, H, V)
         return self.o_proj(self.o_norm(o, gate).flatten(-2))  # (B, T, D)
 
     def _gate_flops(self, seq_len: int) -> int:

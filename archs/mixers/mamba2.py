@@ -47,8 +47,14 @@ class Config:
     # The gate's activation: SiLU (the paper's and mamba-ssm's). "sigmoid" is an ablation: the same
     # layer with a gate that starts near 1/2 for every token instead of near 0 with either sign.
     gate: str = "silu"
+    # A learned bias on the gate's input, initialised to this value (0: none, the published layer). A
+    # positive value starts SiLU(z + b) open and of one sign for every token: with the activation kept,
+    # it tests whether what makes the sigmoid gate learn is that its gate starts open.
+    gate_bias: float = 0.0
 
     def __post_init__(self):
+        if not math.isfinite(self.gate_bias):
+            raise ValueError(f"mamba2: gate_bias must be a finite number, got {self.gate_bias!r}")
         if self.gate not in GATES:
             raise ValueError(f"mamba2: gate must be one of {', '.join(GATES)}, got {self.gate!r}")
 
@@ -63,7 +69,7 @@ class Mamba2(Mixer):
     backends = ("fla", "mamba_ssm", "chunked")
     kernels = {"fla": FLA, "mamba_ssm": MAMBA_SSM}
     chunk_size = 64  # Q, the chunk of the SSD algorithm (and of mamba-ssm's kernel)
-    conformance_configs = ({"d_state": 8, "head_dim": 8, "expand": 1, "d_conv": 2},)
+    conformance_configs = ({"d_state": 8, "head_dim": 8, "expand": 1, "d_conv": 2}, {"gate_bias": 1.0})
 
     def __init__(self, d_model: int, cfg: Config):
         super().__init__(d_model, cfg)
@@ -81,6 +87,7 @@ class Mamba2(Mixer):
         self.A_log = nn.Parameter(a_log_uniform(H, 1, 16))  # A = -exp(A_log) in [-16, -1]
         self.D = nn.Parameter(torch.ones(H))
         self.norm = nn.RMSNorm(self.d_inner, eps=1e-5)
+        self.z_bias = nn.Parameter(torch.full((self.d_inner,), cfg.gate_bias)) if cfg.gate_bias else None
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
 
     # -- pieces shared by the parallel and the recurrent mode ---------------------------------------
@@ -94,6 +101,7 @@ class Mamba2(Mixer):
 
     def _output(self, y: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         y = (y + self.D[:, None] * x).flatten(-2)  # (..., Di)
+        z = z if self.z_bias is None else z + self.z_bias
         return self.out_proj(self.norm(y * GATES[self.cfg.gate](z)))
 
     def _ssd(self, x, dt, Bm, Cm, h, backend: str, final_state: bool):

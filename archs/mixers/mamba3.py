@@ -22,6 +22,10 @@ sequences keep their angle precision in float32 models.
 
 Simplifications: SISO only (no MIMO rank), one B/C group, no output RMSNorm (mamba-ssm's default).
 
+Which A: by default A = −heavy_tail(dd_A), as on mamba-ssm's main branch after release 2.3.2.post1. The
+released mamba-ssm (2.3.x) and fla 0.6.0's port compute A = −softplus(dd_A); `a_activation="softplus"`
+is that form (the same weights then give other outputs), so results can be compared with released code.
+
 Backends: "mamba_ssm" (`mamba_ssm.ops.triton.mamba3.mamba3_siso_combined`, CUDA; it takes the
 normalised B/C, biases, raw angles and trap and applies rotation, trapezoid, D and the gate itself;
 float64 or non-power-of-two head widths fall back to "chunked", saying so), "chunked" (the reference:
@@ -61,11 +65,22 @@ class Config:
     dt_min: float = 0.001  # softplus(dt_bias) starts log-uniform in [dt_min, dt_max]
     dt_max: float = 0.1
     A_floor: float = 1e-4  # |A| >= A_floor
+    # The positive map of dd_A to |A|: "heavy_tail" (mamba-ssm main after 2.3.2.post1) or "softplus"
+    # (the mamba-ssm 2.3.x release and fla 0.6.0).
+    a_activation: str = "heavy_tail"
+
+    def __post_init__(self):
+        if self.a_activation not in A_ACTIVATIONS:
+            raise ValueError(f"mamba3: a_activation must be one of {', '.join(A_ACTIVATIONS)}, "
+                             f"got {self.a_activation!r}")
 
 
 def heavy_tail(a: torch.Tensor) -> torch.Tensor:
     """1 + a for a >= 0, 1 / (1 - a) for a < 0: positive, continuous, with a heavy tail towards 0."""
     return a.clamp_min(0) + 1 / (1 - a.clamp_max(0))
+
+
+A_ACTIVATIONS = {"heavy_tail": heavy_tail, "softplus": F.softplus}  # a_activation -> |A| before the floor
 
 
 def rotate_pairs(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -84,7 +99,7 @@ class Mamba3(Mixer):
     backends = ("mamba_ssm", "chunked")
     kernels = {"mamba_ssm": MAMBA_SSM}
     chunk_size = 64  # Q of the SSD form (mamba-ssm's recommendation for SISO)
-    conformance_configs = ({"d_state": 8, "head_dim": 8, "rope_fraction": 1.0},)
+    conformance_configs = ({"d_state": 8, "head_dim": 8, "rope_fraction": 1.0}, {"a_activation": "softplus"})
 
     def __init__(self, d_model: int, cfg: Config):
         super().__init__(d_model, cfg)
@@ -118,7 +133,7 @@ class Mamba3(Mixer):
         z, x, Bm, Cm, dd_dt, dd_A, trap, omega = self.in_proj(u).split(
             [self.d_inner, self.d_inner, N, N, H, H, H, self.n_angle], -1)
         dt = F.softplus(dd_dt + self.dt_bias)
-        A = -heavy_tail(dd_A).clamp_min(self.cfg.A_floor)
+        A = -A_ACTIVATIONS[self.cfg.a_activation](dd_A).clamp_min(self.cfg.A_floor)
         return (z.unflatten(-1, (H, P)), x.unflatten(-1, (H, P)), self.B_norm(Bm), self.C_norm(Cm), dt,
                 A * dt, torch.sigmoid(trap), math.pi * torch.tanh(omega), trap, omega)
 

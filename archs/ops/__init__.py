@@ -22,7 +22,8 @@ flash-linear-attention lays out its ops:
     common.py           plumbing shared by the mixers: state dtype, optional kernels and the choice of
                         backend, Δ / A init, decay floor, token shift, short conv
     mlstm.py            xLSTM's mLSTM: matrix memory, exponential input gate with its stabiliser
-    delta_product.py    Gated DeltaProduct: n_h Householder steps per token, as delta_rule.py over them
+    delta_product.py    Gated DeltaProduct: n_h Householder steps per token, as delta_rule.py over them,
+                        plus the fla path (fla's gated delta-rule kernel over the interleaved steps)
     based.py            Based's Taylor-feature linear attention (its window part is sliding_window.py)
 
 Every `<op>_chunked` is tested against `<op>_sequential` (tests/ops/test_ops_*.py), values and gradients,

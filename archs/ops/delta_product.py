@@ -21,6 +21,9 @@ j-th step at position t·n_h + j, with
 and the outputs read at every token's last step. This is exact, not an approximation: the delta rule
 with a scalar decay is S <- α (I − β k kᵀ) S + β k vᵀ per pseudo-token (decay first, as here), so the n_h
 pseudo-tokens of one token compose to the product above, and its output at the last step reads S_t.
+`delta_product_fla` runs the same mapping through fla's `chunk_gated_delta_rule` (CUDA), as fla's own
+layer does in its recurrent mode: fla's dedicated `chunk_gated_delta_product` refuses float32 inputs,
+which the float32 fast-vs-reference check needs, and computes the same product.
 `delta_product_chunked` is therefore `delta_rule_chunked` (WY form, values and gradients tested there)
 on the interleaved sequence; tests/ops/test_ops_delta_product.py checks the mapping against
 `delta_product_sequential`, the definition written out here. Costs of the mapping: the chunk counts
@@ -44,7 +47,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from archbench.archs.ops.delta_rule import delta_rule_chunked
+from archbench.archs.ops.delta_rule import delta_rule_chunked, delta_rule_fla
 
 
 def _default_scale(q: Tensor, scale: float | None) -> float:
@@ -81,17 +84,33 @@ def delta_product_sequential(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: T
 
 
 # -- the chunked form: the delta rule over the interleaved steps ---------------------------------------
+def _interleaved(q: Tensor, k: Tensor, v: Tensor, beta: Tensor,
+                 g: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """The n·T pseudo-tokens of the module docstring: q on each token's last step, g on its first."""
+    B, T, n, H, K = k.shape
+    q_steps = torch.cat([q.new_zeros(B, T, n - 1, H, K), q[:, :, None]], 2)
+    g_steps = None if g is None else torch.cat([g[:, :, None], g.new_zeros(B, T, n - 1, H)], 2)
+    return (q_steps.reshape(B, T * n, H, K), k.reshape(B, T * n, H, K), v.reshape(B, T * n, H, -1),
+            beta.reshape(B, T * n, H), None if g_steps is None else g_steps.reshape(B, T * n, H))
+
+
 def delta_product_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None = None,
                           initial_state: Tensor | None = None, chunk_size: int = 64,
                           scale: float | None = None) -> tuple[Tensor, Tensor]:
     """Same contract as `delta_product_sequential`: `delta_rule_chunked` over the n·T pseudo-tokens of the
     module docstring, in chunks of `chunk_size` pseudo-tokens, read at each token's last step."""
-    B, T, n, H, K = k.shape
-    V = v.shape[-1]
-    q_steps = torch.cat([q.new_zeros(B, T, n - 1, H, K), q[:, :, None]], 2)  # q on the last step only
-    g_steps = None if g is None else torch.cat([g[:, :, None], g.new_zeros(B, T, n - 1, H)], 2)  # first only
-    o, S = delta_rule_chunked(q_steps.reshape(B, T * n, H, K), k.reshape(B, T * n, H, K),
-                              v.reshape(B, T * n, H, V), beta.reshape(B, T * n, H),
-                              None if g_steps is None else g_steps.reshape(B, T * n, H),
-                              initial_state, chunk_size=chunk_size, scale=_default_scale(q, scale))
-    return o.view(B, T, n, H, V)[:, :, -1], S  # (B, T, H, V), (B, H, K, V)
+    B, T, n, H, _ = k.shape
+    o, S = delta_rule_chunked(*_interleaved(q, k, v, beta, g), initial_state, chunk_size=chunk_size,
+                              scale=_default_scale(q, scale))
+    return o.view(B, T, n, H, -1)[:, :, -1], S  # (B, T, H, V), (B, H, K, V)
+
+
+def delta_product_fla(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None,
+                      initial_state: Tensor | None = None, output_final_state: bool = False,
+                      scale: float | None = None) -> tuple[Tensor, Tensor | None]:
+    """`delta_product_chunked` through fla's gated delta-rule kernel on the interleaved steps (CUDA):
+    same arguments, the final state only if `output_final_state`."""
+    B, T, n, H, _ = k.shape
+    o, S = delta_rule_fla(*_interleaved(q, k, v, beta, g), initial_state, output_final_state,
+                          scale=_default_scale(q, scale))
+    return o.view(B, T, n, H, -1)[:, :, -1], S

@@ -77,6 +77,12 @@ STATE_KNOBS: dict[str, tuple[dict[str, Any], ...]] = {
     "deltanet": ({}, {"head_dim": 4}, {"head_dim": 32}),
     "gated_deltanet": ({}, {"head_dim": 4}, {"head_dim": 32}),
     "kda": ({}, {"head_dim": 4}, {"head_dim": 32}),
+    "short_conv": ({}, {"d_conv": 2}, {"d_conv": 8}),  # the conv keeps its last d_conv - 1 inputs
+    "rglru": ({}, {"expand": 0.5}, {"expand": 2.0}),  # one number per channel of the RG-LRU's width
+    "hgrn2": ({}, {"expand_ratio": 4}, {"expand_ratio": 32}),  # d_model x K per layer
+    "gated_deltaproduct": ({}, {"head_dim": 4}, {"head_dim": 32}),
+    "mlstm": ({}, {"head_dim": 4}, {"head_dim": 32}),  # K x V per head, the value width fixed
+    "based": ({}, {"feature_dim": 8}, {"feature_dim": 24}),  # Zoology's sweep of the Taylor map's width
 }
 
 

@@ -23,6 +23,9 @@ Parts, in run order:
     attention-last  the remedy with one of archbench's own choices put back, on the hybrid it leaves
                 below its own recurrent part (RRRX, Mamba-2 + attention): each at V = 256, the two
                 that lift it again at V = 1024 and two seeds: which choice matters?
+    gate-open   the SiLU gate kept, with a learned bias on its input starting it open (SiLU(1) ≈ 0.73,
+                one sign for every token) at the three lrs of the gate ablations: is the sigmoid gate's
+                advantage that it starts open?
 
 Glossary: n = seq_len, K = num_kv_pairs, V = vocab_size, lr learning rate.
 """
@@ -113,6 +116,11 @@ PUT_BACK: tuple[dict[str, Any], ...] = (
 PUT_BACK_CONFIRM: tuple[dict[str, Any], ...] = ({"init": "archbench"}, {"decay": "matrices"})
 
 
+# The mechanism the gate ablation suggests, tested on its own: SiLU kept, its input biased so the gate
+# starts open (the sigmoid gate starts near 1/2 for every token, SiLU of a centred input near 0).
+GATE_OPEN = (("mamba2", {"gate_bias": 1.0}), ("gated_deltanet", {"gate_bias": 1.0}))
+
+
 def _cell(name: str, depth: int, task_cfg: dict, train: TrainConfig, configs: dict | None = None,
           mlp_ratio: int = 0) -> Cell:
     mixer_cfgs = {k: dict(v) for k, v in ATTENTION_CFG.items()}
@@ -201,6 +209,11 @@ def plateau_parts(models: list[str] | None = None,
             if want(ATTENTION_LAST[0]):
                 train = dataclasses.replace(remedy(long, REMEDY_LRS[-1]), seed=seed, **fields)
                 cells.append(("attention-last", _cell(*ATTENTION_LAST, V1024, train)))
+    for mixer, fields in GATE_OPEN:
+        for lr in LRS:
+            if want(mixer):
+                cells.append(("gate-open", _cell(mixer, 2, MQAR, dataclasses.replace(TRAIN, lr=lr),
+                                                 {mixer: fields})))
     # A cell two parts share (the remedy is also a candidate; the pilot holds the remedy's cells) runs
     # once, under the first part that names it.
     first: dict[str, tuple[str, Cell]] = {}

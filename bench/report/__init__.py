@@ -4,7 +4,8 @@
     write_report(Path("results"), readme=Path("README.md"))
 
 One module per job:
-  write.py             write_report: read rows, run each kind's tables, the index, README markers
+  write.py             write_report: read rows, run each kind's tables, the index, SUMMARY.md, the
+                       README's generated first screen
   frame.py             rows -> one DataFrame per kind, columns exactly the schema's; `require`
   scaling.py           exponent fits, crossovers, scaling tables and plots
   retrieval.py         best-lr accuracy grids, the lr sweep, plots against width, state bytes and lr
@@ -15,7 +16,9 @@ One module per job:
   pytest_benchmark.py  pytest-benchmark JSON files
   format.py            the formatting API: fmt_seconds / fmt_bytes / fmt_joules / fmt_pct, cell_text,
                        markdown, csv_bytes
-  plot.py              deterministic PNGs
+  plot.py              deterministic PNGs: panels, the legend outside them, units on the ticks
+  palette.py           one colour and marker per model family, the same in every figure
+  readable.py          assert_figure_readable: no legend over data, no text off the canvas or overlapping
   outputs.py           what one run writes, collected in memory
 
 A new kind's tables: a module here with a function (Outputs, frame, device slugs) -> None that reads

@@ -16,9 +16,9 @@ import pandas as pd
 
 from archbench.bench.report.cells import k_text, natural
 from archbench.bench.report.format import MISSING, markdown, slug, sort_rows
-from archbench.bench.report.learning import LAST, LEARNED, PLATEAU_NATS, RISE, RISE_NATS
+from archbench.bench.report.learning import LAST, LEARNED, PLATEAU_NATS, RESULT_CLASSES, RISE, RISE_NATS
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.report.plot import Series, plot
+from archbench.bench.report.plot import ACCURACY, Axis, Panel, Series, plot
 
 POINT = ["task", "seq_len", "num_kv_pairs"]
 LR_COLORS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6")
@@ -74,6 +74,8 @@ def _within_family(model: str, family: str) -> str:
 
 
 def _curve_series(runs: pd.DataFrame, lr_color: dict[float, str]) -> list[Series]:
+    """A line per run, coloured by lr (dashed: another seed), and a marker at its end: filled where the
+    run learned (or is flat above chance), hollow where it did not (still rising, or on the plateau)."""
     series: list[Series] = []
     for (model, lr, seed), r in runs.groupby(["model", "_lr", "seed_id"], sort=True):
         curve = r["curve"].iloc[-1]
@@ -81,9 +83,12 @@ def _curve_series(runs: pd.DataFrame, lr_color: dict[float, str]) -> list[Series
             continue
         label = " ".join(filter(None, [_within_family(model, r["family"].iloc[0]), f"lr={lr:g}"]))
         label += "" if seed.startswith("0/") else f" seed {seed.split('/')[0]}"
-        series.append((label, [e / 1000 for e in curve["examples"]], curve["accuracy"],
-                       {"color": lr_color[lr], "linewidth": 1,
-                        "linestyle": "-" if seed.startswith("0/") else "--"}))
+        xs = [e / 1000 for e in curve["examples"]]
+        style = {"color": lr_color[lr], "linewidth": 1, "linestyle": "-" if seed.startswith("0/") else "--"}
+        series.append((label, xs, curve["accuracy"], style))
+        series.append((f"_{label} end", xs[-1:], curve["accuracy"][-1:],
+                       {"color": lr_color[lr], "marker": "o", "markersize": 5, "linestyle": "none",
+                        "hollow": r["learn_class"].iloc[-1] not in RESULT_CLASSES}))
     return series
 
 
@@ -91,20 +96,20 @@ def _plots(out: Outputs, section: str, prefix: str, rt: pd.DataFrame) -> None:
     ok = rt[(rt["status"] == "ok") & rt["curve"].map(lambda c: isinstance(c, dict))]
     for (task, n, k, depth), g in ok.groupby([*POINT, "depth"], sort=True):
         lr_color = {lr: LR_COLORS[i % len(LR_COLORS)] for i, lr in enumerate(sorted(g["_lr"].unique()))}
-        chance = g["chance"].iloc[0]
+        chance = float(g["chance"].iloc[0])
         panels = []
         for fam, f in sorted(g.groupby("family"), key=lambda kv: kv[0]):
             series = _curve_series(f, lr_color)
             if series:
-                xs = [0, max(max(s[1]) for s in series)]
-                series.append(("chance", xs, [chance, chance], {"color": "grey", "linestyle": ":"}))
-                panels.append((f"{fam} (L={depth})", series))
+                panels.append(Panel(f"{fam} (L={depth})", series, chance=chance))
         if panels:
             stem = f"{prefix}_{slug(task)}_n{n}_k{k_text(k)}_L{depth}_curves"
             out.png(section, stem, f"{task} n={n}, K={k_text(k)}, depth {depth}: held-out-subset accuracy "
-                    "against examples seen, every run (colour: lr; dashed: another seed; dotted: chance)",
-                    plot(panels, "examples seen (thousands)", "accuracy", xscale="linear", yscale="linear",
-                         ylim=(-0.02, 1.02)))
+                    "against examples seen, every run (colour: lr; dashed: another seed; dotted: chance; the "
+                    "end marker hollow where the run did not learn)",
+                    plot(panels, Axis("examples seen (thousands)", scale="linear"), ACCURACY,
+                         title=f"{section.removeprefix('Retrieval: ')} · {task}, n={n}, K={k_text(k)}, "
+                         f"depth {depth}: learning curves"))
 
 
 def curve_tables(out: Outputs, section: str, prefix: str, runs: pd.DataFrame, best: pd.DataFrame) -> None:

@@ -30,7 +30,7 @@ from archbench.bench.report.format import (
 )
 from archbench.bench.report.frame import require
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.report.plot import plot
+from archbench.bench.report.plot import Axis, Panel, plot
 
 READS = require("scaling", ("mode", "model", "backend", "seq_len", "status", "time_median_s", "bound_s",
                             "bound_bytes", "bound_bandwidth", "state_bytes", "peak_mem_bytes",
@@ -57,9 +57,27 @@ def _memory_text(status: str, held: Any, transient: Any) -> str:
     return f"{held_s} + {peak_s}"
 
 
+def _path(backend: str) -> str:
+    return "cudagraph" if "cudagraph" in backend else "compiled" if "compiled" in backend else "eager"
+
+
 def path_dash(backend: str) -> str:
     """Line style of a decode path: solid compiled or graphed, dashed eager (dotted is for bounds)."""
-    return "-" if "compiled" in backend or "cudagraph" in backend else "--"
+    return "--" if _path(backend) == "eager" else "-"
+
+
+def path_labels(df: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(model, backend) -> legend label: the model alone where it ran one backend in `df`, else the model
+    with its decode path (compiled, cudagraph, eager), or with the backend where paths do not tell its
+    rows apart."""
+    out = {}
+    for model, g in df.groupby("model", sort=False):
+        backends = list(dict.fromkeys(g["backend"]))
+        paths = [_path(b) for b in backends]
+        distinct = len(set(paths)) == len(paths)
+        for b, p in zip(backends, paths, strict=True):
+            out[model, b] = model if len(backends) == 1 else f"{model} ({p if distinct else b})"
+    return out
 
 
 def _grid(g: pd.DataFrame, text: list[str]) -> pd.DataFrame:
@@ -91,18 +109,23 @@ def decode_tables(out: Outputs, section: str, prefix: str, title: str, g: pd.Dat
     out.headlines.append((f"Decode time per token (measured / bound) — {title}", body))
 
     lines = []
+    names = path_labels(ok)
     for (model, backend), s in ok.groupby(["model", "backend"], sort=True):
-        lines.append((f"{model} ({backend})", s["seq_len"].tolist(), s["time_median_s"].tolist(),
+        lines.append((names[model, backend], s["seq_len"].tolist(), s["time_median_s"].tolist(),
                       {**style[model], "linestyle": path_dash(backend)}))
     bounds = ok[ok["bound_s"].notna()].groupby(["model", "seq_len"], as_index=False)["bound_s"].min()
     for model, s in bounds.groupby("model", sort=True):
-        lines.append((f"{model} bound", s["seq_len"].tolist(), s["bound_s"].tolist(),
+        lines.append((f"_{model} bound", s["seq_len"].tolist(), s["bound_s"].tolist(),
                       {"color": style[model]["color"], "linestyle": ":", "marker": None}))
+    if len(bounds):
+        lines.append(("dotted: the model's bytes-moved bound", [], [], {"color": "0.3", "linestyle": ":"}))
     if lines:
         out.png(section, f"{prefix}_decode_latency", "decode latency per token vs context n (log-log), each "
                 "model and decode path (solid: compiled or graphed; dashed: eager); dotted: the model's "
                 "bytes-moved bound",
-                plot([(f"decode — {title}", lines)], "context n (tokens)", "seconds per token"))
+                plot([Panel("decode: time per token (solid compiled or graphed, dashed eager)", lines)],
+                     Axis("context n (tokens)", unit="n"), Axis("median time per token", unit="s"),
+                     title=title))
 
     methods = ", ".join(sorted(str(m) for m in ok["peak_mem_method"].dropna().unique())) or NA
     held, peak = g["state_bytes"].tolist(), g["peak_mem_bytes"].tolist()
@@ -114,13 +137,17 @@ def decode_tables(out: Outputs, section: str, prefix: str, title: str, g: pd.Dat
     mem = []
     for model, s in ok.groupby("model", sort=True):
         h = s.groupby("seq_len", as_index=False)["state_bytes"].max()
-        mem.append((f"{model} held (state / KV cache)", h["seq_len"].tolist(), h["state_bytes"].tolist(),
+        mem.append((model, h["seq_len"].tolist(), h["state_bytes"].tolist(),
                     {**style[model], "linestyle": "-"}))
         p = s[s["peak_mem_bytes"].notna()].groupby("seq_len", as_index=False)["peak_mem_bytes"].max()
         if len(p):
-            mem.append((f"{model} transient peak", p["seq_len"].tolist(), p["peak_mem_bytes"].tolist(),
+            mem.append((f"_{model} transient peak", p["seq_len"].tolist(), p["peak_mem_bytes"].tolist(),
                         {**style[model], "linestyle": "--", "marker": None}))
+    if any(label.startswith("_") for label, *_ in mem):
+        mem.append(("dashed: the step's transient peak", [], [], {"color": "0.3", "linestyle": "--"}))
     if mem:
         out.png(section, f"{prefix}_decode_memory", "decode memory vs context n (log-log): solid, the "
                 "state / KV cache held; dashed, the step's transient peak",
-                plot([(f"decode memory — {title}", mem)], "context n (tokens)", "bytes"))
+                plot([Panel("decode memory: state / KV cache held (solid) and the step's transient peak "
+                            "(dashed)", mem)], Axis("context n (tokens)", unit="n"), Axis("memory", unit="B"),
+                     title=title))

@@ -8,7 +8,9 @@ figure (decode compiled and eager, another backend) the smallest is kept: the pa
 served on; the table names that backend. A model without the figure (never measured, or its cell
 failed) is left off that chart and named under the table with the reason — never given a guessed cost.
 Zoology (arXiv 2312.04927) plots recall against state bytes; the other measures are time and energy
-as the rows' own device measured them (one set of charts per device).
+as the rows' own device measured them (one set of charts per device). The state chart of an MQAR point
+also draws the capacity reference of bench/report/capacity.py: the state one linear memory needs to
+retrieve the point's K pairs top-1 (arXiv 2605.05189).
 
 Glossary
   point     (recall cell, cost) for one model on one task point
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from archbench.bench.report.capacity import capacity_series
 from archbench.bench.report.cells import (
     SPREAD_NOTE,
     acc_text,
@@ -37,9 +40,10 @@ from archbench.bench.report.cells import (
 from archbench.bench.report.counters import note_no_counter
 from archbench.bench.report.format import NA, fmt_bytes, fmt_joules, fmt_seconds, markdown, short_status, slug
 from archbench.bench.report.frame import require
-from archbench.bench.report.learning import MARK_NOTE, RESULT_CLASSES
+from archbench.bench.report.learning import MARK, MARK_NOTE, RESULT_CLASSES
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.report.plot import Series, plot, styles
+from archbench.bench.report.palette import family_style
+from archbench.bench.report.plot import ACCURACY, Axis, Panel, Series, plot
 
 READS = require("scaling", ("device_name", "dtype", "batch", "mode", "seq_len", "status", "model", "identity",
                             "mixers", "configs", "depth", "d_model", "mlp_ratio", "backend", "time_median_s",
@@ -54,23 +58,27 @@ class Measure:
     modes: tuple[str, ...]  # scaling modes that carry it, first preferred
     seq_len: int
     fmt: Callable[[float], str]
+    unit: str  # the plot's tick unit (bench/report/plot.py UNITS)
 
 
 MEASURES = (
-    Measure("state_16k", "state bytes at n=16k", "state_bytes", ("decode", "prefill"), 16384, fmt_bytes),
+    Measure("state_16k", "state bytes at n=16k", "state_bytes", ("decode", "prefill"), 16384, fmt_bytes, "B"),
     Measure("decode_4k", "decode time per token at context 4k", "time_median_s", ("decode",), 4096,
-            fmt_seconds),
+            fmt_seconds, "s"),
     Measure("decode_16k", "decode time per token at context 16k", "time_median_s", ("decode",), 16384,
-            fmt_seconds),
-    Measure("prefill_4k", "prefill time at n=4k", "time_median_s", ("prefill",), 4096, fmt_seconds),
-    Measure("prefill_16k", "prefill time at n=16k", "time_median_s", ("prefill",), 16384, fmt_seconds),
+            fmt_seconds, "s"),
+    Measure("prefill_4k", "prefill time at n=4k", "time_median_s", ("prefill",), 4096, fmt_seconds, "s"),
+    Measure("prefill_16k", "prefill time at n=16k", "time_median_s", ("prefill",), 16384, fmt_seconds, "s"),
     Measure("decode_j_4k", "decode energy per token at context 4k", "energy_j_per_token", ("decode",), 4096,
-            fmt_joules),
+            fmt_joules, "J"),
     Measure("decode_j_16k", "decode energy per token at context 16k", "energy_j_per_token", ("decode",),
-            16384, fmt_joules),
+            16384, fmt_joules, "J"),
 )
+HEADLINE_MEASURES = ("state_16k", "decode_16k")  # the README figure: the memory held, the time per token
+RECALL = Axis("recall (best-lr accuracy)", scale="linear", lim=ACCURACY.lim)
 POINT = ["task", "seq_len", "num_kv_pairs"]
 MIN_LRS = 3  # a cell's best lr must come from at least this many lrs for it to stand on a front
+HOLLOW = "hollow: did not learn, or not swept over enough lrs (off the front)"
 
 
 def pareto_front(cost: list[float], recall: list[float]) -> list[bool]:
@@ -137,27 +145,49 @@ def _sorted_points(pts: pd.DataFrame):
     return sorted(pts.groupby(POINT), key=lambda kv: (natural(kv[0][0]), *kv[0][1:]))
 
 
+def _split(g: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(eligible, not eligible, on the front) among one task point's cells with this measure's cost."""
+    measured = g[g["cost"].notna()].sort_values(["cost", "accuracy"], ascending=[True, False])
+    have, apart = measured[measured["eligible"]], measured[~measured["eligible"]]
+    return have, apart, have[have["on_front"] == True]  # noqa: E712 (a nullable column)
+
+
+def _panel(g: pd.DataFrame, title: str, references: list[Series] = ()) -> Panel | None:
+    """One task point's chart: a marker per cell in its family's style (the front's cells named beside
+    them), hollow for the cells off the front by rule, the front as a step line, chance dotted, and
+    `references` (a state chart's capacity line, bench/report/capacity.py) drawn last."""
+    have, apart, front = _split(g)
+    if not len(have) + len(apart):
+        return None
+    names = set(front.index)
+    series: list[Series] = [(fam, s["cost"].tolist(), s["accuracy"].tolist(),
+                             {**family_style(fam), "linestyle": "none",
+                              "annotate": [lab if i in names else "" for i, lab in zip(s.index, s["label"],
+                                                                                      strict=True)]})
+                            for fam, s in have.groupby("family", sort=True)]
+    # cells that did not learn (or lack a sweep): hollow, never part of the front; legend-less, since
+    # their family's entry is the filled marker (a family with none here gets its entry from them)
+    shown = {fam for fam, *_ in series}
+    series += [(f"{'_' if fam in shown else ''}{fam}", s["cost"].tolist(), s["accuracy"].tolist(),
+                {**family_style(fam), "linestyle": "none", "hollow": True})
+               for fam, s in apart.groupby("family", sort=True)]
+    series.append(("Pareto front", front["cost"].tolist(), front["accuracy"].tolist(),
+                   {"color": "black", "drawstyle": "steps-post", "linewidth": 1, "alpha": 0.6}))
+    return Panel(title, series + list(references), chance=float(g["chance"].iloc[0]))
+
+
 def _measure_outputs(out: Outputs, section: str, stem: str, m: Measure, pts: pd.DataFrame,
-                     style: dict[str, dict]) -> list[tuple[str, str]]:
-    """The chart, the table of the front and the CSV of every point; returns (task point, summary)."""
+                     dtype: str) -> list[tuple[str, str]]:
+    """The chart, the table of the front and the CSV of every point; returns (task point, summary). A
+    state chart's panels carry the capacity reference of their K (bench/report/capacity.py)."""
     panels, parts, summary = [], [], []
     for (task, n, k), g in _sorted_points(pts):
-        measured = g[g["cost"].notna()].sort_values(["cost", "accuracy"], ascending=[True, False])
-        have, apart = measured[measured["eligible"]], measured[~measured["eligible"]]
+        have, apart, front = _split(g)
         lack = g[g["cost"].isna()].sort_values("label")
-        front = have[have["on_front"] == True]  # noqa: E712 (a nullable column)
-        series: list[Series] = [(fam, s["cost"].tolist(), s["accuracy"].tolist(),
-                                 {**style[fam], "linestyle": "none",
-                                  "annotate": [lab if lab != fam else "" for lab in s["label"]]})
-                                for fam, s in have.groupby("family", sort=True)]
-        # cells that did not learn (or lack a sweep): drawn apart, hollow, never part of the front
-        series += [(f"_{fam}", s["cost"].tolist(), s["accuracy"].tolist(),
-                    {**style[fam], "linestyle": "none", "markerfacecolor": "none", "alpha": 0.5})
-                   for fam, s in apart.groupby("family", sort=True)]
-        series.append(("Pareto front", front["cost"].tolist(), front["accuracy"].tolist(),
-                       {"color": "black", "drawstyle": "steps-post", "linewidth": 1, "alpha": 0.6}))
-        if len(have):
-            panels.append((_title(task, n, k), series))
+        references = capacity_series(task, k, dtype) if m.column == "state_bytes" else []
+        panel = _panel(g, _title(task, n, k), references)
+        if panel is not None:
+            panels.append(panel)
         table = pd.DataFrame({"model": front["label"], "recall": [acc_text(r) for _, r in front.iterrows()],
                               m.title: front["cost"].map(m.fmt), "best lr": front["_lr"].map("{:g}".format),
                               "measured on": front["cost_from"]})
@@ -183,13 +213,15 @@ def _measure_outputs(out: Outputs, section: str, stem: str, m: Measure, pts: pd.
               "\n".join(parts).rstrip("\n"), csv)
     if panels:
         out.png(section, f"{stem}_{m.key}", f"recall vs {m.title}, Pareto front as a step line",
-                plot(panels, m.title, "recall (best-lr accuracy)", xscale="log", yscale="linear"))
+                plot(panels, Axis(f"{m.title} (batch 1)", unit=m.unit), RECALL,
+                     title=f"{section.removeprefix('Recall–cost frontier: ')}: recall against {m.title}",
+                     hollow_label=HOLLOW))
     return summary
 
 
 def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dict[str, str]) -> None:
     """Every frontier chart and table, one set per (device, scaling dtype) whose recall cells have at
-    least one cost figure; the README's frontier headline (`out.frontier`) for one MQAR task point."""
+    least one cost figure; the headline (`out.frontier`, `out.headline`) for one MQAR task point."""
     recall = best_lr(per_lr(prepare(rt)))
     recall = _labelled(recall[recall["_ok"]])
     sc = sc[sc["batch"] == 1]
@@ -198,7 +230,6 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
         if rec.empty:
             continue
         section, stem = f"Recall–cost frontier: {dev} · {dtype}", f"frontier_{slugs[dev]}_{slug(dtype)}"
-        style = styles(rec["family"])
         pts = {m.key: _points(rec, cost_of(gs, m)) for m in MEASURES}
         measured = [m for m in MEASURES if pts[m.key]["cost"].notna().any()]
         if not measured:
@@ -208,21 +239,26 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
         # A measure no model has (energy on a device without a counter) is one line, not a column of n/a.
         if any(m.column == "energy_j_per_token" for m in MEASURES if m not in measured):
             note_no_counter(out, gs["device"].iloc[0], dev)
-        _costs_table(out, section, stem, rec, pts, measured)
+        _costs_table(out, section, stem, rec, pts, dtype, measured)
         lines: dict[str, list[str]] = {}
         for m in measured:
-            for point, text in _measure_outputs(out, section, stem, m, pts[m.key], style):
+            for point, text in _measure_outputs(out, section, stem, m, pts[m.key], dtype):
                 lines.setdefault(point, []).append(f"| {m.title} | {text} |")
-        head = _headline_point(pts)
-        if head in lines:
-            out.frontier.append((f"Recall–cost front — {dev} · {dtype} · {head.replace('mqar', 'MQAR')}",
-                                 "| cost measure | front, cheapest first (model recall @ cost) |\n"
-                                 "|:--|:--|\n" + "\n".join(lines[head])))
+        got = _headline_point(pts)
+        if got is None or _title(*got[0]) not in lines:
+            continue
+        (task, n, k), figures = got
+        head = _title(task, n, k).replace("mqar", "MQAR")
+        out.frontier.append((f"Recall–cost front — {dev} · {dtype} · {head}",
+                             "| cost measure | front, cheapest first (model recall @ cost) |\n"
+                             "|:--|:--|\n" + "\n".join(lines[_title(task, n, k)])))
+        _headline(out, section, stem, f"{dev} · {dtype} · {head}", (task, n, k), figures, pts, dtype)
 
 
-def _headline_point(pts: dict[str, pd.DataFrame]) -> str | None:
-    """The README's one task point: the MQAR point with the most (model, measure) figures — the frontier
-    grid's, not an older grid's cell that happens to share a model (ties: larger V, then n, then K)."""
+def _headline_point(pts: dict[str, pd.DataFrame]) -> tuple[tuple, int] | None:
+    """The README's one task point and its number of (model, measure) figures: the MQAR point with the
+    most — the frontier grid's, not an older grid's cell that happens to share a model (ties: larger V,
+    then n, then K)."""
     counts: dict[tuple, int] = {}
     for p in pts.values():
         for (task, n, k), g in p[p["task"].str.startswith("mqar")].groupby(POINT):
@@ -230,12 +266,49 @@ def _headline_point(pts: dict[str, pd.DataFrame]) -> str | None:
             counts[key] = counts.get(key, 0) + int(g["cost"].notna().sum())
     if not counts:
         return None
-    task, n, k = max(counts, key=lambda key: (counts[key], natural(key[0]), key[1], key[2]))
-    return _title(task, n, k)
+    best = max(counts, key=lambda key: (counts[key], natural(key[0]), key[1], key[2]))
+    return best, counts[best]
+
+
+def _headline(out: Outputs, section: str, stem: str, title: str, point: tuple, figures: int,
+              pts: dict[str, pd.DataFrame], dtype: str) -> None:
+    """The README's first screen for one device: recall against state and time at 16k at the headline
+    task point (one panel per measure), and a table of each pure family at its defaults there."""
+    at = {key: p[(p["task"] == point[0]) & (p["seq_len"] == point[1]) & (p["num_kv_pairs"] == point[2])]
+          for key, p in pts.items()}
+    measures = [m for m in MEASURES if m.key in HEADLINE_MEASURES and at[m.key]["cost"].notna().any()]
+    panels = [_panel(at[m.key], m.title,
+                     capacity_series(point[0], point[2], dtype) if m.column == "state_bytes" else [])
+              for m in measures]
+    panels = [(m, p) for m, p in zip(measures, panels, strict=True) if p is not None]
+    if not panels:
+        return
+    for m, p in panels:
+        p.x = Axis(f"{m.title} (batch 1)", unit=m.unit)
+    png = f"{stem}_headline.png"
+    out.png(section, f"{stem}_headline", f"the headline: recall at {title} against "
+            f"{', '.join(m.title for m, _ in panels)}, the Pareto front as a step line",
+            plot([p for _, p in panels], panels[0][1].x, RECALL, title=f"{title}: recall against cost",
+                 hollow_label=HOLLOW))
+    cells = at[MEASURES[0].key]
+    pure = cells[cells["pattern"].map(lambda pat: len(set(pat)) == 1)]
+    # each family's best-swept cell (most lrs, then seeds: a grid's headline rather than a state-sweep
+    # variant run at one lr), at its smallest depth, with the fewest config fields set
+    pure = pure.assign(_fields=pure["configs"].map(lambda c: sum(len(v) for v in c.values())),
+                       _lrs=-pure["lrs_tried"], _seeds=-pure["seeds"])
+    pure = pure.sort_values(["family", "depth", "_lrs", "_seeds", "_fields", "label"])
+    pure = pure.drop_duplicates("family").sort_values(["accuracy", "family"], ascending=[False, True])
+    table = pd.DataFrame({
+        "model": pure["label"],
+        "recall": [f"{a:.2f}{MARK.get(c, '')}" for a, c in zip(pure["accuracy"], pure["learn_class"],
+                                                              strict=True)],
+        **{m.title: [NA if np.isnan(c) else m.fmt(c) for c in at[m.key].loc[pure.index, "cost"]]
+           for m, _ in panels}})
+    out.headline.append((figures, title, png, markdown(table)))
 
 
 def _costs_table(out: Outputs, section: str, stem: str, rec: pd.DataFrame,
-                 pts: dict[str, pd.DataFrame], measures: list[Measure]) -> None:
+                 pts: dict[str, pd.DataFrame], dtype: str, measures: list[Measure]) -> None:
     """Every recall cell with every measure some model has: the joined table the charts are drawn from."""
     parts, csv = [], rec[[*POINT, "label", "model", "family", "depth", "d_model", "accuracy", "acc_min",
                           "acc_max", "seeds", "_lr", "lrs_tried", "learn_class"]]

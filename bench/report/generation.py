@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from archbench.bench.report.decode import path_dash
+from archbench.bench.report.decode import path_dash, path_labels
 from archbench.bench.report.format import (
     MISSING,
     NA,
@@ -32,7 +32,8 @@ from archbench.bench.report.format import (
 )
 from archbench.bench.report.frame import config_labels, require
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.report.plot import plot, styles
+from archbench.bench.report.palette import styles
+from archbench.bench.report.plot import Axis, Panel, plot
 
 GROUP_KEYS = ("device_name", "dtype", "depth", "d_model", "mlp_ratio", "vocab_size", "prompt_len", "gen_len",
               "memory_budget_bytes")
@@ -127,33 +128,39 @@ def _plots(out: Outputs, section: str, prefix: str, title: str, g: pd.DataFrame,
     ok = g[g["status"] == "ok"]
     if ok.empty:
         return
-    style = styles(g["model"])
+    style = styles(g["model"], dict(zip(g["model"], g["family"], strict=True)))
     thr, mem = [], []
     lo, hi = ok["tokens_per_s"].min(), ok["tokens_per_s"].max()
+    names = path_labels(ok)
     for (model, backend), s in ok.groupby(["model", "backend"], sort=True):
         s = s.sort_values("batch")
         st = {**style[model], "linestyle": path_dash(backend)}
-        thr.append((f"{model} ({backend})", s["batch"].tolist(), s["tokens_per_s"].tolist(), st))
-        mem.append((f"{model} ({backend})", s["batch"].tolist(), s["memory_needed_bytes"].tolist(), st))
+        thr.append((names[model, backend], s["batch"].tolist(), s["tokens_per_s"].tolist(), st))
+        mem.append((names[model, backend], s["batch"].tolist(), s["memory_needed_bytes"].tolist(), st))
     for model, b in zip(lg["model"], lg["largest_batch"], strict=True):
         if not is_missing(b):  # the budget's limit on this model's batch: a vertical line at b*
-            thr.append((f"{model} largest batch within budget", [b, b], [lo, hi],
+            thr.append((f"_{model} largest batch within budget", [b, b], [lo, hi],
                         {"color": style[model]["color"], "linestyle": ":", "marker": None}))
+    if lg["largest_batch"].notna().any():
+        thr.append(("dotted: the model's largest batch within the budget", [], [],
+                    {"color": "0.3", "linestyle": ":"}))
     xs = sorted(g["batch"].unique())
     mem.append((f"budget {fmt_bytes(budget)}", [xs[0], xs[-1]], [budget, budget],
-                {"color": "black", "linestyle": "--", "marker": None}))
+                {"color": "black", "linestyle": "--", "marker": None, "linewidth": 1.5}))
     out.png(section, f"{prefix}_throughput", "decode tokens/s vs batch (log-log; dotted: each model's "
             "largest batch within the memory budget) and the memory each batch needs against the budget "
             "(dashed)",
-            plot([(f"decode tokens/s — {title}", thr), (f"memory needed — {title}", mem)], "batch",
-                 "tokens/s (left) · bytes (right)", xscale="log2"))
+            plot([Panel("decode throughput", thr, y=Axis("decode tokens/s")),
+                  Panel("memory needed: parameters + state / KV cache + transient peak", mem,
+                        y=Axis("memory needed", unit="B"))],
+                 Axis("batch (sequences)", unit="n"), Axis(""), title=title))
 
 
 def generation_tables(out: Outputs, gt: pd.DataFrame, slugs: dict[str, str]) -> None:
     """Every generation table and plot, one set per group of one device, dtype, shape, P, G and budget."""
     for keys, g in gt.groupby(list(GROUP_KEYS), sort=True):
         dev, dtype, depth, d_model, mlp, vocab, P, G, budget = keys
-        g = g.assign(model=config_labels(g))
+        g = g.assign(model=config_labels(g), family=g["model"].astype(str))
         g = g.assign(backend=_fill_backend(g))
         g = g.sort_values(["model", "backend", "batch", "_order"]).drop_duplicates(
             ["model", "backend", "batch"], keep="last")
@@ -170,4 +177,4 @@ def generation_tables(out: Outputs, gt: pd.DataFrame, slugs: dict[str, str]) -> 
              "e2e_tokens_per_s", "state_bytes", "memory_needed_bytes", "fits_budget", "bound_s",
              "energy_j_per_token", "energy_source"]]
         out.table(section, f"{prefix}_by_batch", BY_BATCH_CAPTION, markdown(_by_batch(g)), csv)
-        _plots(out, section, prefix, f"P {P}, G {G}, budget {fmt_bytes(budget)}", g, float(budget), lg)
+        _plots(out, section, prefix, title, g, float(budget), lg)

@@ -17,7 +17,7 @@ Each run's curve (held-out-subset accuracy and training loss at every evaluation
     no curve  a row stored before curves were kept, below LEARNED: nothing says which
 
 Only `learned` and `flat` are results about the architecture; a `plateau` or `rising` cell says "did
-not learn at this lr and budget". Thresholds are module constants, stated in the README.
+not learn at this lr and budget". Thresholds are module constants, stated in docs/methods.md.
 
 Glossary: chance = accuracy of always answering the most frequent answer; prior_loss in nats.
 """

@@ -16,8 +16,10 @@ import pandas as pd
 
 from archbench.bench.report.cells import k_text, natural
 from archbench.bench.report.format import MISSING, is_missing, markdown, slug, sort_rows
+from archbench.bench.report.learning import RESULT_CLASSES
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.report.plot import plot, styles
+from archbench.bench.report.palette import styles
+from archbench.bench.report.plot import ACCURACY, Axis, Panel, plot
 
 IDX = ["model", "depth", "d_model", "mlp_ratio"]
 
@@ -85,8 +87,9 @@ def length_tables(out: Outputs, section: str, prefix: str, ok: pd.DataFrame) -> 
 
 
 def _plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame) -> None:
-    """Accuracy vs test length, one line per model (its widest d_model), one panel per (n, K)."""
-    style = styles(ok["family"])
+    """Accuracy vs test length, one line per model (its widest d_model), one panel per (n, K); a cell
+    that did not learn at its training length drawn hollow."""
+    style = styles(ok["model"], dict(zip(ok["model"], ok["family"], strict=True)))
     for task, gt in ok.groupby("task", sort=True):
         panels = []
         for (n, k), gp in gt.groupby(["seq_len", "num_kv_pairs"], sort=True):
@@ -97,9 +100,12 @@ def _plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame) -> None:
                 pts = sorted((int(t), float(v)) for t, v in acc.items() if not is_missing(v))
                 if pts:
                     lines.append((f"{m} d={r['d_model']}", [t for t, _ in pts], [v for _, v in pts],
-                                  style[r["family"]]))
+                                  {**style[m], "hollow": r["learn_class"] not in RESULT_CLASSES}))
             if lines:
-                panels.append((f"{task} trained at n={n}, K={k_text(k)}", lines))
+                panels.append(Panel(f"{task} trained at n={n}, K={k_text(k)}", lines,
+                                    chance=float(gp["chance"].iloc[0])))
         if panels:
             out.png(section, f"{prefix}_{slug(task)}_acc_vs_len", f"{task}: accuracy vs test length, widest "
-                    "of each model", plot(panels, "test length", "accuracy", xscale="log2", yscale="linear"))
+                    "of each model", plot(panels, Axis("test length (tokens)", unit="n"), ACCURACY,
+                                          title=f"{section.removeprefix('Retrieval: ')} · {task}: accuracy "
+                                          "at longer test lengths"))

@@ -1,5 +1,6 @@
 """Everything one report run writes, collected in memory first (so files an earlier run wrote and this
-one does not can be told apart and removed), with the index entries and README headlines."""
+one does not can be told apart and removed), with the index entries, the headline tables of
+SUMMARY.md and the README's first screen."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from archbench.bench.report.format import csv_bytes, markdown
 class Outputs:
     files: dict[str, bytes] = field(default_factory=dict)  # name in results/ -> content
     index: list[tuple[str, str, str]] = field(default_factory=list)  # (section, file name, caption)
-    headlines: list[tuple[str, str]] = field(default_factory=list)  # (heading, markdown) for the README
-    frontier: list[tuple[str, str]] = field(default_factory=list)  # the same, for the frontier markers
+    headlines: list[tuple[str, str]] = field(default_factory=list)  # (heading, markdown) for SUMMARY.md
+    frontier: list[tuple[str, str]] = field(default_factory=list)  # the recall–cost fronts, first in SUMMARY
+    # the README's first screen, one per device: (figures behind it, title, PNG name, markdown table)
+    headline: list[tuple[int, str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def table(self, section: str, stem: str, caption: str, md: pd.DataFrame | str, csv: pd.DataFrame) -> str:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from archbench.bench.report.format import markdown, slug
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.report.plot import Series, plot
+from archbench.bench.report.plot import ACCURACY, Axis, Panel, Series, plot
 from archbench.bench.runs.store import regular_files
 
 RECIPE = {"HazyResearch/zoology": "zoology"}  # peer project -> the archbench recipe that mirrors its trainer
@@ -77,7 +77,8 @@ def peer_tables(out: Outputs, rt: pd.DataFrame, peer_dir: Path) -> None:
                          {"color": f"C{i}", "marker": "o", "linestyle": "--"}))
             table += [_row(_label(run), e["examples"], e["valid_accuracy"], e["train_loss"])
                       for e in run["epochs"]]
-        for j, (_, r) in enumerate(_ours(rt, task, recipe, lr, FAMILY.get(mixer)).iterrows()):
+        ours = _ours(rt, task, recipe, lr, FAMILY.get(mixer))
+        for j, (_, r) in enumerate(ours.iterrows()):
             c, name = r["curve"], f"archbench {r['model']}"
             ex = [e / 1000 for e in c["examples"]]
             series.append((name, ex, c["accuracy"], {"color": f"C{len(runs) + j}", "marker": "s"}))
@@ -91,7 +92,11 @@ def peer_tables(out: Outputs, rt: pd.DataFrame, peer_dir: Path) -> None:
                    f"{recipe} recipe, {title} (after each epoch: held-out accuracy, and the training loss "
                    f"averaged over the epoch; {path.name})")
         out.table("Peer runs", stem, caption, markdown(pd.DataFrame(table)), pd.DataFrame(table))
+        # the chance level of archbench's runs of the same data (the peer's file does not carry one)
+        chance = float(ours["chance"].iloc[0]) if len(ours) else None
         out.png("Peer runs", stem, caption,
-                plot([(f"held-out accuracy — {title}", series),
-                      (f"training loss, mean of the epoch — {title}", loss)],
-                     "examples seen (thousands)", "", xscale="linear", yscale="linear"))
+                plot([Panel("held-out accuracy after each epoch", series, chance=chance),
+                      Panel("training loss, mean of the epoch", loss,
+                            y=Axis("training loss (nats)", scale="linear"))],
+                     Axis("examples seen (thousands)", scale="linear"), ACCURACY,
+                     title=f"peer check: {first['source'].split()[0]} against archbench, {title}"))

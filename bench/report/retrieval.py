@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from archbench.bench.report.capacity import capacity_series
 from archbench.bench.report.cells import SPREAD_NOTE, acc_text, best_lr, k_text, natural, per_lr, prepare
 from archbench.bench.report.curves import curve_tables
 from archbench.bench.report.format import MISSING, cell_raw, cells, markdown, slug, sort_rows
@@ -24,7 +25,8 @@ from archbench.bench.report.hybrid import hybrid_tables
 from archbench.bench.report.learning import MARK_NOTE, RESULT_CLASSES
 from archbench.bench.report.lengths import length_tables
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.report.plot import Series, plot, styles
+from archbench.bench.report.palette import family_style, styles
+from archbench.bench.report.plot import ACCURACY, Axis, Panel, Series, plot
 
 POINT = ["task", "seq_len", "num_kv_pairs"]  # one task point: a table section, a plot panel
 
@@ -89,33 +91,37 @@ def _family_label(fam: str, depth: int, depths: int) -> str:
     return f"{fam} (L={depth})" if depths > 1 else fam
 
 
-def _state_series(gp: pd.DataFrame, style: dict[str, dict]) -> list[Series]:
+def _not_learned(s: pd.DataFrame) -> pd.Series:
+    return ~s["learn_class"].isin(RESULT_CLASSES)
+
+
+def _state_series(gp: pd.DataFrame) -> list[Series]:
     """One line per family (and depth) through its state-size variants and widths, by state bytes;
     cells that did not learn are drawn hollow over their line."""
     sb = gp[gp["state_bytes"].notna()]
     depths = sorted(sb["depth"].unique())
-    marker = {d: "os^Dv"[i % 5] for i, d in enumerate(depths)}  # one family, two depths: two markers
     series: list[Series] = []
     for (fam, depth), s in sb.sort_values("state_bytes").groupby(["family", "depth"]):
-        st = {**style[fam], **({"marker": marker[depth]} if len(depths) > 1 else {})}
-        label = _family_label(fam, depth, len(depths))
-        series.append((label, s["state_bytes"].tolist(), s["accuracy"].tolist(), st))
+        # a second depth of one family: its line dashed, the family's colour and marker kept
+        st = {**family_style(fam), "linestyle": "-" if depth == depths[0] else "--"}
+        series.append((_family_label(fam, depth, len(depths)), s["state_bytes"].tolist(),
+                       s["accuracy"].tolist(), st))
         series += _hollow(s, "state_bytes", st)
     return series
 
 
 def _hollow(s: pd.DataFrame, x: str, style: dict) -> list[Series]:
     """The points of `s` whose class is not a result (learning.RESULT_CLASSES), hollow and legend-less."""
-    off = s[~s["learn_class"].isin(RESULT_CLASSES)]
+    off = s[_not_learned(s)]
     if off.empty:
         return []
     return [("_not learned", off[x].tolist(), off["accuracy"].tolist(),
-             {**style, "linestyle": "none", "markerfacecolor": "white", "markersize": 7})]
+             {**style, "linestyle": "none", "hollow": True})]
 
 
-def _lr_series(gp: pd.DataFrame, style: dict[str, dict]) -> list[Series]:
+def _lr_series(gp: pd.DataFrame) -> list[Series]:
     """Accuracy vs lr per family: its best state config solid, its other configs faint without a legend
-    entry; error bars the seeds' min–max around the mean."""
+    entry; error bars the seeds' min–max around the mean; an lr at which the cell did not learn hollow."""
     series: list[Series] = []
     for fam, f in gp.groupby("family", sort=True):
         best_cfg = f.sort_values(["accuracy", "model"], ascending=[False, True])["model"].iloc[0]
@@ -123,39 +129,51 @@ def _lr_series(gp: pd.DataFrame, style: dict[str, dict]) -> list[Series]:
             s = s.sort_values("_lr")
             err = [(s["accuracy"] - s["acc_min"]).tolist(), (s["acc_max"] - s["accuracy"]).tolist()]
             faint = {} if label == best_cfg else {"alpha": 0.25}
+            st = {**family_style(fam), **faint}
             series.append((label if label == best_cfg else f"_{label}", s["_lr"].tolist(),
-                           s["accuracy"].tolist(), {**style[fam], "yerr": err, **faint}))
+                           s["accuracy"].tolist(), {**st, "yerr": err}))
+            series += _hollow(s, "_lr", st)
     return series
 
 
 def _retrieval_plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame, ok_lr: pd.DataFrame) -> None:
-    style = styles(ok["family"])
+    dev = section.removeprefix("Retrieval: ")
+    style = styles(ok["model"], dict(zip(ok["model"], ok["family"], strict=True)))
     for task, gt in ok.groupby("task", sort=True):
         by_width, by_state, by_lr = [], [], []
         for (n, k), gp in gt.groupby(["seq_len", "num_kv_pairs"], sort=True):
-            title = f"{task} n={n}, K={k_text(k)}"
+            title, chance = f"{task} n={n}, K={k_text(k)}", float(gp["chance"].iloc[0])
             width_series: list[Series] = []
             for (m, depth), s in gp.groupby(["model", "depth"], sort=True):
-                st = style[s["family"].iloc[0]]
+                st = style[m]
                 width_series += [(f"{m} (L={depth})", s["d_model"].tolist(), s["accuracy"].tolist(), st),
                                  *_hollow(s, "d_model", st)]
-            by_width.append((title, width_series))
-            by_state.append((title, _state_series(gp, style)))
+            by_width.append(Panel(title, width_series, chance=chance))
+            state_series = _state_series(gp)
+            if state_series:  # the capacity reference of the panel's K (bench/report/capacity.py)
+                state_series += capacity_series(task, k, gp["dtype"].iloc[0])
+            by_state.append(Panel(title, state_series, chance=chance))
             lrs = ok_lr[(ok_lr["task"] == task) & (ok_lr["seq_len"] == n) & (ok_lr["num_kv_pairs"] == k)]
             for (d, depth), gl in lrs.groupby(["d_model", "depth"], sort=True):
                 if gl["_lr"].nunique() > 1:
-                    by_lr.append((f"{title}, d={d}, L={depth}", _lr_series(gl, style)))
+                    by_lr.append(Panel(f"{title}, d={d}, L={depth}", _lr_series(gl), chance=chance))
         stem = f"{prefix}_{slug(task)}"
         out.png(section, f"{stem}_acc_vs_dmodel", f"{task}: accuracy vs d_model, one panel per (n, K)",
-                plot(by_width, "d_model", "accuracy", xscale="log2", yscale="linear"))
-        if any(lines for _, lines in by_state):
+                plot(by_width, Axis("d_model", unit="n"), ACCURACY,
+                     title=f"{dev} · {task}: accuracy (best lr) against width"))
+        if any(p.series for p in by_state):
             out.png(section, f"{stem}_acc_vs_state", f"{task}: accuracy (best lr, mean over seeds) vs "
-                    "measured state bytes, one line per family through its state sizes (the recall frontier)",
-                    plot(by_state, "state bytes (batch 1)", "accuracy", yscale="linear"))
+                    "measured state bytes, one line per family through its state sizes (the recall "
+                    "frontier); dashed, the state one d×d linear memory needs to retrieve the panel's K "
+                    "pairs top-1, d² = 2K ln K (arXiv 2605.05189)",
+                    plot(by_state, Axis("state bytes (batch 1, at n)", unit="B"), ACCURACY,
+                         title=f"{dev} · {task}: accuracy (best lr) against the state the model holds"))
         if by_lr:
             out.png(section, f"{stem}_acc_vs_lr", f"{task}: accuracy vs learning rate per family (its best "
                     "state config solid, error bars the seeds' min–max; other configs faint)",
-                    plot(by_lr, "learning rate", "accuracy", xscale="log", yscale="linear"))
+                    plot(by_lr, Axis("learning rate"), ACCURACY,
+                         title=f"{dev} · {task}: accuracy against learning rate (mean over seeds, "
+                         "min–max bars)"))
 
 
 def retrieval_tables(out: Outputs, rt: pd.DataFrame, slugs: dict[str, str]) -> None:

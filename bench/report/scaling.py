@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from archbench.bench.report.counters import has_figure, note_no_counter
-from archbench.bench.report.decode import decode_tables
+from archbench.bench.report.decode import decode_tables, path_dash, path_labels
 from archbench.bench.report.format import (
     MISSING,
     NA,
@@ -46,7 +46,8 @@ from archbench.bench.report.format import (
 )
 from archbench.bench.report.frame import config_labels, require
 from archbench.bench.report.outputs import Outputs
-from archbench.bench.report.plot import Series, plot, styles
+from archbench.bench.report.palette import styles
+from archbench.bench.report.plot import Axis, Panel, Series, plot
 
 MODE_CAPTION = {
     "prefill": "median prefill (forward) time per call",
@@ -175,24 +176,28 @@ class _Group:
 
     section: str
     prefix: str
+    title: str  # the group's shape, above each of its figures
     rows: pd.DataFrame  # every status, sorted by mode, model, backend, n
     ok: pd.DataFrame
-    style: dict[str, dict]  # model -> colour / marker, stable across this group's plots
-    dashes: dict[str, str]  # backend -> line style
+    style: dict[str, dict]  # model -> colour / marker (bench/report/palette.py), the same in every plot
 
     def lines(self, df: pd.DataFrame, value: str, fits: dict | None = None) -> list[Series]:
+        """One line per (model, backend): solid, or dashed for an eager decode path; the backend named
+        only where a model has several in the plot."""
         out = []
+        names = path_labels(df)
         for (model, backend), s in df.groupby(["model", "backend"], sort=False):
-            label = f"{model} ({backend})"
-            if fits is not None:
-                e = fits.get((model, backend))
-                label += f" ~ n^{e:.2f}" if e is not None else " (no fit)"
+            label = names[model, backend]
+            e = (fits or {}).get((model, backend))
+            label += f"  ~n^{e:.2f}" if e is not None else ""
+            dash = path_dash(backend) if (s["mode"] == "decode").all() else "-"
             out.append((label, s["seq_len"].tolist(), s[value].tolist(),
-                        {**self.style[model], "linestyle": self.dashes[backend]}))
+                        {**self.style[model], "linestyle": dash}))
         return out
 
-    def per_mode(self, df: pd.DataFrame, value: str, what: str) -> list[tuple[str, list[Series]]]:
-        return [(f"{mode} {what}", self.lines(gm, value)) for mode, gm in df.groupby("mode", sort=False)]
+    def per_mode(self, df: pd.DataFrame, value: str, what: str) -> list[Panel]:
+        return [Panel(f"{mode}: {what}", self.lines(gm, value))
+                for mode, gm in df.groupby("mode", sort=False)]
 
 
 def _exponents(grp: _Group) -> pd.DataFrame:
@@ -205,8 +210,7 @@ def _exponents(grp: _Group) -> pd.DataFrame:
 
 
 def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
-    g, ok, sec, pre = grp.rows, grp.ok, grp.section, grp.prefix
-    title = sec.removeprefix("Scaling: ")
+    g, ok, sec, pre, title = grp.rows, grp.ok, grp.section, grp.prefix, grp.title
     fits = _exponents(grp)
     for mode in sorted(g["mode"].unique(), key=mode_rank):
         md, csv = _wide(g[g["mode"] == mode], ["model", "backend"], "time_median_s", fmt_seconds)
@@ -219,9 +223,10 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
                   for a, b, e in zip(fm["model"], fm["backend"], fm["exponent"], strict=True)}
         lines = grp.lines(ok[ok["mode"] == mode], "time_median_s", slopes)
         if lines:
-            xlabel = "context n (tokens)" if mode == "decode" else "n (tokens)"
+            xlabel = "context n (tokens)" if mode == "decode" else "sequence length n (tokens)"
             out.png(sec, stem, f"{caption}, log-log; the legend gives the fitted exponent",
-                    plot([(f"{mode} — {title}", lines)], xlabel, "median seconds"))
+                    plot([Panel(f"{mode}: {caption}", lines)], Axis(xlabel, unit="n"),
+                         Axis("median time per call", unit="s"), title=title))
 
     decode_tables(out, sec, pre, title, g, grp.style)  # bench/report/decode.py
 
@@ -251,10 +256,14 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
               md, csv)
     mem = held[(held["status"] == "ok") & held["peak_mem_bytes"].notna()]
     if len(mem):
-        panels = [(f"{mode} peak memory" + (" (KV cache / state held + step)" if mode == "decode" else ""),
-                   grp.lines(gm, "peak_mem_bytes")) for mode, gm in mem.groupby("mode", sort=False)]
+        panels = grp.per_mode(mem, "peak_mem_bytes", f"peak memory per call ({methods})")
+        for panel in panels:  # a decode step's figure holds its state / KV cache (_with_held_state)
+            if panel.title.startswith("decode:"):
+                panel.title = f"decode: KV cache / state + step peak ({methods})"
         out.png(sec, f"{pre}_memory", "peak memory vs n, one panel per mode (log-log); decode: the state / "
-                "KV cache held + the step's transient peak", plot(panels, "n (tokens)", "peak bytes"))
+                "KV cache held + the step's transient peak",
+                plot(panels, Axis("sequence length n (tokens)", unit="n"), Axis("peak memory", unit="B"),
+                     title=title))
 
     # state_bytes depends on (model, batch, n) only, not on mode or backend.
     st = g[g["state_bytes"].notna()].groupby(["model", "seq_len"], as_index=False)["state_bytes"].max()
@@ -269,7 +278,9 @@ def _scaling_group(out: Outputs, grp: _Group, batch: int) -> None:
                   "readable)", md, csv)
         en = ok[ok["energy_j_per_token"].notna()]
         out.png(sec, f"{pre}_energy", "energy per token vs n, one panel per mode (measured cells only)",
-                plot(grp.per_mode(en, "energy_j_per_token", "energy per token"), "n (tokens)", "joules"))
+                plot(grp.per_mode(en, "energy_j_per_token", f"energy per token ({sources})"),
+                     Axis("sequence length n (tokens)", unit="n"), Axis("energy per token", unit="J"),
+                     title=title))
     else:
         note_no_counter(out, g["device"].iloc[0], str(g["device_name"].iloc[0]))
 
@@ -324,15 +335,14 @@ def scaling_tables(out: Outputs, sc: pd.DataFrame, slugs: dict[str, str]) -> Non
     """Every scaling table and plot, one set per group of one device, dtype, batch, depth, width and
     MLP ratio: a hybrid is only ever compared with pure stacks of its own shape."""
     for (dev, dtype, batch, depth, d_model, mlp), g in sc.groupby(list(GROUP_KEYS), sort=True):
-        g = g.assign(model=config_labels(g))
+        g = g.assign(model=config_labels(g), family=g["model"].astype(str))
         g = g.assign(backend=_fill_backend(g))
         keys = ["mode", "model", "backend", "seq_len"]
         g = sort_rows(_latest(g, keys), keys)
-        backends = sorted(g["backend"].unique())
         shape = f"depth {depth} · d_model {d_model} · mlp_ratio {mlp}"
-        grp = _Group(section=f"Scaling: {dev} · {dtype} · batch {batch} · {shape}",
+        title = f"{dev} · {dtype} · batch {batch} · {shape}"
+        grp = _Group(section=f"Scaling: {title}",
                      prefix=f"scaling_{slugs[dev]}_{slug(dtype)}_b{batch}_L{depth}_d{d_model}_mlp{mlp}",
-                     rows=g,
-                     ok=g[g["status"] == "ok"], style=styles(g["model"]),
-                     dashes={b: ("-", "--", ":", "-.")[i % 4] for i, b in enumerate(backends)})
+                     title=title, rows=g, ok=g[g["status"] == "ok"],
+                     style=styles(g["model"], dict(zip(g["model"], g["family"], strict=True))))
         _scaling_group(out, grp, batch)

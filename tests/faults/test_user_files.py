@@ -35,7 +35,7 @@ from helpers.rows import DEVICE, model_spec, write_rows
 
 from archbench.bench.experiments.scaling import Scaling, ScalingResult, ScalingSpec
 from archbench.bench.report import MARK_END, MARK_START
-from archbench.bench.report.plot import plot
+from archbench.bench.report.plot import Axis, plot
 from archbench.bench.runs.schema import Row, read_rows
 from archbench.bench.runs.store import CorruptResultError, RowStore
 
@@ -222,7 +222,7 @@ def test_a_row_with_a_number_json_cannot_hold_is_an_error_naming_file_and_line(c
 def test_a_plot_of_only_non_finite_values_is_still_drawn() -> None:
     inf, nan = float("inf"), float("nan")
     png = plot([("prefill", [("mamba", [64, 128], [inf, inf], {}), ("x", [64, 128], [nan, nan], {})])],
-               "n", "seconds")
+               Axis("n", unit="n"), Axis("time", unit="s"))
     assert png.startswith(b"\x89PNG")
 
 

@@ -15,7 +15,6 @@ from archbench.bench.experiments.scaling import ScalingResult, ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.report import MARK_END, MARK_START, frontier, write_report
 from archbench.bench.report.frontier import pareto_front
-from archbench.bench.report.write import FRONTIER_END, FRONTIER_START
 from archbench.bench.runs.schema import Row
 from archbench.tasks import TaskSpec
 
@@ -88,7 +87,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     recall, cost = _rows()
     results = write_rows(tmp / "results", retrieval=recall, scaling=cost)
     readme = tmp / "README.md"
-    readme.write_text(f"# P\n{MARK_START}\n{MARK_END}\n## Frontier\n{FRONTIER_START}\n{FRONTIER_END}\n")
+    readme.write_text(f"# P\n{MARK_START}\n{MARK_END}\n## More\n")
     with pytest.MonkeyPatch.context() as mp:  # these rows sweep one or two lrs; the sweep rule: its own test
         mp.setattr(frontier, "MIN_LRS", 1)
         write_report(results, readme=readme)
@@ -168,11 +167,12 @@ def test_a_missing_cost_is_never_invented(report) -> None:
     # state bytes at 16k, decode at 4k and 16k
     assert costs["attention L=2"][3:6] == ["16.0 MiB", "1.00 ms", "4.00 ms"]
     assert costs["mamba L=2"][4] == "500 µs" and costs["mamba L=2"][6] == "n/a"  # decode 4k; no prefill row
-    # No energy counter anywhere: no energy chart or table at all, and no joule figure in the README.
+    # No energy counter anywhere: no energy chart or table at all, and no joule figure in the headline.
     assert not list(results.glob("frontier_*_decode_j_*"))
     assert "energy per token" not in (results / f"frontier_{DEV}_float32_costs.md").read_text()
     assert (results / "README.md").read_text().count("energy: no counter on this CPU") == 1  # said once
-    assert "J" not in readme.split(FRONTIER_START)[1].replace("Recall–cost", "")
+    assert " J" not in readme and "µJ" not in readme
+    assert "µJ" not in (results / "SUMMARY.md").read_text()
 
 
 def test_hybrid_grid_by_ratio_and_placement(report) -> None:
@@ -199,22 +199,32 @@ def test_accuracy_by_test_length_marks_the_training_length(report) -> None:
     assert "depth 0.0-0.5" in (results / f"retrieval_{DEV}_acc_by_slice.md").read_text()
 
 
-def test_readme_frontier_block_and_fallback(report, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, readme = report
-    results_block = readme.split(MARK_START)[1].split(MARK_END)[0]
-    frontier_block = readme.split(FRONTIER_START)[1].split(FRONTIER_END)[0]
-    assert "Recall–cost front" in frontier_block and "Recall–cost front" not in results_block
+def test_readme_first_screen_and_summary(report, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    results, readme = report
+    block = readme.split(MARK_START)[1].split(MARK_END)[0]
+    # The headline figure, written by the report, and one short table: each pure family at its defaults.
+    image = f"results/frontier_{DEV}_float32_headline.png"
+    assert f"]({image})" in block and (results.parent / image).read_bytes().startswith(b"\x89PNG")
+    rows = _md_rows(block)
+    assert rows["model"][1:] == ["recall", "state bytes at n=16k", "decode time per token at context 16k"]
+    assert rows["attention L=2"][1:] == ["0.98", "16.0 MiB", "4.00 ms"]
+    assert rows["gated_deltanet L=2"][1:] == ["0.95", "n/a", "n/a"]  # no cost measured: none invented
+    assert "mamba2-attn" not in block and "AMMM" not in block  # hybrids and variants: SUMMARY.md's
+    assert "V=8192" not in block  # one task point: the one with the most measured models
+    assert "](results/SUMMARY.md)" in block and "](results/README.md)" in block
+    assert "Prefill time" not in block and "MQAR V=1024 accuracy" not in block  # the tables stay in results/
+    summary = (results / "SUMMARY.md").read_text()
     front = f"{M8} L=2 0.80 @ 200 µs → {M32} L=2 0.90 @ 300 µs → attention L=2 0.98 @ 1.00 ms"
-    assert front in frontier_block
-    assert "V=8192" not in frontier_block  # one task point: the one with the most measured models
-    # A README without the frontier markers gets the frontier after the results headlines instead.
+    assert front in summary and "MQAR V=1024 accuracy" in summary
+    assert f"](frontier_{DEV}_float32_headline.png)" in summary
+    # Without a frontier (no scaling row of a recall model) the block says what it needs.
     recall, cost = _rows()
-    results = write_rows(tmp_path / "results", retrieval=recall[6:7], scaling=cost[:1])
+    results = write_rows(tmp_path / "results", retrieval=recall[6:7], scaling=[])
     other = tmp_path / "README.md"
     other.write_text(f"{MARK_START}\n{MARK_END}\n")
-    monkeypatch.setattr(frontier, "MIN_LRS", 1)
     write_report(results, readme=other)
-    assert "Recall–cost front" in other.read_text()
+    assert "No headline yet" in other.read_text() and "archbench run frontier" in other.read_text()
+
 
 
 def test_only_cells_that_learned_at_the_best_of_three_lrs_stand_on_a_front(tmp_path: Path) -> None:

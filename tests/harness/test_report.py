@@ -239,8 +239,11 @@ def test_readme_markers_replaced_rest_untouched(report: tuple[Path, Path, list[P
     assert text.startswith(README_BEFORE + MARK_START) and text.endswith(MARK_END + README_AFTER)
     inner = text[len(README_BEFORE) + len(MARK_START): -len(MARK_END + README_AFTER)]
     assert "old table" not in inner
-    assert "Prefill time" in inner and "Fitted exponents" in inner and "MQAR V=8192 accuracy" in inner
-    assert "](results/README.md)" in inner
+    # the README keeps only its first screen; the headline tables are in results/SUMMARY.md
+    assert "Prefill time" not in inner
+    assert "](results/README.md)" in inner and "](results/SUMMARY.md)" in inner
+    summary = (report[0] / "SUMMARY.md").read_text()
+    assert "Prefill time" in summary and "Fitted exponents" in summary and "MQAR V=8192 accuracy" in summary
 
 
 def test_write_report_twice_is_byte_identical(report: tuple[Path, Path, list[Path]]) -> None:
@@ -274,8 +277,9 @@ def test_empty_raw_dir_and_readme_without_markers(tmp_path: Path) -> None:
         write_report(tmp_path, readme=readme)
     assert readme.read_bytes() == b"# nothing to replace\n" and not (tmp_path / "README.md").exists()
     written = write_report(tmp_path)
-    assert {p.name for p in written} == {"README.md", ".report-manifest"}
+    assert {p.name for p in written} == {"README.md", "SUMMARY.md", ".report-manifest"}
     assert "No result rows yet" in (tmp_path / "README.md").read_text()
+    assert "No result rows yet" in (tmp_path / "SUMMARY.md").read_text()
 
 
 def test_corrupt_pytest_benchmark_file_is_an_error(tmp_path: Path) -> None:
@@ -289,9 +293,7 @@ def test_mqar_vocabularies_are_ordered_numerically(tmp_path: Path) -> None:
     rows = [_retrieval_row("attention", 64, 1e-3, acc, vocab)
             for vocab, acc in ((8192, 0.5), (128, 0.7), (64, 0.9))]
     results = write_rows(tmp_path / "results", scaling=[], retrieval=rows)
-    readme = tmp_path / "README.md"
-    readme.write_text(f"{MARK_START}\n{MARK_END}\n")
-    write_report(results, readme=readme)
-    text = readme.read_text()
+    write_report(results)
+    text = (results / "SUMMARY.md").read_text()
     positions = [text.index(f"MQAR V={v} accuracy") for v in (64, 128, 8192)]
     assert positions == sorted(positions)
