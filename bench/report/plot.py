@@ -13,12 +13,32 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 Series = tuple[str, Sequence[float], Sequence[float], dict]  # (label, xs, ys, matplotlib style)
 
 
+@dataclass(frozen=True)
+class Drawn:
+    """What one `plot` call drew: the results site redraws it as an interactive chart from this, so a
+    figure has one definition (its report module's) whichever way it is shown."""
+
+    panels: list[tuple[str, list[Series]]]
+    xlabel: str
+    ylabel: str
+    xscale: str
+    yscale: str
+    ylim: tuple[float, float] | None
+
+
+class PlotPng(bytes):
+    """PNG bytes that carry the `Drawn` they were rendered from (`.drawn`); written to a file, just bytes."""
+
+    drawn: Drawn
+
+
 def plot(panels: list[tuple[str, list[Series]]], xlabel: str, ylabel: str, xscale: str = "log",
-         yscale: str = "log", ylim: tuple[float, float] | None = None) -> bytes:
+         yscale: str = "log", ylim: tuple[float, float] | None = None) -> PlotPng:
     """PNG bytes of one subplot per panel. Deterministic: default style, no Software stamp."""
     import matplotlib as mpl
     import matplotlib.style
@@ -60,7 +80,9 @@ def plot(panels: list[tuple[str, list[Series]]], xlabel: str, ylabel: str, xscal
                             top=1 - 0.35 / fig.get_figheight(), wspace=0.3, hspace=0.45)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    return buf.getvalue()
+    png = PlotPng(buf.getvalue())
+    png.drawn = Drawn(panels, xlabel, ylabel, xscale, yscale, ylim)
+    return png
 
 
 def _loggable(values: Iterable[object]) -> bool:
