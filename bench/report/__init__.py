@@ -17,6 +17,7 @@ One module per job:
                        markdown, csv_bytes
   plot.py              deterministic PNGs
   outputs.py           what one run writes, collected in memory
+  site/                the results site (HTML pages of the same tables and figures; site/__init__.py)
 
 A new kind's tables: a module here with a function (Outputs, frame, device slugs) -> None that reads
 its columns through `frame.require`, registered in write.py's TABLES.
