@@ -90,8 +90,9 @@ class _Keys:
         hidden = label.startswith("_")
         key = f"{label[1:]} #{len(self.style)}" if hidden else label
         if key not in self.style:  # a label drawn in several panels keeps its first look
-            self.style[key] = {"color": colour(style.get("color")), "shape": SHAPES.get(style.get("marker"),
-                                                                                        "circle"),
+            marker = style.get("marker")  # a line without markers shows as a line in the legend
+            self.style[key] = {"color": colour(style.get("color")),
+                               "shape": SHAPES.get(marker, "circle") if marker else "stroke",
                                "dash": DASHES.get(str(style.get("linestyle", "-")), [1, 0])}
             if not hidden:
                 self.legend.append(key)
@@ -182,9 +183,9 @@ def _layers(needs: set[str], keys: _Keys, drawn: Drawn) -> list[dict]:
                       ("hollow", {"type": "point", "filled": False, "size": 55, "strokeWidth": 1.5}),
                       ("hover", {"type": "point", "filled": True, "size": 60, "opacity": 0})):
         if dot in needs:
-            enc = {"x": x, "y": y, "color": color, "shape": keys.encoding("shape"), "tooltip": tip}
-            if dot != "hover":
-                enc["opacity"] = opacity
+            enc = {"x": x, "y": y, "color": color, "tooltip": tip}
+            if dot != "hover":  # the invisible hover targets of a line: round, whatever its legend shows
+                enc["opacity"], enc["shape"] = opacity, keys.encoding("shape")
             layers.append({"transform": [{"filter": f"datum.dot === '{dot}'"}], "mark": mark,
                            "encoding": enc})
     if "note" in needs:
