@@ -192,8 +192,9 @@ def test_cell_value_reads_the_report_units(text: str, value: float | None) -> No
 
 
 def test_cell_class_and_markdown_tables() -> None:
-    assert [cell_class(t) for t in ("0.363 ↗", "0.05 ⊘", "rising", "learned", "1.000", "± mixed")] == \
-        ["rising", "plateau", "rising", "learned", None, "mixed"]
+    texts = ("0.363 ↗", "0.05 ⊘ (mamba2-attn)", "rising", "learned", "1.000", "± mixed",
+             "0.910 ±0.020 (2 seeds)")
+    assert [cell_class(t) for t in texts] == ["rising", "plateau", "rising", "learned", None, "mixed", None]
     html = to_html("## a <b>\n\n| m | t |\n|:--|--:|\n| x | 2 ms |\n\n- `code` and [csv](t.csv)\n\n_none_")
     assert "<h4>a &lt;b&gt;</h4>" in html and '<td data-v="0.002" style="text-align:right">2 ms</td>' in html
     assert '<code>code</code> and <a href="../t.csv">csv</a>' in html and "<em>none</em>" in html

@@ -38,10 +38,18 @@ ASSETS = ("site.css", "site.js")
 
 
 def _short(caption: str) -> str:
-    """A heading from a caption: its first clause, capitalised."""
-    cut = min((i for i in (caption.find("; "), caption.find(" ("), caption.find(": ")) if i >= 15),
-              default=len(caption))
-    head = caption[:cut].rstrip(",;: ")
+    """A heading from a caption: without its longer asides in brackets, up to its first "; ", capitalised
+    ("median prefill (forward) time per call (rows model, backend; columns n)" -> "Median prefill
+    (forward) time per call")."""
+    head = caption
+    while True:  # innermost first, so an aside holding a shorter one goes too
+        shorter = re.sub(r"\s*\([^()]{12,}\)", "", head, count=1)
+        if shorter == head:
+            break
+        head = shorter
+    head = head.split("; ")[0].rstrip(",;: ")
+    if len(head) > 120:
+        head = head[:120].rsplit(" ", 1)[0] + " …"
     return head[:1].upper() + head[1:]
 
 

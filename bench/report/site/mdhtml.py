@@ -39,12 +39,12 @@ def cell_value(text: str) -> float | None:
 
 
 def cell_class(text: str) -> str | None:
-    """The learning-curve class a cell shows (as a word or as a mark at its end), else None."""
+    """The learning-curve class a cell shows (as a word, or as a mark standing apart after its figure:
+    "0.071 ⊘ (qwen3-next)"), else None."""
     t = text.strip()
     if t in _CLASSES:
         return t.removeprefix("± ").replace(" ", "-")
-    last = t.rsplit(" ", 1)[-1] if " " in t else ""
-    cls = _CLASS_OF_MARK.get(last)
+    cls = next((_CLASS_OF_MARK[w] for w in t.split()[1:] if w in _CLASS_OF_MARK), None)
     return cls.replace(" ", "-") if cls else None
 
 
