@@ -261,12 +261,12 @@ def write_report(results_dir: Path, readme: Path | None = None) -> list[Path]:
     old = manifest.read_text("utf-8").split("\n") if manifest.is_file() else []
     _foreign(results_dir, out.files, set(old))
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / SITE).mkdir(exist_ok=True)
     for name in old:  # only files in results/ (or its site/) that an earlier run wrote
         stale = results_dir / name
         if _ours(name) and name not in ("raw", MANIFEST, *out.files) and stale.is_file():
             stale.unlink()
     for name, data in sorted(out.files.items()):
+        (results_dir / name).parent.mkdir(exist_ok=True)  # site/, made when its first file is written
         _write(results_dir / name, data)
     _write(manifest, ("\n".join(sorted(out.files)) + "\n").encode())
     written = sorted([results_dir / n for n in out.files] + [manifest])
