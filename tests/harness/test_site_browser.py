@@ -1,8 +1,8 @@
 """The results site in a real browser: every page opened from the file system in headless Chromium, as
 a reader would open it, with no network. A page fails on a console error or an uncaught exception, a
 link or source that does not resolve to a file (or points off the machine), a chart that did not draw
-or drew nothing, an empty table or an image that did not load; a click sorts a table and a word
-filters it. A screenshot of each page is saved.
+or drew nothing, an empty table or an image that did not load; the pointer over a point shows its
+values, a click sorts a table and a word filters it. A screenshot of each page is saved.
 
 Marked `browser` (deselected by plain `pytest`): `pip install -e ".[browser]"` and Debian's `chromium`
 (`apt-get install chromium`), then `pytest -m browser tests/harness/test_site_browser.py`. Playwright
@@ -157,6 +157,15 @@ def test_page_opens_without_errors_and_draws(slug: str, site: Path, shots: Path,
     height = page.evaluate("() => document.documentElement.scrollHeight")
     page.screenshot(path=str(shots / f"{slug}.png"), full_page=True,
                     clip={"x": 0, "y": 0, "width": VIEW["width"], "height": min(height, SHOT_HEIGHT)})
+
+    if charts:  # the pointer over a point shows its values (vega-embed's tooltip)
+        point = page.locator("div.chart g.mark-symbol.role-mark path").first
+        point.scroll_into_view_if_needed()
+        point.hover(force=True)  # force: a hover target may be transparent (a line's own points)
+        tip = page.wait_for_selector("#vg-tooltip-element.visible", timeout=10_000)
+        assert "series" in tip.text_content(), f"{slug}: the tooltip shows {tip.text_content()!r}"
+        if slug == "index":  # one picture of the values under the pointer
+            page.screenshot(path=str(shots / "index-tooltip.png"))
 
     if tables:  # the first table: a click sorts it, a word no row holds filters every row out
         col = page.evaluate(COLUMN)

@@ -176,7 +176,7 @@ def _layers(needs: set[str], keys: _Keys, drawn: Drawn) -> list[dict]:
                            "encoding": {"x": x, "y": y, "color": color, "detail": {"field": "key"},
                                         "strokeDash": keys.encoding("strokeDash"), "opacity": opacity}})
     if "err" in needs:
-        layers.append({"transform": [{"filter": "isValid(datum.lo)"}], "mark": {"type": "rule"},
+        layers.append({"transform": [{"filter": "datum.lo < datum.hi"}], "mark": {"type": "rule"},
                        "encoding": {"x": x, "y": {"field": "lo", "type": "quantitative"},
                                     "y2": {"field": "hi"}, "color": color, "opacity": opacity}})
     for dot, mark in (("dot", {"type": "point", "filled": True, "size": 45}),
@@ -189,7 +189,7 @@ def _layers(needs: set[str], keys: _Keys, drawn: Drawn) -> list[dict]:
             layers.append({"transform": [{"filter": f"datum.dot === '{dot}'"}], "mark": mark,
                            "encoding": enc})
     if "note" in needs:
-        layers.append({"transform": [{"filter": "isValid(datum.note)"}],
+        layers.append({"transform": [{"filter": "datum.note"}],
                        "mark": {"type": "text", "align": "left", "dx": 4, "dy": -5, "fontSize": 8},
                        "encoding": {"x": x, "y": y, "text": {"field": "note"}, "color": color}})
     return layers
@@ -208,6 +208,14 @@ def chart(drawn: Drawn) -> dict[str, Any] | None:
         panels.append((i, title, needs))
     if not panels:
         return None
+    # every point of a figure answers every tooltip field: no label is an empty one, and a point
+    # without error bars spans nothing (its min and max are its value)
+    for rec in data:
+        if any("note" in needs for _, _, needs in panels):
+            rec.setdefault("note", "")
+        if any("err" in needs for _, _, needs in panels):
+            rec.setdefault("lo", rec["y"])
+            rec.setdefault("hi", rec["y"])
     one = len(panels) == 1
     views = []
     for i, title, needs in panels:
