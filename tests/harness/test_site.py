@@ -221,3 +221,6 @@ def test_chart_keeps_styles_and_drops_what_a_log_axis_cannot_place() -> None:
     assert dict(zip(color["scale"]["domain"], color["scale"]["range"], strict=True))["attention"] == "#ff7f0e"
     assert next(r for r in values if r["series"] == "lr")["lo"] == pytest.approx(0.4)
     assert chart(Drawn([("empty", [("a", [0], [1], {})])], "x", "y", "log", "log", None)) is None
+    flat = chart(Drawn([("one seed", [("lr", [1, 2], [0.5, 0.6], {"yerr": [[0, 0], [0, 0]]})])],
+                       "x", "y", "log", "linear", None))
+    assert all(layer["mark"]["type"] != "rule" for layer in flat["concat"][0]["layer"])  # no bar to draw

@@ -146,7 +146,9 @@ def _records(index: int, series: list[Series], keys: _Keys, drawn: Drawn) -> tup
                 lo, hi = fy - below[i], fy + above[i]
                 if _placeable(lo, drawn.yscale) and _placeable(hi, drawn.yscale):
                     rec["lo"], rec["hi"] = lo, hi
-                    needs.add("err")
+                    needs.add("spread")  # min and max in the tooltip
+                    if hi > lo:
+                        needs.add("err")  # a bar to draw: a panel of zero spreads would draw none
             recs.append(rec)
     return recs, needs
 
@@ -165,7 +167,7 @@ def _layers(needs: set[str], keys: _Keys, drawn: Drawn) -> list[dict]:
            {"field": "y", "type": "quantitative", "title": drawn.ylabel, "format": NUMBER}]
     if "note" in needs:
         tip.append({"field": "note", "type": "nominal", "title": "label"})
-    if "err" in needs:
+    if "spread" in needs:
         tip += [{"field": "lo", "type": "quantitative", "title": "min", "format": NUMBER},
                 {"field": "hi", "type": "quantitative", "title": "max", "format": NUMBER}]
     layers: list[dict] = []
@@ -213,7 +215,7 @@ def chart(drawn: Drawn) -> dict[str, Any] | None:
     for rec in data:
         if any("note" in needs for _, _, needs in panels):
             rec.setdefault("note", "")
-        if any("err" in needs for _, _, needs in panels):
+        if any("spread" in needs for _, _, needs in panels):
             rec.setdefault("lo", rec["y"])
             rec.setdefault("hi", rec["y"])
     one = len(panels) == 1
