@@ -107,7 +107,8 @@ def _ids(path: Path, cache: dict[Path, set[str]]) -> set[str]:
 
 
 @pytest.mark.parametrize("slug", [p.slug for p in PAGES])
-def test_page_opens_without_errors_and_draws(slug: str, site: Path, shots: Path, browser) -> None:
+def test_page_opens_without_errors_and_draws(slug: str, browser, site: Path, shots: Path) -> None:
+    # `browser` first: with no Chromium the test skips before building a site
     page_file = site / f"{slug}.html"
     if not page_file.is_file():
         assert slug == "more", f"{page_file} missing: every page but 'more' is always written"
