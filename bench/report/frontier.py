@@ -304,7 +304,7 @@ def _headline(out: Outputs, section: str, stem: str, title: str, point: tuple, f
 
 
 def _costs_table(out: Outputs, section: str, stem: str, rec: pd.DataFrame,
-                 pts: dict[str, pd.DataFrame], dtype: str) -> None:
+                 pts: dict[str, pd.DataFrame]) -> None:
     """Every recall cell with every measure: the joined table the charts are drawn from."""
     parts, csv = [], rec[[*POINT, "label", "model", "family", "depth", "d_model", "accuracy", "acc_min",
                           "acc_max", "seeds", "_lr", "lrs_tried", "learn_class"]]
