@@ -20,6 +20,7 @@ One module per job:
   palette.py           one colour and marker per model family, the same in every figure
   readable.py          assert_figure_readable: no legend over data, no text off the canvas or overlapping
   outputs.py           what one run writes, collected in memory
+  site/                the results site (HTML pages of the same tables and figures; site/__init__.py)
 
 A new kind's tables: a module here with a function (Outputs, frame, device slugs) -> None that reads
 its columns through `frame.require`, registered in write.py's TABLES.

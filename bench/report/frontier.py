@@ -239,7 +239,7 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
         # A measure no model has (energy on a device without a counter) is one line, not a column of n/a.
         if any(m.column == "energy_j_per_token" for m in MEASURES if m not in measured):
             note_no_counter(out, gs["device"].iloc[0], dev)
-        _costs_table(out, section, stem, rec, pts, dtype, measured)
+        _costs_table(out, section, stem, rec, pts, measured)
         lines: dict[str, list[str]] = {}
         for m in measured:
             for point, text in _measure_outputs(out, section, stem, m, pts[m.key], dtype):
@@ -308,7 +308,7 @@ def _headline(out: Outputs, section: str, stem: str, title: str, point: tuple, f
 
 
 def _costs_table(out: Outputs, section: str, stem: str, rec: pd.DataFrame,
-                 pts: dict[str, pd.DataFrame], dtype: str, measures: list[Measure]) -> None:
+                 pts: dict[str, pd.DataFrame], measures: list[Measure]) -> None:
     """Every recall cell with every measure some model has: the joined table the charts are drawn from."""
     parts, csv = [], rec[[*POINT, "label", "model", "family", "depth", "d_model", "accuracy", "acc_min",
                           "acc_max", "seeds", "_lr", "lrs_tried", "learn_class"]]

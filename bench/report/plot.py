@@ -28,7 +28,7 @@ from archbench.bench.report.readable import assert_figure_readable
 
 Series = tuple[str, Sequence[float], Sequence[float], dict]  # (label, xs, ys, matplotlib style)
 
-__all__ = ["ACCURACY", "Axis", "Panel", "Series", "figure", "plot", "tick_text"]
+__all__ = ["ACCURACY", "Axis", "Drawn", "DrawnPanel", "Panel", "PlotPng", "Series", "figure", "plot", "tick_text"]
 
 # "s" seconds and "J" joules with SI prefixes, "B" bytes with binary ones, "n" a count of tokens or
 # sequences (powers of two: 4096 is "4k"), "" a plain number.
@@ -281,13 +281,70 @@ def figure(panels: Sequence[Panel | tuple[str, list[Series]]], x: Axis, y: Axis,
 
 
 def plot(panels: Sequence[Panel | tuple[str, list[Series]]], x: Axis, y: Axis, title: str = "",
-         hollow_label: str = HOLLOW_LABEL) -> bytes:
-    """PNG bytes of `figure(...)`. Deterministic: default style, no Software stamp."""
+         hollow_label: str = HOLLOW_LABEL) -> PlotPng:
+    """PNG bytes of `figure(...)`, carrying what they drew (`.drawn`). Deterministic: default style, no
+    Software stamp."""
     import matplotlib as mpl
     import matplotlib.style
 
+    panels = [p if isinstance(p, Panel) else Panel(*p) for p in panels]
     fig = figure(panels, x, y, title, hollow_label)
     buf = io.BytesIO()
     with mpl.style.context("default"):
         fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None}, facecolor="white")
-    return buf.getvalue()
+    png = PlotPng(buf.getvalue())
+    png.drawn = Drawn([_drawn_panel(p, p.x or x, p.y or y) for p in panels])
+    return png
+
+
+# -- what a plot drew, for the results site -------------------------------------------------------
+@dataclass(frozen=True)
+class DrawnPanel:
+    """One subplot as data: its series (the chance level among them, as a dotted line across the
+    panel's x range) and its axes, each scale "linear", "log" (base 10) or "log2"."""
+
+    title: str
+    series: list[Series]
+    xlabel: str
+    ylabel: str
+    xscale: str
+    yscale: str
+    ylim: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """What one `plot` call drew: the results site redraws it as an interactive chart from this, so a
+    figure has one definition (its report module's) whichever way it is shown."""
+
+    panels: list[DrawnPanel]
+
+
+class PlotPng(bytes):
+    """PNG bytes that carry the `Drawn` they were rendered from (`.drawn`); written to a file, just bytes."""
+
+    drawn: Drawn
+
+
+def _drawn_panel(panel: Panel, x: Axis, y: Axis) -> DrawnPanel:
+    series = list(panel.series)
+    xs = [float(v) for _, vs, _, _ in series for v in vs if _finite(v)]
+    if panel.chance is not None and math.isfinite(panel.chance) and xs:
+        series.append((CHANCE_LABEL, [min(xs), max(xs)], [panel.chance] * 2, dict(CHANCE_STYLE)))
+    return DrawnPanel(panel.title, series, _titled(x), _titled(y), _scale_name(x), _scale_name(y), y.lim)
+
+
+def _titled(axis: Axis) -> str:
+    """An axis title for a chart whose ticks carry no unit: 'median time (s)'."""
+    return f"{axis.label} ({axis.unit})" if axis.unit in ("s", "J", "B") else axis.label
+
+
+def _scale_name(axis: Axis) -> str:
+    return "linear" if axis.scale == "linear" else "log2" if axis.unit in ("B", "n") else "log"
+
+
+def _finite(v: object) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False

@@ -185,7 +185,8 @@ def test_write_report_files_and_cells(report: tuple[Path, Path, list[Path]]) -> 
     mqar = f"{ret}_mqar-v-8192"  # MQAR at its default vocabulary: the rows set none
     assert {f"{ret}_accuracy.md", f"{mqar}_acc_vs_dmodel.png", f"{mqar}_acc_vs_state.png",
             f"{mqar}_acc_vs_len.png", "pytest_benchmark.md", "pytest_benchmark.csv", "README.md"} <= names
-    assert all(p.parent == results for p in written[:-1])  # never inside raw/; the last is the README
+    # in results/ or its site/, never inside raw/; the last is the README
+    assert all(p.parent in (results, results / "site") for p in written[:-1])
 
     time_md = (results / f"{pre}_time_prefill.md").read_text()
     row = {line.split("|")[1].strip(): line for line in time_md.splitlines() if line.startswith("| ")}
@@ -227,8 +228,9 @@ def test_write_report_files_and_cells(report: tuple[Path, Path, list[Path]]) -> 
 
     index = (results / "README.md").read_text()
     for p in written[:-1]:
-        if p.name not in ("README.md", ".report-manifest"):
+        if p.name not in ("README.md", ".report-manifest") and p.parent == results:
             assert f"]({p.name})" in index
+    assert "](site/index.html)" in index  # the site's files are its own pages' business
     assert "2.13.0" in index and "0123456789ab" in index and "abcdef012345+dirty" in index
 
 
@@ -277,7 +279,8 @@ def test_empty_raw_dir_and_readme_without_markers(tmp_path: Path) -> None:
         write_report(tmp_path, readme=readme)
     assert readme.read_bytes() == b"# nothing to replace\n" and not (tmp_path / "README.md").exists()
     written = write_report(tmp_path)
-    assert {p.name for p in written} == {"README.md", "SUMMARY.md", ".report-manifest"}
+    assert {p.name for p in written if p.parent == tmp_path} == {"README.md", "SUMMARY.md", ".report-manifest"}
+    assert (tmp_path / "site" / "index.html").is_file()  # the site says there is nothing yet
     assert "No result rows yet" in (tmp_path / "README.md").read_text()
     assert "No result rows yet" in (tmp_path / "SUMMARY.md").read_text()
 
