@@ -450,7 +450,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 write_plan(out_dir / "raw", plan.grid, options.device,
                            [(part, cell_key(c.spec)) for part, c in zip(plan.parts, plan.cells, strict=True)])
     if args.dry_run:
-        return _print_plan(plan, stored)
+        return _print_plan(plan, stored, options.device)
     executor = _executor(args)
     console = Console(stderr=True)
     for note in plan.notes:
@@ -489,23 +489,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_plan(plan, stored) -> int:
-    """`--dry-run`: each part's cells and how many are stored (on any device), nothing run."""
+def _print_plan(plan, stored, device: str) -> int:
+    """`--dry-run`: each part's cells, how many are stored for this machine (what a run here skips) and
+    how many only for another machine (a timing there is not one here: the run measures them again)."""
     from rich.console import Console
     from rich.table import Table
 
+    from archbench.bench.runs.provenance import provenance
     from archbench.bench.runs.schema import cell_key
 
-    done = {r.cell for r in stored}
-    table = Table("part", "cells", "stored", "left", title=f"grid {plan.grid}: nothing run (--dry-run)")
+    here = provenance(device, "float32")["device_name"]
+    done_here = {r.cell for r in stored if r.device_name == here}
+    done_elsewhere = {r.cell for r in stored} - done_here
+    table = Table("part", "cells", "stored here", "stored elsewhere only", "left here",
+                  title=f"grid {plan.grid} on {here}: nothing run (--dry-run)")
     counts: dict[str, list[int]] = {}
     for part, cell in zip(plan.parts, plan.cells, strict=True):
-        c = counts.setdefault(part or "-", [0, 0])
+        c = counts.setdefault(part or "-", [0, 0, 0])
+        key = cell_key(cell.spec)
         c[0] += 1
-        c[1] += cell_key(cell.spec) in done
-    for part, (n, have) in counts.items():
-        table.add_row(part, str(n), str(have), str(n - have))
-    Console().print(table)
+        c[1] += key in done_here
+        c[2] += key in done_elsewhere
+    for part, (n, have, elsewhere) in counts.items():
+        table.add_row(part, str(n), str(have), str(elsewhere), str(n - have))
+    Console(width=100).print(table)
     return 0
 
 

@@ -10,6 +10,8 @@ The plugins are test mixers registered for the duration of a test with a plugin'
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import threading
 import time
@@ -263,4 +265,18 @@ def test_a_cell_named_twice_runs_and_is_stored_once(tmp_path, monkeypatch, execu
 def test_the_command_line_plans_a_repeated_cell_once(tmp_path: Path, cli) -> None:
     code, out, _ = cli("run", "scaling", "--models", "attention,attention", "--d-model", "16,16", "--lens",
                        "64,64", "--depth", "1", "--modes", "prefill", "--dry-run", "--out", str(tmp_path))
-    assert code == 0 and "│ -    │ 1     │ 0      │ 1    │" in out, out
+    assert code == 0 and re.search(r"│ -\s+│ 1\s+│ 0\s+│ 0\s+│ 1\s+│", out), out
+
+
+def test_a_dry_run_counts_a_cell_stored_on_another_machine_as_left_here(tmp_path: Path, cli) -> None:
+    cell = ("run", "scaling", "--models", "attention", "--d-model", "16", "--lens", "64", "--depth", "1",
+            "--modes", "prefill", "--budget", "0", "--out", str(tmp_path))
+    assert cli(*cell)[0] == 0
+    code, out, _ = cli(*cell, "--dry-run")
+    assert code == 0 and re.search(r"│ -\s+│ 1\s+│ 1\s+│ 0\s+│ 0\s+│", out), out  # stored here
+    (rows,) = (tmp_path / "raw").glob("scaling_*.jsonl")
+    row = json.loads(rows.read_text())
+    row["provenance"]["device_name"] = "Another CPU"  # the same cell, timed on another machine
+    rows.write_text(json.dumps(row) + "\n")
+    code, out, _ = cli(*cell, "--dry-run")
+    assert code == 0 and re.search(r"│ -\s+│ 1\s+│ 0\s+│ 1\s+│ 1\s+│", out), out
