@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer, State
 from archbench.archs.mixer_registry import register
+from archbench.archs.ops.common import in_segments, segment_length
 from archbench.archs.ops.short_conv import short_conv_parallel, short_conv_step
 
 
@@ -66,11 +67,16 @@ class ShortConv(Mixer):
     def _gates(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.in_proj(u).chunk(3, -1)  # B, C, x: LFM2's order
 
-    def _parallel(self, u: Tensor, conv: Tensor | None) -> tuple[Tensor, Tensor]:
-        pick_backend(self, u)
+    def _segment(self, u: Tensor, conv: Tensor | None) -> tuple[Tensor, Tensor]:
         Bg, Cg, x = self._gates(u)
         y, conv = short_conv_parallel(x, self.conv.weight[:, 0], Bg, Cg, None, conv)  # (B, T, D)
         return self.out_proj(y), conv
+
+    def _parallel(self, u: Tensor, conv: Tensor | None) -> tuple[Tensor, Tensor]:
+        pick_backend(self, u)
+        # In cache-sized segments carrying the conv's last inputs (`segment_length` says why): on a whole
+        # long sequence every activation here is a fresh mapping past the caches.
+        return in_segments(self._segment, u, conv, segment_length(u.shape[0], self.in_proj.out_features, 64))
 
     # -- the Mixer contract -----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
