@@ -28,7 +28,8 @@ from archbench.bench.report.readable import assert_figure_readable
 
 Series = tuple[str, Sequence[float], Sequence[float], dict]  # (label, xs, ys, matplotlib style)
 
-__all__ = ["ACCURACY", "Axis", "Drawn", "DrawnPanel", "Panel", "PlotPng", "Series", "figure", "plot", "tick_text"]
+__all__ = ["ACCURACY", "Axis", "Drawn", "DrawnPanel", "Panel", "PlotPng", "Series", "figure", "finite",
+           "plot", "tick_text"]
 
 # "s" seconds and "J" joules with SI prefixes, "B" bytes with binary ones, "n" a count of tokens or
 # sequences (powers of two: 4096 is "4k"), "" a plain number.
@@ -328,7 +329,7 @@ class PlotPng(bytes):
 
 def _drawn_panel(panel: Panel, x: Axis, y: Axis) -> DrawnPanel:
     series = list(panel.series)
-    xs = [float(v) for _, vs, _, _ in series for v in vs if _finite(v)]
+    xs = [f for _, vs, _, _ in series for v in vs if (f := finite(v)) is not None]
     if panel.chance is not None and math.isfinite(panel.chance) and xs:
         series.append((CHANCE_LABEL, [min(xs), max(xs)], [panel.chance] * 2, dict(CHANCE_STYLE)))
     return DrawnPanel(panel.title, series, _titled(x), _titled(y), _scale_name(x), _scale_name(y), y.lim)
@@ -343,8 +344,10 @@ def _scale_name(axis: Axis) -> str:
     return "linear" if axis.scale == "linear" else "log2" if axis.unit in ("B", "n") else "log"
 
 
-def _finite(v: object) -> bool:
+def finite(v: object) -> float | None:
+    """`v` as a float when it is a finite number, else None (a plotted value may be NaN, None or text)."""
     try:
-        return math.isfinite(float(v))
+        f = float(v)
     except (TypeError, ValueError):
-        return False
+        return None
+    return f if math.isfinite(f) else None

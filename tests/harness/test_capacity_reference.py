@@ -14,8 +14,8 @@ from archbench.bench.experiments.retrieval import RetrievalResult, RetrievalSpec
 from archbench.bench.experiments.scaling import ScalingResult, ScalingSpec
 from archbench.bench.experiments.train import TrainConfig
 from archbench.bench.report import frontier, retrieval, write_report
-from archbench.bench.report.capacity import SOURCE, capacity_bytes, capacity_series
 from archbench.bench.report import plot as plot_module
+from archbench.bench.report.capacity import SOURCE, capacity_bytes, capacity_series
 from archbench.bench.report.plot import Panel
 from archbench.bench.runs.schema import Row
 from archbench.tasks import TaskSpec

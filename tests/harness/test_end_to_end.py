@@ -90,7 +90,7 @@ def test_every_scaling_table_has_a_value_wherever_its_rows_have_one(results) -> 
     if flat["energy_j_per_token"].notna().any():
         table = _one(out, f"{prefix}_energy.csv").drop(columns=index)
         assert _numbers(table.stack()) == flat["energy_j_per_token"].notna().sum()
-    else:  # no counter on this machine: one line in the index, no table
+    else:  # no energy counter: the index says so in one line and writes no table
         assert not list(out.glob(f"{prefix}_energy.*"))
         assert "energy: no counter on this" in (out / "README.md").read_text()
     state = _one(out, f"{prefix}_state.csv").drop(columns=["model"])

@@ -279,7 +279,8 @@ def test_empty_raw_dir_and_readme_without_markers(tmp_path: Path) -> None:
         write_report(tmp_path, readme=readme)
     assert readme.read_bytes() == b"# nothing to replace\n" and not (tmp_path / "README.md").exists()
     written = write_report(tmp_path)
-    assert {p.name for p in written if p.parent == tmp_path} == {"README.md", "SUMMARY.md", ".report-manifest"}
+    top = {p.name for p in written if p.parent == tmp_path}
+    assert top == {"README.md", "SUMMARY.md", ".report-manifest"}
     assert (tmp_path / "site" / "index.html").is_file()  # the site says there is nothing yet
     assert "No result rows yet" in (tmp_path / "README.md").read_text()
     assert "No result rows yet" in (tmp_path / "SUMMARY.md").read_text()

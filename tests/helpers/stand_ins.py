@@ -43,3 +43,16 @@ def install_kernel(monkeypatch: pytest.MonkeyPatch, arch: str, module: str, attr
     monkeypatch.setitem(sys.modules, module, fake)
     monkeypatch.setattr(get(arch), "backend_unavailable", classmethod(lambda cls, b, d: None))
     backends.clear_caches()  # forget earlier imports and probes
+
+
+def kernel_result(o, S, output_final_state: bool):
+    """What an fla kernel returns: the output, and the final state only when asked for."""
+    return o, (S if output_final_state else None)
+
+
+def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
+    """fla's `chunk_gla`, computed by archbench's sequential gated-linear reference."""
+    from archbench.archs.ops.gated_linear import gated_linear_sequential
+
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return kernel_result(*gated_linear_sequential(q, k, v, g, scale, initial_state), output_final_state)

@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.stand_ins import install_kernel
+from helpers.stand_ins import chunk_gla, install_kernel, kernel_result
 
 from archbench.archs import create
 from archbench.archs.ops.delta_rule import delta_rule_sequential
-from archbench.archs.ops.gated_linear import gated_linear_sequential
 
 pytestmark = pytest.mark.usefixtures("fresh_kernel_caches")  # no stand-in outlives its test
-
-
-def _result(o, S, output_final_state):
-    return o, (S if output_final_state else None)
-
-
-def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    return _result(*gated_linear_sequential(q, k, v, g, scale, initial_state), output_final_state)
 
 
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False):
     assert g.dtype == torch.float32  # fla takes the log decay in float32
     o, S = delta_rule_sequential(q, k, v, beta, g, initial_state, scale)
-    return _result(o, S, output_final_state)
+    return kernel_result(o, S, output_final_state)
 
 
 def fused_chunk_based(q, k, v, scale=None):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.stand_ins import install_kernel
+from helpers.stand_ins import chunk_gla, install_kernel, kernel_result
 
 from archbench.archs import create
 from archbench.archs.ops.gated_linear import gated_linear_sequential
@@ -20,19 +20,10 @@ from archbench.archs.ops.gated_linear import gated_linear_sequential
 pytestmark = pytest.mark.usefixtures("fresh_kernel_caches")  # no stand-in outlives its test
 
 
-def _result(o, S, output_final_state):
-    return o, (S if output_final_state else None)
-
-
-def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False):
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    return _result(*gated_linear_sequential(q, k, v, g, scale, initial_state), output_final_state)
-
-
 def chunk_retention(q, k, v, scale=None, initial_state=None, output_final_state=False):
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     g_gamma = (1 - 2.0 ** (-5.0 - torch.arange(q.shape[2], dtype=torch.float32))).log()
-    return _result(*gated_linear_sequential(q, k, v, g_gamma, scale, initial_state), output_final_state)
+    return kernel_result(*gated_linear_sequential(q, k, v, g_gamma, scale, initial_state), output_final_state)
 
 
 def chunk_linear_attn(q, k, v, scale=None, initial_state=None, output_final_state=False, normalize=True):
@@ -41,7 +32,7 @@ def chunk_linear_attn(q, k, v, scale=None, initial_state=None, output_final_stat
     o, S = gated_linear_sequential(q, k, v, None, scale)
     z = k.cumsum(1)  # (B, T, H, K)
     o = o / ((q * scale * z).sum(-1, keepdim=True) + 1e-10)
-    return _result(o, (S, z[:, -1:]), output_final_state)
+    return kernel_result(o, (S, z[:, -1:]), output_final_state)
 
 
 STAND_INS = {"gla": ("fla.ops.gla", chunk_gla), "retnet": ("fla.ops.retention", chunk_retention),

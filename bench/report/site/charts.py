@@ -15,10 +15,9 @@ Glossary
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from archbench.bench.report.plot import Drawn, DrawnPanel, Series
+from archbench.bench.report.plot import Drawn, DrawnPanel, Series, finite
 
 # matplotlib's default cycle ("C0".."C9", tab10), written out: a user's matplotlibrc must not change it
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -49,21 +48,13 @@ def colour(c: Any) -> str:
     return to_hex(s)
 
 
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _errors(yerr: Any, n: int) -> tuple[list[float | None], list[float | None]]:
     """(below, above) per point from matplotlib's yerr: one value per point, or a (below, above) pair."""
     if yerr is None:
         return [None] * n, [None] * n
     if len(yerr) == 2 and all(isinstance(e, list | tuple) for e in yerr):
-        return [_finite(v) for v in yerr[0]], [_finite(v) for v in yerr[1]]
-    return [_finite(v) for v in yerr], [_finite(v) for v in yerr]
+        return [finite(v) for v in yerr[0]], [finite(v) for v in yerr[1]]
+    return [finite(v) for v in yerr], [finite(v) for v in yerr]
 
 
 def _axis(scale: str) -> dict[str, Any]:
@@ -125,13 +116,14 @@ def _records(index: int, series: list[Series], keys: _Keys, drawn: DrawnPanel) -
         has_marker = marker not in (None, "", "none", "None")
         line = str(style.get("linestyle", "-")) not in NO_LINE
         step = style.get("drawstyle") == "steps-post"
-        hollow = bool(style.get("hollow")) or str(style.get("markerfacecolor", "")).lower() in ("none", "white")
+        hollow = bool(style.get("hollow")) or str(style.get("markerfacecolor", "")).lower() in ("none",
+                                                                                              "white")
         notes = style.get("annotate") or []
         below, above = _errors(style.get("yerr"), len(ys))
         kind = ("step" if step else "line") if line else None
         dot = ("hollow" if hollow else "dot") if has_marker else "hover"
         for i, (x, y) in enumerate(zip(xs, ys, strict=False)):
-            fx, fy = _finite(x), _finite(y)
+            fx, fy = finite(x), finite(y)
             if not (_placeable(fx, drawn.xscale) and _placeable(fy, drawn.yscale)):
                 continue
             rec: dict[str, Any] = {"p": index, "key": key, "series": label.lstrip("_"), "x": fx, "y": fy,
