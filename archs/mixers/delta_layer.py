@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer, State
-from archbench.archs.ops.common import in_segments, segment_length, state_dtype
+from archbench.archs.ops.common import depthwise_causal_conv, in_segments, segment_length, state_dtype
 from archbench.archs.ops.delta_product import delta_product_chunked, delta_product_fla, delta_product_step
 from archbench.archs.ops.delta_rule import FLA, delta_rule_chunked, delta_rule_fla, delta_rule_step
 
@@ -131,25 +131,18 @@ class DeltaRuleMixer(Mixer):
     def _qkv(self, x: Tensor, conv: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """x (B, T, D) after the conv inputs `conv` (B, C, W - 1) -> q, k (B, T, H, K), v (B, T, H, V)
         (k and v (B, T, n, H, ·) with n > 1 steps per token) and the conv state after x."""
-        B, T, _ = x.shape
-        u = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1).transpose(1, 2)  # (B, C, T)
-        u = torch.cat([conv, u], -1)  # (B, C, W - 1 + T): causal, the previous inputs first
-        weight = torch.cat([self.q_conv1d.weight, self.k_conv1d.weight, self.v_conv1d.weight])  # (C, 1, W)
-        if T == 1:
-            # One token (`step`): the conv's single output as a weighted sum over the window. The same
-            # value; F.conv1d would run oneDNN's convolution, whose fixed cost per call dwarfs a
-            # one-token conv on a CPU, eager or compiled (inductor keeps it an extern call, which splits
-            # the compiled step); see results/METHODS.md, "Measurements behind code defaults".
-            y = F.silu((u * weight[:, 0]).sum(-1, keepdim=True)).transpose(1, 2)  # (B, 1, C)
-        else:
-            y = F.silu(F.conv1d(u, weight, groups=weight.shape[0])).transpose(1, 2)  # (B, T, C)
+        u = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1)  # (B, T, C)
+        window = torch.cat([conv.transpose(1, 2), u], 1)  # (B, W - 1 + T, C): the previous inputs first
+        weight = torch.cat([self.q_conv1d.weight, self.k_conv1d.weight, self.v_conv1d.weight])[:, 0]  # (C, W)
+        # time-major, as the projections come: no (B, C, T) copy, and one token (`step`) is W multiply-adds
+        y = F.silu(depthwise_causal_conv(window, weight))  # (B, T, C)
         n = self.n_steps
         q, k, v = y.split([self.key_dim, n * self.key_dim, n * self.value_dim], -1)
         steps = () if n == 1 else (n,)  # fla's layout: the n steps outermost, then heads
         q = l2_norm(q.unflatten(-1, (self.n_head, self.head_k_dim)))
         k = l2_norm(k.unflatten(-1, (*steps, self.n_head, self.head_k_dim)))
         v = v.unflatten(-1, (*steps, self.n_head, self.head_v_dim))
-        return q, k, v, u[..., u.shape[-1] - conv.shape[-1]:]
+        return q, k, v, window[:, window.shape[1] - conv.shape[-1]:].transpose(1, 2)
 
     def _segment(self, x: Tensor, carry: tuple[Tensor, Tensor | None], backend: str,
                  want_state: bool) -> tuple[Tensor, tuple[Tensor, Tensor | None]]:

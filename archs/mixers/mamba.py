@@ -36,7 +36,7 @@ from torch import nn
 from archbench.archs.backends import Kernel, pick_backend
 from archbench.archs.base import Mixer
 from archbench.archs.mixer_registry import register
-from archbench.archs.ops.common import dt_bias_init, s4d_real_a_log, state_dtype
+from archbench.archs.ops.common import depthwise_causal_conv, dt_bias_init, s4d_real_a_log, state_dtype
 from archbench.archs.ops.selective_scan import selective_scan_chunked, selective_scan_sequential
 
 
@@ -89,9 +89,7 @@ class Mamba(Mixer):
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, E) each
         # causal depthwise conv as K shifted multiply-adds over the carried K-1 inputs and this block
         window = torch.cat([conv.transpose(1, 2), xs], 1)  # (B, K-1+L, E)
-        w = self.conv1d.weight[:, 0]  # (E, K)
-        xc = self.conv1d.bias + sum(window[:, k:k + L] * w[:, k] for k in range(w.shape[1]))
-        xs = F.silu(xc)  # (B, L, E)
+        xs = F.silu(depthwise_causal_conv(window, self.conv1d.weight[:, 0], self.conv1d.bias))  # (B, L, E)
         dt, Bm, Cm = self.x_proj(xs).split([R, N, N], dim=-1)  # (B, L, R), (B, L, N), (B, L, N)
         delta = F.softplus(self.dt_proj(dt))  # (B, L, E)
         f = h.dtype

@@ -32,7 +32,14 @@ from torch import nn
 from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer
 from archbench.archs.mixer_registry import register
-from archbench.archs.ops.common import a_log_uniform, dt_bias_init, in_segments, segment_length, state_dtype
+from archbench.archs.ops.common import (
+    a_log_uniform,
+    depthwise_causal_conv,
+    dt_bias_init,
+    in_segments,
+    segment_length,
+    state_dtype,
+)
 from archbench.archs.ops.ssd import FLA, MAMBA_SSM, ssd_chunked, ssd_fla, ssd_mamba_ssm, ssd_step
 
 
@@ -123,7 +130,8 @@ class Mamba2(Mixer):
         conv, h = carry
         z, xBC, dt = self._split(self.in_proj(u))
         xBC = torch.cat([conv[..., 1:], xBC.transpose(1, 2)], -1)  # (B, conv_dim, d_conv - 1 + S), causal
-        x, Bm, Cm = self._ssm_inputs(self.conv(xBC).transpose(1, 2))
+        x, Bm, Cm = self._ssm_inputs(depthwise_causal_conv(xBC, self.conv.weight[:, 0], self.conv.bias,
+                                                           dim=-1).transpose(1, 2))
         y, h = self._ssd(x, dt, Bm, Cm, h, backend, final_state)
         return self._output(y, x, z), (xBC[..., -self.cfg.d_conv:].contiguous(), h)
 

@@ -18,7 +18,8 @@ Zoology's BaseConv (arXiv 2312.04927) is the same shape with other choices: no i
 Linear(u) as the output gate and its own residual (y = conv(u) ⊙ Linear(u) + u); archbench's Block adds
 the residual, and this layer follows LFM2.
 
-Backends: "parallel" (one `F.conv1d` over the carried inputs and the new ones, linear in T). No fused
+Backends: "parallel" (one causal depthwise convolution over the carried inputs and the new ones,
+linear in T). No fused
 kernel is wired in (transformers runs causal-conv1d's on CUDA): the layer's work is its projections, the
 conv is W taps per channel.
 

@@ -15,12 +15,12 @@ flash-linear-attention lays out its ops:
     rwkv7.py            RWKV-7's DPLR recurrence (archs/mixers/rwkv7.py), plus its fla kernel
     mamba3.py           Mamba-3's trapezoidal SSD (archs/mixers/mamba3.py), plus its mamba-ssm kernel
     rglru.py            the RG-LRU of Griffin / Hawk / RecurrentGemma, a diagonal gated recurrence
-    short_conv.py       the gated short convolution of LFM2 and Zoology's BaseConv (parallel: one conv1d)
+    short_conv.py       the gated short convolution of LFM2 and Zoology's BaseConv (parallel: W multiply-adds)
     hgrn2.py            HGRN2: gated_linear.py's op with the key tied to the forget gate, k = 1 - f
     sliding_window.py   banded sliding-window attention (archs/mixers/swa.py)
     rope.py             rotary positions (attention, swa, retnet, mamba3)
     common.py           plumbing shared by the mixers: state dtype, optional kernels and the choice of
-                        backend, Δ / A init, decay floor, token shift, short conv
+                        backend, Δ / A init, decay floor, token shift, depthwise conv, short conv
     mlstm.py            xLSTM's mLSTM: matrix memory, exponential input gate with its stabiliser
     delta_product.py    Gated DeltaProduct: n_h Householder steps per token, as delta_rule.py over them,
                         plus the fla path (fla's gated delta-rule kernel over the interleaved steps)

@@ -10,8 +10,9 @@ archs/backends.py's.)
   with per-channel decays (wkv, gated_linear, delta_rule, rwkv7).
 - `segment_length`, `in_segments`: the pure-PyTorch parallel paths run a cache-sized segment at a time,
   carrying the state, so their time stays linear in T.
-- `token_shift`, `short_conv`: the previous token (RWKV-6, RWKV-7) and the optional short causal
-  convolution with its carried inputs (attention, swa).
+- `token_shift`, `depthwise_causal_conv`, `short_conv`: the previous token (RWKV-6, RWKV-7), the causal
+  depthwise convolution every layer with a short conv runs, and the optional short convolution with its
+  carried inputs (attention, swa, RG-LRU).
 
 Glossary:
     Δ (dt)      step size of the discretised SSM, softplus(raw + dt_bias) > 0
@@ -139,6 +140,26 @@ def token_shift(x: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
     return torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
 
 
+def depthwise_causal_conv(window: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                          dim: int = 1) -> torch.Tensor:
+    """A causal depthwise convolution over `window`, whose first W - 1 steps along `dim` are the carried
+    inputs: out[t] = bias + Σ_i weight[:, i] · window[t + i] (`nn.Conv1d`'s cross-correlation, tap 0 on the
+    oldest input). weight (D, W); window (B, W - 1 + T, D) with dim=1, or (B, D, W - 1 + T) with dim=-1.
+
+    Why W shifted multiply-adds and not `F.conv1d`: on CPU a depthwise conv1d is a oneDNN call that
+    neither fuses with its neighbours under torch.compile nor runs near memory speed (its backward least
+    of all), and needs a (B, D, T) copy of time-major activations; the shifted sum is one elementwise
+    pass per tap (docs/methods.md, "Where a step's time goes", has the measurements)."""
+    width = weight.shape[-1]
+    steps = window.shape[dim] - width + 1
+    taps = weight.t() if dim == 1 else weight.unsqueeze(-1)  # (W, D) or (D, W, 1): tap i broadcast over D
+    tap = (lambda i: taps[i]) if dim == 1 else (lambda i: taps[:, i])
+    out = window.narrow(dim, 0, steps) * tap(0)
+    for i in range(1, width):
+        out = torch.addcmul(out, window.narrow(dim, i, steps), tap(i))
+    return out if bias is None else out + (bias if dim == 1 else bias.unsqueeze(-1))
+
+
 def short_conv(conv: torch.nn.Conv1d, x: torch.Tensor,
                history: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal depthwise `conv` (width W) of x (B, T, D), after the W - 1 inputs `history` (B, W - 1, D;
@@ -147,5 +168,4 @@ def short_conv(conv: torch.nn.Conv1d, x: torch.Tensor,
     if history is None:
         history = x.new_zeros(x.shape[0], conv.kernel_size[0] - 1, x.shape[2])
     window = torch.cat([history, x], 1)
-    return window, F.conv1d(window.transpose(1, 2), conv.weight, conv.bias,
-                            groups=x.shape[2]).transpose(1, 2)
+    return window, depthwise_causal_conv(window, conv.weight[:, 0], conv.bias)

@@ -17,10 +17,11 @@ a continuation is exact, and before the first token they are zeros.
 
 `short_conv_sequential` is the loop over tokens with a rolling buffer, the definition; `short_conv_step`
 one token, which a layer's `step` decodes with (it returns the buffer moved on by one input);
-`short_conv_parallel` the whole sequence in one `F.conv1d` over the state followed by the inputs, checked
-against the sequential one, values and gradients (tests/ops/test_ops_short_conv.py). Nothing is carried
-across chunks, so there is no chunked form: the parallel form is already linear in T. Computed in the
-inputs' dtype (k products per output, no accumulation over time).
+`short_conv_parallel` the whole sequence as one causal depthwise convolution (`depthwise_causal_conv`)
+over the state followed by the inputs, checked against the sequential one, values and gradients
+(tests/ops/test_ops_short_conv.py). Nothing is carried across chunks, so there is no chunked form: the
+parallel form is already linear in T. Computed in the inputs' dtype (k products per output, no
+accumulation over time).
 
 Glossary (code -> paper):
     B, T, D, k      batch, tokens, channels, kernel width (LFM2 `conv_L_cache`)
@@ -33,8 +34,9 @@ Glossary (code -> paper):
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from archbench.archs.ops.common import depthwise_causal_conv
 
 
 def _gated(x: Tensor, b: Tensor | None) -> Tensor:
@@ -73,10 +75,10 @@ def short_conv_sequential(x: Tensor, weight: Tensor, b: Tensor | None = None, c:
 # -- the parallel form -----------------------------------------------------------------------------------
 def short_conv_parallel(x: Tensor, weight: Tensor, b: Tensor | None = None, c: Tensor | None = None,
                         bias: Tensor | None = None, state0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """`short_conv_sequential` in one depthwise `F.conv1d` over [state0, u] (no padding: the state is the
-    left context): same arguments and results, to rounding, values and gradients."""
+    """`short_conv_sequential` as one causal depthwise convolution over [state0, u] (no padding: the state
+    is the left context): same arguments and results, to rounding, values and gradients."""
     k = weight.shape[1]
     state = _zero_state(x, k) if state0 is None else state0
     window = torch.cat([state, _gated(x, b)], 1)  # (B, k − 1 + T, D)
-    y = F.conv1d(window.transpose(1, 2), weight.unsqueeze(1), bias, groups=x.shape[-1]).transpose(1, 2)
+    y = depthwise_causal_conv(window, weight, bias)
     return (y if c is None else c * y), window[:, window.shape[1] - (k - 1):]  # (B, T, D), (B, k − 1, D)

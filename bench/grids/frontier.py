@@ -179,8 +179,12 @@ HYBRID_PLACEMENTS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 RECURRENT_PARTNERS = tuple(dict.fromkeys(r for r, _ in HYBRID_PLACEMENTS))
 ATTENTION_PARTNERS = tuple(dict.fromkeys(x for _, x in HYBRID_PLACEMENTS))
-# Presets at depth 4 (a placement equal to a preset runs under the preset's name).
-HYBRID_PRESETS = ("qwen3-next", "mamba2-attn", "kimi-linear", "samba")
+# Presets at depth 4 (a placement equal to a preset runs under the preset's name; archs/presets.py says
+# how each unit reaches depth 4: LFM2 is CACA, Griffin RRRA, RecurrentGemma RRAR, Hawk four RG-LRUs), and
+# Zoology's short convolution before a mixer: `conv+based` at depth 4 is Zoology's two-layer Based, and
+# `conv+mamba2` tests its BaseConv-first layer on a gated family (results/METHODS.md, "Not tested yet").
+HYBRID_PRESETS = ("qwen3-next", "mamba2-attn", "kimi-linear", "samba", "lfm2", "griffin", "recurrentgemma",
+                  "hawk", "conv+based", "conv+mamba2")
 
 
 # Training steps that compiling does not pay for on CPU (`pytest bench/test_train_speed.py`, table

@@ -48,7 +48,7 @@ SPREAD_NOTE = "mean over seeds ± half their min–max range (seeds that ran ok)
 
 def prepare(rt: pd.DataFrame) -> pd.DataFrame:
     """The retrieval frame with the cell columns: task label, -1 for missing K / V, the config-aware model
-    label (`model`), `family`, `identity` and `seed_id`."""
+    label (`model`: `config_label` and the recipe's `train_tag`), `family`, `identity` and `seed_id`."""
     rt = rt.assign(
         num_kv_pairs=rt["num_kv_pairs"].map(lambda k: -1 if is_missing(k) else int(k)),
         vocab_size=rt["vocab_size"].map(lambda v: -1 if is_missing(v) else int(v)),
@@ -59,8 +59,9 @@ def prepare(rt: pd.DataFrame) -> pd.DataFrame:
         seed_id=[f"{s}/{(c or {}).get('seed', MISSING)}" for s, c in zip(rt["seed"], rt["train_cfg"],
                                                                            strict=True)],
         _lr=rt["lr"].astype(float))
-    labels = config_labels(rt)
-    rt = rt.assign(model=[f"{lab}{tag}" for lab, tag in zip(labels, _train_tags(rt), strict=True)])
+    labels, tags = config_labels(rt), _train_tags(rt)
+    rt = rt.assign(model=[f"{lab}{tag}" for lab, tag in zip(labels, tags, strict=True)],
+                   config_label=list(labels), train_tag=tags)
     return _learning_columns(rt)
 
 

@@ -24,6 +24,7 @@ from archbench.bench.report.format import MISSING, cell_raw, cells, markdown, sl
 from archbench.bench.report.hybrid import hybrid_tables
 from archbench.bench.report.learning import MARK_NOTE, RESULT_CLASSES
 from archbench.bench.report.lengths import length_tables
+from archbench.bench.report.orderings import ordering_tables
 from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.palette import family_style, styles
 from archbench.bench.report.plot import ACCURACY, Axis, Panel, Series, plot
@@ -191,3 +192,4 @@ def retrieval_tables(out: Outputs, rt: pd.DataFrame, slugs: dict[str, str]) -> N
         length_tables(out, section, prefix, gd[gd["_ok"]])
         curve_tables(out, section, prefix, runs[runs["device_name"] == dev], gd)
         hybrid_tables(out, section, prefix, gd)
+        ordering_tables(out, section, prefix, gd[gd["_ok"]])
