@@ -88,7 +88,9 @@ class RWKV7(Mixer):
     complexity = "linear"
     backends = ("fla", "chunked")
     kernels = {"fla": FLA}
-    chunk_size = 16  # of the chunked op: its decay tensor costs O(chunk · head_dim) per token
+    # of the chunked op: with the decay floor below, a chunk of 64 keeps its whole decay within the op's
+    # factored range (64 × 0.61 nats), so its pair matrices are matmuls (archs/ops/rwkv7.py)
+    chunk_size = 64
     conformance_configs = ({"head_dim": 8, "decay_rank": 8, "a_rank": 4, "gate_rank": 8},)
 
     def __init__(self, d_model: int, cfg: Config):
@@ -151,7 +153,7 @@ class RWKV7(Mixer):
         else:
             sd = state_dtype(r.dtype)
             o, S = rwkv7_chunked(*(t.to(sd) for t in (r, lw, k, v, a, b)), chunk_size=self.chunk_size,
-                                 initial_state=S)
+                                 initial_state=S, lower_bound=_LOG_W_MIN)
         return self._output(o, r, k, v, g), (x[:, -1], S)
 
     def _parallel(self, x: torch.Tensor, want_state: bool):

@@ -26,13 +26,18 @@ solve per chunk gives U = W X_0 + Ũ (W = (I - A_ab)⁻¹ Ã, Ũ = (I - A_ab)⁻
     o_t     = X_0ᵀ (Γ_t ⊙ r_t) + Σ_{s<=t} [r_t·(Γ_t/Γ_s ⊙ k_s)] v_s + [r_t·(Γ_t/Γ_s ⊙ b_s)] u_s
     X_C     = M X_0 + Z,   M = Diag(Γ_C) + Bdᵀ W,   Z = Kdᵀ V + Bdᵀ Ũ   (Kd, Bd: k, b decayed to C)
 
-so between chunks only X_{n+1} = M_n X_n + Z_n runs sequentially. Every decay ratio Γ_t/Γ_s (s <= t) is
-exp of a DIFFERENCE of within-chunk cumulative log decays, <= 0: it is built elementwise as a
-(C, C, d_k) tensor per chunk (masked to -inf above the diagonal before the exp), never as
-exp(+cumsum) times exp(-cumsum), so no decay however strong can overflow. That costs O(C d_k) per token,
-hence the small chunk (16); chunks are processed a group at a time so the temporaries stay
-cache-sized. (A sub-chunked split of the exponent, as archs/ops/wkv.py does for RWKV-6, would cut that term
-by the sub-chunk factor; not done yet.)
+so between chunks only X_{n+1} = M_n X_n + Z_n runs sequentially. The decay ratios Γ_t/Γ_s (s <= t) in
+the four pair matrices are built one of two ways:
+
+  exact     each ratio as exp of a DIFFERENCE of within-chunk cumulative log decays, <= 0, in a
+            (C, C, d_k) tensor per chunk (masked to -inf above the diagonal before the exp): no decay
+            however strong can overflow, at O(C d_k) elementwise work per token (`_pairs_exact`);
+  factored  Γ_t/Γ_s = e^{G_t} · e^{-G_s}, so each pair matrix is one matmul (`_pairs_factored`). e^{-G}
+            grows with the chunk's whole decay, so this is used only where the caller guarantees a
+            floor on the log decay (`lower_bound`, as fla's `safe_gate`) that keeps a chunk's decay
+            within `_FACTORED_NATS`. RWKV-7's layer floors it at -e^{-1/2}, so chunks of 64 qualify.
+
+Chunks are processed a group at a time so the temporaries stay cache-sized.
 
 Glossary (code -> paper):
     B, T, H     batch, sequence length, heads;  K = d_k, V = d_v (head widths)
@@ -51,7 +56,10 @@ import torch.nn.functional as F
 from archbench.archs.backends import Kernel, probe_leaves
 from archbench.archs.ops.common import mask_bias
 
-_GROUP_ELEMENTS = 1 << 21  # size of the (chunks, C, C, K) decay tensor built at once
+_GROUP_ELEMENTS = 1 << 21  # elements of the largest temporary built for a group of chunks at once
+# A chunk's whole cumulative log decay up to which its decays may be factored (`_pairs_factored`):
+# e^{40} is ~2e17, far inside float32's 3e38, and e^{-40} far above its smallest normal number.
+_FACTORED_NATS = 40.0
 
 
 def rwkv7_step(r, lw, k, v, a, b, S):
@@ -72,10 +80,17 @@ def rwkv7_sequential(r, lw, k, v, a, b, initial_state=None):
     return torch.stack(out, 1), S
 
 
-def rwkv7_chunked(r, lw, k, v, a, b, chunk_size: int = 16, initial_state=None):
-    """The WY chunked form (module docstring): same arguments and results as `rwkv7_sequential`."""
+def rwkv7_chunked(r, lw, k, v, a, b, chunk_size: int = 16, initial_state=None,
+                  lower_bound: float | None = None):
+    """The WY chunked form (module docstring): same arguments and results as `rwkv7_sequential`.
+
+    `lower_bound`: a floor the caller guarantees on every log decay (RWKV-7's layer bounds it at
+    -e^{-1/2}, as fla's `safe_gate` does). Where the chunk's whole decay then stays within
+    `_FACTORED_NATS`, the pair matrices are plain matmuls of factored decays (`_pairs_factored`);
+    otherwise every decay ratio is built elementwise (`_pairs_exact`), safe for any decay."""
     B, T, H, K = r.shape
     V, C = v.shape[-1], chunk_size
+    factored = lower_bound is not None and C * -lower_bound <= _FACTORED_NATS
     N = -(-T // C)
     pad = N * C - T  # zero k, v, a, b and zero log decay: the padded steps leave the state unchanged
 
@@ -84,21 +99,21 @@ def rwkv7_chunked(r, lw, k, v, a, b, chunk_size: int = 16, initial_state=None):
 
     r, lw, k, v, a, b = (blocks(t) for t in (r, lw, k, v, a, b))
     X = (r.new_zeros(B, H, V, K) if initial_state is None else initial_state).transpose(-1, -2)  # (B,H,K,V)
-    g = max(1, _GROUP_ELEMENTS // (B * H * C * C * K))
+    g = max(1, _GROUP_ELEMENTS // (B * H * C * (4 * C if factored else C * K)))  # the largest temporary
+    pairs = _pairs_factored if factored else _pairs_exact
     out = []
     for s in range(0, N, g):
-        o, X = _chunk_group(*(t[:, :, s:s + g] for t in (r, lw, k, v, a, b)), X)
+        o, X = _chunk_group(*(t[:, :, s:s + g] for t in (r, lw, k, v, a, b)), X, pairs)
         out.append(o)
     o = torch.cat(out, 2).permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
     return o, X.transpose(-1, -2)
 
 
-def _chunk_group(r, lw, k, v, a, b, X):
-    """A few consecutive chunks (B, H, n, C, ·) from the state X (B, H, K, V) entering the first one.
-    Returns their outputs (B, H, n, C, V) and the state after the last."""
+def _pairs_exact(r, k, a, b, lw, G, Gx):
+    """The four (C, C) pair matrices of each chunk, [t, s]: A_ab = a_t·(Γ_{t-1}/Γ_s ⊙ b_s) and A_ak (s < t),
+    A_rb = r_t·(Γ_t/Γ_s ⊙ b_s) and A_rk (s <= t), every decay ratio built elementwise from a difference of
+    cumulative log decays (any decay, however strong)."""
     C = r.shape[-2]
-    G = lw.cumsum(-2)  # (B, H, n, C, K) inclusive
-    Gx = F.pad(G, (0, 0, 1, -1))  # exclusive (G_{t-1}): a shift, not G - lw, which would cancel badly
     later = torch.ones(C, C, dtype=torch.bool, device=r.device).triu(1)  # [s, t]: t > s
     # E[s, t] = Γ_{t-1} / Γ_s for t > s, else 0: exp of a difference <= 0, the rest sent to exp(-inf).
     # (adding a -inf bias is one cheap broadcast pass; masked_fill_ with a broadcast mask is slower)
@@ -109,8 +124,33 @@ def _chunk_group(r, lw, k, v, a, b, X):
     pairs = (left @ torch.stack([b, k], -1)).unflatten(-2, (2, C))  # (.., s, 2, t, 2)
     A_ab, A_ak, A_rb, A_rk = pairs.permute(-3, -1, *range(pairs.dim() - 4), -2, -4).flatten(0, 1)
     eye = torch.eye(C, dtype=r.dtype, device=r.device)
-    A_rk = A_rk + eye * (r * k).sum(-1, keepdim=True)  # s = t: Γ_t / Γ_t = 1
-    A_rb = A_rb + eye * (r * b).sum(-1, keepdim=True)
+    return A_ab, A_ak, A_rb + eye * (r * b).sum(-1, keepdim=True), A_rk + eye * (r * k).sum(-1, keepdim=True)
+
+
+def _pairs_factored(r, k, a, b, lw, G, Gx):
+    """`_pairs_exact`'s matrices as one matmul per chunk: Γ_t/Γ_s = e^{G_t} e^{-G_s}, so
+    [a ⊙ e^{Gx}; r ⊙ e^{G}] against [b ⊙ e^{-G}; k ⊙ e^{-G}], then masked. Only where the chunk's
+    cumulative log decay is bounded (`_FACTORED_NATS`): e^{-G} then stays far inside float32's range, and
+    nothing underflows to 0."""
+    C = r.shape[-2]
+    inv = (-G).exp()
+    left = torch.cat([a * Gx.exp(), r * G.exp()], -2)  # (.., 2C, K)
+    right = torch.cat([b * inv, k * inv], -2)  # (.., 2C, K)
+    pairs = (left @ right.transpose(-1, -2)).unflatten(-2, (2, C)).unflatten(-1, (2, C))  # (.., 2, C, 2, C)
+    keep = torch.ones(C, C, dtype=torch.bool, device=r.device)
+    below, on_or_below = keep.tril(-1), keep.tril()
+    return (pairs[..., 0, :, 0, :] * below, pairs[..., 0, :, 1, :] * below,
+            pairs[..., 1, :, 0, :] * on_or_below, pairs[..., 1, :, 1, :] * on_or_below)
+
+
+def _chunk_group(r, lw, k, v, a, b, X, pairs):
+    """A few consecutive chunks (B, H, n, C, ·) from the state X (B, H, K, V) entering the first one, the
+    pair matrices by `pairs`. Returns their outputs (B, H, n, C, V) and the state after the last."""
+    C = r.shape[-2]
+    G = lw.cumsum(-2)  # (B, H, n, C, K) inclusive
+    Gx = F.pad(G, (0, 0, 1, -1))  # exclusive (G_{t-1}): a shift, not G - lw, which would cancel badly
+    A_ab, A_ak, A_rb, A_rk = pairs(r, k, a, b, lw, G, Gx)
+    eye = torch.eye(C, dtype=r.dtype, device=r.device)
     # One unit-lower-triangular solve for both right-hand sides: [W, Ũ] = (I - A_ab)⁻¹ [Ã, A_ak V].
     K = r.shape[-1]
     W, U_ = torch.linalg.solve_triangular(eye - A_ab, torch.cat([a * Gx.exp(), A_ak @ v], -1), upper=False,
