@@ -149,8 +149,9 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
         decay_end = G[..., -1].exp()[..., None, None]  # (B, H, n, 1, 1)
     else:  # per channel: the exponent split at sub-chunk starts (common.py, `decayed_scores`)
         c = math.gcd(Q, _SUB_CHUNK)
-        kk = decayed_scores(k, k, G, G, c, diagonal=False)  # only j < i enters A
-        qk = decayed_scores(q, k, G, G, c)
+        # k·k and q·k under one decay: both queries in one call, so the key-side decays are built once
+        # (k·k's diagonal, e^0 = 1, is dropped below: only j < i enters A)
+        kk, qk = decayed_scores(torch.stack([k, q]), k, G, G, c)
         k_in, q_in = k * G.exp(), q * G.exp()
         k_out = k * (G[..., -1:, :] - G).exp()
         decay_end = G[..., -1, :].exp()[..., None]  # (B, H, n, K, 1)
