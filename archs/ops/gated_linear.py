@@ -51,10 +51,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import decayed_scores, state_dtype
+from archbench.archs.ops.common import cache_elements, decayed_scores, state_dtype
 
 _SUB_CHUNK = 8  # c: sub-chunk of the per-channel path (the (c, c, K) elementwise blocks)
-_PASS_ELEMENTS = 1 << 21  # largest temporary of one group of chunks: keeps the working set cache-sized
 
 
 def gated_linear_update(S: Tensor, q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None,
@@ -112,9 +111,9 @@ def gated_linear_chunked(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | No
     b = None if b is None else b.cumsum(3)  # (B, H, N, Q, 1 or K), non-increasing along the chunk
     S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(cd)
 
-    # A few chunks at a time, so the (Q, Q) and (Q/c, Q, K) temporaries stay cache-sized.
+    # A few chunks at a time, so the (Q, Q) and (Q/c, Q, K) temporaries fit one core's L2.
     per_chunk = B * H * Q * (max(Q, K * (Q // c + c)) if per_channel else Q)
-    g = max(1, _PASS_ELEMENTS // per_chunk)
+    g = max(1, cache_elements(cd) // per_chunk)
     outs = []
     for s in range(0, N, g):
         o, S = _chunks(q[:, :, s:s + g], k[:, :, s:s + g], v[:, :, s:s + g],
