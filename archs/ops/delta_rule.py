@@ -56,9 +56,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import decayed_scores, log_decay_floor
+from archbench.archs.ops.common import cache_elements, decayed_scores, log_decay_floor
 
-_BLOCK_ELEMENTS = 1 << 20  # elements of the largest per-block temporary of `delta_rule_chunked`
+# elements of the largest per-block temporary of `delta_rule_chunked`; None: one core's L2
+# (common.cache_elements); tests set a number
+_BLOCK_ELEMENTS: int | None = None
 _SUB_CHUNK = 8  # c: sub-chunk of the per-channel pair scores (`decayed_scores`)
 
 def _default_scale(q: Tensor, scale: float | None) -> float:
@@ -117,7 +119,7 @@ def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor 
     if G is not None and G.dim() == 5:
         c = math.gcd(Q, _SUB_CHUNK)
         per_chunk = B * H * Q * max(Q, K * (Q // c + c))
-    n = max(1, _BLOCK_ELEMENTS // per_chunk)  # chunks per block
+    n = max(1, (_BLOCK_ELEMENTS or cache_elements(k.dtype)) // per_chunk)  # chunks per block
     outs = []
     for s in range(0, N, n):
         sl = slice(s, s + n)

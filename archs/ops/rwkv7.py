@@ -54,9 +54,11 @@ import torch
 import torch.nn.functional as F
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import mask_bias
+from archbench.archs.ops.common import cache_elements, mask_bias
 
-_GROUP_ELEMENTS = 1 << 21  # elements of the largest temporary built for a group of chunks at once
+# elements of the largest temporary built for a group of chunks at once; None: one core's L2
+# (common.cache_elements); tests set a number
+_GROUP_ELEMENTS: int | None = None
 # A chunk's whole cumulative log decay up to which its decays may be factored (`_pairs_factored`):
 # e^{40} is ~2e17, far inside float32's 3e38, and e^{-40} far above its smallest normal number.
 _FACTORED_NATS = 40.0
@@ -99,7 +101,8 @@ def rwkv7_chunked(r, lw, k, v, a, b, chunk_size: int = 16, initial_state=None,
 
     r, lw, k, v, a, b = (blocks(t) for t in (r, lw, k, v, a, b))
     X = (r.new_zeros(B, H, V, K) if initial_state is None else initial_state).transpose(-1, -2)  # (B,H,K,V)
-    g = max(1, _GROUP_ELEMENTS // (B * H * C * (4 * C if factored else C * K)))  # the largest temporary
+    largest = B * H * C * (4 * C if factored else C * K)  # per chunk: the pair scores, or the decay tensor
+    g = max(1, (_GROUP_ELEMENTS or cache_elements(r.dtype)) // largest)
     pairs = _pairs_factored if factored else _pairs_exact
     out = []
     for s in range(0, N, g):

@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import mask_bias
+from archbench.archs.ops.common import cache_elements, mask_bias
 
 # Working-set size of `ssd_chunked`, in tensor elements: of the (B, H, chunks, Q, Q) decay tensor built
-# at once.
-_BLOCK_ELEMENTS = 1 << 20
+# at once. None: one core's L2 (common.cache_elements); tests set a number.
+_BLOCK_ELEMENTS: int | None = None
 
 
 # -- the definition: one step, and the loop over time --------------------------------------------------
@@ -82,7 +82,7 @@ def ssd_chunked(x: Tensor, dt: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor, h0: Te
     logd = torch.cumsum((dt * A).view(b, c, Q, H).permute(0, 3, 1, 2), -1)  # (B, H, c, Q), non-increasing
     h = x.new_zeros(b, H, P, Bm.shape[-1]) if h0 is None else h0
     # A few chunks at a time, so the (Q, Q) decay matrices stay cache-sized and time stays linear in T.
-    g = max(1, _BLOCK_ELEMENTS // (b * H * Q * Q))
+    g = max(1, (_BLOCK_ELEMENTS or cache_elements(x.dtype)) // (b * H * Q * Q))
     ys = []
     for s in range(0, c, g):
         y, h = _ssd_chunks(xdt[:, :, s:s + g], logd[:, :, s:s + g], Bc[:, :, s:s + g], Cc[:, :, s:s + g], h)
