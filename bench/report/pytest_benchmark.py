@@ -68,7 +68,33 @@ def pytest_benchmark_tables(out: Outputs, folder: Path, given: Iterable[Path] = 
     out.table("pytest-benchmark", "pytest_benchmark", "pytest-benchmark runs (median, min, max per call; "
               "extra_info fields as columns)", md, df)
     _train_speed(out, df)
+    _op_speed(out, df)
     return prov
+
+
+def _op_speed(out: Outputs, df: pd.DataFrame) -> None:
+    """bench/test_op_speed.py's figures: per op and length, the call's time inside its worker and its share
+    of the matmul peak on the chunked form's FLOP yardstick, prefill and train side by side (the newest
+    file wins where two measured the same benchmark)."""
+    need = {"op", "mode", "seq_len", "worker_median_s", "frac_of_peak"}
+    if not need <= set(df.columns):
+        return
+    t = df[df["group"].str.startswith("op ") & df["op"].notna()]
+    if t.empty:
+        return
+    t = t.drop_duplicates(["op", "mode", "seq_len"], keep="last")
+    raw = t[["op", "mode", "seq_len", "chunk", "worker_median_s", "flops_per_s", "frac_of_peak",
+             "matmul_peak_flops_per_s"]].sort_values(["op", "mode", "seq_len"]).reset_index(drop=True)
+    cells = raw.assign(text=[f"{fmt_seconds(s)} · {f:.0%}" for s, f in zip(raw["worker_median_s"],
+                                                                         raw["frac_of_peak"], strict=True)])
+    md = cells.pivot(index="op", columns=["mode", "seq_len"], values="text")
+    md.columns = [f"{mode} n={n}" for mode, n in md.columns]
+    md = md.reset_index().fillna(NA)
+    out.table("op speed", "op_speed", "The chunked ops on their own (bench/test_op_speed.py; each op in a "
+              "fresh worker, one thread, batch 1, 4 heads of 64, float32): the call's median time · its "
+              "share of the single-core matmul peak on the chunked form's matmul FLOPs, 2Q(K + V) + 4KV "
+              "per token and head (× 3 for train) — one yardstick for every op, not each op's exact count",
+              md, raw)
 
 
 def _train_speed(out: Outputs, df: pd.DataFrame) -> None:

@@ -1,0 +1,71 @@
+"""pytest-benchmark: the chunked ops on their own, prefill and train, each in a fresh worker process,
+with their achieved FLOP/s against the measured matmul peak.
+
+One benchmark is one call of an op's chunked form (archs/ops/) at batch 1, four heads of 64 (the
+scaling suite's d_model 256), float32, one torch thread: `prefill` without gradients, `train` forward
+and backward of the output's sum. Each op runs in its own spawned worker (bench/measure/op_timing.py),
+so no op is timed in the allocator state another left; the benchmark's rounds time the request over a
+pipe (a round trip of well under a millisecond on top of the call), and `extra_info["worker_median_s"]`
+is the call as the worker timed it, which the FLOP/s use.
+
+Against it stands a yardstick common to every op: the matmul FLOPs of the chunked form at the op's
+chunk Q, 2Q(K + V) + 4KV per token and head (scores and their values within a chunk, the state read and
+written; Yang et al. 2024, arXiv 2312.06635 §3), × 3 for train, over the single-core matmul peak
+measured in this process (bench/measure/train_flops.py). `extra_info["frac_of_peak"]` is that share:
+not each op's exact count (the delta rule's triangular solve and the decays are left out), so one
+yardstick compares the ops. Decode (one token) is each layer's `step`, timed per layer by the scaling
+suite (`archbench run scaling --modes decode`).
+
+    taskset -c 1 pytest bench/test_op_speed.py --benchmark-only \\
+        --benchmark-json=results/raw/pytest-benchmark/op_speed.json
+    ARCHBENCH_OP_LENS=1024 pytest bench/test_op_speed.py --benchmark-only -k rwkv7
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+import pytest
+
+from archbench.bench.measure.op_timing import OPS, OpWorker, yardstick_flops
+from archbench.bench.measure.train_flops import matmul_peak_flops
+
+LENS = [int(n) for n in os.environ.get("ARCHBENCH_OP_LENS", "1024,4096,16384").split(",")]
+ROUNDS = 5
+
+
+@pytest.fixture(scope="module")
+def workers():
+    """One live worker at a time: a fresh one whenever the op changes."""
+    live: dict[str, OpWorker] = {}
+
+    def get(op: str) -> OpWorker:
+        if op not in live:
+            for w in live.values():
+                w.close()
+            live.clear()
+            live[op] = OpWorker(op)
+        return live[op]
+
+    yield get
+    for w in live.values():
+        w.close()
+
+
+@pytest.mark.parametrize("n", LENS)
+@pytest.mark.parametrize("mode", ["prefill", "train"])
+@pytest.mark.parametrize("op", list(OPS))
+def test_op(benchmark, workers, op: str, mode: str, n: int) -> None:
+    worker = workers(op)
+    inside: list[float] = []
+    worker.call(mode, n)  # warm-up: inputs built, caches and allocator warm
+    benchmark.group = f"op {mode} n={n}"
+    benchmark.pedantic(lambda: inside.append(worker.call(mode, n)), rounds=ROUNDS, iterations=1,
+                       warmup_rounds=1)
+    median = statistics.median(inside[-ROUNDS:])
+    flops = yardstick_flops(n, OPS[op][2], mode == "train")
+    peak = matmul_peak_flops(1)
+    benchmark.extra_info.update(op=op, mode=mode, seq_len=n, chunk=OPS[op][2], worker_median_s=median,
+                                yardstick_flops=flops, flops_per_s=flops / median,
+                                matmul_peak_flops_per_s=peak, frac_of_peak=flops / median / peak, threads=1)

@@ -1,0 +1,59 @@
+"""The op benchmark's worker and yardstick (bench/measure/op_timing.py) and its report table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archbench.bench.measure.op_timing import OPS, OpWorker, yardstick_flops
+from archbench.bench.report import write_report
+
+
+def test_a_worker_times_its_op_in_its_own_process() -> None:
+    worker = OpWorker("retnet")
+    try:
+        seconds = [worker.call(mode, 64) for mode in ("prefill", "train", "prefill")]
+    finally:
+        worker.close()
+    assert all(0 < s < 60 for s in seconds)
+    assert not worker._proc.is_alive()
+
+
+def test_an_unknown_op_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="choose from linear_attention, retnet"):
+        OpWorker("retnett")
+
+
+def test_every_op_builds_inputs_its_call_accepts() -> None:
+    import torch
+
+    for op, (make, call, chunk) in OPS.items():
+        out = call(*make(70, torch.Generator().manual_seed(0)))  # crosses a chunk of 64
+        assert out.shape[:2] == (1, 70) and torch.isfinite(out).all(), op
+        assert chunk == 64
+
+
+def test_the_yardstick_counts_the_chunked_form_and_train_triples_it() -> None:
+    # 4 heads, K = V = 64, Q = 64: 2·64·128 + 4·64·64 = 32768 per token and head
+    assert yardstick_flops(1, 64, False) == 4 * 32768
+    assert yardstick_flops(10, 64, True) == 3 * 10 * 4 * 32768
+
+
+def test_the_report_writes_the_op_speed_table(tmp_path: Path) -> None:
+    bench = {"machine_info": {"cpu": {"brand_raw": "Test CPU"}}, "commit_info": {"id": "abc"},
+             "benchmarks": [{"group": f"op {mode} n=1024", "name": f"test_op[rwkv7-{mode}-1024]",
+                             "stats": {"median": 0.02, "min": 0.02, "max": 0.03, "rounds": 5},
+                             "extra_info": {"op": "rwkv7", "mode": mode, "seq_len": 1024, "chunk": 64,
+                                            "worker_median_s": 0.01, "flops_per_s": 2e9,
+                                            "frac_of_peak": 0.25, "matmul_peak_flops_per_s": 8e9}}
+                            for mode in ("prefill", "train")]}
+    folder = tmp_path / "raw" / "pytest-benchmark"
+    folder.mkdir(parents=True)
+    (folder / "op_speed.json").write_text(json.dumps(bench))
+    write_report(tmp_path)
+    table = (tmp_path / "op_speed.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| rwkv7"))
+    assert row.count("10.0 ms · 25%") == 2
+    assert "prefill n=1024" in table and "train n=1024" in table
