@@ -31,7 +31,8 @@ PAGES = (
     Page("scaling", "Scaling and crossover",
          "Time per call against sequence length n for each mode, the fitted log-log exponent, the n where "
          "two models swap order, peak memory, energy and utilisation. Every table holds models of one "
-         "shape (depth, width, MLP ratio)."),
+         "shape (depth, width, MLP ratio). Then the pytest-benchmark runs: the training step per mixer "
+         "and each chunked op on its own."),
     Page("decode", "Decode and generation",
          "One token at context n against its bytes-moved bound, the memory a decode step holds and "
          "allocates, and generation: the largest batch within a memory budget and its throughput."),
@@ -67,7 +68,7 @@ RULES = (
     (r"^scaling_.*_state$", "state"),
     (r"^retrieval_.*_acc_vs_state$", "state"),
     (r"^scaling_", "scaling"),
-    (r"^(pytest_benchmark|train_speed_)", "scaling"),
+    (r"^(pytest_benchmark|train_speed_|op_speed$)", "scaling"),
     (r"_hybrid$", "hybrids"),
     (r"(_learning|_curves)$", "learning"),
     (r"^peer_", "learning"),
