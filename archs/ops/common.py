@@ -21,7 +21,6 @@ Glossary:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -108,8 +107,7 @@ def decayed_scores(q: torch.Tensor, k: torch.Tensor, bq: torch.Tensor, bk: torch
 
 
 # -- working-set size ------------------------------------------------------------------------------------
-@functools.cache
-def l2_cache_bytes() -> int:
+def _l2_cache_bytes() -> int:
     """One core's L2 cache in bytes, as Linux reports it (sysfs); 1 MiB where it does not say."""
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
@@ -122,11 +120,16 @@ def l2_cache_bytes() -> int:
     return 1 << 20
 
 
+# Read once at import: the ops call `cache_elements` inside code torch.compile traces, which must not
+# read files.
+L2_CACHE_BYTES = _l2_cache_bytes()
+
+
 def cache_elements(dtype: torch.dtype) -> int:
     """How many elements of `dtype` fill one core's L2: the size a chunked op's largest temporary per group
     of chunks is held to, so a group's pair scores are reused from cache rather than memory (grouping
     RetNet's chunks this way made its op 2x faster at 4k on a 2 MiB-L2 Xeon than groups of 8 MB)."""
-    return l2_cache_bytes() // torch.empty((), dtype=dtype).element_size()
+    return L2_CACHE_BYTES // dtype.itemsize
 
 
 # -- the pure-PyTorch parallel paths, a segment at a time ------------------------------------------------
