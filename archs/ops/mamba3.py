@@ -39,9 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from archbench.archs.backends import Kernel
-from archbench.archs.ops.common import mask_bias
+from archbench.archs.ops.common import cache_elements, mask_bias
 
-_BLOCK_ELEMENTS = 1 << 20  # size of the (B, H, chunks, Q, Q) decay tensor built at once
+# size of the (B, H, chunks, Q, Q) decay tensor built at once; None: one core's L2 (common.cache_elements);
+# tests set a number
+_BLOCK_ELEMENTS: int | None = None
 
 
 def mamba3_step(q, k, v, la, dt, lam, S, k0, v0):
@@ -90,7 +92,7 @@ def mamba3_chunked(q, k, v, la, dt, lam, chunk_size: int = 64, initial_state=Non
     qc, kc = blocks(q), blocks(k)  # (B, H, n, Q, N)
     vs = blocks(v * sigma[..., None])  # (B, H, n, Q, P): σ_s v_s
     L = blocks(la).cumsum(-1)  # (B, H, n, Q), non-increasing
-    g = max(1, _BLOCK_ELEMENTS // (B * H * Q * Q))
+    g = max(1, (_BLOCK_ELEMENTS or cache_elements(q.dtype)) // (B * H * Q * Q))
     ys = []
     for s in range(0, n, g):
         y, S = _ssd_chunks(qc[:, :, s:s + g], kc[:, :, s:s + g], vs[:, :, s:s + g], L[:, :, s:s + g], S)

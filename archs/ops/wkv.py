@@ -36,10 +36,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import log_decay_floor, mask_bias
+from archbench.archs.ops.common import cache_elements, log_decay_floor, mask_bias
 
 _SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
-_PASS_ELEMENTS = 1 << 21  # size of the largest temporary in one pass of wkv_chunked's output loop
+# size of the largest temporary in one pass of wkv_chunked's output loop; None: one core's L2
+# (common.cache_elements); tests set a number
+_PASS_ELEMENTS: int | None = None
 
 
 # -- the definition: one step, and the loop over time --------------------------------------------------
@@ -103,7 +105,7 @@ def wkv_chunked(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor, S0: Tens
     # Outputs, a few chunks at a time: the (c, C, K)-per-token temporaries then stay cache-sized, which
     # keeps time linear in T (allocated for a long sequence at once, they page-fault fresh memory and
     # fall out of cache, and the time per token grows with T).
-    step = max(1, _PASS_ELEMENTS // (B * H * C * C // c * K))
+    step = max(1, (_PASS_ELEMENTS or cache_elements(r.dtype)) // (B * H * C * C // c * K))
     o = torch.cat([_chunk_outputs(r[:, :, i:i + step], k[:, :, i:i + step], v[:, :, i:i + step],
                                   G[:, :, i:i + step], Gx[:, :, i:i + step], S_in[:, :, i:i + step], u, c)
                    for i in range(0, N, step)], 2)  # (B, H, N, C, V)
