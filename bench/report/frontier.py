@@ -255,25 +255,29 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
         _headline(out, section, stem, f"{dev} · {dtype} · {head}", (task, n, k), figures, pts, dtype)
 
 
-def _headline_point(pts: dict[str, pd.DataFrame]) -> tuple[tuple, int] | None:
-    """The README's one task point and its number of (model, measure) figures: the MQAR point with the
-    most — the frontier grid's, not an older grid's cell that happens to share a model (ties: larger V,
-    then n, then K)."""
-    counts: dict[tuple, int] = {}
+def _headline_point(pts: dict[str, pd.DataFrame]) -> tuple[tuple, tuple[int, int]] | None:
+    """The README's one task point and its (model, measure) figures, (of cells on a front, all): the MQAR
+    point with the
+    most figures of cells that may stand on a front, then the most figures — the frontier grid's, not an
+    older grid's cells or a suite of one-lr ablations that happens to share a model (ties: larger V, then
+    n, then K)."""
+    counts: dict[tuple, tuple[int, int]] = {}
     for p in pts.values():
         for (task, n, k), g in p[p["task"].str.startswith("mqar")].groupby(POINT):
-            key = (task, n, k)
-            counts[key] = counts.get(key, 0) + int(g["cost"].notna().sum())
+            key, measured = (task, n, k), g["cost"].notna()
+            front, every = counts.get(key, (0, 0))
+            counts[key] = (front + int((measured & g["eligible"]).sum()), every + int(measured.sum()))
     if not counts:
         return None
     best = max(counts, key=lambda key: (counts[key], natural(key[0]), key[1], key[2]))
     return best, counts[best]
 
 
-def _headline(out: Outputs, section: str, stem: str, title: str, point: tuple, figures: int,
+def _headline(out: Outputs, section: str, stem: str, title: str, point: tuple, figures: tuple[int, int],
               pts: dict[str, pd.DataFrame], dtype: str) -> None:
     """The README's first screen for one device: recall against state and time at 16k at the headline
-    task point (one panel per measure), and a table of each pure family at its defaults there."""
+    task point (one panel per measure), and a table of each pure family at its defaults there. `figures`
+    (those of cells eligible for a front, all) ranks it against other devices' (write.py)."""
     at = {key: p[(p["task"] == point[0]) & (p["seq_len"] == point[1]) & (p["num_kv_pairs"] == point[2])]
           for key, p in pts.items()}
     measures = [m for m in MEASURES if m.key in HEADLINE_MEASURES and at[m.key]["cost"].notna().any()]

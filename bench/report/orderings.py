@@ -44,7 +44,7 @@ DELTA_RULE = ("deltanet", "gated_deltanet", "kda", "gated_deltaproduct")
 MAMBA2, LINEAR = "mamba2", "linear_attention"
 HOLDS, DISAGREES, PENDING, NOT_APPLICABLE = "holds", "disagrees", "pending", "does not apply"
 VERDICTS = (HOLDS, DISAGREES, PENDING, NOT_APPLICABLE)
-GROUP = ["task", "seq_len", "num_kv_pairs", "d_model", "train_tag"]
+GROUP = ["task", "seq_len", "num_kv_pairs", "d_model", "mlp_ratio", "train_tag"]
 
 
 def _cell_text(r: pd.Series) -> str:
@@ -68,12 +68,18 @@ def _comparable(a: pd.Series, b: pd.Series) -> bool:
 
 def _state_rows(pure: pd.DataFrame) -> list[dict]:
     """`state`: each family's cells in order of state bytes, accuracy never falling by more than the
-    tolerance from one to the next."""
+    tolerance from one to the next; one cell per state size (an ablation holding the same state as the
+    family's own config is not a state size)."""
     rows = []
     for family, g in sorted(pure.groupby("family"), key=lambda kv: kv[0]):
-        if g["config_label"].nunique() < 2:
+        # one cell per state size: at a size held by several configs (a gate ablation beside the default)
+        # the one that sets the fewest fields, the family's own at that size
+        g = g.assign(_fields=g["config_label"].str.count(" ")).sort_values(["state_bytes", "_fields",
+                                                                            "config_label"])
+        g = g.drop_duplicates("state_bytes")
+        if len(g) < 2:
             continue  # one state size: nothing to order
-        cells = [r for _, r in g.sort_values(["state_bytes", "config_label"]).iterrows()]
+        cells = [r for _, r in g.iterrows()]
         ok = all(b["accuracy"] >= a["accuracy"] - TOLERANCE for a, b in itertools.pairwise(cells))
         rows.append({"claim": "state", "subject": family, "cells": " → ".join(map(_cell_text, cells)),
                      "verdict": _verdict(ok, cells)})
@@ -159,10 +165,11 @@ def ordering_tables(out: Outputs, section: str, prefix: str, cells: pd.DataFrame
         return
     parts = []
     for key, g in rows.groupby([*GROUP, "depth"], sort=False):
-        task, n, k, d, tag, depth = key
+        task, n, k, d, mlp, tag, depth = key
         counts = g["verdict"].map(lambda v: v.split(":")[0]).value_counts()
         tally = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
-        parts.append(f"## {task}, n={n}, K={k_text(k)} · depth {depth} · d_model {d}{tag}\n\n{tally}\n\n"
+        parts.append(f"## {task}, n={n}, K={k_text(k)} · depth {depth} · d_model {d} · mlp_ratio {mlp}{tag}"
+                     f"\n\n{tally}\n\n"
                      f"{markdown(g[['claim', 'subject', 'cells', 'verdict']])}\n")
     out.table(section, f"{prefix}_orderings", "the published orderings checked on these cells (claims: "
               "bench/report/orderings.py): holds / disagrees within ±0.05 accuracy, at comparable state "

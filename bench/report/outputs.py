@@ -19,8 +19,9 @@ class Outputs:
     index: list[tuple[str, str, str]] = field(default_factory=list)  # (section, file name, caption)
     headlines: list[tuple[str, str]] = field(default_factory=list)  # (heading, markdown) for SUMMARY.md
     frontier: list[tuple[str, str]] = field(default_factory=list)  # the recall–cost fronts, first in SUMMARY
-    # the README's first screen, one per device: (figures behind it, title, PNG name, markdown table)
-    headline: list[tuple[int, str, str, str]] = field(default_factory=list)
+    # the README's first screen, one per device: ((figures of cells on a front, all figures) behind it,
+    # title, PNG name, markdown table); the README shows the one with the most
+    headline: list[tuple[tuple[int, int], str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     bodies: dict[str, str] = field(default_factory=dict)  # table file name -> its Markdown body
     drawn: dict[str, Drawn] = field(default_factory=dict)  # figure file name -> what its plot drew

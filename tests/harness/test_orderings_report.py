@@ -117,3 +117,12 @@ def test_the_report_writes_the_orderings_table(tmp_path: Path) -> None:
     (table,) = tmp_path.glob("retrieval_*_orderings.md")
     text = table.read_text()
     assert "1 holds" in text and "| state" in text
+
+
+def test_an_ablation_at_the_same_state_is_not_a_state_size(tmp_path: Path) -> None:
+    """A gate ablation holds the default's state: the state claim orders the family's own cells only."""
+    rows = _verdicts(tmp_path, _recall("mamba2", 0.5, 1000, {"M": {"d_state": 4}}),
+                     _recall("mamba2", 0.95, 4000), _recall("mamba2", 0.1, 4000, {"M": {"gate": "sigmoid"}}))
+    state = rows[rows["claim"] == "state"]
+    assert len(state) == 1 and state["verdict"].iloc[0] == "holds"
+    assert "gate=sigmoid" not in state["cells"].iloc[0]
