@@ -176,15 +176,15 @@ def depthwise_causal_conv(window: torch.Tensor, weight: torch.Tensor, bias: torc
     Why W shifted multiply-adds and not `F.conv1d`: on CPU a depthwise conv1d is a oneDNN call that
     neither fuses with its neighbours under torch.compile nor runs near memory speed (its backward least
     of all), and needs a (B, D, T) copy of time-major activations; the shifted sum is one elementwise
-    pass per tap (docs/methods.md, "Where a step's time goes", has the measurements)."""
+    pass per tap (docs/methods.md, "The frontier grid", says why the training step changed)."""
     width = weight.shape[-1]
     steps = window.shape[dim] - width + 1
-    taps = weight.t() if dim == 1 else weight.unsqueeze(-1)  # (W, D) or (D, W, 1): tap i broadcast over D
-    tap = (lambda i: taps[i]) if dim == 1 else (lambda i: taps[:, i])
-    out = window.narrow(dim, 0, steps) * tap(0)
+    per_channel = (-1,) if dim == 1 else (-1, 1)  # a (D,) vector broadcast along the window's channels
+    taps = weight.t().reshape(width, *per_channel)  # tap i: (D,) or (D, 1)
+    out = window.narrow(dim, 0, steps) * taps[0]
     for i in range(1, width):
-        out = torch.addcmul(out, window.narrow(dim, i, steps), tap(i))
-    return out if bias is None else out + (bias if dim == 1 else bias.unsqueeze(-1))
+        out = torch.addcmul(out, window.narrow(dim, i, steps), taps[i])
+    return out if bias is None else out + bias.view(per_channel)
 
 
 def short_conv(conv: torch.nn.Conv1d, x: torch.Tensor,
