@@ -15,7 +15,9 @@ Each claim is checked between cells of one task point, width, recipe (and depth:
 recall depth, the hybrids at theirs), and only between cells that may stand on a front
 (bench/report/frontier.py `eligible`: the curve says the cell learned, or is flat above chance, and its
 best lr comes from a sweep of at least three). A comparison with a cell that is not eligible is
-*pending*, with the cell's class named: a cell on the plateau says nothing about the claim. "At
+*pending*, with the cell's class named: a cell on the plateau says nothing about the claim — except
+where the claim asks one cell to recall no less than another and that cell is eligible at 1 − TOLERANCE
+or above: no accuracy exceeds 1, so whatever the pending cell reaches the claim holds (`_at_least`). "At
 comparable state": the two cells' state bytes within a factor of `STATE_RATIO`. A claim "holds" or
 "disagrees" within `TOLERANCE` of accuracy, the order of a seed's spread near the top of the scale
 (results/METHODS.md). The table is regenerated with the rows: as the grid fills, pending claims become
@@ -61,6 +63,17 @@ def _verdict(ok: bool, cells: list[pd.Series]) -> str:
     return _pending(cells) or (HOLDS if ok else DISAGREES)
 
 
+def _at_least(ok: bool, high: pd.Series, cells: list[pd.Series]) -> str:
+    """The verdict of "`high` recalls no less than the other cells, within the tolerance". Where another
+    cell is pending but `high` is eligible and within the tolerance of 1.0, the claim holds already: no
+    cell can exceed 1.0, so none can end more than the tolerance above `high`."""
+    pending = _pending(cells)
+    if pending and high["_eligible"] and high["accuracy"] >= 1 - TOLERANCE:
+        return (f"{HOLDS}: {high['config_label']} {high['accuracy']:.3f} is within {TOLERANCE} of 1, whatever "
+                f"the other reaches ({pending.removeprefix(PENDING + ': ')})")
+    return _verdict(ok, cells)
+
+
 def _comparable(a: pd.Series, b: pd.Series) -> bool:
     lo, hi = sorted((float(a["state_bytes"]), float(b["state_bytes"])))
     return lo > 0 and hi / lo <= STATE_RATIO
@@ -97,7 +110,7 @@ def _pair_rows(pure: pd.DataFrame, claim: str, low_family: str, high: tuple[str,
                 ok = low["accuracy"] <= h["accuracy"] + TOLERANCE
                 rows.append({"claim": claim, "subject": f"{h['family']} vs {low_family}",
                              "cells": f"{_cell_text(h)} · {_cell_text(low)}",
-                             "verdict": _verdict(ok, [h, low])})
+                             "verdict": _at_least(ok, h, [h, low])})
     return rows
 
 
@@ -122,7 +135,7 @@ def _hybrid_rows(deep: pd.DataFrame) -> list[dict]:
                          "verdict": f"{PENDING}: its recurrent stack (same config) not stored"})
             continue
         rows.append({"claim": "floor", "subject": name, "cells": f"{_cell_text(r)} · {_cell_text(pure)}",
-                     "verdict": _verdict(r["accuracy"] >= pure["accuracy"] - TOLERANCE, [r, pure])})
+                     "verdict": _at_least(r["accuracy"] >= pure["accuracy"] - TOLERANCE, r, [r, pure])})
         if ra.count("A") * 4 != len(ra):
             continue  # one-in-4 speaks of one attention-like layer in four
         if full is None:

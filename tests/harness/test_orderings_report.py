@@ -126,3 +126,20 @@ def test_an_ablation_at_the_same_state_is_not_a_state_size(tmp_path: Path) -> No
     state = rows[rows["claim"] == "state"]
     assert len(state) == 1 and state["verdict"].iloc[0] == "holds"
     assert "gate=sigmoid" not in state["cells"].iloc[0]
+
+
+def test_a_claim_holds_while_the_other_cell_rises_when_its_leader_is_at_the_ceiling(tmp_path: Path) -> None:
+    # deltanet at 0.99 (learned, three lrs) against mamba2 still on the plateau: no accuracy exceeds 1, so
+    # mamba2 cannot end more than 0.05 above deltanet; at 0.9 it could, and the claim waits
+    rows = _verdicts(tmp_path, _recall("deltanet", 0.99, 1000),
+                     _recall("mamba2", 0.002, 1200, stuck=True),
+                     _recall("kda", 0.9, 1100))
+    delta = _one(rows, "delta", "deltanet vs mamba2")
+    assert delta.startswith("holds:") and "mamba2 plateau" in delta
+    assert _one(rows, "delta", "kda vs mamba2").startswith("pending")
+
+
+def test_a_pending_leader_leaves_the_claim_pending_even_at_the_ceiling(tmp_path: Path) -> None:
+    rows = _verdicts(tmp_path, _recall("deltanet", 0.99, 1000, lrs=(1e-3,)),
+                     _recall("mamba2", 0.002, 1200, stuck=True))
+    assert _one(rows, "delta", "deltanet vs mamba2").startswith("pending")
