@@ -43,10 +43,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import state_dtype
+from archbench.archs.ops.common import from_chunks, state_dtype, to_chunks
 
 BasedState = tuple[Tensor, Tensor]  # (S (B, H, D, V), z (B, H, D))
 
@@ -122,7 +121,7 @@ def based_chunked(q: Tensor, k: Tensor, v: Tensor, initial_state: BasedState | N
     pad = N * Q - T
 
     def blocks(t: Tensor) -> Tensor:  # (B, T, H, X) -> (B, H, N, Q, X), zeros in the padding
-        return F.pad(t.to(cd), (0, 0, 0, 0, 0, pad)).view(B, N, Q, H, -1).movedim(3, 1)
+        return to_chunks(t.to(cd), Q, pad)
 
     q, k = blocks(q), blocks(k)
     v1 = blocks(torch.cat([v, v.new_ones(B, T, H, 1)], -1))  # [v, 1], padded AFTER the 1 is appended
@@ -136,7 +135,7 @@ def based_chunked(q: Tensor, k: Tensor, v: Tensor, initial_state: BasedState | N
     for s in range(0, N, g):
         y, Sz = _chunk_block(q[:, :, s:s + g], k[:, :, s:s + g], v1[:, :, s:s + g], Sz, scale, eps)
         outs.append(y)
-    y = torch.cat(outs, 2).movedim(1, 3).reshape(B, N * Q, H, V)[:, :T]
+    y = from_chunks(outs, T)
     return y.to(dtype), (Sz[..., :V], Sz[..., V])
 
 

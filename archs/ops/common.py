@@ -59,6 +59,23 @@ def a_log_uniform(n: int, low: float = 1.0, high: float = 16.0) -> torch.Tensor:
 
 
 # -- pieces of the chunked ops ---------------------------------------------------------------------------
+def to_chunks(t: torch.Tensor, Q: int, pad: int, value: float = 0.0) -> torch.Tensor:
+    """(B, T, H, ...) -> (B, H, N, Q, ...) with `pad` tokens of `value` appended (N Q = T + pad), in one
+    contiguous copy. Contiguous because a batched matmul copies a strided batch on every call: made once
+    here, the chunk-wise matmuls that read q, k, v several times copy nothing."""
+    if pad:
+        t = F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad), value=value)
+    B, T, H = t.shape[:3]
+    return t.view(B, T // Q, Q, H, *t.shape[3:]).movedim(3, 1).contiguous()
+
+
+def from_chunks(groups: list[torch.Tensor], T: int) -> torch.Tensor:
+    """Outputs of consecutive chunk groups, each (B, H, n, Q, V), as (B, T, H, V): the padding dropped."""
+    o = torch.cat(groups, 2) if len(groups) > 1 else groups[0]
+    B, H, N, Q, V = o.shape
+    return o.movedim(1, 3).reshape(B, N * Q, H, V)[:, :T]
+
+
 def log_decay_floor(dtype: torch.dtype) -> float:
     """-20 in float32, -40 in float64. A one-token decay below e^floor wipes the state to below the
     dtype's resolution, so raising it to e^floor changes no output bit that matters; it bounds the

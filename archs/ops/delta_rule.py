@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, decayed_scores, log_decay_floor
+from archbench.archs.ops.common import cache_elements, decayed_scores, from_chunks, log_decay_floor, to_chunks
 
 # elements of the largest per-block temporary of `delta_rule_chunked`; None: one core's L2
 # (common.cache_elements); tests set a number
@@ -107,8 +107,7 @@ def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor 
     pad = N * Q - T  # zero k and β, and g = 0, in the padding: no write and decay 1, the state passes
 
     def blocks(t: Tensor) -> Tensor:  # (B, T, H, ...) -> (B, H, N, Q, ...)
-        t = F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad))
-        return t.view(B, N, Q, H, *t.shape[3:]).movedim(3, 1)
+        return to_chunks(t, Q, pad)
 
     q = blocks(q * _default_scale(q, scale))
     k, v, beta = blocks(k), blocks(v), blocks(beta)
@@ -126,8 +125,7 @@ def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor 
         o, S = _chunk_block(q[:, :, sl], k[:, :, sl], v[:, :, sl], beta[:, :, sl],
                             None if G is None else G[:, :, sl], S)
         outs.append(o)
-    o = torch.cat(outs, 2).movedim(1, 3).reshape(B, N * Q, H, V)[:, :T]
-    return o, S  # (B, T, H, V), (B, H, K, V)
+    return from_chunks(outs, T), S  # (B, T, H, V), (B, H, K, V)
 
 
 def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None,

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, decayed_scores, state_dtype
+from archbench.archs.ops.common import cache_elements, decayed_scores, from_chunks, state_dtype, to_chunks
 
 _SUB_CHUNK = 8  # c: sub-chunk of the per-channel path (the (c, c, K) elementwise blocks)
 
@@ -104,7 +104,7 @@ def gated_linear_chunked(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | No
     pad = N * Q - T  # padded tokens: zero q, k, v and log decay 0, so outputs and state pass unchanged
 
     def blocks(t: Tensor) -> Tensor:  # (B, T, H, X) -> (B, H, N, Q, X)
-        return F.pad(t.to(cd), (0, 0, 0, 0, 0, pad)).view(B, N, Q, H, -1).permute(0, 3, 1, 2, 4)
+        return to_chunks(t.to(cd), Q, pad)
 
     q, k, v = blocks(q * scale), blocks(k), blocks(v)
     b = None if log_decay is None else blocks(log_decay.unsqueeze(-1) if log_decay.dim() == 3 else log_decay)
@@ -119,8 +119,7 @@ def gated_linear_chunked(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | No
         o, S = _chunks(q[:, :, s:s + g], k[:, :, s:s + g], v[:, :, s:s + g],
                        None if b is None else b[:, :, s:s + g], S, c)
         outs.append(o)
-    o = torch.cat(outs, 2).permute(0, 2, 3, 1, 4).reshape(B, N * Q, H, V)[:, :T]
-    return o.to(dtype), S
+    return from_chunks(outs, T).to(dtype), S
 
 
 def _chunks(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, S: Tensor, c: int) -> tuple[Tensor, Tensor]:

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from archbench.archs.backends import Kernel
-from archbench.archs.ops.common import cache_elements, mask_bias
+from archbench.archs.ops.common import cache_elements, from_chunks, mask_bias, to_chunks
 
 # size of the (B, H, chunks, Q, Q) decay tensor built at once; None: one core's L2 (common.cache_elements);
 # tests set a number
@@ -86,8 +86,7 @@ def mamba3_chunked(q, k, v, la, dt, lam, chunk_size: int = 64, initial_state=Non
     pad = n * Q - T  # zero steps: log decay 0 and no input, so the state passes them unchanged
 
     def blocks(t):  # (B, T, H, ...) -> (B, H, n, Q, ...)
-        t = F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad))
-        return t.view(B, n, Q, *t.shape[2:]).movedim(3, 1)
+        return to_chunks(t, Q, pad)
 
     qc, kc = blocks(q), blocks(k)  # (B, H, n, Q, N)
     vs = blocks(v * sigma[..., None])  # (B, H, n, Q, P): σ_s v_s
@@ -97,7 +96,7 @@ def mamba3_chunked(q, k, v, la, dt, lam, chunk_size: int = 64, initial_state=Non
     for s in range(0, n, g):
         y, S = _ssd_chunks(qc[:, :, s:s + g], kc[:, :, s:s + g], vs[:, :, s:s + g], L[:, :, s:s + g], S)
         ys.append(y)
-    y = torch.cat(ys, 2).movedim(1, 3).reshape(B, n * Q, H, P)[:, :T]
+    y = from_chunks(ys, T)
     return y - (c_next * (q * k).sum(-1))[..., None] * v, S  # the diagonal correction
 
 

@@ -55,10 +55,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from archbench.archs.ops.common import state_dtype
+from archbench.archs.ops.common import from_chunks, state_dtype, to_chunks
 
 MLSTMState = tuple[Tensor, Tensor, Tensor]  # (C̃ (B, H, K, V), ñ (B, H, K), m (B, H))
 
@@ -124,8 +123,7 @@ def mlstm_chunked(q: Tensor, k: Tensor, v: Tensor, log_i: Tensor, log_f: Tensor,
     pad = N * Q - T
 
     def blocks(t: Tensor, value: float = 0.0) -> Tensor:  # (B, T, H, ...) -> (B, H, N, Q, ...)
-        t = F.pad(t.to(cd), (0, 0) * (t.dim() - 3) + (0, 0, 0, pad), value=value)
-        return t.view(B, N, Q, H, *t.shape[3:]).movedim(3, 1)
+        return to_chunks(t.to(cd), Q, pad, value)
 
     q = blocks(q * _default_scale(q, scale))
     k = blocks(k)
@@ -142,7 +140,7 @@ def mlstm_chunked(q: Tensor, k: Tensor, v: Tensor, log_i: Tensor, log_f: Tensor,
         sl = slice(s, s + g)
         h, Cn, m = _chunk_block(q[:, :, sl], k[:, :, sl], v1[:, :, sl], li[:, :, sl], b[:, :, sl], Cn, m, eps)
         outs.append(h)
-    h = torch.cat(outs, 2).movedim(1, 3).reshape(B, N * Q, H, V)[:, :T]
+    h = from_chunks(outs, T)
     return h.to(dtype), (Cn[..., :V], Cn[..., V], m)
 
 

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, mask_bias
+from archbench.archs.ops.common import cache_elements, from_chunks, mask_bias, to_chunks
 
 # elements of the largest temporary built for a group of chunks at once; None: one core's L2
 # (common.cache_elements); tests set a number
@@ -97,7 +97,7 @@ def rwkv7_chunked(r, lw, k, v, a, b, chunk_size: int = 16, initial_state=None,
     pad = N * C - T  # zero k, v, a, b and zero log decay: the padded steps leave the state unchanged
 
     def blocks(t):  # (B, T, H, X) -> (B, H, N, C, X)
-        return F.pad(t, (0, 0, 0, 0, 0, pad)).view(B, N, C, H, -1).permute(0, 3, 1, 2, 4)
+        return to_chunks(t, C, pad)
 
     r, lw, k, v, a, b = (blocks(t) for t in (r, lw, k, v, a, b))
     X = (r.new_zeros(B, H, V, K) if initial_state is None else initial_state).transpose(-1, -2)  # (B,H,K,V)
@@ -108,8 +108,7 @@ def rwkv7_chunked(r, lw, k, v, a, b, chunk_size: int = 16, initial_state=None,
     for s in range(0, N, g):
         o, X = _chunk_group(*(t[:, :, s:s + g] for t in (r, lw, k, v, a, b)), X, pairs)
         out.append(o)
-    o = torch.cat(out, 2).permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
-    return o, X.transpose(-1, -2)
+    return from_chunks(out, T), X.transpose(-1, -2)
 
 
 def _pairs_exact(r, k, a, b, lw, G, Gx):

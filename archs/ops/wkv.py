@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, log_decay_floor, mask_bias
+from archbench.archs.ops.common import cache_elements, log_decay_floor, mask_bias, to_chunks
 
 _SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
 # size of the largest temporary in one pass of wkv_chunked's output loop; None: one core's L2
@@ -86,7 +86,7 @@ def wkv_chunked(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor, S0: Tens
     pad = N * C - T  # zero k and zero log-decay in the padding leave outputs and final state unchanged
 
     def blocks(t):  # (B, T, H, X) -> (B, H, N, C, X)
-        return F.pad(t, (0, 0, 0, 0, 0, pad)).view(B, N, C, H, -1).permute(0, 3, 1, 2, 4)
+        return to_chunks(t, C, pad)
 
     r, k, v, lw = blocks(r), blocks(k), blocks(v), blocks(lw.clamp(min=log_decay_floor(lw.dtype)))
     G = lw.cumsum(3)  # (B, H, N, C, K) inclusive: log decay from chunk start through t

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from archbench.archs.ops.delta_rule import delta_rule_chunked
 from archbench.archs.ops.gated_linear import gated_linear_chunked
+from archbench.archs.ops.mamba3 import mamba3_chunked
 from archbench.archs.ops.rwkv7 import rwkv7_chunked
 from archbench.archs.ops.ssd import ssd_chunked
 from archbench.archs.ops.wkv import wkv_chunked
@@ -60,6 +61,14 @@ def _ssd() -> tuple[Callable, Callable, int]:
     return inputs, lambda *x: ssd_chunked(*x)[0], 64
 
 
+def _mamba3() -> tuple[Callable, Callable, int]:
+    def inputs(T, gen):
+        q, k = (_randn(1, T, H, K, gen=gen) for _ in range(2))
+        la, dt = -torch.rand(1, T, H, generator=gen) * 0.1, torch.rand(1, T, H, generator=gen) * 0.1
+        return [q, k, _randn(1, T, H, V, gen=gen), la, dt, torch.rand(1, T, H, generator=gen)]
+    return inputs, lambda *x: mamba3_chunked(*x)[0], 64
+
+
 def _rwkv7() -> tuple[Callable, Callable, int]:
     def inputs(T, gen):
         r, k = (_randn(1, T, H, K, gen=gen) for _ in range(2))
@@ -79,7 +88,8 @@ def _wkv() -> tuple[Callable, Callable, int]:
 
 OPS = {"linear_attention": _gated_linear("none"), "retnet": _gated_linear("head"),
        "gla": _gated_linear("channel"), "deltanet": _delta("none"), "gated_deltanet": _delta("head"),
-       "kda": _delta("channel"), "mamba2 (ssd)": _ssd(), "rwkv6 (wkv)": _wkv(), "rwkv7": _rwkv7()}
+       "kda": _delta("channel"), "mamba2 (ssd)": _ssd(), "mamba3 (ssd)": _mamba3(), "rwkv6 (wkv)": _wkv(),
+       "rwkv7": _rwkv7()}
 
 
 

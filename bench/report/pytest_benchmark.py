@@ -69,6 +69,7 @@ def pytest_benchmark_tables(out: Outputs, folder: Path, given: Iterable[Path] = 
               "extra_info fields as columns)", md, df)
     _train_speed(out, df)
     _op_speed(out, df)
+    _peer_speed(out, df)
     return prov
 
 
@@ -95,6 +96,34 @@ def _op_speed(out: Outputs, df: pd.DataFrame) -> None:
               "share of the single-core matmul peak on the chunked form's matmul FLOPs, 2Q(K + V) + 4KV "
               "per token and head (× 3 for train) — one yardstick for every op, not each op's exact count",
               md, raw)
+
+
+def _peer_speed(out: Outputs, df: pd.DataFrame) -> None:
+    """bench/test_peer_speed.py's figures: per op and peer, the op's median time over the peer's, prefill
+    and train at each length (the newest file wins where two measured the same benchmark)."""
+    need = {"op", "peer", "mode", "seq_len", "ours_median_s", "peer_median_s", "ratio"}
+    if not need <= set(df.columns):
+        return
+    t = df[df["group"].str.startswith("peer ") & df["peer"].notna()]
+    if t.empty:
+        return
+    t = t.drop_duplicates(["op", "peer", "mode", "seq_len"], keep="last")
+    raw = t[["op", "peer", "package", "package_version", "source", "mode", "seq_len", "ours_median_s",
+             "peer_median_s", "ratio", "load_1m"]].sort_values(["op", "peer", "mode", "seq_len"])
+    raw = raw.reset_index(drop=True)
+    cells = raw.assign(text=[f"{r:.2f} ({fmt_seconds(a)} / {fmt_seconds(b)})" for r, a, b in
+                             zip(raw["ratio"], raw["ours_median_s"], raw["peer_median_s"], strict=True)],
+                       pair=[f"{o} · {p} ({pkg} {v})" for o, p, pkg, v in zip(
+                           raw["op"], raw["peer"], raw["package"], raw["package_version"], strict=True)])
+    md = cells.pivot(index="pair", columns=["mode", "seq_len"], values="text")
+    md.columns = [f"{mode} n={n}" for mode, n in md.columns]
+    loads = cells.groupby("pair")["load_1m"].agg(lambda v: f"{v.min():.1f}–{v.max():.1f}")
+    md = md.join(loads.rename("load (1 min)")).reset_index().rename(columns={"pair": "op · peer"}).fillna(NA)
+    out.table("op speed", "peer_speed", "archbench's chunked ops against the published pure-PyTorch forms "
+              "of the same recurrences (bench/test_peer_speed.py; both in one fresh worker, interleaved "
+              "rounds, one thread, batch 1, 4 heads of 64, float32, outputs checked equal first): the op's "
+              "median time over the peer's (below 1: archbench faster) with the two medians; n/a where the "
+              "peer's backward fails or the pair was not run", md, raw)
 
 
 def _train_speed(out: Outputs, df: pd.DataFrame) -> None:

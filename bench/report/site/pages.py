@@ -68,7 +68,7 @@ RULES = (
     (r"^scaling_.*_state$", "state"),
     (r"^retrieval_.*_acc_vs_state$", "state"),
     (r"^scaling_", "scaling"),
-    (r"^(pytest_benchmark|train_speed_|op_speed$)", "scaling"),
+    (r"^(pytest_benchmark|train_speed_|op_speed$|peer_speed$)", "scaling"),
     (r"_hybrid$", "hybrids"),
     (r"(_learning|_curves)$", "learning"),
     (r"^peer_", "learning"),

@@ -1,0 +1,70 @@
+"""pytest-benchmark: archbench's chunked ops against the published pure-PyTorch forms of the same
+recurrences (fla's naive ops, transformers' torch fallbacks), side by side in one fresh worker per pair.
+
+One round is one call of the op and one of its peer on the same inputs (batch 1, 4 heads of 64, float32,
+one torch thread), in an order that alternates round by round, after a warm-up round; the outputs are
+checked equal (relative 1e-4) before any timing (bench/measure/peer_ops.py has the pairs and why one
+process). `extra_info["ratio"]` is the op's median over the peer's median: below 1, archbench is
+faster. `prefill` runs without gradients, `train` is forward and backward of the output's sum (a peer
+whose autograd fails is skipped with the error). The peers come with `pip install 'archbench[peers]'`;
+a pair whose peer is absent is skipped.
+
+    taskset -c 1 pytest bench/test_peer_speed.py --benchmark-only \\
+        --benchmark-json=results/raw/pytest-benchmark/peer_speed.json
+    ARCHBENCH_PEER_LENS=1024 pytest bench/test_peer_speed.py --benchmark-only -k retnet
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+import pytest
+
+from archbench.bench.measure.peer_ops import PEERS, PeerMissing, PeerWorker, peer_version
+
+LENS = [int(n) for n in os.environ.get("ARCHBENCH_PEER_LENS", "1024,4096,16384").split(",")]
+ROUNDS = 7
+
+
+@pytest.fixture(scope="module")
+def workers():
+    """One live worker at a time: a fresh one whenever the pair changes."""
+    live: dict[str, PeerWorker] = {}
+
+    def get(name: str) -> PeerWorker:
+        if name not in live:
+            for w in live.values():
+                w.close()
+            live.clear()
+            live[name] = PeerWorker(name)
+        return live[name]
+
+    yield get
+    for w in live.values():
+        w.close()
+
+
+@pytest.mark.parametrize("n", LENS)
+@pytest.mark.parametrize("mode", ["prefill", "train"])
+@pytest.mark.parametrize("pair", list(PEERS))
+def test_peer(benchmark, workers, pair: str, mode: str, n: int) -> None:
+    worker = workers(pair)
+    try:
+        worker.round(mode, n)  # warm-up; checks the outputs agree
+    except PeerMissing as exc:
+        pytest.skip(str(exc))
+    except RuntimeError as exc:
+        if mode == "train" and "gradient" in str(exc):
+            pytest.skip(f"the peer's backward fails: {exc}")
+        raise
+    rounds: list[tuple[float, float]] = []
+    benchmark.group = f"peer {mode} n={n}"
+    benchmark.pedantic(lambda: rounds.append(worker.round(mode, n)), rounds=ROUNDS, iterations=1)
+    ours = statistics.median(r[0] for r in rounds)
+    peer = statistics.median(r[1] for r in rounds)
+    spec = PEERS[pair]
+    benchmark.extra_info.update(
+        op=spec.op, peer=pair.split(" · ", 1)[1], package=spec.package, package_version=peer_version(pair),
+        source=spec.source, mode=mode, seq_len=n, ours_median_s=ours, peer_median_s=peer, ratio=ours / peer,
+        load_1m=round(os.getloadavg()[0], 2), threads=1)
