@@ -1,4 +1,4 @@
-"""pytest-benchmark: the chunked ops on their own, prefill and train, each in a fresh worker process,
+"""pytest-benchmark: the chunked ops on their own, prefill, train and decode, each in a fresh worker process,
 with their achieved FLOP/s against the measured matmul peak.
 
 One benchmark is one call of an op's chunked form (archs/ops/) at batch 1, four heads of 64 (the
@@ -14,7 +14,9 @@ written; Yang et al. 2024, arXiv 2312.06635 §3), × 3 for train, over the singl
 measured in this process (bench/measure/train_flops.py). `extra_info["frac_of_peak"]` is that share:
 not each op's exact count (the delta rule's triangular solve and the decays are left out), so one
 yardstick compares the ops. Decode (one token) is each layer's `step`, timed per layer by the scaling
-suite (`archbench run scaling --modes decode`).
+suite (`archbench run scaling --modes decode`); here `decode` is the op's own one-token step
+(archs/ops/, as the layers' `step` runs it) from a state of zeros, 100 steps per call, the seconds per
+step in `worker_median_s` and its yardstick the state's read and write, 4KV per head.
 
     taskset -c 1 pytest bench/test_op_speed.py --benchmark-only \\
         --benchmark-json=results/raw/pytest-benchmark/op_speed.json
@@ -28,7 +30,7 @@ import statistics
 
 import pytest
 
-from archbench.bench.measure.op_timing import OPS, OpWorker, yardstick_flops
+from archbench.bench.measure.op_timing import DECODE_STEPS, OPS, OpWorker, yardstick_flops
 from archbench.bench.measure.train_flops import matmul_peak_flops
 
 LENS = [int(n) for n in os.environ.get("ARCHBENCH_OP_LENS", "1024,4096,16384").split(",")]
@@ -64,8 +66,23 @@ def test_op(benchmark, workers, op: str, mode: str, n: int) -> None:
     benchmark.pedantic(lambda: inside.append(worker.call(mode, n)), rounds=ROUNDS, iterations=1,
                        warmup_rounds=1)
     median = statistics.median(inside[-ROUNDS:])
-    flops = yardstick_flops(n, OPS[op][2], mode == "train")
+    _record(benchmark, op, mode, n, median, yardstick_flops(n, OPS[op].chunk, mode == "train"))
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_op_decode(benchmark, workers, op: str) -> None:
+    worker = workers(op)
+    inside: list[float] = []
+    worker.call("decode", 1)
+    benchmark.group = "op decode"
+    benchmark.pedantic(lambda: inside.append(worker.call("decode", 1)), rounds=ROUNDS, iterations=1,
+                       warmup_rounds=1)
+    _record(benchmark, op, "decode", 1, statistics.median(inside[-ROUNDS:]), yardstick_flops(1, 0, False))
+    benchmark.extra_info["steps_per_call"] = DECODE_STEPS
+
+
+def _record(benchmark, op: str, mode: str, n: int, median: float, flops: int) -> None:
     peak = matmul_peak_flops(1)
-    benchmark.extra_info.update(op=op, mode=mode, seq_len=n, chunk=OPS[op][2], worker_median_s=median,
+    benchmark.extra_info.update(op=op, mode=mode, seq_len=n, chunk=OPS[op].chunk, worker_median_s=median,
                                 yardstick_flops=flops, flops_per_s=flops / median,
                                 matmul_peak_flops_per_s=peak, frac_of_peak=flops / median / peak, threads=1)

@@ -47,7 +47,7 @@ def workers():
 
 @pytest.mark.parametrize("n", LENS)
 @pytest.mark.parametrize("mode", ["prefill", "train"])
-@pytest.mark.parametrize("pair", list(PEERS))
+@pytest.mark.parametrize("pair", list(PEERS), ids=lambda pair: pair.replace(" · ", " vs "))
 def test_peer(benchmark, workers, pair: str, mode: str, n: int) -> None:
     worker = workers(pair)
     try:

@@ -15,16 +15,18 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from archbench.archs.ops.delta_rule import delta_rule_chunked
-from archbench.archs.ops.gated_linear import gated_linear_chunked
-from archbench.archs.ops.mamba3 import mamba3_chunked
-from archbench.archs.ops.rwkv7 import rwkv7_chunked
-from archbench.archs.ops.ssd import ssd_chunked
-from archbench.archs.ops.wkv import wkv_chunked
+from archbench.archs.ops.delta_rule import delta_rule_chunked, delta_rule_step
+from archbench.archs.ops.gated_linear import gated_linear_chunked, gated_linear_update
+from archbench.archs.ops.mamba3 import mamba3_chunked, mamba3_step
+from archbench.archs.ops.rwkv7 import rwkv7_chunked, rwkv7_step
+from archbench.archs.ops.ssd import ssd_chunked, ssd_step
+from archbench.archs.ops.wkv import wkv_chunked, wkv_step
 
 H, K, V = 4, 64, 64
 RWKV7_FLOOR = -0.6065306597126334  # the RWKV-7 layer's floor on its log decay (archs/mixers/rwkv7.py)
@@ -34,64 +36,96 @@ def _randn(*shape: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(*shape, generator=gen)
 
 
-# op name -> (inputs at T, the call, its chunk Q)
-def _gated_linear(decay: str) -> tuple[Callable, Callable, int]:
+@dataclass(frozen=True)
+class Op:
+    """One op of the benchmark: its inputs at T tokens, its chunked call, its chunk Q, and its one-token
+    step: (the inputs at T = 1, the state) -> (output, new state), from `zero_state(dtype)`: the
+    (B, H, K, V) matrix decode carries (RWKV-7's is (B, H, V, K); K = V here, so one shape serves), with
+    Mamba-3's previous key and value beside it."""
+
+    inputs: Callable[[int, torch.Generator], list[torch.Tensor]]
+    call: Callable[..., torch.Tensor]
+    chunk: int
+    step: Callable[[list[torch.Tensor], Any], tuple[torch.Tensor, Any]]
+    zero_state: Callable[[torch.dtype], Any] = lambda dtype: torch.zeros(1, H, K, V, dtype=dtype)
+
+
+def _first(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The token of inputs at T = 1: (B, 1, ...) -> (B, ...); per-head constants (no T axis) kept."""
+    return [x[:, 0] if x.dim() > 2 else x for x in xs]
+
+
+def _gated_linear(decay: str) -> Op:
     def inputs(T, gen):
         q, k, v = (_randn(1, T, H, K, gen=gen) for _ in range(3))
         ld = {"none": None, "head": -torch.rand(H, generator=gen) * 0.1,
               "channel": -torch.rand(1, T, H, K, generator=gen) * 0.1}[decay]
         return [q, k, v] + ([] if ld is None else [ld])
-    return inputs, lambda q, k, v, *ld: gated_linear_chunked(q, k, v, *ld)[0], 64
+    def step(xs, S):
+        q, k, v, *ld = _first(xs)
+        return gated_linear_update(S, q, k, v, ld[0] if ld else None, 1.0)
+    return Op(inputs, lambda q, k, v, *ld: gated_linear_chunked(q, k, v, *ld)[0], 64, step)
 
 
-def _delta(decay: str) -> tuple[Callable, Callable, int]:
+def _delta(decay: str) -> Op:
     def inputs(T, gen):
         q, k = (F.normalize(_randn(1, T, H, K, gen=gen), dim=-1) for _ in range(2))
         g = {"none": None, "head": -torch.rand(1, T, H, generator=gen) * 0.5,
              "channel": -torch.rand(1, T, H, K, generator=gen) * 0.5}[decay]
         beta = torch.rand(1, T, H, generator=gen)
         return [q, k, _randn(1, T, H, V, gen=gen), beta] + ([] if g is None else [g])
-    return inputs, lambda q, k, v, beta, *g: delta_rule_chunked(q, k, v, beta, *g)[0], 64
+    def step(xs, S):
+        q, k, v, beta, *g = _first(xs)
+        return delta_rule_step(q, k, v, beta, g[0] if g else None, S)
+    return Op(inputs, lambda q, k, v, beta, *g: delta_rule_chunked(q, k, v, beta, *g)[0], 64, step)
 
 
-def _ssd() -> tuple[Callable, Callable, int]:
+def _ssd() -> Op:
     def inputs(T, gen):
         dt, A = torch.rand(1, T, H, generator=gen) * 0.1, -torch.rand(H, generator=gen)
         return [_randn(1, T, H, V, gen=gen), dt, A, _randn(1, T, K, gen=gen), _randn(1, T, K, gen=gen)]
-    return inputs, lambda *x: ssd_chunked(*x)[0], 64
+    return Op(inputs, lambda *x: ssd_chunked(*x)[0], 64, lambda xs, S: ssd_step(*_first(xs), S))
 
 
-def _mamba3() -> tuple[Callable, Callable, int]:
+def _mamba3() -> Op:
     def inputs(T, gen):
         q, k = (_randn(1, T, H, K, gen=gen) for _ in range(2))
         la, dt = -torch.rand(1, T, H, generator=gen) * 0.1, torch.rand(1, T, H, generator=gen) * 0.1
         return [q, k, _randn(1, T, H, V, gen=gen), la, dt, torch.rand(1, T, H, generator=gen)]
-    return inputs, lambda *x: mamba3_chunked(*x)[0], 64
+    def step(xs, state):  # the state carries the previous token's k and v (the trapezoid's left end)
+        q, k, v, *rest = _first(xs)
+        o, S = mamba3_step(q, k, v, *rest, *state)
+        return o, (S, k, v)
+
+    def zero_state(dtype):
+        return torch.zeros(1, H, V, K, dtype=dtype), torch.zeros(1, H, K, dtype=dtype), torch.zeros(
+            1, H, V, dtype=dtype)
+    return Op(inputs, lambda *x: mamba3_chunked(*x)[0], 64, step, zero_state)
 
 
-def _rwkv7() -> tuple[Callable, Callable, int]:
+def _rwkv7() -> Op:
     def inputs(T, gen):
         r, k = (_randn(1, T, H, K, gen=gen) for _ in range(2))
         kappa = F.normalize(_randn(1, T, H, K, gen=gen), dim=-1)
         lw = RWKV7_FLOOR * torch.rand(1, T, H, K, generator=gen)
         return [r, lw, k, _randn(1, T, H, V, gen=gen), -kappa, kappa * torch.rand(1, T, H, K, generator=gen)]
-    return inputs, lambda *x: rwkv7_chunked(*x, chunk_size=64, lower_bound=RWKV7_FLOOR)[0], 64
+    return Op(inputs, lambda *x: rwkv7_chunked(*x, chunk_size=64, lower_bound=RWKV7_FLOOR)[0], 64,
+              lambda xs, S: rwkv7_step(*_first(xs), S))
 
 
-def _wkv() -> tuple[Callable, Callable, int]:
+def _wkv() -> Op:
     def inputs(T, gen):
         r, k = (_randn(1, T, H, K, gen=gen) for _ in range(2))
         return [r, k, _randn(1, T, H, V, gen=gen), -torch.rand(1, T, H, K, generator=gen) * 0.5,
                 _randn(H, K, gen=gen)]
-    return inputs, lambda *x: wkv_chunked(*x)[0], 64
+    return Op(inputs, lambda *x: wkv_chunked(*x)[0], 64, lambda xs, S: wkv_step(*_first(xs), S))
 
 
 OPS = {"linear_attention": _gated_linear("none"), "retnet": _gated_linear("head"),
        "gla": _gated_linear("channel"), "deltanet": _delta("none"), "gated_deltanet": _delta("head"),
        "kda": _delta("channel"), "mamba2 (ssd)": _ssd(), "mamba3 (ssd)": _mamba3(), "rwkv6 (wkv)": _wkv(),
        "rwkv7": _rwkv7()}
-
-
+DECODE_STEPS = 100  # steps per decode call: one step is tens of microseconds, too short to time alone
 
 
 def yardstick_flops(T: int, chunk: int, train: bool) -> int:
@@ -102,29 +136,37 @@ def yardstick_flops(T: int, chunk: int, train: bool) -> int:
 
 
 def _serve(conn, op: str) -> None:
-    """The worker: for each (mode, n) asked, one timed call of `op` (inputs built once per (mode, n))."""
+    """The worker: for each (mode, n) asked, one timed call of `op` (inputs built once per (mode, n));
+    for decode, `DECODE_STEPS` steps from a random state, the seconds per step (n is not used)."""
     torch.set_num_threads(1)
-    make, call, _ = OPS[op]
+    spec = OPS[op]
     inputs: dict[tuple[str, int], list[torch.Tensor]] = {}
     while (msg := conn.recv()) is not None:
         mode, n = msg
         train = mode == "train"
         if msg not in inputs:
-            made = make(n, torch.Generator().manual_seed(0))
+            made = spec.inputs(1 if mode == "decode" else n, torch.Generator().manual_seed(0))
             inputs[msg] = [x.requires_grad_(train and x.dim() > 1) for x in made]
         xs = inputs[msg]
         start = time.perf_counter()
         if train:
-            call(*xs).sum().backward()
+            spec.call(*xs).sum().backward()
+        elif mode == "decode":
+            with torch.no_grad():
+                S = spec.zero_state(torch.float32)
+                for _ in range(DECODE_STEPS):
+                    _, S = spec.step(xs, S)
+            conn.send((time.perf_counter() - start) / DECODE_STEPS)
+            continue
         else:
             with torch.no_grad():
-                call(*xs)
+                spec.call(*xs)
         conn.send(time.perf_counter() - start)
 
 
 class OpWorker:
     """A spawned process that times one op's calls (module docstring). `call(mode, n)` returns the seconds
-    the call took inside the worker; `close()` ends it."""
+    the call took inside the worker (decode: per step); `close()` ends it."""
 
     def __init__(self, op: str):
         if op not in OPS:

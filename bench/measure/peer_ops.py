@@ -181,7 +181,7 @@ def _serve(conn, name: str) -> None:
     alternates round by round — and the seconds each took; or the error that stopped it."""
     torch.set_num_threads(1)
     peer = PEERS[name]
-    make, ours, _ = OPS[peer.op]
+    make, ours = OPS[peer.op].inputs, OPS[peer.op].call
     inputs: dict[tuple[str, int], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     rounds = 0
     while (msg := conn.recv()) is not None:

@@ -69,8 +69,8 @@ def _at_least(ok: bool, high: pd.Series, cells: list[pd.Series]) -> str:
     cell can exceed 1.0, so none can end more than the tolerance above `high`."""
     pending = _pending(cells)
     if pending and high["_eligible"] and high["accuracy"] >= 1 - TOLERANCE:
-        return (f"{HOLDS}: {high['config_label']} {high['accuracy']:.3f} is within {TOLERANCE} of 1, whatever "
-                f"the other reaches ({pending.removeprefix(PENDING + ': ')})")
+        return (f"{HOLDS}: {high['config_label']} {high['accuracy']:.3f} is within {TOLERANCE} of 1, "
+                f"whatever the other reaches ({pending.removeprefix(PENDING + ': ')})")
     return _verdict(ok, cells)
 
 

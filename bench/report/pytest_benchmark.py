@@ -89,13 +89,14 @@ def _op_speed(out: Outputs, df: pd.DataFrame) -> None:
     cells = raw.assign(text=[f"{fmt_seconds(s)} · {f:.0%}" for s, f in zip(raw["worker_median_s"],
                                                                          raw["frac_of_peak"], strict=True)])
     md = cells.pivot(index="op", columns=["mode", "seq_len"], values="text")
-    md.columns = [f"{mode} n={n}" for mode, n in md.columns]
+    md.columns = ["decode (per step)" if mode == "decode" else f"{mode} n={n}" for mode, n in md.columns]
     md = md.reset_index().fillna(NA)
     out.table("op speed", "op_speed", "The chunked ops on their own (bench/test_op_speed.py; each op in a "
               "fresh worker, one thread, batch 1, 4 heads of 64, float32): the call's median time · its "
               "share of the single-core matmul peak on the chunked form's matmul FLOPs, 2Q(K + V) + 4KV "
-              "per token and head (× 3 for train) — one yardstick for every op, not each op's exact count",
-              md, raw)
+              "per token and head (× 3 for train) — one yardstick for every op, not each op's exact count; "
+              "decode: the op's one-token step, its time per step · its share on the state's read and "
+              "write, 4KV per head", md, raw)
 
 
 def _peer_speed(out: Outputs, df: pd.DataFrame) -> None:

@@ -14,7 +14,7 @@ from archbench.bench.report import write_report
 def test_a_worker_times_its_op_in_its_own_process() -> None:
     worker = OpWorker("retnet")
     try:
-        seconds = [worker.call(mode, 64) for mode in ("prefill", "train", "prefill")]
+        seconds = [worker.call(mode, 64) for mode in ("prefill", "train", "prefill", "decode")]
     finally:
         worker.close()
     assert all(0 < s < 60 for s in seconds)
@@ -29,10 +29,24 @@ def test_an_unknown_op_names_the_choices() -> None:
 def test_every_op_builds_inputs_its_call_accepts() -> None:
     import torch
 
-    for op, (make, call, chunk) in OPS.items():
-        out = call(*make(70, torch.Generator().manual_seed(0)))  # crosses a chunk of 64
+    for op, spec in OPS.items():
+        out = spec.call(*spec.inputs(70, torch.Generator().manual_seed(0)))  # crosses a chunk of 64
         assert out.shape[:2] == (1, 70) and torch.isfinite(out).all(), op
-        assert chunk == 64
+        assert spec.chunk == 64
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_each_ops_step_continues_its_chunked_form(op: str) -> None:
+    import torch
+
+    # the chunked form over 9 tokens equals 8 tokens chunked, then one step from their state (float64)
+    spec = OPS[op]
+    xs = [x.double() for x in spec.inputs(9, torch.Generator().manual_seed(1))]
+    whole = spec.call(*xs)[:, -1]
+    state = spec.zero_state(torch.float64)
+    for t in range(9):
+        out, state = spec.step([x[:, t:t + 1] if x.dim() > 2 else x for x in xs], state)
+    assert torch.allclose(out, whole, rtol=1e-9, atol=1e-9), op
 
 
 def test_the_yardstick_counts_the_chunked_form_and_train_triples_it() -> None:
@@ -48,7 +62,12 @@ def test_the_report_writes_the_op_speed_table(tmp_path: Path) -> None:
                              "extra_info": {"op": "rwkv7", "mode": mode, "seq_len": 1024, "chunk": 64,
                                             "worker_median_s": 0.01, "flops_per_s": 2e9,
                                             "frac_of_peak": 0.25, "matmul_peak_flops_per_s": 8e9}}
-                            for mode in ("prefill", "train")]}
+                            for mode in ("prefill", "train")]
+             + [{"group": "op decode", "name": "test_op_decode[rwkv7]",
+                 "stats": {"median": 0.003, "min": 0.003, "max": 0.004, "rounds": 5},
+                 "extra_info": {"op": "rwkv7", "mode": "decode", "seq_len": 1, "chunk": 64,
+                                "worker_median_s": 2e-5, "flops_per_s": 3e9, "frac_of_peak": 0.04,
+                                "matmul_peak_flops_per_s": 8e10}}]}
     folder = tmp_path / "raw" / "pytest-benchmark"
     folder.mkdir(parents=True)
     (folder / "op_speed.json").write_text(json.dumps(bench))
@@ -56,4 +75,5 @@ def test_the_report_writes_the_op_speed_table(tmp_path: Path) -> None:
     table = (tmp_path / "op_speed.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| rwkv7"))
     assert row.count("10.0 ms · 25%") == 2
-    assert "prefill n=1024" in table and "train n=1024" in table
+    assert "prefill n=1024" in table and "train n=1024" in table and "decode (per step)" in table
+    assert "20.0 µs · 4%" in row
