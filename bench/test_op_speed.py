@@ -16,7 +16,9 @@ not each op's exact count (the delta rule's triangular solve and the decays are 
 yardstick compares the ops. Decode (one token) is each layer's `step`, timed per layer by the scaling
 suite (`archbench run scaling --modes decode`); here `decode` is the op's own one-token step
 (archs/ops/, as the layers' `step` runs it) from a state of zeros, 100 steps per call, the seconds per
-step in `worker_median_s` and its yardstick the state's read and write, 4KV per head.
+step in `worker_median_s` and its yardstick the state's read and write, 4KV per head. Where an op is
+far from the peak, `extra_info["time_shares"]` says what bounds it: a prefill call under the profiler,
+its time split into matmuls, copies, other ops (the elementwise decays and masks) and Python.
 
     taskset -c 1 pytest bench/test_op_speed.py --benchmark-only \\
         --benchmark-json=results/raw/pytest-benchmark/op_speed.json
@@ -67,6 +69,8 @@ def test_op(benchmark, workers, op: str, mode: str, n: int) -> None:
                        warmup_rounds=1)
     median = statistics.median(inside[-ROUNDS:])
     _record(benchmark, op, mode, n, median, yardstick_flops(n, OPS[op].chunk, mode == "train"))
+    if mode == "prefill":  # after the timed rounds: the profiler's overhead stays out of the timing
+        benchmark.extra_info["time_shares"] = worker.profile(n)
 
 
 @pytest.mark.parametrize("op", list(OPS))

@@ -77,7 +77,7 @@ def ssd_chunked(x: Tensor, dt: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor, h0: Te
     if pad:
         x, dt, Bm, Cm = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, dt, Bm, Cm))
     c = x.shape[1] // Q
-    xdt = (x * dt[..., None]).view(b, c, Q, H, P).permute(0, 3, 1, 2, 4)  # (B, H, c, Q, P)
+    xdt = (x * dt[..., None]).view(b, c, Q, H, P).permute(0, 3, 1, 2, 4).contiguous()  # (B, H, c, Q, P)
     Bc, Cc = Bm.view(b, 1, c, Q, -1), Cm.view(b, 1, c, Q, -1)  # (B, 1, c, Q, N), shared by the heads
     logd = torch.cumsum((dt * A).view(b, c, Q, H).permute(0, 3, 1, 2), -1)  # (B, H, c, Q), non-increasing
     h = x.new_zeros(b, H, P, Bm.shape[-1]) if h0 is None else h0

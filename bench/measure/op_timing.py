@@ -27,6 +27,7 @@ from archbench.archs.ops.mamba3 import mamba3_chunked, mamba3_step
 from archbench.archs.ops.rwkv7 import rwkv7_chunked, rwkv7_step
 from archbench.archs.ops.ssd import ssd_chunked, ssd_step
 from archbench.archs.ops.wkv import wkv_chunked, wkv_step
+from archbench.bench.measure.profile import OUTSIDE, OpTime, op_profile
 
 H, K, V = 4, 64, 64
 RWKV7_FLOOR = -0.6065306597126334  # the RWKV-7 layer's floor on its log decay (archs/mixers/rwkv7.py)
@@ -128,6 +129,25 @@ OPS = {"linear_attention": _gated_linear("none"), "retnet": _gated_linear("head"
 DECODE_STEPS = 100  # steps per decode call: one step is tens of microseconds, too short to time alone
 
 
+# Where a call's time goes, by the profiler's self time of each aten op (bench/measure/profile.py): the
+# matmuls (what the yardstick counts), the copies (layout changes, concatenations, padding), every other
+# op (the elementwise decays, masks, exps), and Python between ops.
+MATMUL_OPS = frozenset({"aten::bmm", "aten::mm", "aten::addmm", "aten::baddbmm", "aten::addbmm", "aten::mv",
+                        "aten::dot", "aten::linalg_solve_triangular"})
+COPY_OPS = frozenset({"aten::copy_", "aten::cat", "aten::fill_", "aten::zero_"})
+SHARES = ("matmul", "copies", "other ops", "python")
+
+
+def time_shares(ops: list[OpTime]) -> dict[str, float]:
+    """Each of `SHARES` as a fraction of the wall time under the profiler."""
+    shares = dict.fromkeys(SHARES, 0.0)
+    for op in ops:
+        kind = ("python" if op.name == OUTSIDE else "matmul" if op.name in MATMUL_OPS
+                else "copies" if op.name in COPY_OPS else "other ops")
+        shares[kind] += op.share
+    return shares
+
+
 def yardstick_flops(T: int, chunk: int, train: bool) -> int:
     """The chunked form's matmul FLOPs, 2Q(K + V) + 4KV per token and head (bench/test_op_speed.py),
     forward × 3 for train."""
@@ -148,6 +168,11 @@ def _serve(conn, op: str) -> None:
             made = spec.inputs(1 if mode == "decode" else n, torch.Generator().manual_seed(0))
             inputs[msg] = [x.requires_grad_(train and x.dim() > 1) for x in made]
         xs = inputs[msg]
+        if mode == "profile":  # prefill under the profiler: the shares of its time
+            with torch.no_grad():
+                ops, _ = op_profile(lambda: spec.call(*xs), "cpu", reps=3, warmup=1)
+            conn.send(time_shares(ops))
+            continue
         start = time.perf_counter()
         if train:
             spec.call(*xs).sum().backward()
@@ -180,6 +205,11 @@ class OpWorker:
 
     def call(self, mode: str, n: int) -> float:
         self._conn.send((mode, n))
+        return self._conn.recv()
+
+    def profile(self, n: int) -> dict[str, float]:
+        """Where a prefill call's time goes (`time_shares`), from three calls under the profiler."""
+        self._conn.send(("profile", n))
         return self._conn.recv()
 
     def close(self) -> None:

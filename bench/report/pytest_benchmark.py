@@ -90,13 +90,25 @@ def _op_speed(out: Outputs, df: pd.DataFrame) -> None:
                                                                          raw["frac_of_peak"], strict=True)])
     md = cells.pivot(index="op", columns=["mode", "seq_len"], values="text")
     md.columns = ["decode (per step)" if mode == "decode" else f"{mode} n={n}" for mode, n in md.columns]
+    if "time_shares" in t.columns:  # where the longest prefill's time went (files before it: n/a)
+        longest = t[(t["mode"] == "prefill") & t["time_shares"].notna()].sort_values("seq_len")
+        longest = longest.drop_duplicates("op", keep="last").set_index("op")
+        shares = {op: json.loads(v) for op, v in longest["time_shares"].items()}
+        n = longest["seq_len"].max() if len(longest) else None
+        md[f"prefill n={n}: matmul / copies / other ops / Python"] = pd.Series(
+            {op: " / ".join(f"{v[k]:.0%}" for k in ("matmul", "copies", "other ops", "python"))
+             for op, v in shares.items()})
+        raw = raw.merge(longest["time_shares"].rename("longest_prefill_time_shares"), how="left",
+                        left_on="op", right_index=True)
     md = md.reset_index().fillna(NA)
     out.table("op speed", "op_speed", "The chunked ops on their own (bench/test_op_speed.py; each op in a "
               "fresh worker, one thread, batch 1, 4 heads of 64, float32): the call's median time · its "
               "share of the single-core matmul peak on the chunked form's matmul FLOPs, 2Q(K + V) + 4KV "
               "per token and head (× 3 for train) — one yardstick for every op, not each op's exact count; "
               "decode: the op's one-token step, its time per step · its share on the state's read and "
-              "write, 4KV per head", md, raw)
+              "write, 4KV per head; last column: a prefill call at the longest n under the profiler, the "
+              "shares of its time in matmuls, copies, other ops (decays, masks, exps) and Python — what "
+              "bounds an op far from the peak", md, raw)
 
 
 def _peer_speed(out: Outputs, df: pd.DataFrame) -> None:

@@ -49,6 +49,16 @@ def test_each_ops_step_continues_its_chunked_form(op: str) -> None:
     assert torch.allclose(out, whole, rtol=1e-9, atol=1e-9), op
 
 
+def test_a_worker_says_where_a_prefill_calls_time_goes() -> None:
+    worker = OpWorker("gla")
+    try:
+        shares = worker.profile(128)
+    finally:
+        worker.close()
+    assert set(shares) == {"matmul", "copies", "other ops", "python"}
+    assert shares["matmul"] > 0 and shares["other ops"] > 0 and 0.9 < sum(shares.values()) < 1.1
+
+
 def test_the_yardstick_counts_the_chunked_form_and_train_triples_it() -> None:
     # 4 heads, K = V = 64, Q = 64: 2·64·128 + 4·64·64 = 32768 per token and head
     assert yardstick_flops(1, 64, False) == 4 * 32768
@@ -61,7 +71,9 @@ def test_the_report_writes_the_op_speed_table(tmp_path: Path) -> None:
                              "stats": {"median": 0.02, "min": 0.02, "max": 0.03, "rounds": 5},
                              "extra_info": {"op": "rwkv7", "mode": mode, "seq_len": 1024, "chunk": 64,
                                             "worker_median_s": 0.01, "flops_per_s": 2e9,
-                                            "frac_of_peak": 0.25, "matmul_peak_flops_per_s": 8e9}}
+                                            "frac_of_peak": 0.25, "matmul_peak_flops_per_s": 8e9,
+                                            **({"time_shares": {"matmul": 0.3, "copies": 0.1, "other ops": 0.5,
+                                                                "python": 0.1}} if mode == "prefill" else {})}}
                             for mode in ("prefill", "train")]
              + [{"group": "op decode", "name": "test_op_decode[rwkv7]",
                  "stats": {"median": 0.003, "min": 0.003, "max": 0.004, "rounds": 5},
@@ -76,4 +88,5 @@ def test_the_report_writes_the_op_speed_table(tmp_path: Path) -> None:
     row = next(line for line in table.splitlines() if line.startswith("| rwkv7"))
     assert row.count("10.0 ms · 25%") == 2
     assert "prefill n=1024" in table and "train n=1024" in table and "decode (per step)" in table
-    assert "20.0 µs · 4%" in row
+    assert "20.0 µs · 4%" in row and "30% / 10% / 50% / 10%" in row
+    assert "prefill n=1024: matmul / copies / other ops / Python" in table
