@@ -170,7 +170,7 @@ def _serve(conn, op: str) -> None:
         xs = inputs[msg]
         if mode == "profile":  # prefill under the profiler: the shares of its time
             with torch.no_grad():
-                ops, _ = op_profile(lambda: spec.call(*xs), "cpu", reps=3, warmup=1)
+                ops, _ = op_profile(lambda xs=xs: spec.call(*xs), "cpu", reps=3, warmup=1)
             conn.send(time_shares(ops))
             continue
         start = time.perf_counter()

@@ -65,6 +65,9 @@ def test_the_yardstick_counts_the_chunked_form_and_train_triples_it() -> None:
     assert yardstick_flops(10, 64, True) == 3 * 10 * 4 * 32768
 
 
+SHARES = {"matmul": 0.3, "copies": 0.1, "other ops": 0.5, "python": 0.1}
+
+
 def test_the_report_writes_the_op_speed_table(tmp_path: Path) -> None:
     bench = {"machine_info": {"cpu": {"brand_raw": "Test CPU"}}, "commit_info": {"id": "abc"},
              "benchmarks": [{"group": f"op {mode} n=1024", "name": f"test_op[rwkv7-{mode}-1024]",
@@ -72,8 +75,7 @@ def test_the_report_writes_the_op_speed_table(tmp_path: Path) -> None:
                              "extra_info": {"op": "rwkv7", "mode": mode, "seq_len": 1024, "chunk": 64,
                                             "worker_median_s": 0.01, "flops_per_s": 2e9,
                                             "frac_of_peak": 0.25, "matmul_peak_flops_per_s": 8e9,
-                                            **({"time_shares": {"matmul": 0.3, "copies": 0.1, "other ops": 0.5,
-                                                                "python": 0.1}} if mode == "prefill" else {})}}
+                                            **({"time_shares": SHARES} if mode == "prefill" else {})}}
                             for mode in ("prefill", "train")]
              + [{"group": "op decode", "name": "test_op_decode[rwkv7]",
                  "stats": {"median": 0.003, "min": 0.003, "max": 0.004, "rounds": 5},
