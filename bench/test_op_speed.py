@@ -32,7 +32,7 @@ import statistics
 
 import pytest
 
-from archbench.bench.measure.op_timing import DECODE_STEPS, OPS, OpWorker, yardstick_flops
+from archbench.bench.measure.op_timing import DECODE_STEPS, OPS, OpWorker, allocator_state, yardstick_flops
 from archbench.bench.measure.train_flops import matmul_peak_flops
 
 LENS = [int(n) for n in os.environ.get("ARCHBENCH_OP_LENS", "1024,4096,16384").split(",")]
@@ -89,4 +89,5 @@ def _record(benchmark, op: str, mode: str, n: int, median: float, flops: int) ->
     peak = matmul_peak_flops(1)
     benchmark.extra_info.update(op=op, mode=mode, seq_len=n, chunk=OPS[op].chunk, worker_median_s=median,
                                 yardstick_flops=flops, flops_per_s=flops / median,
-                                matmul_peak_flops_per_s=peak, frac_of_peak=flops / median / peak, threads=1)
+                                matmul_peak_flops_per_s=peak, frac_of_peak=flops / median / peak, threads=1,
+                                allocator=allocator_state(), load_1m=round(os.getloadavg()[0], 2))

@@ -5,7 +5,8 @@ One round is one call of the op and one of its peer on the same inputs (batch 1,
 one torch thread), in an order that alternates round by round, after a warm-up round; the outputs are
 checked equal (relative 1e-4) before any timing (bench/measure/peer_ops.py has the pairs and why one
 process). `extra_info["ratio"]` is the op's median over the peer's median: below 1, archbench is
-faster. `prefill` runs without gradients, `train` is forward and backward of the output's sum (a peer
+faster; both run in the allocator state op_timing fixes (bench/measure/op_timing.py). `prefill` runs
+without gradients, `train` is forward and backward of the output's sum (a peer
 whose autograd fails is skipped with the error). The peers come with `pip install 'archbench[peers]'`;
 a pair whose peer is absent is skipped.
 
@@ -21,6 +22,7 @@ import statistics
 
 import pytest
 
+from archbench.bench.measure.op_timing import allocator_state
 from archbench.bench.measure.peer_ops import PEERS, PeerMissing, PeerWorker, peer_version
 
 LENS = [int(n) for n in os.environ.get("ARCHBENCH_PEER_LENS", "1024,4096,16384").split(",")]
@@ -67,4 +69,4 @@ def test_peer(benchmark, workers, pair: str, mode: str, n: int) -> None:
     benchmark.extra_info.update(
         op=spec.op, peer=pair.split(" · ", 1)[1], package=spec.package, package_version=peer_version(pair),
         source=spec.source, mode=mode, seq_len=n, ours_median_s=ours, peer_median_s=peer, ratio=ours / peer,
-        load_1m=round(os.getloadavg()[0], 2), threads=1)
+        load_1m=round(os.getloadavg()[0], 2), threads=1, allocator=allocator_state())

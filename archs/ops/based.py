@@ -45,7 +45,7 @@ import math
 import torch
 from torch import Tensor
 
-from archbench.archs.ops.common import from_chunks, state_dtype, to_chunks
+from archbench.archs.ops.common import chunk_group, from_chunks, state_dtype, to_chunks
 
 BasedState = tuple[Tensor, Tensor]  # (S (B, H, D, V), z (B, H, D))
 
@@ -133,7 +133,7 @@ def based_chunked(q: Tensor, k: Tensor, v: Tensor, initial_state: BasedState | N
     g = max(1, _BLOCK_ELEMENTS // (B * H * Q * max(Q, D)))  # chunks per block
     outs = []
     for s in range(0, N, g):
-        y, Sz = _chunk_block(q[:, :, s:s + g], k[:, :, s:s + g], v1[:, :, s:s + g], Sz, scale, eps)
+        y, Sz = _chunk_block(*(chunk_group(t, s, g) for t in (q, k, v1)), Sz, scale, eps)
         outs.append(y)
     y = from_chunks(outs, T)
     return y.to(dtype), (Sz[..., :V], Sz[..., V])

@@ -60,20 +60,29 @@ def a_log_uniform(n: int, low: float = 1.0, high: float = 16.0) -> torch.Tensor:
 
 # -- pieces of the chunked ops ---------------------------------------------------------------------------
 def to_chunks(t: torch.Tensor, Q: int, pad: int, value: float = 0.0) -> torch.Tensor:
-    """(B, T, H, ...) -> (B, H, N, Q, ...) with `pad` tokens of `value` appended (N Q = T + pad), in one
-    contiguous copy. Contiguous because a batched matmul copies a strided batch on every call: made once
-    here, the chunk-wise matmuls that read q, k, v several times copy nothing."""
+    """(B, T, H, ...) -> (B, H, N, Q, ...) with `pad` tokens of `value` appended (N Q = T + pad): a strided
+    view (a copy only where it pads). `chunk_group` makes each group of chunks contiguous, the one copy
+    the batched matmuls then need."""
     if pad:
         t = F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad), value=value)
     B, T, H = t.shape[:3]
-    return t.view(B, T // Q, Q, H, *t.shape[3:]).movedim(3, 1).contiguous()
+    return t.view(B, T // Q, Q, H, *t.shape[3:]).movedim(3, 1)
+
+
+def chunk_group(t: torch.Tensor, start: int, size: int) -> torch.Tensor:
+    """Chunks `start` .. `start + size` of a (B, H, N, ...) tensor, contiguous: a batched matmul copies a
+    strided batch on every call (the (B, H, n) axes of a `to_chunks` view or of a slice along N do not
+    collapse into one), so the group is copied once here, and the matmuls that read q, k, v several
+    times copy nothing."""
+    return t[:, :, start:start + size].contiguous()
 
 
 def from_chunks(groups: list[torch.Tensor], T: int) -> torch.Tensor:
-    """Outputs of consecutive chunk groups, each (B, H, n, Q, V), as (B, T, H, V): the padding dropped."""
-    o = torch.cat(groups, 2) if len(groups) > 1 else groups[0]
-    B, H, N, Q, V = o.shape
-    return o.movedim(1, 3).reshape(B, N * Q, H, V)[:, :T]
+    """Outputs of consecutive chunk groups, each (B, H, n, Q, V), as (B, T, H, V): the padding dropped. One
+    copy: the concatenation writes the (B, N, Q, H, V) layout, which then reshapes as a view."""
+    B, H, _, Q, V = groups[0].shape
+    o = torch.cat([g.movedim(1, 3) for g in groups], 1) if len(groups) > 1 else groups[0].movedim(1, 3)
+    return o.reshape(B, -1, H, V)[:, :T]
 
 
 def log_decay_floor(dtype: torch.dtype) -> float:
@@ -147,6 +156,14 @@ def cache_elements(dtype: torch.dtype) -> int:
     of chunks is held to, so a group's pair scores are reused from cache rather than memory (grouping
     RetNet's chunks this way made its op 2x faster at 4k on a 2 MiB-L2 Xeon than groups of 8 MB)."""
     return L2_CACHE_BYTES // dtype.itemsize
+
+
+# A scalar-decay (or no-decay) chunk holds about this many (Q, Q) temporaries at once — the scores, the
+# decay matrix, their product, the masked copy — so its group of chunks fits L2 when each is a quarter of
+# it. Measured (`bench/test_op_speed.py` and a sweep of the group size, results/METHODS.md): at 4k, groups
+# of L2/4 ran linear attention, SSD and DeltaNet about 15% faster than groups of L2, and no op slower by
+# more than the noise at 1k or 16k. The per-channel paths count their own larger temporaries instead.
+SCORE_TEMPORARIES = 4
 
 
 # -- the pure-PyTorch parallel paths, a segment at a time ------------------------------------------------

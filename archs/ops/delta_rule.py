@@ -56,7 +56,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, decayed_scores, from_chunks, log_decay_floor, to_chunks
+from archbench.archs.ops.common import (
+    SCORE_TEMPORARIES,
+    cache_elements,
+    chunk_group,
+    decayed_scores,
+    from_chunks,
+    log_decay_floor,
+    mask_bias,
+    to_chunks,
+)
 
 # elements of the largest per-block temporary of `delta_rule_chunked`; None: one core's L2
 # (common.cache_elements); tests set a number
@@ -114,16 +123,14 @@ def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor 
     G = None if g is None else blocks(g.clamp(min=log_decay_floor(g.dtype))).cumsum(3)  # Γ, inclusive
     S = initial_state if initial_state is not None else k.new_zeros(B, H, K, V)
 
-    per_chunk = B * H * Q * Q  # the (Q, Q) pair weights; a per-channel decay's sub-chunk temporaries:
+    per_chunk = B * H * Q * Q * SCORE_TEMPORARIES  # the (Q, Q) pair weights; a per-channel decay's:
     if G is not None and G.dim() == 5:
         c = math.gcd(Q, _SUB_CHUNK)
         per_chunk = B * H * Q * max(Q, K * (Q // c + c))
     n = max(1, (_BLOCK_ELEMENTS or cache_elements(k.dtype)) // per_chunk)  # chunks per block
     outs = []
     for s in range(0, N, n):
-        sl = slice(s, s + n)
-        o, S = _chunk_block(q[:, :, sl], k[:, :, sl], v[:, :, sl], beta[:, :, sl],
-                            None if G is None else G[:, :, sl], S)
+        o, S = _chunk_block(*(None if t is None else chunk_group(t, s, n) for t in (q, k, v, beta, G)), S)
         outs.append(o)
     return from_chunks(outs, T), S  # (B, T, H, V), (B, H, K, V)
 
@@ -138,10 +145,10 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
     # 1. Pair weights k_iᵀ Diag(e^{Γ_i − Γ_j}) k_j and the same with q̃_i, for j <= i (0 above).
     if G is None:  # DeltaNet: no decay
         kk, qk = k @ k.transpose(-1, -2), q @ k.transpose(-1, -2)  # (B, H, n, Q, Q)
-        qk = qk.masked_fill(~causal, 0)
+        qk = qk.masked_fill_(~causal, 0)  # in place: a fresh product
         k_in, q_in, k_out, decay_end = k, q, k, None
     elif G.dim() == 4:  # a scalar per head and token: one (Q, Q) decay matrix per chunk
-        D = (G[..., :, None] - G[..., None, :]).masked_fill(~causal, -math.inf).exp()  # (B, H, n, Q, Q)
+        D = (G[..., :, None] - G[..., None, :]).add_(mask_bias(causal, G)[..., 0]).exp_()  # (B, H, n, Q, Q)
         kk, qk = k @ k.transpose(-1, -2) * D, q @ k.transpose(-1, -2) * D
         e = G.exp()[..., None]  # e^{Γ_i} (B, H, n, Q, 1)
         k_in, q_in = k * e, q * e

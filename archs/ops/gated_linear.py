@@ -51,7 +51,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, decayed_scores, from_chunks, state_dtype, to_chunks
+from archbench.archs.ops.common import (
+    SCORE_TEMPORARIES,
+    cache_elements,
+    chunk_group,
+    decayed_scores,
+    from_chunks,
+    mask_bias,
+    state_dtype,
+    to_chunks,
+)
 
 _SUB_CHUNK = 8  # c: sub-chunk of the per-channel path (the (c, c, K) elementwise blocks)
 
@@ -93,8 +102,7 @@ def gated_linear_chunked(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | No
     B, T, H, K = q.shape
     V, dtype, cd = v.shape[-1], q.dtype, state_dtype(q.dtype)
     per_channel = log_decay is not None and log_decay.dim() == 4
-    if log_decay is not None and log_decay.dim() == 1:  # fixed per head: one scalar per token, so the
-        log_decay = log_decay.expand(B, T, H)  # padding below can give the padded tokens decay 1
+    fixed = log_decay is not None and log_decay.dim() == 1  # one decay per head (RetNet)
     if per_channel:  # chunks of whole sub-chunks
         c = math.gcd(chunk_size, _SUB_CHUNK)
         Q = min(chunk_size, -(-T // c) * c)
@@ -102,30 +110,36 @@ def gated_linear_chunked(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | No
         c, Q = 1, min(chunk_size, T)
     N = -(-T // Q)
     pad = N * Q - T  # padded tokens: zero q, k, v and log decay 0, so outputs and state pass unchanged
+    if fixed and pad:  # the padded tokens need decay 1: one decay per token then
+        log_decay, fixed = log_decay.expand(B, T, H), False
 
     def blocks(t: Tensor) -> Tensor:  # (B, T, H, X) -> (B, H, N, Q, X)
         return to_chunks(t.to(cd), Q, pad)
 
     q, k, v = blocks(q * scale), blocks(k), blocks(v)
-    b = None if log_decay is None else blocks(log_decay.unsqueeze(-1) if log_decay.dim() == 3 else log_decay)
-    b = None if b is None else b.cumsum(3)  # (B, H, N, Q, 1 or K), non-increasing along the chunk
+    if fixed:  # every chunk decays alike: its cumulative log decays (i + 1) log γ, built once (1, H, 1, Q, 1)
+        b = torch.arange(1, Q + 1, dtype=cd, device=q.device)[:, None] * log_decay.to(cd)[:, None, None, None]
+    elif log_decay is not None:  # (B, H, N, Q, 1 or K), non-increasing along the chunk
+        b = blocks(log_decay.unsqueeze(-1) if log_decay.dim() == 3 else log_decay).cumsum(3)
+    else:
+        b = None
     S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(cd)
 
     # A few chunks at a time, so the (Q, Q) and (Q/c, Q, K) temporaries fit one core's L2.
-    per_chunk = B * H * Q * (max(Q, K * (Q // c + c)) if per_channel else Q)
+    per_chunk = B * H * Q * (max(Q, K * (Q // c + c)) if per_channel else SCORE_TEMPORARIES * Q)
     g = max(1, cache_elements(cd) // per_chunk)
     outs = []
     for s in range(0, N, g):
-        o, S = _chunks(q[:, :, s:s + g], k[:, :, s:s + g], v[:, :, s:s + g],
-                       None if b is None else b[:, :, s:s + g], S, c)
+        o, S = _chunks(*(chunk_group(t, s, g) for t in (q, k, v)), b if b is None or fixed
+                       else chunk_group(b, s, g), S, c)
         outs.append(o)
     return from_chunks(outs, T).to(dtype), S
 
 
 def _chunks(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, S: Tensor, c: int) -> tuple[Tensor, Tensor]:
     """Consecutive whole chunks: q/k (B, H, n, Q, K), v (B, H, n, Q, V), b the cumulative log decay
-    (B, H, n, Q, 1 or K) or None, S (B, H, K, V) the state before them. Returns o (B, H, n, Q, V) and the
-    state after them."""
+    (B, H, n, Q, 1 or K; n may be 1 where every chunk shares it) or None, S (B, H, K, V) the state before
+    them. Returns o (B, H, n, Q, V) and the state after them."""
     o = _intra(q, k, v, b, c)
 
     # Each chunk's own contribution to the state at its end, and the decay of the state across it.
@@ -135,11 +149,15 @@ def _chunks(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, S: Tensor, c: int
         b_end = b[..., -1:, :]  # (B, H, n, 1, 1 or K)
         dS = (k * (b_end - b).exp()).transpose(-1, -2) @ v
         decay = b_end.exp().transpose(-1, -2)  # (B, H, n, 1 or K, 1)
-    starts = []
-    for i in range(q.shape[2]):  # the short scan over chunks
-        starts.append(S)
-        S = (S if decay is None else decay[:, :, i] * S) + dS[:, :, i]
-    S_in = torch.stack(starts, 2)  # (B, H, n, K, V) the state entering each chunk
+    if decay is None:  # no decay: the state entering each chunk is a running sum, one cumsum
+        ends = S.unsqueeze(2) + dS.cumsum(2)  # (B, H, n, K, V) the state at each chunk's end
+        S_in, S = torch.cat([S.unsqueeze(2), ends[:, :, :-1]], 2), ends[:, :, -1]
+    else:
+        starts = []
+        for i in range(q.shape[2]):  # the short scan over chunks
+            starts.append(S)
+            S = decay[:, :, i if decay.shape[2] > 1 else 0] * S + dS[:, :, i]
+        S_in = torch.stack(starts, 2)  # (B, H, n, K, V) the state entering each chunk
 
     # What the carried-in state adds: (q_i ⊙ exp(b_i))ᵀ S_in.
     return o + (q if b is None else q * b.exp()) @ S_in, S
@@ -150,10 +168,10 @@ def _intra(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, c: int) -> Tensor:
     Q = q.shape[-2]
     causal = torch.ones(Q, Q, dtype=torch.bool, device=q.device).tril()
     if b is None:  # linear attention: the causal mask is the whole decay matrix
-        return (q @ k.transpose(-1, -2)).masked_fill(~causal, 0) @ v
+        return (q @ k.transpose(-1, -2)).masked_fill_(~causal, 0) @ v  # in place: a fresh product
     if b.shape[-1] == 1:  # scalar decay: D_ij = exp(b_i - b_j) for i >= j (RetNet eq. 5's D, per chunk)
-        D = (b - b.transpose(-1, -2)).masked_fill(~causal, -math.inf).exp()  # (B, H, n, Q, Q)
-        return ((q @ k.transpose(-1, -2)) * D) @ v
+        D = (b - b.transpose(-1, -2)).add_(mask_bias(causal, b)[..., 0]).exp_()  # (B, H, n, Q, Q)
+        return (q @ k.transpose(-1, -2)).mul_(D) @ v  # in place on the fresh product
 
     # Per-channel decay: the exponent split at sub-chunk starts (see the module doc; common.py).
     return decayed_scores(q, k, b, b, c) @ v

@@ -39,7 +39,14 @@ import torch
 import torch.nn.functional as F
 
 from archbench.archs.backends import Kernel
-from archbench.archs.ops.common import cache_elements, from_chunks, mask_bias, to_chunks
+from archbench.archs.ops.common import (
+    SCORE_TEMPORARIES,
+    cache_elements,
+    chunk_group,
+    from_chunks,
+    mask_bias,
+    to_chunks,
+)
 
 # size of the (B, H, chunks, Q, Q) decay tensor built at once; None: one core's L2 (common.cache_elements);
 # tests set a number
@@ -91,10 +98,10 @@ def mamba3_chunked(q, k, v, la, dt, lam, chunk_size: int = 64, initial_state=Non
     qc, kc = blocks(q), blocks(k)  # (B, H, n, Q, N)
     vs = blocks(v * sigma[..., None])  # (B, H, n, Q, P): σ_s v_s
     L = blocks(la).cumsum(-1)  # (B, H, n, Q), non-increasing
-    g = max(1, (_BLOCK_ELEMENTS or cache_elements(q.dtype)) // (B * H * Q * Q))
+    g = max(1, (_BLOCK_ELEMENTS or cache_elements(q.dtype)) // (B * H * Q * Q * SCORE_TEMPORARIES))
     ys = []
     for s in range(0, n, g):
-        y, S = _ssd_chunks(qc[:, :, s:s + g], kc[:, :, s:s + g], vs[:, :, s:s + g], L[:, :, s:s + g], S)
+        y, S = _ssd_chunks(*(chunk_group(t, s, g) for t in (qc, kc, vs, L)), S)
         ys.append(y)
     y = from_chunks(ys, T)
     return y - (c_next * (q * k).sum(-1))[..., None] * v, S  # the diagonal correction
@@ -109,7 +116,7 @@ def _ssd_chunks(q, k, vs, L, S):
     # Within a chunk: y_t = Σ_{s<=t} exp(L_t - L_s) (q_t·k_s) σ_s v_s; the differences are <= 0 where s <= t
     # and the mask sends the rest to exp(-inf) = 0.
     decay = (L[..., :, None] - L[..., None, :]).add_(mask_bias(causal, L)[..., 0]).exp_()  # (B, H, c, Q, Q)
-    y = (decay * (q @ k.transpose(-1, -2))) @ vs
+    y = (q @ k.transpose(-1, -2)).mul_(decay) @ vs  # in place on the fresh product
     to_end = (L[..., -1:] - L).exp()  # (B, H, c, Q)
     chunk_states = (vs * to_end[..., None]).transpose(-1, -2) @ k  # (B, H, c, P, N)
     chunk_decay = L[..., -1].exp()  # (B, H, c)

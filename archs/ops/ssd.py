@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, mask_bias
+from archbench.archs.ops.common import SCORE_TEMPORARIES, cache_elements, chunk_group, mask_bias
 
 # Working-set size of `ssd_chunked`, in tensor elements: of the (B, H, chunks, Q, Q) decay tensor built
 # at once. None: one core's L2 (common.cache_elements); tests set a number.
@@ -77,15 +77,15 @@ def ssd_chunked(x: Tensor, dt: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor, h0: Te
     if pad:
         x, dt, Bm, Cm = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, dt, Bm, Cm))
     c = x.shape[1] // Q
-    xdt = (x * dt[..., None]).view(b, c, Q, H, P).permute(0, 3, 1, 2, 4).contiguous()  # (B, H, c, Q, P)
+    xdt = (x * dt[..., None]).view(b, c, Q, H, P).permute(0, 3, 1, 2, 4)  # (B, H, c, Q, P)
     Bc, Cc = Bm.view(b, 1, c, Q, -1), Cm.view(b, 1, c, Q, -1)  # (B, 1, c, Q, N), shared by the heads
     logd = torch.cumsum((dt * A).view(b, c, Q, H).permute(0, 3, 1, 2), -1)  # (B, H, c, Q), non-increasing
     h = x.new_zeros(b, H, P, Bm.shape[-1]) if h0 is None else h0
     # A few chunks at a time, so the (Q, Q) decay matrices stay cache-sized and time stays linear in T.
-    g = max(1, (_BLOCK_ELEMENTS or cache_elements(x.dtype)) // (b * H * Q * Q))
+    g = max(1, (_BLOCK_ELEMENTS or cache_elements(x.dtype)) // (b * H * Q * Q * SCORE_TEMPORARIES))
     ys = []
     for s in range(0, c, g):
-        y, h = _ssd_chunks(xdt[:, :, s:s + g], logd[:, :, s:s + g], Bc[:, :, s:s + g], Cc[:, :, s:s + g], h)
+        y, h = _ssd_chunks(*(chunk_group(t, s, g) for t in (xdt, logd, Bc, Cc)), h)
         ys.append(y)
     return torch.cat(ys, 1).reshape(b, c * Q, H, P)[:, :T], h
 

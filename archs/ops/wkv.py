@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, log_decay_floor, mask_bias, to_chunks
+from archbench.archs.ops.common import cache_elements, chunk_group, log_decay_floor, mask_bias, to_chunks
 
 _SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
 # size of the largest temporary in one pass of wkv_chunked's output loop; None: one core's L2
@@ -85,8 +85,8 @@ def wkv_chunked(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor, S0: Tens
     N = -(-T // C)
     pad = N * C - T  # zero k and zero log-decay in the padding leave outputs and final state unchanged
 
-    def blocks(t):  # (B, T, H, X) -> (B, H, N, C, X)
-        return to_chunks(t, C, pad)
+    def blocks(t):  # (B, T, H, X) -> (B, H, N, C, X), contiguous: the state's matmuls read every chunk
+        return to_chunks(t, C, pad).contiguous()
 
     r, k, v, lw = blocks(r), blocks(k), blocks(v), blocks(lw.clamp(min=log_decay_floor(lw.dtype)))
     G = lw.cumsum(3)  # (B, H, N, C, K) inclusive: log decay from chunk start through t
@@ -106,8 +106,7 @@ def wkv_chunked(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor, S0: Tens
     # keeps time linear in T (allocated for a long sequence at once, they page-fault fresh memory and
     # fall out of cache, and the time per token grows with T).
     step = max(1, (_PASS_ELEMENTS or cache_elements(r.dtype)) // (B * H * C * C // c * K))
-    o = torch.cat([_chunk_outputs(r[:, :, i:i + step], k[:, :, i:i + step], v[:, :, i:i + step],
-                                  G[:, :, i:i + step], Gx[:, :, i:i + step], S_in[:, :, i:i + step], u, c)
+    o = torch.cat([_chunk_outputs(*(chunk_group(t, i, step) for t in (r, k, v, G, Gx, S_in)), u, c)
                    for i in range(0, N, step)], 2)  # (B, H, N, C, V)
     return o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T], S  # (B, T, H, V), (B, H, K, V)
 

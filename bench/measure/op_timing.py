@@ -7,12 +7,19 @@ fresh mappings); timed in one long process, each op would be measured in whateve
 it left. `OpWorker` starts a spawned process that builds one op's inputs and times its calls there;
 the benchmark asks it for one call at a time over a pipe.
 
+Which allocator state: every worker starts with glibc's mmap and trim thresholds fixed (`ALLOCATOR`,
+through GLIBC_TUNABLES; a GLIBC_TUNABLES of the user's own is kept instead), so large blocks come from
+the heap and stay there once freed: the state of a process that has run a while, the same for every
+op and peer whatever ran before. With the dynamic thresholds, the same op at 1k measured 20.9 ms in a
+fresh process and 12.5 ms in a warm one (issue 27). Each benchmark row records the state it ran in.
+
 Shapes: batch 1, H = 4 heads of K = V = 64 (the scaling suite's d_model 256), float32, one thread.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,28 +196,29 @@ def _serve(conn, op: str) -> None:
         conn.send(time.perf_counter() - start)
 
 
-class OpWorker:
-    """A spawned process that times one op's calls (module docstring). `call(mode, n)` returns the seconds
-    the call took inside the worker (decode: per step); `close()` ends it."""
+ALLOCATOR = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 
-    def __init__(self, op: str):
-        if op not in OPS:
-            raise ValueError(f"unknown op {op!r}; choose from {', '.join(OPS)}")
-        self.op = op
+
+def allocator_state() -> str:
+    """The GLIBC_TUNABLES the workers start with (module docstring)."""
+    return os.environ.get("GLIBC_TUNABLES") or ALLOCATOR
+
+
+class Worker:
+    """A spawned process serving `serve(conn, name)`, started in `allocator_state()`; `close()` ends it."""
+
+    def __init__(self, serve: Callable, name: str):
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, op), daemon=True)
-        self._proc.start()
+        before = os.environ.get("GLIBC_TUNABLES")
+        os.environ["GLIBC_TUNABLES"] = allocator_state()  # the child inherits the environment at start
+        try:
+            self._proc = ctx.Process(target=serve, args=(child, name), daemon=True)
+            self._proc.start()
+        finally:
+            if before is None:
+                del os.environ["GLIBC_TUNABLES"]
         child.close()
-
-    def call(self, mode: str, n: int) -> float:
-        self._conn.send((mode, n))
-        return self._conn.recv()
-
-    def profile(self, n: int) -> dict[str, float]:
-        """Where a prefill call's time goes (`time_shares`), from three calls under the profiler."""
-        self._conn.send(("profile", n))
-        return self._conn.recv()
 
     def close(self) -> None:
         try:
@@ -220,3 +228,23 @@ class OpWorker:
         self._proc.join(timeout=10)
         if self._proc.is_alive():
             self._proc.kill()
+
+
+class OpWorker(Worker):
+    """A spawned process that times one op's calls (module docstring). `call(mode, n)` returns the seconds
+    the call took inside the worker (decode: per step); `close()` ends it."""
+
+    def __init__(self, op: str):
+        if op not in OPS:
+            raise ValueError(f"unknown op {op!r}; choose from {', '.join(OPS)}")
+        self.op = op
+        super().__init__(_serve, op)
+
+    def call(self, mode: str, n: int) -> float:
+        self._conn.send((mode, n))
+        return self._conn.recv()
+
+    def profile(self, n: int) -> dict[str, float]:
+        """Where a prefill call's time goes (`time_shares`), from three calls under the profiler."""
+        self._conn.send(("profile", n))
+        return self._conn.recv()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from archbench.bench.measure.op_timing import OPS
+from archbench.bench.measure.op_timing import OPS, Worker
 
 TOLERANCE = 1e-4  # largest |ours - peer| over largest |ours|, float32
 
@@ -212,19 +211,16 @@ def _serve(conn, name: str) -> None:
             conn.send((kind, f"{type(exc).__name__}: {exc}"))
 
 
-class PeerWorker:
-    """A spawned process that times one pair (module docstring): `round(mode, n)` returns (the op's
-    seconds, the peer's seconds); raises PeerMissing where the peer is not installed."""
+class PeerWorker(Worker):
+    """A spawned process that times one pair (module docstring), in op_timing's allocator state:
+    `round(mode, n)` returns (the op's seconds, the peer's seconds); raises PeerMissing where the peer is
+    not installed."""
 
     def __init__(self, name: str):
         if name not in PEERS:
             raise ValueError(f"unknown pair {name!r}; choose from {', '.join(PEERS)}")
         self.name = name
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, name), daemon=True)
-        self._proc.start()
-        child.close()
+        super().__init__(_serve, name)
 
     def round(self, mode: str, n: int) -> tuple[float, float]:
         self._conn.send((mode, n))
@@ -234,12 +230,3 @@ class PeerWorker:
         if status == "error":
             raise RuntimeError(value)
         return tuple(value)
-
-    def close(self) -> None:
-        try:
-            self._conn.send(None)
-        except (BrokenPipeError, OSError):
-            pass
-        self._proc.join(timeout=10)
-        if self._proc.is_alive():
-            self._proc.kill()

@@ -92,3 +92,21 @@ def test_the_report_writes_the_op_speed_table(tmp_path: Path) -> None:
     assert "prefill n=1024" in table and "train n=1024" in table and "decode (per step)" in table
     assert "20.0 µs · 4%" in row and "30% / 10% / 50% / 10%" in row
     assert "prefill n=1024: matmul / copies / other ops / Python" in table
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a process's environment in /proc")
+def test_workers_start_in_the_stated_allocator_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    from archbench.bench.measure.op_timing import ALLOCATOR, allocator_state
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    worker = OpWorker("retnet")
+    try:
+        worker.call("decode", 1)  # the child is up and has run an op
+        child = Path(f"/proc/{worker._proc.pid}/environ").read_bytes()
+    finally:
+        worker.close()
+    # glibc parses the variable in place at start-up (':' becomes a NUL), so look for each tunable
+    assert b"GLIBC_TUNABLES=" in child and all(t.encode() in child for t in ALLOCATOR.split(":"))
+    assert "GLIBC_TUNABLES" not in __import__("os").environ  # the parent's environment is left as it was
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")  # a user's own tunables are kept
+    assert allocator_state() == "glibc.malloc.arena_max=1"
