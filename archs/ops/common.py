@@ -159,10 +159,11 @@ def cache_elements(dtype: torch.dtype) -> int:
 
 
 # A scalar-decay (or no-decay) chunk holds about this many (Q, Q) temporaries at once — the scores, the
-# decay matrix, their product, the masked copy — so its group of chunks fits L2 when each is a quarter of
-# it. Measured (`bench/test_op_speed.py` and a sweep of the group size, results/METHODS.md): at 4k, groups
-# of L2/4 ran linear attention, SSD and DeltaNet about 15% faster than groups of L2, and no op slower by
-# more than the noise at 1k or 16k. The per-channel paths count their own larger temporaries instead.
+# decay matrix, their product, the state's share — so its group of chunks fits L2 when each is a quarter
+# of it. Chosen by timing each op's prefill at 1k-16k over group sizes from L2/32 to 4 L2 on a 2 MiB-L2
+# Xeon: a quarter of L2 was the fastest for linear attention, SSD and the delta rule at 4k and within the
+# noise of the fastest at 1k and 16k; the per-channel paths (GLA, KDA, RWKV-6/7), whose larger elementwise
+# temporaries set their own group, were fastest with that temporary at the whole L2.
 SCORE_TEMPORARIES = 4
 
 
