@@ -16,8 +16,11 @@ recall depth, the hybrids at theirs), and only between cells that may stand on a
 (bench/report/frontier.py `eligible`: the curve says the cell learned, or is flat above chance, and its
 best lr comes from a sweep of at least three). A comparison with a cell that is not eligible is
 *pending*, with the cell's class named: a cell on the plateau says nothing about the claim — except
-where the claim asks one cell to recall no less than another and that cell is eligible at 1 − TOLERANCE
-or above: no accuracy exceeds 1, so whatever the pending cell reaches the claim holds (`_at_least`). "At
+where its stored accuracy already decides it. A pending cell's accuracy can only grow as the grid fills
+(more lrs raise the best of its sweep, more budget a rising curve) and never exceeds 1, so it bounds the
+final value from below and 1 from above (`_at_least`): "A recalls no less than B" holds once A is
+eligible within TOLERANCE of 1, and disagrees once B already stands more than TOLERANCE above an
+eligible A; `one-in-4` does not apply once the recurrent stack already recalls 0.5 or more. "At
 comparable state": the two cells' state bytes within a factor of `STATE_RATIO`. A claim "holds" or
 "disagrees" within `TOLERANCE` of accuracy, the order of a seed's spread near the top of the scale
 (results/METHODS.md). The table is regenerated with the rows: as the grid fills, pending claims become
@@ -63,15 +66,21 @@ def _verdict(ok: bool, cells: list[pd.Series]) -> str:
     return _pending(cells) or (HOLDS if ok else DISAGREES)
 
 
-def _at_least(ok: bool, high: pd.Series, cells: list[pd.Series]) -> str:
-    """The verdict of "`high` recalls no less than the other cells, within the tolerance". Where another
-    cell is pending but `high` is eligible and within the tolerance of 1.0, the claim holds already: no
-    cell can exceed 1.0, so none can end more than the tolerance above `high`."""
-    pending = _pending(cells)
-    if pending and high["_eligible"] and high["accuracy"] >= 1 - TOLERANCE:
+def _at_least(high: pd.Series, low: pd.Series) -> str:
+    """The verdict of "`high` recalls no less than `low`, within the tolerance". With `low` pending and
+    `high` eligible, the stored accuracies may decide it already (module doc): `low` ends in
+    [its accuracy, 1]."""
+    pending = _pending([high, low])
+    if pending is None:
+        return HOLDS if high["accuracy"] >= low["accuracy"] - TOLERANCE else DISAGREES
+    waiting = pending.removeprefix(PENDING + ": ")
+    if high["_eligible"] and high["accuracy"] >= 1 - TOLERANCE:
         return (f"{HOLDS}: {high['config_label']} {high['accuracy']:.3f} is within {TOLERANCE} of 1, "
-                f"whatever the other reaches ({pending.removeprefix(PENDING + ': ')})")
-    return _verdict(ok, cells)
+                f"whatever the other reaches ({waiting})")
+    if high["_eligible"] and low["accuracy"] > high["accuracy"] + TOLERANCE:
+        return (f"{DISAGREES}: {low['config_label']} already {low['accuracy']:.3f}, more than {TOLERANCE} "
+                f"above {high['config_label']} {high['accuracy']:.3f}, and can only rise ({waiting})")
+    return pending
 
 
 def _comparable(a: pd.Series, b: pd.Series) -> bool:
@@ -107,10 +116,8 @@ def _pair_rows(pure: pd.DataFrame, claim: str, low_family: str, high: tuple[str,
     for _, h in pure[pure["family"].isin(high)].sort_values(["family", "state_bytes"]).iterrows():
         for low in lows:
             if _comparable(low, h):
-                ok = low["accuracy"] <= h["accuracy"] + TOLERANCE
                 rows.append({"claim": claim, "subject": f"{h['family']} vs {low_family}",
-                             "cells": f"{_cell_text(h)} · {_cell_text(low)}",
-                             "verdict": _at_least(ok, h, [h, low])})
+                             "cells": f"{_cell_text(h)} · {_cell_text(low)}", "verdict": _at_least(h, low)})
     return rows
 
 
@@ -135,7 +142,7 @@ def _hybrid_rows(deep: pd.DataFrame) -> list[dict]:
                          "verdict": f"{PENDING}: its recurrent stack (same config) not stored"})
             continue
         rows.append({"claim": "floor", "subject": name, "cells": f"{_cell_text(r)} · {_cell_text(pure)}",
-                     "verdict": _at_least(r["accuracy"] >= pure["accuracy"] - TOLERANCE, r, [r, pure])})
+                     "verdict": _at_least(r, pure)})
         if ra.count("A") * 4 != len(ra):
             continue  # one-in-4 speaks of one attention-like layer in four
         if full is None:
@@ -145,8 +152,9 @@ def _hybrid_rows(deep: pd.DataFrame) -> list[dict]:
         cells = [r, pure, full]
         text = " · ".join(map(_cell_text, cells))
         verdict = _pending(cells)
-        if verdict is None and pure["accuracy"] >= 0.5:
-            verdict = f"{NOT_APPLICABLE}: the recurrent stack recalls {pure['accuracy']:.3f} (>= 0.5)"
+        if pure["accuracy"] >= 0.5:  # so far: a pending stack's accuracy can only rise (module doc)
+            verdict = f"{NOT_APPLICABLE}: the recurrent stack recalls {pure['accuracy']:.3f} (>= 0.5)" + (
+                "" if pure["_eligible"] else f"; {why_not(pure)}, it can only rise")
         elif verdict is None:
             verdict = HOLDS if abs(r["accuracy"] - full["accuracy"]) <= TOLERANCE else DISAGREES
         rows.append({"claim": "one-in-4", "subject": name, "cells": text, "verdict": verdict})

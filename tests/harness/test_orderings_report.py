@@ -143,3 +143,20 @@ def test_a_pending_leader_leaves_the_claim_pending_even_at_the_ceiling(tmp_path:
     rows = _verdicts(tmp_path, _recall("deltanet", 0.99, 1000, lrs=(1e-3,)),
                      _recall("mamba2", 0.002, 1200, stuck=True))
     assert _one(rows, "delta", "deltanet vs mamba2").startswith("pending")
+
+
+def test_a_pending_cell_already_above_an_eligible_leader_disagrees(tmp_path: Path) -> None:
+    # mamba2 with one lr stands at 0.9 against deltanet's learned, swept 0.6 at comparable state: more lrs
+    # can only raise mamba2's best, so the delta rule is already behind
+    rows = _verdicts(tmp_path, _recall("deltanet", 0.6, 1000), _recall("mamba2", 0.9, 1200, lrs=(1e-3,)))
+    delta = _one(rows, "delta", "deltanet vs mamba2")
+    assert delta.startswith("disagrees:") and "1 lr only" in delta
+
+
+def test_one_in_4_does_not_apply_once_the_recurrent_stack_already_recalls_half(tmp_path: Path) -> None:
+    hybrid = "RRRX:R=mamba2,X=attention"
+    rows = _verdicts(tmp_path, _recall(hybrid, 0.95, 3000, depth=4),
+                     _recall("mamba2", 0.6, 2000, depth=4, lrs=(1e-3, 3e-3)),  # two lrs: pending
+                     _recall("attention", 0.99, 9000, depth=4))
+    verdict = _one(rows, "one-in-4", f"{hybrid} (RRRA)")
+    assert verdict.startswith("does not apply") and "2 lrs only" in verdict
