@@ -70,8 +70,11 @@ def test_peer(benchmark, workers, pair: str, mode: str, n: int) -> None:
     benchmark.pedantic(lambda: rounds.append(worker.round(mode, n)), rounds=ROUNDS, iterations=1)
     ours = statistics.median(r[0] for r in rounds)
     peer = statistics.median(r[1] for r in rounds)
+    per_round = sorted(a / b for a, b in rounds)  # each round's own ratio: the spread of the figure
+    quartiles = statistics.quantiles(per_round, n=4)
     spec = PEERS[pair]
     benchmark.extra_info.update(
         op=spec.op, peer=pair.split(" · ", 1)[1], package=spec.package, package_version=peer_version(pair),
         source=spec.source, mode=mode, seq_len=n, ours_median_s=ours, peer_median_s=peer, ratio=ours / peer,
+        round_ratio_q1=quartiles[0], round_ratio_q3=quartiles[2],
         load_1m=round(os.getloadavg()[0], 2), threads=1, allocator=allocator_state())

@@ -45,7 +45,7 @@ import math
 import torch
 from torch import Tensor
 
-from archbench.archs.ops.common import chunk_group, from_chunks, state_dtype, to_chunks
+from archbench.archs.ops.common import chunk_groups, from_chunks, state_dtype, to_chunks
 
 BasedState = tuple[Tensor, Tensor]  # (S (B, H, D, V), z (B, H, D))
 
@@ -132,8 +132,8 @@ def based_chunked(q: Tensor, k: Tensor, v: Tensor, initial_state: BasedState | N
     D = taylor_width(d)
     g = max(1, _BLOCK_ELEMENTS // (B * H * Q * max(Q, D)))  # chunks per block
     outs = []
-    for s in range(0, N, g):
-        y, Sz = _chunk_block(*(chunk_group(t, s, g) for t in (q, k, v1)), Sz, scale, eps)
+    for group in chunk_groups((q, k, v1), g):
+        y, Sz = _chunk_block(*group, Sz, scale, eps)
         outs.append(y)
     y = from_chunks(outs, T)
     return y.to(dtype), (Sz[..., :V], Sz[..., V])

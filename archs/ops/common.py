@@ -22,7 +22,7 @@ Glossary:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,7 +61,7 @@ def a_log_uniform(n: int, low: float = 1.0, high: float = 16.0) -> torch.Tensor:
 # -- pieces of the chunked ops ---------------------------------------------------------------------------
 def to_chunks(t: torch.Tensor, Q: int, pad: int, value: float = 0.0) -> torch.Tensor:
     """(B, T, H, ...) -> (B, H, N, Q, ...) with `pad` tokens of `value` appended (N Q = T + pad): a strided
-    view (a copy only where it pads). `chunk_group` makes each group of chunks contiguous, the one copy
+    view (a copy only where it pads). `chunk_groups` makes each group of chunks contiguous, the one copy
     the batched matmuls then need."""
     if pad:
         t = F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad), value=value)
@@ -69,12 +69,17 @@ def to_chunks(t: torch.Tensor, Q: int, pad: int, value: float = 0.0) -> torch.Te
     return t.view(B, T // Q, Q, H, *t.shape[3:]).movedim(3, 1)
 
 
-def chunk_group(t: torch.Tensor, start: int, size: int) -> torch.Tensor:
-    """Chunks `start` .. `start + size` of a (B, H, N, ...) tensor, contiguous: a batched matmul copies a
-    strided batch on every call (the (B, H, n) axes of a `to_chunks` view or of a slice along N do not
-    collapse into one), so the group is copied once here, and the matmuls that read q, k, v several
-    times copy nothing."""
-    return t[:, :, start:start + size].contiguous()
+def chunk_groups(tensors: tuple[torch.Tensor | None, ...], size: int) -> Iterator[tuple]:
+    """The chunks of (B, H, N, ...) tensors in groups of `size` along N: one tuple per group, each part
+    contiguous (None stays None). Contiguous because a batched matmul copies a strided batch on every call
+    (the (B, H, n) axes of a `to_chunks` view or of a slice along N do not collapse into one), so each
+    group is copied once, and the matmuls that read q, k, v several times copy nothing. Split, not
+    sliced: a split's backward concatenates the groups' gradients once, where each slice's backward
+    would zero-fill a gradient the size of the whole tensor (quadratic in T over the groups)."""
+    parts = [None if t is None else t.split(size, dim=2) for t in tensors]
+    count = max(len(p) for p in parts if p is not None)
+    for i in range(count):
+        yield tuple(None if p is None else p[i].contiguous() for p in parts)
 
 
 def from_chunks(groups: list[torch.Tensor], T: int) -> torch.Tensor:

@@ -59,7 +59,7 @@ from archbench.archs.backends import Kernel, probe_leaves
 from archbench.archs.ops.common import (
     SCORE_TEMPORARIES,
     cache_elements,
-    chunk_group,
+    chunk_groups,
     decayed_scores,
     from_chunks,
     log_decay_floor,
@@ -129,8 +129,8 @@ def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor 
         per_chunk = B * H * Q * max(Q, K * (Q // c + c))
     n = max(1, (_BLOCK_ELEMENTS or cache_elements(k.dtype)) // per_chunk)  # chunks per block
     outs = []
-    for s in range(0, N, n):
-        o, S = _chunk_block(*(None if t is None else chunk_group(t, s, n) for t in (q, k, v, beta, G)), S)
+    for group in chunk_groups((q, k, v, beta, G), n):
+        o, S = _chunk_block(*group, S)
         outs.append(o)
     return from_chunks(outs, T), S  # (B, T, H, V), (B, H, K, V)
 

@@ -54,7 +54,7 @@ from archbench.archs.backends import Kernel, probe_leaves
 from archbench.archs.ops.common import (
     SCORE_TEMPORARIES,
     cache_elements,
-    chunk_group,
+    chunk_groups,
     decayed_scores,
     from_chunks,
     mask_bias,
@@ -129,9 +129,8 @@ def gated_linear_chunked(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | No
     per_chunk = B * H * Q * (max(Q, K * (Q // c + c)) if per_channel else SCORE_TEMPORARIES * Q)
     g = max(1, cache_elements(cd) // per_chunk)
     outs = []
-    for s in range(0, N, g):
-        o, S = _chunks(*(chunk_group(t, s, g) for t in (q, k, v)), b if b is None or fixed
-                       else chunk_group(b, s, g), S, c)
+    for qg, kg, vg, bg in chunk_groups((q, k, v, None if fixed else b), g):
+        o, S = _chunks(qg, kg, vg, b if fixed else bg, S, c)  # a fixed decay: every group shares b
         outs.append(o)
     return from_chunks(outs, T).to(dtype), S
 

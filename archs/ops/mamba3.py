@@ -42,7 +42,7 @@ from archbench.archs.backends import Kernel
 from archbench.archs.ops.common import (
     SCORE_TEMPORARIES,
     cache_elements,
-    chunk_group,
+    chunk_groups,
     from_chunks,
     mask_bias,
     to_chunks,
@@ -100,8 +100,8 @@ def mamba3_chunked(q, k, v, la, dt, lam, chunk_size: int = 64, initial_state=Non
     L = blocks(la).cumsum(-1)  # (B, H, n, Q), non-increasing
     g = max(1, (_BLOCK_ELEMENTS or cache_elements(q.dtype)) // (B * H * Q * Q * SCORE_TEMPORARIES))
     ys = []
-    for s in range(0, n, g):
-        y, S = _ssd_chunks(*(chunk_group(t, s, g) for t in (qc, kc, vs, L)), S)
+    for group in chunk_groups((qc, kc, vs, L), g):
+        y, S = _ssd_chunks(*group, S)
         ys.append(y)
     y = from_chunks(ys, T)
     return y - (c_next * (q * k).sum(-1))[..., None] * v, S  # the diagonal correction

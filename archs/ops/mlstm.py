@@ -57,7 +57,7 @@ import math
 import torch
 from torch import Tensor
 
-from archbench.archs.ops.common import chunk_group, from_chunks, state_dtype, to_chunks
+from archbench.archs.ops.common import chunk_groups, from_chunks, state_dtype, to_chunks
 
 MLSTMState = tuple[Tensor, Tensor, Tensor]  # (C̃ (B, H, K, V), ñ (B, H, K), m (B, H))
 
@@ -136,8 +136,8 @@ def mlstm_chunked(q: Tensor, k: Tensor, v: Tensor, log_i: Tensor, log_f: Tensor,
 
     g = max(1, _BLOCK_ELEMENTS // (B * H * Q * max(Q, K, V + 1)))  # chunks per block
     outs = []
-    for s in range(0, N, g):
-        h, Cn, m = _chunk_block(*(chunk_group(t, s, g) for t in (q, k, v1, li, b)), Cn, m, eps)
+    for group in chunk_groups((q, k, v1, li, b), g):
+        h, Cn, m = _chunk_block(*group, Cn, m, eps)
         outs.append(h)
     h = from_chunks(outs, T)
     return h.to(dtype), (Cn[..., :V], Cn[..., V], m)

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, chunk_group, from_chunks, mask_bias, to_chunks
+from archbench.archs.ops.common import cache_elements, chunk_groups, from_chunks, mask_bias, to_chunks
 
 # elements of the largest temporary built for a group of chunks at once; None: one core's L2
 # (common.cache_elements); tests set a number
@@ -105,8 +105,8 @@ def rwkv7_chunked(r, lw, k, v, a, b, chunk_size: int = 16, initial_state=None,
     g = max(1, (_GROUP_ELEMENTS or cache_elements(r.dtype)) // largest)
     pairs = _pairs_factored if factored else _pairs_exact
     out = []
-    for s in range(0, N, g):
-        o, X = _chunk_group(*(chunk_group(t, s, g) for t in (r, lw, k, v, a, b)), X, pairs)
+    for group in chunk_groups((r, lw, k, v, a, b), g):
+        o, X = _chunk_group(*group, X, pairs)
         out.append(o)
     return from_chunks(out, T), X.transpose(-1, -2)
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import SCORE_TEMPORARIES, cache_elements, chunk_group, mask_bias
+from archbench.archs.ops.common import SCORE_TEMPORARIES, cache_elements, chunk_groups, mask_bias
 
 # Working-set size of `ssd_chunked`, in tensor elements: of the (B, H, chunks, Q, Q) decay tensor built
 # at once. None: one core's L2 (common.cache_elements); tests set a number.
@@ -84,8 +84,8 @@ def ssd_chunked(x: Tensor, dt: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor, h0: Te
     # A few chunks at a time, so the (Q, Q) decay matrices stay cache-sized and time stays linear in T.
     g = max(1, (_BLOCK_ELEMENTS or cache_elements(x.dtype)) // (b * H * Q * Q * SCORE_TEMPORARIES))
     ys = []
-    for s in range(0, c, g):
-        y, h = _ssd_chunks(*(chunk_group(t, s, g) for t in (xdt, logd, Bc, Cc)), h)
+    for group in chunk_groups((xdt, logd, Bc, Cc), g):
+        y, h = _ssd_chunks(*group, h)
         ys.append(y)
     return torch.cat(ys, 1).reshape(b, c * Q, H, P)[:, :T], h
 

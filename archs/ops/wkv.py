@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
-from archbench.archs.ops.common import cache_elements, chunk_group, log_decay_floor, mask_bias, to_chunks
+from archbench.archs.ops.common import cache_elements, chunk_groups, log_decay_floor, mask_bias, to_chunks
 
 _SUB_CHUNK = 4  # diagonal sub-blocks of this many tokens are computed elementwise (see wkv_chunked)
 # size of the largest temporary in one pass of wkv_chunked's output loop; None: one core's L2
@@ -106,8 +106,8 @@ def wkv_chunked(r: Tensor, k: Tensor, v: Tensor, lw: Tensor, u: Tensor, S0: Tens
     # keeps time linear in T (allocated for a long sequence at once, they page-fault fresh memory and
     # fall out of cache, and the time per token grows with T).
     step = max(1, (_PASS_ELEMENTS or cache_elements(r.dtype)) // (B * H * C * C // c * K))
-    o = torch.cat([_chunk_outputs(*(chunk_group(t, i, step) for t in (r, k, v, G, Gx, S_in)), u, c)
-                   for i in range(0, N, step)], 2)  # (B, H, N, C, V)
+    o = torch.cat([_chunk_outputs(*group, u, c) for group in chunk_groups((r, k, v, G, Gx, S_in), step)],
+                  2)  # (B, H, N, C, V)
     return o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T], S  # (B, T, H, V), (B, H, K, V)
 
 

@@ -121,11 +121,16 @@ def _peer_speed(out: Outputs, df: pd.DataFrame) -> None:
     if t.empty:
         return
     t = t.drop_duplicates(["op", "peer", "mode", "seq_len"], keep="last")
+    for col in ("round_ratio_q1", "round_ratio_q3"):  # absent from files written before the spread
+        if col not in t.columns:
+            t = t.assign(**{col: float("nan")})
     raw = t[["op", "peer", "package", "package_version", "source", "mode", "seq_len", "ours_median_s",
-             "peer_median_s", "ratio", "load_1m"]].sort_values(["op", "peer", "mode", "seq_len"])
-    raw = raw.reset_index(drop=True)
-    cells = raw.assign(text=[f"{r:.2f} ({fmt_seconds(a)} / {fmt_seconds(b)})" for r, a, b in
-                             zip(raw["ratio"], raw["ours_median_s"], raw["peer_median_s"], strict=True)],
+             "peer_median_s", "ratio", "round_ratio_q1", "round_ratio_q3", "load_1m"]]
+    raw = raw.sort_values(["op", "peer", "mode", "seq_len"]).reset_index(drop=True)
+    spread = ["" if is_missing(lo) else f" [{lo:.2f}–{hi:.2f}]"
+              for lo, hi in zip(raw["round_ratio_q1"], raw["round_ratio_q3"], strict=True)]
+    medians = zip(raw["ratio"], spread, raw["ours_median_s"], raw["peer_median_s"], strict=True)
+    cells = raw.assign(text=[f"{r:.2f}{sp} ({fmt_seconds(a)} / {fmt_seconds(b)})" for r, sp, a, b in medians],
                        pair=[f"{o} · {p} ({pkg} {v})" for o, p, pkg, v in zip(
                            raw["op"], raw["peer"], raw["package"], raw["package_version"], strict=True)])
     md = cells.pivot(index="pair", columns=["mode", "seq_len"], values="text")
@@ -135,8 +140,9 @@ def _peer_speed(out: Outputs, df: pd.DataFrame) -> None:
     out.table("op speed", "peer_speed", "archbench's chunked ops against the published pure-PyTorch forms "
               "of the same recurrences (bench/test_peer_speed.py; both in one fresh worker, interleaved "
               "rounds, one thread, batch 1, 4 heads of 64, float32, outputs checked equal first): the op's "
-              "median time over the peer's (below 1: archbench faster) with the two medians; n/a where the "
-              "peer's backward fails or the pair was not run", md, raw)
+              "median time over the peer's (below 1: archbench faster), [the quartiles of the rounds' own "
+              "ratios], (the two medians); n/a where the peer's backward fails or the pair was not run", md,
+              raw)
 
 
 def _train_speed(out: Outputs, df: pd.DataFrame) -> None:

@@ -83,7 +83,8 @@ def test_the_report_writes_the_peer_table(tmp_path: Path) -> None:
                 "extra_info": {"op": "retnet", "peer": "fla naive_chunk_simple_gla", "package": "fla-core",
                                "package_version": "0.6.0", "source": "fla/ops/simple_gla/naive.py",
                                "mode": mode, "seq_len": n, "ours_median_s": 0.01 * ratio,
-                               "peer_median_s": 0.01, "ratio": ratio, "load_1m": 2.2}}
+                               "peer_median_s": 0.01, "ratio": ratio, "round_ratio_q1": ratio - 0.05,
+                               "round_ratio_q3": ratio + 0.05, "load_1m": 2.2}}
 
     data = {"machine_info": {"cpu": {"brand_raw": "Test CPU"}}, "commit_info": {"id": "abc"},
             "benchmarks": [bench("prefill", 1024, 0.8), bench("train", 1024, 0.5)]}
@@ -93,5 +94,5 @@ def test_the_report_writes_the_peer_table(tmp_path: Path) -> None:
     write_report(tmp_path)
     table = (tmp_path / "peer_speed.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| retnet"))
-    assert "fla-core 0.6.0" in row and "0.80 (8.00 ms / 10.0 ms)" in row and "0.50 (5.00 ms" in row
+    assert "fla-core 0.6.0" in row and "0.80 [0.75–0.85] (8.00 ms / 10.0 ms)" in row and "0.50 [0.45" in row
     assert "prefill n=1024" in table and "train n=1024" in table and "2.2–2.2" in row
