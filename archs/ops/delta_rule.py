@@ -163,12 +163,14 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
         k_out = k * (G[..., -1:, :] - G).exp()
         decay_end = G[..., -1, :].exp()[..., None]  # (B, H, n, K, 1)
 
-    # 2. The WY factors of every chunk at once: (I + A) [Ũ W] = diag(β) [V  K ⊙ e^Γ], A strictly lower.
+    # 2. The WY factors of every chunk at once: (I + A) [Ũ W] = diag(β) [V  K ⊙ e^Γ], A strictly lower,
+    #    through the inverse T = (I + A)⁻¹ (one solve against the identity, then two matmuls: cheaper than
+    #    a solve against the (Q, V + K) right-hand side, which LAPACK would also copy to column order).
     A = (beta[..., None] * kk).tril(-1)
-    rhs = beta[..., None] * torch.cat([v, k_in], -1)  # (B, H, n, Q, V + K)
     eye = torch.eye(Q, dtype=A.dtype, device=A.device)
-    uw = torch.linalg.solve_triangular(A + eye, rhs, upper=False, unitriangular=True)
-    u, w = uw[..., :V], uw[..., V:]
+    T_inv = torch.linalg.solve_triangular(A + eye, eye.expand_as(A), upper=False, unitriangular=True)
+    T_beta = T_inv * beta[..., None, :]  # T diag(β): β scales the right-hand side's rows
+    u, w = T_beta @ v, T_beta @ k_in
 
     # 3. Chunk by chunk: the values actually written given the state, then the state at the chunk's end.
     U, starts = [], []
