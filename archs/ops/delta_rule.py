@@ -140,7 +140,7 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
     """Consecutive whole chunks: q, k (B, H, n, Q, K) (q already scaled), v (B, H, n, Q, V), beta
     (B, H, n, Q), G None | (B, H, n, Q) | (B, H, n, Q, K) cumulative log decay, S (B, H, K, V) the state
     before them. Returns o (B, H, n, Q, V) and the state after them."""
-    Q, V = q.shape[-2], v.shape[-1]
+    Q = q.shape[-2]
     causal = torch.ones(Q, Q, dtype=torch.bool, device=q.device).tril()  # j <= i
     # 1. Pair weights k_iᵀ Diag(e^{Γ_i − Γ_j}) k_j and the same with q̃_i, for j <= i (0 above).
     if G is None:  # DeltaNet: no decay
