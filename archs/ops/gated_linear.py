@@ -118,7 +118,8 @@ def gated_linear_chunked(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | No
 
     q, k, v = blocks(q * scale), blocks(k), blocks(v)
     if fixed:  # every chunk decays alike: its cumulative log decays (i + 1) log γ, built once (1, H, 1, Q, 1)
-        b = torch.arange(1, Q + 1, dtype=cd, device=q.device)[:, None] * log_decay.to(cd)[:, None, None, None]
+        steps = torch.arange(1, Q + 1, dtype=cd, device=q.device)
+        b = (log_decay.to(cd)[:, None] * steps).view(1, H, 1, Q, 1)
     elif log_decay is not None:  # (B, H, N, Q, 1 or K), non-increasing along the chunk
         b = blocks(log_decay.unsqueeze(-1) if log_decay.dim() == 3 else log_decay).cumsum(3)
     else:
