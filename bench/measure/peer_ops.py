@@ -83,6 +83,7 @@ class Peer:
     load: Callable[[], Callable]  # the function (raises PeerMissing)
     adapt: Callable[[list[torch.Tensor]], list[torch.Tensor]]  # the op's inputs -> the peer's arguments
     call: Callable[..., torch.Tensor]  # (function, *arguments) -> the output in the op's layout (B, T, H, V)
+    constants: tuple[int, ...] = ()  # peer arguments made from an op input that takes no gradient
 
 
 def _bhtd(t: torch.Tensor) -> torch.Tensor:  # (B, T, H, ...) -> (B, H, T, ...)
@@ -111,7 +112,8 @@ def _peers() -> dict[str, Peer]:
         "retnet · fla naive_chunk_simple_gla": Peer(
             "retnet", "fla-core", "fla/ops/simple_gla/naive.py", simple_gla,
             lambda x: [*x[:3], x[3].expand(*x[0].shape[:3]).contiguous()],
-            lambda f, q, k, v, g: first(f, q, k, v, g, chunk_size=64, scale=1.0)),
+            lambda f, q, k, v, g: first(f, q, k, v, g, chunk_size=64, scale=1.0),
+            constants=(3,)),  # RetNet's decay is fixed per head: no gradient on either side
         "gla · fla naive_recurrent_gla": Peer(  # fla's only pure-PyTorch GLA is the token loop
             "gla", "fla-core", "fla/ops/gla/naive.py", lambda: fla_naive("gla/naive", "naive_recurrent_gla"),
             lambda x: [x[0] * K ** 0.5, *x[1:]],  # it scales q by K^-1/2; the op's scale is 1
@@ -194,7 +196,8 @@ def _serve(conn, name: str) -> None:
                 with torch.no_grad():
                     check_agreement(name, ours(*xs), peer.call(fn, *ps))
                 inputs[msg] = ([x.detach().requires_grad_(train and x.dim() > 1) for x in xs],
-                               [p.detach().requires_grad_(train and p.dim() > 1) for p in ps])
+                               [p.detach().requires_grad_(train and p.dim() > 1 and i not in peer.constants)
+                                for i, p in enumerate(ps)])
             xs, ps = inputs[msg]
             seconds = [0.0, 0.0]
             for i in ((0, 1) if rounds % 2 == 0 else (1, 0)):
