@@ -17,8 +17,9 @@ recall depth, the hybrids at theirs), and only between cells that may stand on a
 best lr comes from a sweep of at least three). A comparison with a cell that is not eligible is
 *pending*, with the cell's class named: a cell on the plateau says nothing about the claim — except
 where its stored accuracy already decides it. A pending cell's accuracy can only grow as the grid fills
-(more lrs raise the best of its sweep, more budget a rising curve) and never exceeds 1, so it bounds the
-final value from below and 1 from above (`_at_least`): "A recalls no less than B" holds once A is
+(more lrs raise the best of its sweep, more budget a rising curve; a second seed moves its mean by about
+a seed's spread, which the tolerance allows for) and never exceeds 1, so it bounds the final value from
+below and 1 from above (`_at_least`): "A recalls no less than B" holds once A is
 eligible within TOLERANCE of 1, and disagrees once B already stands more than TOLERANCE above an
 eligible A; `one-in-4` does not apply once the recurrent stack already recalls 0.5 or more. "At
 comparable state": the two cells' state bytes within a factor of `STATE_RATIO`. A claim "holds" or
