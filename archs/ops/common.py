@@ -85,7 +85,7 @@ def chunk_groups(tensors: tuple[torch.Tensor | None, ...], size: int) -> Iterato
 def from_chunks(groups: list[torch.Tensor], T: int) -> torch.Tensor:
     """Outputs of consecutive chunk groups, each (B, H, n, Q, V), as (B, T, H, V): the padding dropped. One
     copy: the concatenation writes the (B, N, Q, H, V) layout, which then reshapes as a view."""
-    B, H, _, Q, V = groups[0].shape
+    B, H, _, _, V = groups[0].shape
     o = torch.cat([g.movedim(1, 3) for g in groups], 1) if len(groups) > 1 else groups[0].movedim(1, 3)
     return o.reshape(B, -1, H, V)[:, :T]
 
