@@ -43,6 +43,10 @@ class PeerMissing(RuntimeError):
     """The peer's package is not installed here."""
 
 
+class PeerBackwardFails(RuntimeError):
+    """The peer's own autograd fails (a train round): a property of the peer, reported, not an error."""
+
+
 @cache
 def fla_naive(path: str, name: str) -> Callable:
     """`name` from fla's `fla/ops/<path>.py`, loaded from the installed fla-core without running fla's
@@ -205,12 +209,18 @@ def _serve(conn, name: str) -> None:
                 with torch.set_grad_enabled(train):
                     out = ours(*xs) if i == 0 else peer.call(fn, *ps)
                     if train:
-                        out.sum().backward()
+                        try:
+                            out.sum().backward()
+                        except RuntimeError as exc:
+                            if i == 0:
+                                raise  # archbench's own backward: an error
+                            raise PeerBackwardFails(str(exc)) from exc
                 seconds[i] = time.perf_counter() - start
             rounds += 1
             conn.send(("ok", seconds))
         except Exception as exc:  # sent to the benchmark, which fails or skips with it
-            kind = "missing" if isinstance(exc, PeerMissing) else "error"
+            kind = ("missing" if isinstance(exc, PeerMissing)
+                    else "backward" if isinstance(exc, PeerBackwardFails) else "error")
             conn.send((kind, f"{type(exc).__name__}: {exc}"))
 
 
@@ -230,6 +240,8 @@ class PeerWorker(Worker):
         status, value = self._conn.recv()
         if status == "missing":
             raise PeerMissing(value)
+        if status == "backward":
+            raise PeerBackwardFails(value)
         if status == "error":
             raise RuntimeError(value)
         return tuple(value)

@@ -15,7 +15,13 @@ import torch
 
 from archbench.bench.measure import peer_ops
 from archbench.bench.measure.op_timing import OPS
-from archbench.bench.measure.peer_ops import PEERS, PeerMissing, PeerWorker, check_agreement
+from archbench.bench.measure.peer_ops import (
+    PEERS,
+    PeerBackwardFails,
+    PeerMissing,
+    PeerWorker,
+    check_agreement,
+)
 from archbench.bench.report import write_report
 
 HAVE_PEERS = all(importlib.util.find_spec(m) is not None for m in ("fla", "transformers", "einops"))
@@ -96,3 +102,15 @@ def test_the_report_writes_the_peer_table(tmp_path: Path) -> None:
     row = next(line for line in table.splitlines() if line.startswith("| retnet"))
     assert "fla-core 0.6.0" in row and "0.80 [0.75–0.85] (8.00 ms / 10.0 ms)" in row and "0.50 [0.45" in row
     assert "prefill n=1024" in table and "train n=1024" in table and "2.2–2.2" in row
+
+
+@needs_peers
+def test_a_peer_whose_backward_fails_is_told_apart_from_an_error() -> None:
+    # fla's naive chunked RWKV-6 writes its state in place, which its own autograd refuses
+    worker = PeerWorker("rwkv6 (wkv) · fla naive_chunk_rwkv6")
+    try:
+        assert all(s > 0 for s in worker.round("prefill", 64))
+        with pytest.raises(PeerBackwardFails, match="inplace"):
+            worker.round("train", 64)
+    finally:
+        worker.close()
