@@ -32,7 +32,14 @@ import statistics
 
 import pytest
 
-from archbench.bench.measure.op_timing import DECODE_STEPS, OPS, OpWorker, allocator_state, yardstick_flops
+from archbench.bench.measure.op_timing import (
+    DECODE_STEPS,
+    OPS,
+    OpWorker,
+    allocator_state,
+    one_at_a_time,
+    yardstick_flops,
+)
 from archbench.bench.measure.train_flops import matmul_peak_flops
 
 LENS = [int(n) for n in os.environ.get("ARCHBENCH_OP_LENS", "1024,4096,16384").split(",")]
@@ -42,19 +49,8 @@ ROUNDS = 5
 @pytest.fixture(scope="module")
 def workers():
     """One live worker at a time: a fresh one whenever the op changes."""
-    live: dict[str, OpWorker] = {}
-
-    def get(op: str) -> OpWorker:
-        if op not in live:
-            for w in live.values():
-                w.close()
-            live.clear()
-            live[op] = OpWorker(op)
-        return live[op]
-
-    yield get
-    for w in live.values():
-        w.close()
+    with one_at_a_time(OpWorker) as get:
+        yield get
 
 
 @pytest.mark.parametrize("n", LENS)

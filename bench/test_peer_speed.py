@@ -23,7 +23,7 @@ import statistics
 
 import pytest
 
-from archbench.bench.measure.op_timing import allocator_state
+from archbench.bench.measure.op_timing import allocator_state, one_at_a_time
 from archbench.bench.measure.peer_ops import PEERS, PeerBackwardFails, PeerMissing, PeerWorker, peer_version
 
 LENS = [int(n) for n in os.environ.get("ARCHBENCH_PEER_LENS", "1024,4096,16384").split(",")]
@@ -38,19 +38,8 @@ ROUNDS = 7
 @pytest.fixture(scope="module")
 def workers():
     """One live worker at a time: a fresh one whenever the pair changes."""
-    live: dict[str, PeerWorker] = {}
-
-    def get(name: str) -> PeerWorker:
-        if name not in live:
-            for w in live.values():
-                w.close()
-            live.clear()
-            live[name] = PeerWorker(name)
-        return live[name]
-
-    yield get
-    for w in live.values():
-        w.close()
+    with one_at_a_time(PeerWorker) as get:
+        yield get
 
 
 @pytest.mark.parametrize(("mode", "n"), CASES)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,6 +229,27 @@ class Worker:
         self._proc.join(timeout=10)
         if self._proc.is_alive():
             self._proc.kill()
+
+
+@contextmanager
+def one_at_a_time(start: Callable[[str], Worker]) -> Iterator[Callable[[str], Worker]]:
+    """A getter of workers by name that keeps one alive: asking for another name closes the live one and
+    starts a fresh one (a fresh allocator state per op or pair); every worker is closed on exit."""
+    live: dict[str, Worker] = {}
+
+    def get(name: str) -> Worker:
+        if name not in live:
+            for w in live.values():
+                w.close()
+            live.clear()
+            live[name] = start(name)
+        return live[name]
+
+    try:
+        yield get
+    finally:
+        for w in live.values():
+            w.close()
 
 
 class OpWorker(Worker):

@@ -110,3 +110,21 @@ def test_workers_start_in_the_stated_allocator_state(monkeypatch: pytest.MonkeyP
     assert "GLIBC_TUNABLES" not in __import__("os").environ  # the parent's environment is left as it was
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")  # a user's own tunables are kept
     assert allocator_state() == "glibc.malloc.arena_max=1"
+
+
+def test_one_worker_lives_at_a_time_and_all_close() -> None:
+    from archbench.bench.measure.op_timing import one_at_a_time
+
+    class Fake:
+        def __init__(self, name: str):
+            self.name, self.closed = name, False
+
+        def close(self) -> None:
+            self.closed = True
+
+    with one_at_a_time(Fake) as get:
+        a = get("a")
+        assert get("a") is a and not a.closed
+        b = get("b")
+        assert a.closed and not b.closed
+    assert b.closed
