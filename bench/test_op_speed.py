@@ -8,17 +8,19 @@ so no op is timed in the allocator state another left; the benchmark's rounds ti
 pipe (a round trip of well under a millisecond on top of the call), and `extra_info["worker_median_s"]`
 is the call as the worker timed it, which the FLOP/s use.
 
-Against it stands a yardstick common to every op: the matmul FLOPs of the chunked form at the op's
-chunk Q, 2Q(K + V) + 4KV per token and head (scores and their values within a chunk, the state read and
-written; Yang et al. 2024, arXiv 2312.06635 §3), × 3 for train, over the single-core matmul peak
-measured in this process (bench/measure/train_flops.py). `extra_info["frac_of_peak"]` is that share:
-not each op's exact count (the delta rule's triangular solve and the decays are left out), so one
-yardstick compares the ops. Decode (one token) is each layer's `step`, timed per layer by the scaling
-suite (`archbench run scaling --modes decode`); here `decode` is the op's own one-token step
-(archs/ops/, as the layers' `step` runs it) from a state of zeros, 100 steps per call, the seconds per
-step in `worker_median_s` and its yardstick the state's read and write, 4KV per head. Where an op is
-far from the peak, `extra_info["time_shares"]` says what bounds it: a prefill call under the profiler,
-its time split into matmuls, copies, other ops (the elementwise decays and masks) and Python.
+Each op runs in the chunk its layers use (`Op.chunk`, in the rows: 64, or 16 for the per-channel decays
+of GLA and KDA, 32 for RWKV-6). Against it stands a yardstick common to every op: the matmul FLOPs of the
+chunked form at Q = 64 whatever the op's own chunk, 2Q(K + V) + 4KV per token and head (scores and their
+values within a chunk, the state read and written; Yang et al. 2024, arXiv 2312.06635 §3), × 3 for train,
+over the single-core matmul peak measured in this process (bench/measure/train_flops.py).
+`extra_info["frac_of_peak"]` is that share: not each op's exact count (the delta rule's triangular solve
+and the decays are left out), so one yardstick compares the ops. Decode (one token) is each layer's
+`step`, timed per layer by the scaling suite (`archbench run scaling --modes decode`); here `decode` is
+the op's own one-token step (archs/ops/, as the layers' `step` runs it) from a state of zeros, 100 steps
+per call, the seconds per step in `worker_median_s` and its yardstick the state's read and write, 4KV per
+head. Where an op is far from the peak, `extra_info["time_shares"]` says what bounds it: a prefill call
+under the profiler, its time split into matmuls, copies, other ops (the elementwise decays and masks) and
+Python.
 
     taskset -c 1 pytest bench/test_op_speed.py --benchmark-only \\
         --benchmark-json=results/raw/pytest-benchmark/op_speed.json
@@ -35,6 +37,7 @@ import pytest
 from archbench.bench.measure.op_timing import (
     DECODE_STEPS,
     OPS,
+    YARDSTICK_CHUNK,
     OpWorker,
     allocator_state,
     one_at_a_time,
@@ -64,7 +67,7 @@ def test_op(benchmark, workers, op: str, mode: str, n: int) -> None:
     benchmark.pedantic(lambda: inside.append(worker.call(mode, n)), rounds=ROUNDS, iterations=1,
                        warmup_rounds=1)
     median = statistics.median(inside[-ROUNDS:])
-    _record(benchmark, op, mode, n, median, yardstick_flops(n, OPS[op].chunk, mode == "train"))
+    _record(benchmark, op, mode, n, median, yardstick_flops(n, YARDSTICK_CHUNK, mode == "train"))
     if mode == "prefill":  # after the timed rounds: the profiler's overhead stays out of the timing
         benchmark.extra_info["time_shares"] = worker.profile(n)
 

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from archbench.archs.base import State
 from archbench.archs.mixer_registry import register
 from archbench.archs.mixers.gated_linear_layer import GatedLinearMixer
+from archbench.archs.ops.common import PER_CHANNEL_CHUNK
 from archbench.archs.ops.gated_linear import FLA_GLA
 
 
@@ -49,6 +50,7 @@ class GLA(GatedLinearMixer):
     Config = Config
     kernels = {"fla": FLA_GLA}
     decay = "vector"
+    chunk_size = PER_CHANNEL_CHUNK  # a per-channel decay: archs/ops/common.py says why this chunk
     conformance_configs = ({"n_head": 2, "expand_k": 1.0},)
 
     def _build(self, d_model: int, cfg: Config) -> None:

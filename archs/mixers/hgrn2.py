@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from archbench.archs.backends import pick_backend
 from archbench.archs.base import Mixer, State
 from archbench.archs.mixer_registry import register
-from archbench.archs.ops.common import in_segments, segment_length, state_dtype
+from archbench.archs.ops.common import PER_CHANNEL_CHUNK, in_segments, segment_length, state_dtype
 from archbench.archs.ops.gated_linear import FLA_GLA, gated_linear_flops
 from archbench.archs.ops.hgrn2 import hgrn2_chunked, hgrn2_log_forget, hgrn2_step
 
@@ -60,7 +60,7 @@ class HGRN2(Mixer):
     complexity = "linear"
     backends = ("fla", "chunked")
     kernels = {"fla": FLA_GLA}
-    chunk_size = 64
+    chunk_size = PER_CHANNEL_CHUNK  # a per-channel decay: archs/ops/common.py says why this chunk
     conformance_configs = ({"expand_ratio": 8, "n_head": 2, "lower_bound": 0.5},)
 
     def __init__(self, d_model: int, cfg: Config):

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from archbench.archs.mixer_registry import register
 from archbench.archs.mixers.delta_layer import DeltaRuleMixer, GatedRMSNorm
-from archbench.archs.ops.common import a_log_uniform, dt_bias_init
+from archbench.archs.ops.common import PER_CHANNEL_CHUNK, a_log_uniform, dt_bias_init
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ class Config:
 class KDA(DeltaRuleMixer):
     Config = Config
     decay = "vector"
-    # Smaller than the others' 64: the per-channel pair decays cost Q · d_k per token and head.
-    chunk_size = 32
+    # Smaller than the others' 64: the per-channel pair decays, not the matmuls, bound the op on CPU
+    # (archs/ops/common.py, PER_CHANNEL_CHUNK, says how the chunk was chosen).
+    chunk_size = PER_CHANNEL_CHUNK
     conformance_configs = ({"head_dim": 8, "expand_v": 2.0},)
 
     def __init__(self, d_model: int, cfg: Config):

@@ -7,7 +7,8 @@ archs/backends.py's.)
   the (negative) state matrix A = -exp(A_log), shared by Mamba, Mamba-2, Mamba-3, Gated DeltaNet, KDA.
 - `log_decay_floor`, `mask_bias`, `decayed_scores`: the floor of a per-token log decay, the -inf mask
   added to an exponent, and the pair scores of a chunk under a per-channel decay, used by the chunked ops
-  with per-channel decays (wkv, gated_linear, delta_rule, rwkv7).
+  with per-channel decays (wkv, gated_linear, delta_rule, rwkv7); `PER_CHANNEL_CHUNK` and
+  `PER_CHANNEL_SUB_CHUNK`, the chunk and sub-chunk those run in.
 - `segment_length`, `in_segments`: the pure-PyTorch parallel paths run a cache-sized segment at a time,
   carrying the state, so their time stays linear in T.
 - `token_shift`, `depthwise_causal_conv`, `short_conv`: the previous token (RWKV-6, RWKV-7), the causal
@@ -135,6 +136,15 @@ def decayed_scores(q: torch.Tensor, k: torch.Tensor, bq: torch.Tensor, bk: torch
     blocks = scores.unflatten(-1, (nI, c))  # (..., nI, c, nI, c): query sub-chunk, key sub-chunk
     blocks.diagonal(dim1=-4, dim2=-2).add_(own.movedim(-3, -1))  # the own sub-chunk's pairs
     return scores.flatten(-3, -2)  # (..., Q, Q)
+
+
+# The chunk and sub-chunk a per-channel decay runs best in (GLA, HGRN2 and KDA use them): its elementwise
+# work per token, K (Q / c + c) in `decayed_scores`, not its matmuls, bounds it on CPU, so a short chunk
+# pays. Chosen by timing GLA's and KDA's ops over (Q, c) in {8, 16, 32, 64, 128} x {2, 4, 8, 16} at 1k-16k
+# tokens and at the grid's training shape on a 2 MiB-L2 Xeon: (16, 4) was the fastest or within the noise
+# of it everywhere, in prefill and train. The op benchmark (results/op_speed.md) times the ops at it.
+PER_CHANNEL_CHUNK = 16
+PER_CHANNEL_SUB_CHUNK = 4
 
 
 # -- working-set size ------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
 from archbench.archs.ops.common import (
+    PER_CHANNEL_SUB_CHUNK,
     SCORE_TEMPORARIES,
     cache_elements,
     chunk_groups,
@@ -70,7 +71,7 @@ from archbench.archs.ops.common import (
 # elements of the largest per-block temporary of `delta_rule_chunked`; None: one core's L2
 # (common.cache_elements); tests set a number
 _BLOCK_ELEMENTS: int | None = None
-_SUB_CHUNK = 8  # c: sub-chunk of the per-channel pair scores (`decayed_scores`)
+_SUB_CHUNK = PER_CHANNEL_SUB_CHUNK  # c: sub-chunk of the per-channel pair scores (`decayed_scores`)
 
 def _default_scale(q: Tensor, scale: float | None) -> float:
     return q.shape[-1] ** -0.5 if scale is None else scale

@@ -21,7 +21,7 @@ T (the "chunkwise parallel form" of the GLA paper, for linear attention and then
     exponent is split at a reference point: q_i exp(b_i - r) and k_j exp(r - b_j). With r the chunk start,
     the key factor exp(-b_j) grows like the chunk's total decay (64 tokens of log α = -6.3, a GLA gate
     logit of -100, reach exp(400); float32 overflows past exp(88)), so instead the chunk is cut into
-    sub-chunks of c = 8 tokens and r is the cumulative decay at the END OF THE SUB-CHUNK BEFORE the
+    sub-chunks of c = 4 tokens and r is the cumulative decay at the END OF THE SUB-CHUNK BEFORE the
     query's: keys in earlier sub-chunks (j < a <= i) then have r - b_j <= 0 and queries b_i - r <= 0,
     both factors in (0, 1]; pairs inside one sub-chunk are computed elementwise as a (c, c, K) tensor of
     exp(b_i - b_j), i >= j.
@@ -52,6 +52,7 @@ from torch import Tensor
 
 from archbench.archs.backends import Kernel, probe_leaves
 from archbench.archs.ops.common import (
+    PER_CHANNEL_SUB_CHUNK,
     SCORE_TEMPORARIES,
     cache_elements,
     chunk_groups,
@@ -62,7 +63,7 @@ from archbench.archs.ops.common import (
     to_chunks,
 )
 
-_SUB_CHUNK = 8  # c: sub-chunk of the per-channel path (the (c, c, K) elementwise blocks)
+_SUB_CHUNK = PER_CHANNEL_SUB_CHUNK  # c: sub-chunk of the per-channel path (the (c, c, K) elementwise blocks)
 
 
 def gated_linear_update(S: Tensor, q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None,

@@ -95,28 +95,34 @@ def mamba3_chunked(q, k, v, la, dt, lam, chunk_size: int = 64, initial_state=Non
     def blocks(t):  # (B, T, H, ...) -> (B, H, n, Q, ...)
         return to_chunks(t, Q, pad)
 
-    qc, kc = blocks(q), blocks(k)  # (B, H, n, Q, N)
-    vs = blocks(v * sigma[..., None])  # (B, H, n, Q, P): σ_s v_s
+    qc, kc, vc = blocks(q), blocks(k), blocks(v)  # (B, H, n, Q, N or P)
     L = blocks(la).cumsum(-1)  # (B, H, n, Q), non-increasing
+    # σ and c_{t+1} go into the chunk groups with v: there the input weight and the diagonal correction
+    # are applied to cache-sized pieces, not as passes over whole (B, T, H, P) tensors, each a trip to
+    # memory at 4k-16k tokens (results/op_speed.md and peer_speed.md time the op).
+    weights = blocks(sigma), blocks(c_next)  # (B, H, n, Q) each
     g = max(1, (_BLOCK_ELEMENTS or cache_elements(q.dtype)) // (B * H * Q * Q * SCORE_TEMPORARIES))
     ys = []
-    for group in chunk_groups((qc, kc, vs, L), g):
+    for group in chunk_groups((qc, kc, vc, L, *weights), g):
         y, S = _ssd_chunks(*group, S)
         ys.append(y)
-    y = from_chunks(ys, T)
-    return y - (c_next * (q * k).sum(-1))[..., None] * v, S  # the diagonal correction
+    return from_chunks(ys, T), S
 
 
-def _ssd_chunks(q, k, vs, L, S):
-    """SSD over consecutive chunks: q, k (B, H, c, Q, N), vs = σ v (B, H, c, Q, P), L (B, H, c, Q) the
-    cumulative log decay within each chunk, S (B, H, P, N) the state before them.
+def _ssd_chunks(q, k, v, L, sigma, c_next, S):
+    """SSD over consecutive chunks, with Mamba-3's input weight and diagonal correction: q, k (B, H, c, Q,
+    N), v (B, H, c, Q, P), L (B, H, c, Q) the cumulative log decay within each chunk, sigma and c_next
+    (B, H, c, Q) σ_t and c_{t+1}, S (B, H, P, N) the state before them.
     Returns y (B, H, c, Q, P) and the state after them."""
     Q = L.shape[-1]
     causal = torch.ones(Q, Q, dtype=torch.bool, device=L.device).tril()
-    # Within a chunk: y_t = Σ_{s<=t} exp(L_t - L_s) (q_t·k_s) σ_s v_s; the differences are <= 0 where s <= t
-    # and the mask sends the rest to exp(-inf) = 0.
+    # Within a chunk: y_t = Σ_{s<=t} exp(L_t - L_s) (q_t·k_s) σ_s v_s - c_{t+1} (q_t·k_t) v_t; the differences
+    # are <= 0 where s <= t and the mask sends the rest to exp(-inf) = 0.
     decay = (L[..., :, None] - L[..., None, :]).add_(mask_bias(causal, L)[..., 0]).exp_()  # (B, H, c, Q, Q)
-    y = (q @ k.transpose(-1, -2)).mul_(decay) @ vs  # in place on the fresh product
+    vs = v * sigma[..., None]  # σ_s v_s
+    scores = q @ k.transpose(-1, -2)
+    qk = scores.diagonal(dim1=-2, dim2=-1).clone()  # q_t·k_t, kept before the scores are decayed in place
+    y = scores.mul_(decay) @ vs - (c_next * qk)[..., None] * v  # in place on the fresh product
     to_end = (L[..., -1:] - L).exp()  # (B, H, c, Q)
     chunk_states = (vs * to_end[..., None]).transpose(-1, -2) @ k  # (B, H, c, P, N)
     chunk_decay = L[..., -1].exp()  # (B, H, c)

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from archbench.archs.ops.common import PER_CHANNEL_CHUNK
 from archbench.archs.ops.delta_rule import delta_rule_chunked, delta_rule_step
 from archbench.archs.ops.gated_linear import gated_linear_chunked, gated_linear_update
 from archbench.archs.ops.mamba3 import mamba3_chunked, mamba3_step
@@ -73,7 +74,9 @@ def _gated_linear(decay: str) -> Op:
     def step(xs, S):
         q, k, v, *ld = _first(xs)
         return gated_linear_update(S, q, k, v, ld[0] if ld else None, 1.0)
-    return Op(inputs, lambda q, k, v, *ld: gated_linear_chunked(q, k, v, *ld)[0], 64, step)
+    chunk = PER_CHANNEL_CHUNK if decay == "channel" else 64  # the chunk of the layers that use the op
+    return Op(inputs, lambda q, k, v, *ld: gated_linear_chunked(q, k, v, *ld, chunk_size=chunk)[0], chunk,
+              step)
 
 
 def _delta(decay: str) -> Op:
@@ -86,7 +89,9 @@ def _delta(decay: str) -> Op:
     def step(xs, S):
         q, k, v, beta, *g = _first(xs)
         return delta_rule_step(q, k, v, beta, g[0] if g else None, S)
-    return Op(inputs, lambda q, k, v, beta, *g: delta_rule_chunked(q, k, v, beta, *g)[0], 64, step)
+    chunk = PER_CHANNEL_CHUNK if decay == "channel" else 64  # KDA's chunk, DeltaNet's and Gated DeltaNet's
+    return Op(inputs, lambda q, k, v, beta, *g: delta_rule_chunked(q, k, v, beta, *g, chunk_size=chunk)[0],
+              chunk, step)
 
 
 def _ssd() -> Op:
@@ -127,7 +132,8 @@ def _wkv() -> Op:
         r, k = (_randn(1, T, H, K, gen=gen) for _ in range(2))
         return [r, k, _randn(1, T, H, V, gen=gen), -torch.rand(1, T, H, K, generator=gen) * 0.5,
                 _randn(H, K, gen=gen)]
-    return Op(inputs, lambda *x: wkv_chunked(*x)[0], 64, lambda xs, S: wkv_step(*_first(xs), S))
+    return Op(inputs, lambda *x: wkv_chunked(*x, chunk_size=32)[0], 32,  # the RWKV-6 layer's chunk
+              lambda xs, S: wkv_step(*_first(xs), S))
 
 
 OPS = {"linear_attention": _gated_linear("none"), "retnet": _gated_linear("head"),
@@ -156,9 +162,15 @@ def time_shares(ops: list[OpTime]) -> dict[str, float]:
     return shares
 
 
+# The chunk Q of the yardstick, the same for every op (most layers' chunk), whatever chunk the op runs in:
+# an op that runs in shorter chunks does fewer matmul FLOPs, and is held to the same count all the same.
+YARDSTICK_CHUNK = 64
+
+
 def yardstick_flops(T: int, chunk: int, train: bool) -> int:
-    """The chunked form's matmul FLOPs, 2Q(K + V) + 4KV per token and head (bench/test_op_speed.py),
-    forward × 3 for train."""
+    """The chunked form's matmul FLOPs at chunk Q, 2Q(K + V) + 4KV per token and head
+    (bench/test_op_speed.py), forward × 3 for train: Q is `YARDSTICK_CHUNK` for prefill and train, 0 for
+    decode's one token (the state's read and write alone)."""
     forward = T * H * (2 * chunk * (K + V) + 4 * K * V)
     return 3 * forward if train else forward
 

@@ -32,7 +32,7 @@ def test_every_op_builds_inputs_its_call_accepts() -> None:
     for op, spec in OPS.items():
         out = spec.call(*spec.inputs(70, torch.Generator().manual_seed(0)))  # crosses a chunk of 64
         assert out.shape[:2] == (1, 70) and torch.isfinite(out).all(), op
-        assert spec.chunk == 64
+        assert spec.chunk in (16, 32, 64), op
 
 
 @pytest.mark.parametrize("op", list(OPS))
