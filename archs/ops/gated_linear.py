@@ -161,7 +161,7 @@ def _chunks(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, S: Tensor, c: int
         S_in = torch.stack(starts, 2)  # (B, H, n, K, V) the state entering each chunk
 
     # What the carried-in state adds: (q_i ⊙ exp(b_i))ᵀ S_in.
-    return o + (q if b is None else q * b.exp()) @ S_in, S
+    return o.add_((q if b is None else q * b.exp()) @ S_in), S  # in place on `_intra`'s fresh product
 
 
 def _intra(q: Tensor, k: Tensor, v: Tensor, b: Tensor | None, c: int) -> Tensor:

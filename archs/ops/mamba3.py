@@ -122,7 +122,8 @@ def _ssd_chunks(q, k, v, L, sigma, c_next, S):
     vs = v * sigma[..., None]  # σ_s v_s
     scores = q @ k.transpose(-1, -2)
     qk = scores.diagonal(dim1=-2, dim2=-1).clone()  # q_t·k_t, kept before the scores are decayed in place
-    y = scores.mul_(decay) @ vs - (c_next * qk)[..., None] * v  # in place on the fresh product
+    # in place on the fresh products: the decays on the scores, the correction on their product with σ v
+    y = (scores.mul_(decay) @ vs).addcmul_(v, (c_next * qk)[..., None], value=-1)
     to_end = (L[..., -1:] - L).exp()  # (B, H, c, Q)
     chunk_states = (vs * to_end[..., None]).transpose(-1, -2) @ k  # (B, H, c, P, N)
     chunk_decay = L[..., -1].exp()  # (B, H, c)
@@ -131,8 +132,7 @@ def _ssd_chunks(q, k, v, L, sigma, c_next, S):
         starts.append(S)
         S = chunk_decay[..., i, None, None] * S + chunk_states[:, :, i]
     starts = torch.stack(starts, 2)  # (B, H, c, P, N)
-    y = y + L.exp()[..., None] * (q @ starts.transpose(-1, -2))  # what the carried-in state adds
-    return y, S
+    return y.addcmul_(L.exp()[..., None], q @ starts.transpose(-1, -2)), S  # what the carried-in state adds
 
 
 # mamba-ssm's fused SISO kernel (CUDA): it takes the normalised B/C, their biases, the raw angles and

@@ -115,7 +115,7 @@ def _ssd_chunks(xdt: Tensor, logd: Tensor, Bc: Tensor, Cc: Tensor, h: Tensor) ->
     starts = torch.stack(starts, 2)  # (B, H, c, P, N)
 
     # 4. What the carried-in state adds to each output: exp(logd_i) C_i h_start.
-    y = y + torch.exp(logd)[..., None] * (Cc @ starts.transpose(-1, -2))  # (B, H, c, Q, P)
+    y = y.addcmul_(torch.exp(logd)[..., None], Cc @ starts.transpose(-1, -2))  # in place on step 1's product
     return y.permute(0, 2, 3, 1, 4), h
 
 
