@@ -150,7 +150,7 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
         k_in, q_in, k_out, decay_end = k, q, k, None
     elif G.dim() == 4:  # a scalar per head and token: one (Q, Q) decay matrix per chunk
         D = (G[..., :, None] - G[..., None, :]).add_(mask_bias(causal, G)[..., 0]).exp_()  # (B, H, n, Q, Q)
-        kk, qk = k @ k.transpose(-1, -2) * D, q @ k.transpose(-1, -2) * D
+        kk, qk = (k @ k.transpose(-1, -2)).mul_(D), (q @ k.transpose(-1, -2)).mul_(D)  # fresh products
         e = G.exp()[..., None]  # e^{Γ_i} (B, H, n, Q, 1)
         k_in, q_in = k * e, q * e
         k_out = k * (G[..., -1:] - G).exp()[..., None]  # K ⊙ e^{Γ_Q − Γ_j}
@@ -167,24 +167,32 @@ def _chunk_block(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, G: Tensor | None
     # 2. The WY factors of every chunk at once: (I + A) [Ũ W] = diag(β) [V  K ⊙ e^Γ], A strictly lower,
     #    through the inverse T = (I + A)⁻¹ (one solve against the identity, then two matmuls: cheaper than
     #    a solve against the (Q, V + K) right-hand side, which LAPACK would also copy to column order).
-    A = (beta[..., None] * kk).tril(-1)
+    A = (beta[..., None] * kk).tril_(-1)
     eye = torch.eye(Q, dtype=A.dtype, device=A.device)
     T_inv = torch.linalg.solve_triangular(A + eye, eye.expand_as(A), upper=False, unitriangular=True)
     T_beta = T_inv * beta[..., None, :]  # T diag(β): β scales the right-hand side's rows
     u, w = T_beta @ v, T_beta @ k_in
 
     # 3. Chunk by chunk: the values actually written given the state, then the state at the chunk's end.
+    #    The (B, H) batch as one axis, so each step is one fused multiply-add call (baddbmm) per product:
+    #    this loop runs once per chunk, and its op count is what it costs at these sizes.
+    B, H, n, _, K = k.shape
+    V = v.shape[-1]
+    u, w = u.reshape(B * H, n, Q, V), w.reshape(B * H, n, Q, K)
+    k_out = k_out.transpose(-1, -2).reshape(B * H, n, K, Q)
+    decay_end = None if decay_end is None else decay_end.reshape(B * H, n, -1, 1)  # (BH, n, 1 or K, 1)
+    S = S.reshape(B * H, K, V)
     U, starts = [], []
-    for c in range(q.shape[2]):
+    for c in range(n):
         starts.append(S)
-        U_c = u[:, :, c] - w[:, :, c] @ S  # (B, H, Q, V)
+        U_c = torch.baddbmm(u[:, c], w[:, c], S, alpha=-1)  # u_c - w_c S, (BH, Q, V)
         U.append(U_c)
-        S_dec = S if decay_end is None else decay_end[:, :, c] * S
-        S = S_dec + k_out[:, :, c].transpose(-1, -2) @ U_c
-    U, starts = torch.stack(U, 2), torch.stack(starts, 2)  # (B, H, n, Q, V), (B, H, n, K, V)
+        S = torch.baddbmm(S if decay_end is None else decay_end[:, c] * S, k_out[:, c], U_c)
+    U = torch.stack(U, 1).view(B, H, n, Q, V)
+    starts = torch.stack(starts, 1).view(B, H, n, K, V)
 
-    # 4. Outputs: what the entering state gives, plus the chunk's own writes.
-    return q_in @ starts + qk @ U, S
+    # 4. Outputs: what the entering state gives, plus the chunk's own writes (in place on a fresh product).
+    return (q_in @ starts).add_(qk @ U), S.view(B, H, K, V)
 
 
 # -- the optional fla kernels -----------------------------------------------------------------------------
