@@ -176,7 +176,8 @@ def _summary(out: Outputs) -> bytes:
 
 HEADLINE_NOTE = ("recall: held-out accuracy at the best of the lrs swept, mean over seeds; cost measured on "
                  "the same model at batch 1. Marks: ▭ flat above chance, ↗ still rising, ⊘ on the "
-                 "answer-prior plateau (did not learn at its lr and budget); unmarked: learned")
+                 "answer-prior plateau (did not learn at its lr and budget), ± seeds of different classes; "
+                 "unmarked: learned")
 
 
 def _readme_block(out: Outputs, link: str) -> str:
