@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, default_stop_signals
 from helpers.disk import fill
 from helpers.linear_attention_fixture import LinearAttention
 from helpers.runs import RESULT, scaling_cells, small_device_peaks
@@ -409,7 +409,7 @@ def test_ctrl_c_during_start_up_is_exit_130_without_a_traceback(delay: float) ->
     script = f"import sys; from {module} import {func}; sys.exit({func}())"  # what the console script does
     proc = subprocess.Popen([sys.executable, "-c", script, "list"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_stop_signals)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

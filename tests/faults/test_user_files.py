@@ -30,6 +30,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from helpers import default_stop_signals
 from helpers.disk import fill
 from helpers.rows import DEVICE, model_spec, write_rows
 
@@ -264,7 +265,7 @@ def test_a_local_run_stopped_by_a_signal_says_so_and_keeps_its_rows(tmp_path, si
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_stop_signals)
     rows = tmp_path / "raw"
     stop = time.time() + 240
     while time.time() < stop and not any(p.read_text().count("\n") for p in rows.glob("*.jsonl")):

@@ -13,6 +13,16 @@
     disk                      filling a small real filesystem to a given free space
 """
 
+import signal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: README.md, pyproject.toml, .ci/
+
+
+def default_stop_signals() -> None:
+    """A `preexec_fn` for a child `archbench` a test stops by a signal: SIGINT and SIGHUP back to their
+    default. A test run started in the background inherits SIGINT ignored, and one under `nohup` SIGHUP
+    ignored; archbench rightly leaves an ignored signal ignored, so the child would not stop."""
+    for name in ("SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)

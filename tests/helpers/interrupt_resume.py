@@ -11,16 +11,18 @@ import sys
 import time
 from pathlib import Path
 
+from helpers import default_stop_signals
+
 
 def assert_interrupt_then_rerun_writes_each_cell_once(tmp_path: Path, *extra_args: str,
                                                       signum: int = signal.SIGINT) -> None:
     argv = [sys.executable, "-m", "archbench.bench.cli", "run", "scaling", "--models", "attention,mamba",
             "--depth", "1", "--modes", "prefill,decode", "--lens", "32,64,128", "--d-model", "32",
             "--budget", "0.3", *extra_args, "--out", str(tmp_path)]
-    # SIG_DFL in the child: a test run launched in the background inherits SIGINT ignored, and then
-    # Python installs no KeyboardInterrupt handler (the real Ctrl-C case has it).
+    # SIG_DFL in the child (helpers.default_stop_signals): a test run launched in the background inherits
+    # SIGINT ignored, and then Python installs no KeyboardInterrupt handler (the real Ctrl-C case has it).
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_stop_signals)
     raw = tmp_path / "raw"
     deadline = time.time() + 240
     while time.time() < deadline and not (raw.exists() and any(
