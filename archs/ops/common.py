@@ -140,9 +140,10 @@ def decayed_scores(q: torch.Tensor, k: torch.Tensor, bq: torch.Tensor, bk: torch
 
 # The chunk and sub-chunk a per-channel decay runs best in (GLA, HGRN2 and KDA use them): its elementwise
 # work per token, K (Q / c + c) in `decayed_scores`, not its matmuls, bounds it on CPU, so a short chunk
-# pays. Chosen by timing GLA's and KDA's ops over (Q, c) in {8, 16, 32, 64, 128} x {2, 4, 8, 16} at 1k-16k
-# tokens and at the grid's training shape on a 2 MiB-L2 Xeon: (16, 4) was the fastest or within the noise
-# of it everywhere, in prefill and train. The op benchmark (results/op_speed.md) times the ops at it.
+# pays. Chosen by interleaved timing on a 2 MiB-L2 Xeon of GLA's op over Q in {8, ..., 128} and c in
+# {2, 4, 8, 16} at 1k-16k tokens and at the grid's training shape, and of KDA's over Q in {16, 32, 64} and
+# c in {2, 4, 8}: (16, 4) was the fastest or within the noise of it everywhere, in prefill and train. The
+# op benchmark (results/op_speed.md) times the ops at it.
 PER_CHANNEL_CHUNK = 16
 PER_CHANNEL_SUB_CHUNK = 4
 
