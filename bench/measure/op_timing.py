@@ -29,7 +29,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from archbench.archs.ops.common import PER_CHANNEL_CHUNK
+from archbench.archs.base import Mixer
+from archbench.archs.mixers.deltanet import DeltaNet
+from archbench.archs.mixers.gated_deltanet import GatedDeltaNet
+from archbench.archs.mixers.gla import GLA
+from archbench.archs.mixers.kda import KDA
+from archbench.archs.mixers.linear_attention import LinearAttention
+from archbench.archs.mixers.mamba2 import Mamba2
+from archbench.archs.mixers.mamba3 import Mamba3
+from archbench.archs.mixers.retnet import RetNet
+from archbench.archs.mixers.rwkv import RWKV
+from archbench.archs.mixers.rwkv7 import RWKV7
 from archbench.archs.ops.delta_rule import delta_rule_chunked, delta_rule_step
 from archbench.archs.ops.gated_linear import gated_linear_chunked, gated_linear_update
 from archbench.archs.ops.mamba3 import mamba3_chunked, mamba3_step
@@ -65,7 +75,7 @@ def _first(xs: list[torch.Tensor]) -> list[torch.Tensor]:
     return [x[:, 0] if x.dim() > 2 else x for x in xs]
 
 
-def _gated_linear(decay: str) -> Op:
+def _gated_linear(decay: str, layer: type[Mixer]) -> Op:
     def inputs(T, gen):
         q, k, v = (_randn(1, T, H, K, gen=gen) for _ in range(3))
         ld = {"none": None, "head": -torch.rand(H, generator=gen) * 0.1,
@@ -74,12 +84,12 @@ def _gated_linear(decay: str) -> Op:
     def step(xs, S):
         q, k, v, *ld = _first(xs)
         return gated_linear_update(S, q, k, v, ld[0] if ld else None, 1.0)
-    chunk = PER_CHANNEL_CHUNK if decay == "channel" else 64  # the chunk of the layers that use the op
+    chunk = layer.chunk_size
     return Op(inputs, lambda q, k, v, *ld: gated_linear_chunked(q, k, v, *ld, chunk_size=chunk)[0], chunk,
               step)
 
 
-def _delta(decay: str) -> Op:
+def _delta(decay: str, layer: type[Mixer]) -> Op:
     def inputs(T, gen):
         q, k = (F.normalize(_randn(1, T, H, K, gen=gen), dim=-1) for _ in range(2))
         g = {"none": None, "head": -torch.rand(1, T, H, generator=gen) * 0.5,
@@ -89,7 +99,7 @@ def _delta(decay: str) -> Op:
     def step(xs, S):
         q, k, v, beta, *g = _first(xs)
         return delta_rule_step(q, k, v, beta, g[0] if g else None, S)
-    chunk = PER_CHANNEL_CHUNK if decay == "channel" else 64  # KDA's chunk, DeltaNet's and Gated DeltaNet's
+    chunk = layer.chunk_size
     return Op(inputs, lambda q, k, v, beta, *g: delta_rule_chunked(q, k, v, beta, *g, chunk_size=chunk)[0],
               chunk, step)
 
@@ -98,7 +108,9 @@ def _ssd() -> Op:
     def inputs(T, gen):
         dt, A = torch.rand(1, T, H, generator=gen) * 0.1, -torch.rand(H, generator=gen)
         return [_randn(1, T, H, V, gen=gen), dt, A, _randn(1, T, K, gen=gen), _randn(1, T, K, gen=gen)]
-    return Op(inputs, lambda *x: ssd_chunked(*x)[0], 64, lambda xs, S: ssd_step(*_first(xs), S))
+    chunk = Mamba2.chunk_size
+    return Op(inputs, lambda *x: ssd_chunked(*x, chunk_size=chunk)[0], chunk,
+              lambda xs, S: ssd_step(*_first(xs), S))
 
 
 def _mamba3() -> Op:
@@ -114,7 +126,8 @@ def _mamba3() -> Op:
     def zero_state(dtype):
         return torch.zeros(1, H, V, K, dtype=dtype), torch.zeros(1, H, K, dtype=dtype), torch.zeros(
             1, H, V, dtype=dtype)
-    return Op(inputs, lambda *x: mamba3_chunked(*x)[0], 64, step, zero_state)
+    chunk = Mamba3.chunk_size
+    return Op(inputs, lambda *x: mamba3_chunked(*x, chunk_size=chunk)[0], chunk, step, zero_state)
 
 
 def _rwkv7() -> Op:
@@ -123,7 +136,8 @@ def _rwkv7() -> Op:
         kappa = F.normalize(_randn(1, T, H, K, gen=gen), dim=-1)
         lw = RWKV7_FLOOR * torch.rand(1, T, H, K, generator=gen)
         return [r, lw, k, _randn(1, T, H, V, gen=gen), -kappa, kappa * torch.rand(1, T, H, K, generator=gen)]
-    return Op(inputs, lambda *x: rwkv7_chunked(*x, chunk_size=64, lower_bound=RWKV7_FLOOR)[0], 64,
+    chunk = RWKV7.chunk_size
+    return Op(inputs, lambda *x: rwkv7_chunked(*x, chunk_size=chunk, lower_bound=RWKV7_FLOOR)[0], chunk,
               lambda xs, S: rwkv7_step(*_first(xs), S))
 
 
@@ -132,14 +146,16 @@ def _wkv() -> Op:
         r, k = (_randn(1, T, H, K, gen=gen) for _ in range(2))
         return [r, k, _randn(1, T, H, V, gen=gen), -torch.rand(1, T, H, K, generator=gen) * 0.5,
                 _randn(H, K, gen=gen)]
-    return Op(inputs, lambda *x: wkv_chunked(*x, chunk_size=32)[0], 32,  # the RWKV-6 layer's chunk
+    chunk = RWKV.chunk_size
+    return Op(inputs, lambda *x: wkv_chunked(*x, chunk_size=chunk)[0], chunk,
               lambda xs, S: wkv_step(*_first(xs), S))
 
 
-OPS = {"linear_attention": _gated_linear("none"), "retnet": _gated_linear("head"),
-       "gla": _gated_linear("channel"), "deltanet": _delta("none"), "gated_deltanet": _delta("head"),
-       "kda": _delta("channel"), "mamba2 (ssd)": _ssd(), "mamba3 (ssd)": _mamba3(), "rwkv6 (wkv)": _wkv(),
-       "rwkv7": _rwkv7()}
+# Each op runs in the chunk its layer declares (`chunk_size`), so the benchmark times what the layers run.
+OPS = {"linear_attention": _gated_linear("none", LinearAttention), "retnet": _gated_linear("head", RetNet),
+       "gla": _gated_linear("channel", GLA), "deltanet": _delta("none", DeltaNet),
+       "gated_deltanet": _delta("head", GatedDeltaNet), "kda": _delta("channel", KDA),
+       "mamba2 (ssd)": _ssd(), "mamba3 (ssd)": _mamba3(), "rwkv6 (wkv)": _wkv(), "rwkv7": _rwkv7()}
 DECODE_STEPS = 100  # steps per decode call: one step is tens of microseconds, too short to time alone
 
 
