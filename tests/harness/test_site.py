@@ -185,7 +185,8 @@ def test_a_site_page_the_report_did_not_write_is_not_replaced(tmp_path: Path) ->
 @pytest.mark.parametrize(("text", "value"), [
     ("17.4 µs", 17.4e-6), ("3.00 MiB", 3 * 2**20), ("1,071", 1071), ("0.910 ±0.020 (2 seeds)", 0.91),
     ("1.00 ms (2.0×)", 1e-3), ("25.0%", 0.25), ("32k", 32000), ("0.363 ↗", 0.363), ("-1.5", -1.5),
-    ("n/a", None), ("-", None), ("oom", None), ("mamba2", None), ("b=32: over budget", None), ("", None)])
+    ("n/a", None), ("-", None), ("oom", None), ("mamba2", None), ("b=32: over budget", None), ("", None),
+    ("e195570adbbd", None), ("4a1f09c", None), ("1e-3", 1e-3), (".5 s", 0.5)])
 def test_cell_value_reads_the_report_units(text: str, value: float | None) -> None:
     got = cell_value(text)
     assert got == (None if value is None else pytest.approx(value))

@@ -21,7 +21,8 @@ from archbench.bench.report.learning import MARK
 UNITS = {"ns": 1e-9, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "h": 3600.0, "B": 1.0, "KiB": 2.0**10,
          "MiB": 2.0**20, "GiB": 2.0**30, "TiB": 2.0**40, "nJ": 1e-9, "µJ": 1e-6, "mJ": 1e-3, "J": 1.0,
          "%": 0.01, "k": 1e3, "×": 1.0}
-_NUMBER = re.compile(r"^([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(\S*)")
+# a mantissa is required before an exponent, so a commit hash such as "e195570" is not read as 0e195570
+_NUMBER = re.compile(r"^([-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?)(\s*)(\S*)")
 # a class as the learning table spells it, or the mark the accuracy tables append to a figure
 _CLASS_OF_MARK = {mark.strip(): cls for cls, mark in MARK.items() if mark.strip()}
 _CLASSES = {"learned", "flat", "rising", "plateau", "no curve", "± mixed"}
@@ -31,10 +32,11 @@ WRAP = 80  # characters: a longer cell wraps
 def cell_value(text: str) -> float | None:
     """The number a cell starts with, in SI units; None for text, "n/a", "-", a failed cell's status."""
     m = _NUMBER.match(text.strip())
-    if not m or not re.search(r"\d", m.group(1)):
+    if not m:
         return None
-    number, unit = float(m.group(1).replace(",", "")), m.group(2)
-    unit = unit.rstrip(",;")
+    number, gap, unit = float(m.group(1).replace(",", "")), m.group(2), m.group(3).rstrip(",;")
+    if not gap and unit and unit not in UNITS and unit[0].isalnum():
+        return None  # letters glued to the digits: a word or a hash ("4a1f09c", "3d"), not a figure
     return number * UNITS.get(unit, 1.0)
 
 
