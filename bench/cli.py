@@ -490,16 +490,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_plan(plan, stored, device: str) -> int:
-    """`--dry-run`: each part's cells, how many are stored for this machine (what a run here skips) and
-    how many only for another machine (a timing there is not one here: the run measures them again)."""
+    """`--dry-run`: each part's cells, how many are stored for this machine (what a run here skips: a
+    recall cell trained on any machine of this device kind counts, schema `place`) and how many only
+    for another machine (a timing there is not one here: the run measures them again)."""
     from rich.console import Console
     from rich.table import Table
 
     from archbench.bench.runs.provenance import provenance
-    from archbench.bench.runs.schema import cell_key
+    from archbench.bench.runs.schema import cell_key, place
 
-    here = provenance(device, "float32")["device_name"]
-    done_here = {r.cell for r in stored if r.device_name == here}
+    prov = provenance(device, "float32")
+    here = prov["device_name"]
+    done_here = {r.cell for r in stored if r.place == place(r.kind, prov)}
     done_elsewhere = {r.cell for r in stored} - done_here
     table = Table("part", "cells", "stored here", "stored elsewhere only", "left here",
                   title=f"grid {plan.grid} on {here}: nothing run (--dry-run)")

@@ -8,6 +8,10 @@ the kind's name (`@register("scaling")`), declaring
   summary_columns       the columns `archbench run` prints at the end (fields of Spec, Result or Row)
   key_result            the one figure of a finished cell that its line in a log shows (a Result field)
   default_time_limit_s  the per-cell limit when the user gives none
+  machine_bound         whether a cell's figures hold only for the machine that measured them (True:
+                        timings, memory); False where they are a property of the Spec on any machine
+                        of its device kind (a trained model's accuracy), so a row from another machine
+                        of that kind counts as done (bench/runs/schema.py `place`)
   run(spec, budget_s, progress) -> Result     one cell, in this process (an executor decides where)
 and optionally `skip_reason` (a cell that cannot run by design), `series` (cells that differ only in
 a length, so longer ones are skipped after a failure; `series_name` names that length in the skip
@@ -51,6 +55,7 @@ class Experiment:
     key_result: ClassVar[str | None] = None
     default_time_limit_s: ClassVar[float] = 600.0
     series_name: ClassVar[str] = "n"  # what `series` counts, as a skip row names it: "skipped: n=64 was oom"
+    machine_bound: ClassVar[bool] = True
 
     @classmethod
     def run(cls, spec: Any, budget_s: float, progress: Progress | None = None) -> Any:

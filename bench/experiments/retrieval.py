@@ -84,6 +84,12 @@ class Retrieval(Experiment):
                        "accuracy", "train_seconds")
     key_result = "accuracy"
     default_time_limit_s = 3600.0  # a whole training run
+    # A trained model's accuracy is the Spec's (seed, data, recipe), not the machine's: another CPU runs
+    # the same steps and differs by float rounding, which moves a curve as little as a rerun does
+    # (results/METHODS.md, "Recall cells on two CPUs"). So a grid that outlives one machine resumes on
+    # the next instead of training every cell again. `train_seconds` is the machine's, and no table
+    # reads it (training speed is the scaling kind's train mode).
+    machine_bound = False
 
     @classmethod
     def run(cls, spec: RetrievalSpec, budget_s: float, progress: Progress | None = None) -> RetrievalResult:

@@ -2,7 +2,9 @@
 
 The loop
   - skips cells already in the row store for this device, or for any device of the cluster a
-    distributed executor runs on (resume: rerunning a command finishes it);
+    distributed executor runs on (resume: rerunning a command finishes it); for a kind whose figures
+    are not the machine's (retrieval: a trained model's accuracy), a row from any machine of the
+    device kind counts (schema `place`), so a grid outlives the machine it started on;
     with `retry_failed`, cells whose newest row is a failure (error, timeout, oom) or a skip caused by
     one run again — the old row stays in the file for the record, and the report takes the newest;
   - hands the remaining cells to an executor (bench/runs/executors.py) as jobs, each run under a
@@ -21,7 +23,7 @@ The loop
     cell runs, and a row that cannot be written whole (disk full) stops the sweep (RowWriteError).
 
 Glossary
-  newest   the last row stored for a (cell key, device name): the one that counts
+  newest   the last row stored for a (cell key, place): the one that counts
   series   the cells of one spec but for its length n (`Experiment.series`)
 """
 
@@ -52,6 +54,7 @@ from archbench.bench.runs.schema import (
     experiment,
     is_failure,
     is_retryable,
+    place,
     read_rows,
     skipped_after_failure,
 )
@@ -63,23 +66,23 @@ def row_file(out_dir: Path, kind: str, device_name: str) -> Path:
 
 
 class _Failures:
-    """The shortest failed length of each series, per device: longer lengths are skipped."""
+    """The shortest failed length of each series, per place (schema `place`): longer lengths are skipped."""
 
     def __init__(self) -> None:
         self.first: dict[tuple[str, str], tuple[int, str]] = {}
 
-    def note(self, kind: str, spec: Any, status: str, device_name: str) -> None:
+    def note(self, kind: str, spec: Any, status: str, where: str) -> None:
         series = experiment(kind).series(spec)
         if series is not None:
-            key, n = (cell_key(series[0]), device_name), series[1]
+            key, n = (cell_key(series[0]), where), series[1]
             if key not in self.first or n < self.first[key][0]:
                 self.first[key] = (n, status)
 
-    def skip(self, kind: str, spec: Any, device_name: str) -> str | None:
+    def skip(self, kind: str, spec: Any, where: str) -> str | None:
         series = experiment(kind).series(spec)
         if series is None:
             return None
-        failed = self.first.get((cell_key(series[0]), device_name))
+        failed = self.first.get((cell_key(series[0]), where))
         return skipped_after_failure(*failed, experiment(kind).series_name) \
             if failed and series[1] > failed[0] else None
 
@@ -155,11 +158,11 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
     raw = Path(out_dir) / "raw"
     newest: dict[tuple[str, str], Row] = {}
     for row in read_rows(raw) if raw.is_dir() else []:
-        newest[(row.cell, row.device_name)] = row  # file order: a later row of a cell wins
+        newest[(row.cell, row.place)] = row  # file order: a later row of a cell wins
     failures = _Failures()
     for row in newest.values():
         if is_failure(row.status) and not retry_failed:  # retried failures must not skip their series
-            failures.note(row.kind, row.spec, row.status, row.device_name)
+            failures.note(row.kind, row.spec, row.status, row.place)
 
     provenances: dict[tuple[str, str], list[dict]] = {}
 
@@ -176,14 +179,14 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
 
     def write(row: Row) -> None:
         store.RowStore(row_file(out_dir, row.kind, row.device_name)).append(row.to_json())
-        newest[(row.cell, row.device_name)] = row
+        newest[(row.cell, row.place)] = row
         written.append(row)
         if is_failure(row.status):
-            failures.note(row.kind, row.spec, row.status, row.device_name)
+            failures.note(row.kind, row.spec, row.status, row.place)
 
     def to_run(kind: str, spec: Any) -> bool:
         """Whether a cell is expected to run (not stored, not skipped by design): what the ETA prices."""
-        old = _stored(newest, spec, provenances_of(spec), retry_failed)[1]
+        old = _stored(newest, kind, spec, provenances_of(spec), retry_failed)[1]
         stored = old is not None and not (retry_failed and is_retryable(old.status))
         return not stored and experiment(kind).skip_reason(spec) is None
 
@@ -205,7 +208,7 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
             for (kind, spec, grid, part), runs in zip(cells, expected, strict=True):
                 if signum := interrupted():
                     raise _stop(signum)
-                prov, old = _stored(newest, spec, provenances_of(spec), retry_failed)
+                prov, old = _stored(newest, kind, spec, provenances_of(spec), retry_failed)
                 if old is not None and not (retry_failed and is_retryable(old.status)):
                     kept_failures += is_retryable(old.status)
                     bar.advance(task)
@@ -213,7 +216,7 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
                 exp = experiment(kind)
                 reason = exp.skip_reason(spec)
                 prov, status = next(((p, s) for p in provenances_of(spec)
-                                     if (s := failures.skip(kind, spec, p["device_name"]))), (prov, None))
+                                     if (s := failures.skip(kind, spec, place(kind, p)))), (prov, None))
                 status = status or (f"skipped: {reason}" if reason else None)
                 if status is not None:
                     if runs:
@@ -251,11 +254,13 @@ def _eta_part(kind: str, part: str | None) -> tuple[str, str]:
     return kind, part or ""
 
 
-def _stored(newest: dict[tuple[str, str], Row], spec: Any, provs: list[dict],
+def _stored(newest: dict[tuple[str, str], Row], kind: str, spec: Any, provs: list[dict],
             retry_failed: bool) -> tuple[dict, Row | None]:
     """(the provenance, the stored row) that decide a cell over the devices it may run on: a row that
-    counts as done if any device has one, else a failure to retry, else (the first device, None)."""
-    stored = [(p, newest[key]) for p in provs if (key := (cell_key(spec), p["device_name"])) in newest]
+    counts as done if any device's place has one (schema `place`: the machine, or for a kind whose
+    figures are not the machine's, any machine of its device kind), else a failure to retry, else (the
+    first device, None)."""
+    stored = [(p, newest[key]) for p in provs if (key := (cell_key(spec), place(kind, p))) in newest]
     done = [(p, row) for p, row in stored if not (retry_failed and is_retryable(row.status))]
     return (done or stored or [(provs[0], None)])[0]
 

@@ -57,7 +57,7 @@ from archbench.bench.runs.store import RowStore, canonical_json, dumps, regular_
 SCHEMA_VERSION = 3
 LINE_KEYS = ("schema", "kind", "grid", "part", "spec", "result", "status", "wall_s", "provenance")
 # A flat row's own columns; the Spec's and Result's follow them.
-ROW_COLUMNS = ("kind", "cell", "grid", "part", "status", "wall_s", "device_name", "provenance")
+ROW_COLUMNS = ("kind", "cell", "grid", "part", "status", "wall_s", "device_name", "place", "provenance")
 REWRITE = "tools/rewrite_rows_v3.py"  # the one-off script that rewrites older rows as this schema
 OK = "ok"
 
@@ -101,6 +101,16 @@ def experiment(kind: str, where: str = "") -> Any:
     except UnknownNameError:
         raise RowSchemaError(f"{where}unknown row kind {kind!r}; known kinds: "
                              f"{', '.join(EXPERIMENTS.names())} (a plugin not installed here?)") from None
+
+
+def place(kind: str, provenance: dict[str, Any]) -> str:
+    """Where a row of `kind` with this provenance holds: the machine (`device_name`) for a kind whose
+    figures are the machine's (timings); the device kind ("cpu", "cuda") for one whose figures are not
+    (`Experiment.machine_bound` False: a trained model's accuracy). A run skips a cell stored for its
+    place, and the report keeps the newest row of a cell per place."""
+    if experiment(kind).machine_bound:
+        return str(provenance.get("device_name") or "unknown device")
+    return "cuda" if str(provenance.get("device", "cpu")).startswith("cuda") else "cpu"
 
 
 def cell_key(spec: Any) -> str:
@@ -202,6 +212,12 @@ class Row:
         return str(self.provenance.get("device_name") or "unknown device")
 
     @property
+    def place(self) -> str:
+        """Where this row's figures hold (`place`): its machine, or its device kind for a kind whose
+        figures do not depend on the machine."""
+        return place(self.kind, self.provenance)
+
+    @property
     def ok(self) -> bool:
         return self.status == OK
 
@@ -247,7 +263,7 @@ class Row:
         exp = experiment(self.kind)
         out: dict[str, Any] = {"kind": self.kind, "cell": self.cell, "grid": self.grid, "part": self.part,
                                "status": self.status, "wall_s": self.wall_s, "device_name": self.device_name,
-                               "provenance": self.provenance}
+                               "place": self.place, "provenance": self.provenance}
         flat = _flat_kinds()
         for f in dataclasses.fields(exp.Spec):
             value = getattr(self.spec, f.name)

@@ -178,3 +178,34 @@ def test_a_result_that_does_not_fit_its_schema_is_an_error_row_and_the_store_sta
     rows = loop.run_cells(scaling_cells((16,)), tmp_path)
     assert rows[0].status.startswith("error: RowSchemaError:") and "peak_mem_method" in rows[0].status
     assert [r.status for r in read_rows(tmp_path / "raw")] == [rows[0].status]
+
+
+def test_a_recall_cell_trained_on_another_cpu_is_done_but_a_timing_there_is_measured_again(
+        tmp_path: Path, monkeypatch) -> None:
+    """Retrieval is not machine-bound (schema `place`): a grid resumes on another CPU without training
+    its stored cells again, while a scaling cell, a timing, runs again on the new machine."""
+    from archbench.bench.experiments.retrieval import Retrieval, RetrievalResult, RetrievalSpec
+    from archbench.bench.experiments.train import TrainConfig
+    from archbench.bench.runs.cell import Cell
+    from archbench.tasks import TaskSpec
+    from helpers.rows import model_spec
+
+    trained = []
+    result = RetrievalResult(
+        backend="reference", params=1, steps=1, examples_seen=64, train_seconds=1.0, state_bytes=4,
+        accuracy=0.5, accuracy_by_len={}, test_len=64, accuracy_by_slice={}, final_loss=1.0,
+        stopped_early=False)
+    monkeypatch.setattr(Retrieval, "run", classmethod(lambda cls, spec, b, p=None: trained.append(1) or result))
+    run, timed = fake_run()
+    monkeypatch.setattr(Scaling, "run", run)
+    recall = Cell("retrieval", RetrievalSpec(model_spec("attention"), TaskSpec("mqar", {"seq_len": 64}),
+                                             TrainConfig(lr=1e-3), (), "cpu", "float32"))
+    cells = [*scaling_cells(lens=(16,)), recall]
+    real = loop.provenance
+    for machine in ("CPU A", "CPU B"):
+        monkeypatch.setattr(loop, "provenance", lambda d, t, m=machine: {**real(d, t), "device_name": m})
+        loop.run_cells(cells, tmp_path, budget_s=0.01)
+    assert len(trained) == 1 and timed == [16, 16]
+    rows = read_rows(tmp_path / "raw")
+    assert sorted((r.kind, r.device_name, r.place) for r in rows) == [
+        ("retrieval", "CPU A", "cpu"), ("scaling", "CPU A", "CPU A"), ("scaling", "CPU B", "CPU B")]
