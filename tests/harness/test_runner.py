@@ -184,18 +184,19 @@ def test_a_recall_cell_trained_on_another_cpu_is_done_but_a_timing_there_is_meas
         tmp_path: Path, monkeypatch) -> None:
     """Retrieval is not machine-bound (schema `place`): a grid resumes on another CPU without training
     its stored cells again, while a scaling cell, a timing, runs again on the new machine."""
+    from helpers.rows import model_spec
+
     from archbench.bench.experiments.retrieval import Retrieval, RetrievalResult, RetrievalSpec
     from archbench.bench.experiments.train import TrainConfig
     from archbench.bench.runs.cell import Cell
     from archbench.tasks import TaskSpec
-    from helpers.rows import model_spec
 
     trained = []
     result = RetrievalResult(
         backend="reference", params=1, steps=1, examples_seen=64, train_seconds=1.0, state_bytes=4,
         accuracy=0.5, accuracy_by_len={}, test_len=64, accuracy_by_slice={}, final_loss=1.0,
         stopped_early=False)
-    monkeypatch.setattr(Retrieval, "run", classmethod(lambda cls, spec, b, p=None: trained.append(1) or result))
+    monkeypatch.setattr(Retrieval, "run", classmethod(lambda cls, spec, b, p=None: trained.append(b) or result))
     run, timed = fake_run()
     monkeypatch.setattr(Scaling, "run", run)
     recall = Cell("retrieval", RetrievalSpec(model_spec("attention"), TaskSpec("mqar", {"seq_len": 64}),
