@@ -196,7 +196,8 @@ def test_a_recall_cell_trained_on_another_cpu_is_done_but_a_timing_there_is_meas
         backend="reference", params=1, steps=1, examples_seen=64, train_seconds=1.0, state_bytes=4,
         accuracy=0.5, accuracy_by_len={}, test_len=64, accuracy_by_slice={}, final_loss=1.0,
         stopped_early=False)
-    monkeypatch.setattr(Retrieval, "run", classmethod(lambda cls, spec, b, p=None: trained.append(b) or result))
+    train = classmethod(lambda cls, spec, budget_s, progress=None: trained.append(spec) or result)
+    monkeypatch.setattr(Retrieval, "run", train)
     run, timed = fake_run()
     monkeypatch.setattr(Scaling, "run", run)
     recall = Cell("retrieval", RetrievalSpec(model_spec("attention"), TaskSpec("mqar", {"seq_len": 64}),
