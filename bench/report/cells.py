@@ -32,7 +32,7 @@ from archbench.bench.report.format import MISSING, is_missing, short_status
 from archbench.bench.report.frame import config_labels, require
 from archbench.bench.report.learning import MARK, answer_prior, classify, combine, examples_to
 
-KEYS = ["device_name", "task", "vocab_size", "seq_len", "num_kv_pairs", "d_model", "depth", "mlp_ratio",
+KEYS = ["place", "task", "vocab_size", "seq_len", "num_kv_pairs", "d_model", "depth", "mlp_ratio",
         "model"]
 READS = require("retrieval", (*KEYS, "identity", "mixers", "configs", "cell", "status", "lr", "seed",
                               "train_cfg", "dtype",

@@ -1,6 +1,6 @@
 """Rows as tables: one DataFrame per experiment kind whose columns are exactly the schema's.
 
-The columns are the row's own (kind, cell, status, wall_s, device_name, provenance), the Spec's fields
+The columns are the row's own (kind, cell, status, wall_s, device_name, place, provenance), the Spec's fields
 and properties and the Result's fields (bench/runs/schema.py) — nothing else. A report module names
 the columns it reads in `require(kind, ...)` when it is imported, so a column no dataclass declares is
 an error then, and reading an undeclared column from the frame is a KeyError, never a None.
@@ -46,13 +46,14 @@ def numeric_columns(kind: str) -> list[str]:
 
 
 def frame(rows: list[Row], kind: str) -> pd.DataFrame:
-    """The rows of `kind`, newest per (cell, device) only — a rerun (e.g. `--retry-failed`) replaces
-    the row before it — in load order, with numeric columns as numbers (None -> NaN)."""
+    """The rows of `kind`, newest per (cell, place) only (bench/runs/schema.py `place`: the machine, or
+    the device kind for retrieval) — a rerun (e.g. `--retry-failed`) replaces the row before it — in
+    load order, with numeric columns as numbers (None -> NaN)."""
     cols = list(columns(kind))
     recs = [r.flat() for r in rows if r.kind == kind]
     df = pd.DataFrame.from_records(recs, columns=cols) if recs else pd.DataFrame(columns=cols)
     df["_order"] = np.arange(len(df))
-    df = df.drop_duplicates(["cell", "device_name"], keep="last")
+    df = df.drop_duplicates(["cell", "place"], keep="last")
     for col in numeric_columns(kind):
         df[col] = pd.to_numeric(df[col])
     return df.reset_index(drop=True)

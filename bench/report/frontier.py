@@ -44,6 +44,7 @@ from archbench.bench.report.learning import MARK, MARK_NOTE, RESULT_CLASSES
 from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.palette import family_style
 from archbench.bench.report.plot import ACCURACY, Axis, Panel, Series, plot
+from archbench.bench.runs.schema import device_kind
 
 READS = require("scaling", ("device_name", "dtype", "batch", "mode", "seq_len", "status", "model", "identity",
                             "mixers", "configs", "depth", "d_model", "mlp_ratio", "backend", "time_median_s",
@@ -226,7 +227,9 @@ def frontier_tables(out: Outputs, rt: pd.DataFrame, sc: pd.DataFrame, slugs: dic
     recall = _labelled(recall[recall["_ok"]])
     sc = sc[sc["batch"] == 1]
     for (dev, dtype), gs in sc.groupby(["device_name", "dtype"], sort=True):
-        rec = recall[recall["device_name"] == dev]
+        # recall from every machine of this device kind (a trained model's accuracy is not the machine's,
+        # bench/runs/schema.py `place`); the costs are this machine's own
+        rec = recall[recall["place"] == device_kind(str(gs["device"].iloc[0]))]
         if rec.empty:
             continue
         section, stem = f"Recall–cost frontier: {dev} · {dtype}", f"frontier_{slugs[dev]}_{slug(dtype)}"

@@ -21,7 +21,7 @@ import pandas as pd
 from archbench.bench.report.format import NA, markdown, slug
 from archbench.bench.report.outputs import Outputs
 from archbench.bench.runs.plans import read_plans
-from archbench.bench.runs.schema import OK
+from archbench.bench.runs.schema import OK, device_kind
 
 
 def _hours(seconds: float) -> str:
@@ -83,15 +83,18 @@ def grid_tables(out: Outputs, frames: dict[str, pd.DataFrame], slugs: dict[str, 
     plans = read_plans(raw_dir)
     if not kinds or not plans:
         return
-    cols = ["cell", "status", "wall_s", "device_name", "device", "provenance"]
+    cols = ["cell", "status", "wall_s", "device_name", "place", "device", "provenance"]
     stored = pd.concat([f[cols] for f in kinds], ignore_index=True)
-    stored = stored.assign(kind=["cuda" if str(d).startswith("cuda") else "cpu" for d in stored["device"]],
+    stored = stored.assign(kind=[device_kind(str(d)) for d in stored["device"]],
                            load_1m=[p.get("load_1m") for p in stored["provenance"]],
                            cores=[p.get("cpu_count") for p in stored["provenance"]])
     for plan in plans:
         parts = [(part, key) for part, key in plan["cells"]]
         keys = {k for _, k in parts}
-        for dev_name, rows in stored[stored["kind"] == plan["device"]].groupby("device_name", sort=True):
+        ours = stored[stored["kind"] == plan["device"]]
+        pooled = ours[ours["place"] == plan["device"]]  # recall cells: stored for every machine of the kind
+        for dev_name, rows in ours.groupby("device_name", sort=True):
+            rows = pd.concat([rows[rows["place"] == dev_name], pooled]).drop_duplicates("cell", keep="last")
             mine = rows[rows["cell"].isin(keys)]
             if mine.empty:
                 continue
@@ -99,5 +102,7 @@ def grid_tables(out: Outputs, frames: dict[str, pd.DataFrame], slugs: dict[str, 
             table, raw, summary = grid_table(mine[["cell", "status", "wall_s", "load_1m"]], parts, cores)
             out.table(f"{plan['grid'].capitalize()} grid: {dev_name}",
                       f"{slug(plan['grid'])}_{slugs[dev_name]}_grid",
-                      f"the {plan['grid']} grid by part: cells stored and the time they took",
+                      f"the {plan['grid']} grid by part: cells stored and the time they took (a recall "
+                      f"cell counts if any {plan['device'].upper()} trained it, as a run here skips it, and "
+                      "its time is that machine's; a cost cell only if this machine measured it)",
                       markdown(table) + "\n\n" + summary, raw)

@@ -29,6 +29,8 @@ from archbench.bench.report.outputs import Outputs
 from archbench.bench.report.palette import family_style, styles
 from archbench.bench.report.plot import ACCURACY, Axis, Panel, Series, plot
 
+PLACE_TITLES = {"cpu": "CPU", "cuda": "GPU"}  # a place of pooled recall cells, as a section names it
+
 POINT = ["task", "seq_len", "num_kv_pairs"]  # one task point: a table section, a plot panel
 
 
@@ -177,19 +179,33 @@ def _retrieval_plots(out: Outputs, section: str, prefix: str, ok: pd.DataFrame, 
                          "min–max bars)"))
 
 
+def _machines_table(out: Outputs, section: str, prefix: str, runs: pd.DataFrame) -> None:
+    """The machines that trained a place's cells: recall is pooled over them (a trained model's accuracy
+    is not the machine's, bench/runs/schema.py `place`), and this says whose rows are whose."""
+    t = runs.groupby("device_name", sort=True).agg(rows=("cell", "size"),
+                                                   ok=("status", lambda s: int((s == "ok").sum())))
+    t = t.reset_index().rename(columns={"device_name": "machine"})
+    out.table(section, f"{prefix}_machines", "the machines that trained these cells: every retrieval table "
+              "here pools their rows, since a trained model's accuracy is the same experiment on any CPU "
+              "to float rounding (results/METHODS.md); each row's provenance names its machine", t, t)
+
+
 def retrieval_tables(out: Outputs, rt: pd.DataFrame, slugs: dict[str, str]) -> None:
-    """Every retrieval table and plot, one set per device."""
+    """Every retrieval table and plot, one set per place: the device kind (CPU, GPU) the cells trained on,
+    over every machine of that kind."""
     runs = prepare(rt)
     pl = per_lr(runs)
     best = best_lr(pl)
-    for dev, gd in best.groupby("device_name", sort=True):
-        section, prefix = f"Retrieval: {dev}", f"retrieval_{slugs[dev]}"
-        pd_lr = pl[pl["device_name"] == dev]
+    for where, gd in best.groupby("place", sort=True):
+        dev = PLACE_TITLES.get(where, where)
+        section, prefix = f"Retrieval: {dev}", f"retrieval_{slugs[where]}"
+        pd_lr = pl[pl["place"] == where]
+        _machines_table(out, section, prefix, runs[runs["place"] == where])
         _accuracy_tables(out, section, prefix, dev, gd)
         _lr_table(out, section, prefix, pd_lr, gd)
         ok_lr = pd_lr[(pd_lr["status"] == "ok") & pd_lr["accuracy"].notna()]
         _retrieval_plots(out, section, prefix, gd[gd["_ok"]], ok_lr)
         length_tables(out, section, prefix, gd[gd["_ok"]])
-        curve_tables(out, section, prefix, runs[runs["device_name"] == dev], gd)
+        curve_tables(out, section, prefix, runs[runs["place"] == where], gd)
         hybrid_tables(out, section, prefix, gd)
         ordering_tables(out, section, prefix, gd[gd["_ok"]])

@@ -260,7 +260,7 @@ def write_report(results_dir: Path, readme: Path | None = None,
         _marked(Path(readme))  # a README that cannot be refreshed stops the report before it writes
     raw = results_dir / "raw"
     rows = read_rows(raw) if raw.is_dir() else []
-    slugs = _device_slugs(r.device_name for r in rows)
+    slugs = _device_slugs(name for r in rows for name in (r.device_name, r.place))
     out = Outputs()
     frames = {kind: frame(rows, kind) for kind in sorted({r.kind for r in rows}) if kind in TABLES}
     for kind in sorted({r.kind for r in rows}):

@@ -110,7 +110,12 @@ def place(kind: str, provenance: dict[str, Any]) -> str:
     place, and the report keeps the newest row of a cell per place."""
     if experiment(kind).machine_bound:
         return str(provenance.get("device_name") or "unknown device")
-    return "cuda" if str(provenance.get("device", "cpu")).startswith("cuda") else "cpu"
+    return device_kind(str(provenance.get("device", "cpu")))
+
+
+def device_kind(device: str) -> str:
+    """"cuda" for any CUDA device ("cuda:1"), else "cpu": a place of the kinds that are not machine-bound."""
+    return "cuda" if device.startswith("cuda") else "cpu"
 
 
 def cell_key(spec: Any) -> str:

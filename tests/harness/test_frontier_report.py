@@ -19,6 +19,7 @@ from archbench.bench.runs.schema import Row
 from archbench.tasks import TaskSpec
 
 DEV = "test-cpu-2-cpus"  # helpers.rows.DEVICE as the file names spell it
+RET = "retrieval_cpu"  # recall tables pool every CPU that trained cells (schema `place`)
 D8, D32 = {"M": {"d_state": 8}}, {"M": {"d_state": 32}}
 M8, M32 = "mamba2 d_state=8", "mamba2 d_state=32"
 
@@ -102,25 +103,25 @@ def _md_rows(text: str) -> dict[str, list[str]]:
 
 def test_seeds_are_averaged_and_the_best_lr_is_the_best_mean(report) -> None:
     results, _ = report
-    acc = pd.read_csv(results / f"retrieval_{DEV}_accuracy.csv")
+    acc = pd.read_csv(results / f"{RET}_accuracy.csv")
     row = acc[(acc["model"] == M8)].iloc[0]
     # The best single run (lr 1e-3, seed 0: 1.0) is not the cell's figure: the best mean over seeds is.
     assert row["accuracy"] == pytest.approx(0.8) and row["best_lr"] == pytest.approx(3e-3)
     assert (row["acc_min"], row["acc_max"], row["seeds"]) == (pytest.approx(0.75), pytest.approx(0.85), 2)
-    md = (results / f"retrieval_{DEV}_accuracy.md").read_text()
+    md = (results / f"{RET}_accuracy.md").read_text()
     assert "half their min–max range" in md.splitlines()[0]
     assert "0.800 ±0.050 (2 seeds)" in _md_rows(md)[M8][3]
-    sweep = pd.read_csv(results / f"retrieval_{DEV}_lr_sweep.csv")
+    sweep = pd.read_csv(results / f"{RET}_lr_sweep.csv")
     low = sweep[(sweep["model"] == M8) & (sweep["lr"] == 1e-3)].iloc[0]
     assert low["accuracy"] == pytest.approx(0.6) and low["seeds"] == 2 and not low["best"]
-    assert _md_rows((results / f"retrieval_{DEV}_lr_sweep.md").read_text())[M8][4:] == \
+    assert _md_rows((results / f"{RET}_lr_sweep.md").read_text())[M8][4:] == \
         ["0.600 ±0.400 (2 seeds) ±", "0.800 ±0.050 (2 seeds) ▭", "0.003"]  # ±: one seed learned, one not
-    assert (results / f"retrieval_{DEV}_mqar-v-1024_acc_vs_lr.png").read_bytes().startswith(b"\x89PNG")
+    assert (results / f"{RET}_mqar-v-1024_acc_vs_lr.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_state_size_variants_and_vocabularies_stay_separate_cells(report) -> None:
     results, _ = report
-    acc = pd.read_csv(results / f"retrieval_{DEV}_accuracy.csv")
+    acc = pd.read_csv(results / f"{RET}_accuracy.csv")
     v1024 = acc[(acc["vocab_size"] == 1024) & (acc["depth"] == 2)].set_index("model")
     assert v1024.loc[M8, "state_bytes"] == 1000 and v1024.loc[M32, "state_bytes"] == 4000
     assert v1024.loc[M32, "accuracy"] == pytest.approx(0.9) and v1024.loc[M32, "seeds"] == 1
@@ -177,7 +178,7 @@ def test_a_missing_cost_is_never_invented(report) -> None:
 
 def test_hybrid_grid_by_ratio_and_placement(report) -> None:
     results, _ = report
-    md = (results / f"retrieval_{DEV}_hybrid.md").read_text()
+    md = (results / f"{RET}_hybrid.md").read_text()
     section = md.split("depth 4")[1]
     header = next(line for line in section.splitlines() if line.startswith("| recurrent"))
     assert [c.strip() for c in header.strip("|").split("|")][2:] == ["RRRR", "ARRR", "RRAR", "RRRA", "AAAA"]
@@ -191,12 +192,12 @@ def test_hybrid_grid_by_ratio_and_placement(report) -> None:
 
 def test_accuracy_by_test_length_marks_the_training_length(report) -> None:
     results, _ = report
-    md = (results / f"retrieval_{DEV}_acc_by_len.md").read_text()
+    md = (results / f"{RET}_acc_by_len.md").read_text()
     assert "| 64 (train) | 128 | 256 |" in md.replace("   ", " ").replace("  ", " ")
-    csv = pd.read_csv(results / f"retrieval_{DEV}_acc_by_len.csv")
+    csv = pd.read_csv(results / f"{RET}_acc_by_len.csv")
     m8 = csv[(csv["model"] == M8)].set_index("test_len")["accuracy"]  # best lr's seeds: (0.85 + 0.75) / 2
     assert m8.to_dict() == {64: pytest.approx(0.8), 128: pytest.approx(0.4), 256: pytest.approx(0.2)}
-    assert "depth 0.0-0.5" in (results / f"retrieval_{DEV}_acc_by_slice.md").read_text()
+    assert "depth 0.0-0.5" in (results / f"{RET}_acc_by_slice.md").read_text()
 
 
 def test_readme_first_screen_and_summary(report, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -176,7 +176,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_write_report_files_and_cells(report: tuple[Path, Path, list[Path]]) -> None:
     results, _, written = report
     names = {p.name for p in written}
-    pre, ret = "scaling_test-cpu-2-cpus_float32_b1_L2_d64_mlp0", "retrieval_test-cpu-2-cpus"
+    pre, ret = "scaling_test-cpu-2-cpus_float32_b1_L2_d64_mlp0", "retrieval_cpu"
     stems = ("time_prefill", "time_decode", "exponents", "crossovers", "memory", "state", "energy", "util")
     for stem in stems:
         assert {f"{pre}_{stem}.md", f"{pre}_{stem}.csv"} <= names, stem
