@@ -43,6 +43,7 @@ READS = require("retrieval", (*KEYS, "identity", "mixers", "configs", "cell", "s
 # recipe's choices. The budget splits a cell only where one grid point holds several budgets.
 RECIPE_FIELDS = ("recipe", "schedule", "warmup_frac", "min_lr_frac", "betas", "adam_eps", "weight_decay",
                  "decay", "grad_clip", "tie_head", "init", "shuffle", "embed_dropout")
+BUDGET_TAG = r" · \d+k examples$"  # the budget part of a `train_tag`, where `_train_tags` adds one
 SPREAD_NOTE = "mean over seeds ± half their min–max range (seeds that ran ok)"
 
 

@@ -4,6 +4,7 @@ front, and no cost invented for a model that lacks one). Small synthetic rows bu
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -25,11 +26,11 @@ M8, M32 = "mamba2 d_state=8", "mamba2 d_state=32"
 
 
 def _recall(model: str, lr: float, acc: float, seed: int = 0, configs: dict | None = None, depth: int = 2,
-            vocab: int = 1024, state: int = 1000) -> dict:
+            vocab: int = 1024, state: int = 1000, recipe: str = "archbench", prov: dict = PROV) -> dict:
     spec = RetrievalSpec(model_spec(model, depth, configs=configs),
                          TaskSpec("mqar", {"seq_len": 64, "num_kv_pairs": 4, "vocab_size": vocab}),
-                         TrainConfig(lr=lr, seed=seed), test_lens=(128, 256), device="cpu", dtype="float32",
-                         seed=seed)
+                         dataclasses.replace(TrainConfig.for_recipe(recipe), lr=lr, seed=seed),
+                         test_lens=(128, 256), device="cpu", dtype="float32", seed=seed)
     result = RetrievalResult(
         backend="reference", params=1000, steps=10, examples_seen=640, train_seconds=1.0, state_bytes=state,
         # n=64 only in `accuracy`, as in the frontier's rows (scored at 2n, 4n, … beyond it)
@@ -37,7 +38,7 @@ def _recall(model: str, lr: float, acc: float, seed: int = 0, configs: dict | No
         accuracy_by_slice={"depth 0.0-0.5": acc, "depth 0.5-1.0": acc}, final_loss=0.5, stopped_early=False,
         # a flat curve well below the answer prior's loss: learned at >= 0.9, else flat (capacity-limited)
         curve={"examples": [320, 640], "loss": [0.5, 0.5], "accuracy": [acc, acc]})
-    return Row("retrieval", spec, result, "ok", PROV, 1.0).to_json()
+    return Row("retrieval", spec, result, "ok", prov, 1.0).to_json()
 
 
 def _cost(model: str, mode: str, n: int, t: float | None, state: int, configs: dict | None = None,
@@ -254,3 +255,24 @@ def test_only_cells_that_learned_at_the_best_of_three_lrs_stand_on_a_front(tmp_p
     md = (results / f"frontier_{DEV}_float32_decode_4k.md").read_text()
     assert "gated_deltanet (1 lr only)" in md and "mamba2 (plateau 0.002)" in md
     assert "mamba (rising 0.400)" in md
+
+
+def test_the_headline_sets_the_families_side_by_side_under_the_recipe_most_of_them_share(tmp_path) -> None:
+    """An older record at the same task point (attention swept over three lrs under archbench's recipe)
+    does not displace the recipe every family ran under; and recall trained on another CPU joins this
+    machine's costs (schema `place`), with the table of who trained what."""
+    other = {**PROV, "device_name": "Another CPU (2 CPUs)"}
+    recall = [_recall("attention", lr, 0.99, state=900_000) for lr in (1e-3, 3e-3, 1e-2)]
+    recall += [_recall(m, 1e-3, acc, state=s, recipe="zoology", prov=other)
+               for m, acc, s in (("attention", 0.97, 900_000), ("mamba2", 0.9, 1000), ("mamba", 0.5, 2000))]
+    cost = [_cost(m, "decode", 16384, t, s)
+            for m, t, s in (("attention", 4e-3, 16 << 20), ("mamba2", 2e-4, 1000), ("mamba", 5e-4, 2000))]
+    results = write_rows(tmp_path / "results", retrieval=recall, scaling=cost)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{MARK_START}\n{MARK_END}\n")
+    write_report(results, readme=readme)
+    rows = _md_rows(readme.read_text().split(MARK_START)[1].split(MARK_END)[0])
+    assert [m for m in rows if m != "model"] == ["attention · zoology recipe", "mamba2 · zoology recipe",
+                                                 "mamba · zoology recipe"]
+    machines = pd.read_csv(results / f"{RET}_machines.csv").set_index("machine")["rows"].to_dict()
+    assert machines == {"Another CPU (2 CPUs)": 3, PROV["device_name"]: 3}
