@@ -32,7 +32,8 @@ Glossary
   driver   this process: the run loop and the one writer of rows
   worker   a Ray worker process; it runs one cell at a time (`ray::archbench_cell` in ps)
   T        `threads`: torch threads of one cell, and the CPUs its task reserves
-  slot     what one cell reserves: {"CPU": T, "GPU": 0 or 1}
+  slot     what one cell reserves: {"CPU": T, "GPU": 0 or 1}; a CPU timing cell (a machine-bound kind,
+           bench/experiments/base.py) reserves a whole node's CPUs, so nothing shares the machine it times
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from rich.text import Text
 from archbench.bench.runs.cell import Job, Outcome, run_job
 from archbench.bench.runs.executors import ExecutorError, ProgressFor
 from archbench.bench.runs.provenance import provenance
+from archbench.bench.runs.schema import experiment
 
 INSTALL_HINT = "--executor ray needs the ray extra: pip install -e \".[ray]\""
 
@@ -76,9 +78,14 @@ def _device(job_or_spec: Any) -> tuple[str, str]:
     return str(getattr(spec, "device", "cpu")), str(getattr(spec, "dtype", "float32"))
 
 
-def slot(job: Job, threads: int) -> dict[str, float]:
-    """The resources one cell reserves: T CPUs, and one GPU for a CUDA cell."""
-    return {"CPU": float(threads), "GPU": 1.0 if _device(job)[0].startswith("cuda") else 0.0}
+def slot(job: Job, threads: int, node_cpus: float = 0.0) -> dict[str, float]:
+    """The resources one cell reserves: T CPUs, and one GPU for a CUDA cell. A CPU cell whose figures are
+    the machine's (a timing: `Experiment.machine_bound`) reserves `node_cpus`, the CPUs of the smallest
+    node, so on a cluster of like nodes it runs alone on its node while still using T threads: two
+    timings sharing a machine's cores and caches would each time the other too."""
+    cuda = _device(job)[0].startswith("cuda")
+    alone = not cuda and experiment(job.kind).machine_bound
+    return {"CPU": max(float(threads), node_cpus if alone else 0.0), "GPU": 1.0 if cuda else 0.0}
 
 
 def _fits(need: dict[str, float], used: dict[str, float], total: dict[str, float]) -> bool:
@@ -223,6 +230,8 @@ class RayExecutor:
         cancelled: set[Any] = set()
         used = {"CPU": 0.0, "GPU": 0.0}
         total = ray.cluster_resources()
+        node_cpus = min((n["Resources"].get("CPU", 0.0) for n in ray.nodes()
+                         if n.get("Alive") and n["Resources"].get("CPU", 0.0) >= self.threads), default=0.0)
         source, waiting, exhausted = iter(jobs), None, False
         try:
             while True:
@@ -232,7 +241,7 @@ class RayExecutor:
                         if waiting is None:
                             exhausted = True
                             break
-                    need = slot(waiting, self.threads)
+                    need = slot(waiting, self.threads, node_cpus)
                     if in_flight and not _fits(need, used, total):
                         total = ray.cluster_resources()  # an autoscaled cluster may have grown
                         if not _fits(need, used, total):

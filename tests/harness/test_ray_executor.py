@@ -74,8 +74,11 @@ def test_bad_executor_options_are_one_line_errors(tmp_path, cli, argv, message) 
 def test_a_cell_reserves_its_threads_and_one_gpu_if_it_runs_on_cuda() -> None:
     job = Job("retrieval", SimpleNamespace(device="cuda", dtype="float32"), 0.0, 1.0)
     assert slot(job, 1) == {"CPU": 1.0, "GPU": 1.0}
-    assert slot(dataclasses.replace(job, spec=SimpleNamespace(device="cpu", dtype="float32")), 3) == \
-        {"CPU": 3.0, "GPU": 0.0}
+    cpu = dataclasses.replace(job, spec=SimpleNamespace(device="cpu", dtype="float32"))
+    assert slot(cpu, 3) == slot(cpu, 3, node_cpus=16) == {"CPU": 3.0, "GPU": 0.0}
+    # a CPU timing reserves the node, whatever its threads; a GPU timing its GPU
+    assert slot(dataclasses.replace(cpu, kind="scaling"), 1, node_cpus=16) == {"CPU": 16.0, "GPU": 0.0}
+    assert slot(dataclasses.replace(job, kind="scaling"), 1, node_cpus=16) == {"CPU": 1.0, "GPU": 1.0}
 
 
 class _TwoNodes:
@@ -244,12 +247,12 @@ def _rendezvous_cell(job, threads):
 
 @pytest.mark.ray
 def test_cuda_cells_get_one_gpu_each_and_cpu_cells_share_the_cores(ray_instance, tmp_path) -> None:
-    def run_two(device: str, wait_s: float) -> list[tuple[bool, list[str]]]:
-        folder = tmp_path / device
+    def run_two(device: str, wait_s: float, kind: str = "retrieval") -> list[tuple[bool, list[str]]]:
+        folder = tmp_path / f"{device}-{kind}"
         folder.mkdir()
         specs = [SimpleNamespace(device=device, dtype="float32", folder=str(folder), name=name, wait_s=wait_s)
                  for name in "ab"]
-        jobs = [Job("retrieval", spec, 0.0, 120.0) for spec in specs]
+        jobs = [Job(kind, spec, 0.0, 120.0) for spec in specs]
         return [outcome.result for _, outcome in RayExecutor(poll_s=0.05, cell=_rendezvous_cell).map(
             jobs, lambda job: None)]
 
@@ -257,6 +260,8 @@ def test_cuda_cells_get_one_gpu_each_and_cpu_cells_share_the_cores(ray_instance,
     assert run_two("cuda", wait_s=2.0) == [(False, ["0"]), (False, ["0"])]
     # Two CPUs, one thread a cell: the two CPU cells run at once (however slowly workers start).
     assert run_two("cpu", wait_s=60.0) == [(True, []), (True, [])]
+    # ... but two CPU timings (scaling cells) one after the other: each reserves the whole node.
+    assert run_two("cpu", wait_s=2.0, kind="scaling") == [(False, []), (False, [])]
 
 
 @pytest.mark.ray
