@@ -2,11 +2,13 @@
 
 The parts of a grid differ in cost by orders of magnitude (a scaling cell takes seconds, a training run
 minutes), while the cells of one part cost alike, so each part's cells still to run are priced at the
-mean wall time of that part's finished cells; a part with none finished yet at the mean over all
-finished cells. The sum is divided by how many cells run at once, measured rather than assumed: the
-finished cells' wall time over the time from the first start to the last finish (a little under 1
-with the local executor, for the loop's own work between cells; about the number of workers on Ray),
-never more than the most cells seen in flight together.
+mean wall time of that part's finished cells; a part with none finished yet at the mean of the cells of
+that part already stored (`stored`: a resumed grid's earlier runs, so a part of seconds-long cost cells
+is not priced at a training run's minutes), else at the mean over all finished cells. The sum is
+divided by how many cells run at once, measured rather than assumed: the finished cells' wall time
+over the time from the first start to the last finish (a little under 1 with the local executor, for
+the loop's own work between cells; about the number of workers on Ray), never more than the most
+cells seen in flight together.
 
     eta = Eta(["a", "a", "b"])          # one entry per cell expected to run, by part
     eta.start("a"); eta.finish("a", 2.0)
@@ -30,9 +32,11 @@ from rich.text import Text
 class Eta:
     """Remaining time of a run, per part, from the cells finished so far."""
 
-    def __init__(self, parts: Iterable[Hashable], clock=time.monotonic) -> None:
+    def __init__(self, parts: Iterable[Hashable], clock=time.monotonic,
+                 stored: dict[Hashable, list[float]] | None = None) -> None:
         self.left: Counter = Counter(parts)  # part -> cells expected to run, not finished yet
         self.walls: dict[Hashable, list[float]] = {}  # part -> wall seconds of its finished cells
+        self.stored = {p: w for p, w in (stored or {}).items() if w}  # part -> walls of earlier runs' cells
         self.running: list[tuple[Hashable, float]] = []  # (part, start) of the cells in flight
         self.first_start: float | None = None
         self.last_finish: float | None = None
@@ -58,7 +62,7 @@ class Eta:
         self.last_finish = self.clock()
 
     def _price(self, part: Hashable, overall: float) -> float:
-        walls = self.walls.get(part)
+        walls = self.walls.get(part) or self.stored.get(part)
         return sum(walls) / len(walls) if walls else overall
 
     def remaining_s(self) -> float | None:

@@ -191,7 +191,12 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
         return not stored and experiment(kind).skip_reason(spec) is None
 
     expected = [to_run(kind, spec) for kind, spec, _, _ in cells]
-    eta = Eta(_eta_part(kind, part) for (kind, _, _, part), e in zip(cells, expected, strict=True) if e)
+    stored_walls: dict[tuple[str, str], list[float]] = {}  # what each part's cells took in earlier runs
+    for row in newest.values():
+        if row.ok and row.wall_s:
+            stored_walls.setdefault(_eta_part(row.kind, row.part), []).append(row.wall_s)
+    eta = Eta((_eta_part(kind, part) for (kind, _, _, part), e in zip(cells, expected, strict=True) if e),
+              stored=stored_walls)
     kept_failures = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                EtaColumn(eta), *getattr(executor, "progress_columns", ()))  # a cluster's queued / running

@@ -45,6 +45,15 @@ def test_each_part_is_priced_by_its_own_finished_cells() -> None:
     assert eta.remaining_s() == 0 and eta.text() == ""
 
 
+def test_a_part_with_no_cell_finished_yet_is_priced_by_its_stored_cells() -> None:
+    """A resumed grid: the cost cells earlier runs stored took seconds, so the 100 left are priced at
+    that, not at the minutes of the training cell this run finished first."""
+    clock = Clock()
+    eta = Eta(["train"] * 2 + ["cost"] * 100, clock, stored={"cost": [2.0, 4.0], "train": [50.0]})
+    _run(eta, clock, "train", 100.0)
+    assert eta.remaining_s() == pytest.approx(1 * 100 + 100 * 3)
+
+
 def test_a_cell_in_flight_counts_down_and_cells_at_once_divide_the_rest() -> None:
     clock = Clock()
     eta = Eta(["p"] * 4, clock)
