@@ -156,10 +156,30 @@ def per_lr(rt: pd.DataFrame) -> pd.DataFrame:
                      "last_rms": ok["last_rms"].mean() if len(ok) else np.nan,
                      "accuracy_by_len": _mean_dicts(list(ok["accuracy_by_len"])),
                      "accuracy_by_slice": _mean_dicts(list(ok["accuracy_by_slice"]))})
-    cols = [*rt.columns, "acc_min", "acc_max", "seeds", "runs", "failed", "lrs_tried"]
+    cols = [*rt.columns, "acc_min", "acc_max", "seeds", "runs", "failed", "lrs_tried", "lr_lowest",
+            "lr_highest"]
     out = pd.DataFrame.from_records(recs, columns=cols) if recs else pd.DataFrame(columns=cols)
-    # how many learning rates the cell was run at: a best-of-sweep from one lr is no sweep
-    return out.assign(lrs_tried=out.groupby(KEYS)["_lr"].transform("nunique") if len(out) else [])
+    # how many learning rates the cell was run at: a best-of-sweep from one lr is no sweep; and the ends
+    # of its sweep, which `lr_edge` reads
+    lrs = out.groupby(KEYS)["_lr"] if len(out) else None
+    return out.assign(lrs_tried=lrs.transform("nunique") if len(out) else [],
+                      lr_lowest=lrs.transform("min") if len(out) else [],
+                      lr_highest=lrs.transform("max") if len(out) else [])
+
+
+def lr_edge(r: pd.Series) -> str:
+    """"lowest" / "highest" when a cell that did not learn had its best lr at that end of a sweep of
+    two or more: a lr beyond the sweep may do better, so its figure is the sweep's, not the cell's best
+    (a learned cell's edge says nothing: it is at the ceiling already); else ""."""
+    if r["lrs_tried"] < 2 or r["learn_class"] == "learned":
+        return ""
+    return "lowest" if r["_lr"] == r["lr_lowest"] else "highest" if r["_lr"] == r["lr_highest"] else ""
+
+
+def best_lr_text(r: pd.Series) -> str:
+    """The best lr, and which end of the sweep it is where that matters (`lr_edge`): "0.000464, lowest"."""
+    edge = lr_edge(r)
+    return f"{r['_lr']:g}{f', {edge}' if edge else ''}"
 
 
 def _mean_reached(values: pd.Series) -> float:

@@ -14,7 +14,7 @@ import math
 
 import pandas as pd
 
-from archbench.bench.report.cells import k_text, natural
+from archbench.bench.report.cells import best_lr_text, k_text, lr_edge, natural
 from archbench.bench.report.format import MISSING, markdown, slug, sort_rows
 from archbench.bench.report.learning import LAST, LEARNED, PLATEAU_NATS, RESULT_CLASSES, RISE, RISE_NATS
 from archbench.bench.report.outputs import Outputs
@@ -42,7 +42,7 @@ def _table(out: Outputs, section: str, prefix: str, best: pd.DataFrame) -> None:
             "model": g["model"], "depth": g["depth"], "d": g["d_model"], "mlp": g["mlp_ratio"],
             "class": g["learn_class"].replace({"mixed": "± mixed"}),
             "accuracy": g["accuracy"].map("{:.3f}".format),
-            "best lr": g["_lr"].map("{:g}".format), "lrs": g["lrs_tried"].map("{:.0f}".format),
+            "best lr": [best_lr_text(r) for _, r in g.iterrows()], "lrs": g["lrs_tried"].map("{:.0f}".format),
             "ex→0.5": g["ex_50"].map(_examples), "ex→0.9": g["ex_90"].map(_examples),
             "examples": g["examples_seen"].map(_examples),
             "last layer rms / const": [MISSING if math.isnan(r) else f"{r:.2f} / {c:.2f}"
@@ -54,15 +54,17 @@ def _table(out: Outputs, section: str, prefix: str, best: pd.DataFrame) -> None:
     if not parts:
         return
     csv = pd.concat(csv_parts)
-    csv = csv.assign(num_kv_pairs=csv["num_kv_pairs"].map(lambda k: None if k < 0 else k), best_lr=csv["_lr"])
+    csv = csv.assign(num_kv_pairs=csv["num_kv_pairs"].map(lambda k: None if k < 0 else k), best_lr=csv["_lr"],
+                     best_lr_edge=[lr_edge(r) or None for _, r in csv.iterrows()])
     csv = csv[["task", "seq_len", "num_kv_pairs", "model", "family", "depth", "d_model", "mlp_ratio",
-               "learn_class", "accuracy", "best_lr", "lrs_tried", "ex_50", "ex_90", "examples_seen", "chance",
-               "prior_loss", "last_rms", "last_const_share"]]
+               "learn_class", "accuracy", "best_lr", "best_lr_edge", "lrs_tried", "ex_50", "ex_90",
+               "examples_seen", "chance", "prior_loss", "last_rms", "last_const_share"]]
     out.table(section, f"{prefix}_learning", "each cell at its best lr: its learning curve's class and "
               f"sample efficiency (examples to reach 0.5 and 0.9 held-out accuracy; '{MISSING}' never), and "
               "its last mixer's output at the last evaluation: RMS and the share of its energy in one "
               "constant vector "
-              f"(bench/experiments/diagnostics.py); {CLASS_NOTE}",
+              f"(bench/experiments/diagnostics.py); {CLASS_NOTE}; a best lr marked 'lowest' or 'highest' "
+              "is that end of the cell's sweep while the cell did not learn: a lr beyond it may do better",
               "\n".join(parts).rstrip("\n"), csv)
 
 

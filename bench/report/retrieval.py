@@ -14,11 +14,19 @@ Glossary
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from archbench.bench.report.capacity import capacity_series
-from archbench.bench.report.cells import SPREAD_NOTE, acc_text, best_lr, k_text, natural, per_lr, prepare
+from archbench.bench.report.cells import (
+    SPREAD_NOTE,
+    acc_text,
+    best_lr,
+    best_lr_text,
+    k_text,
+    natural,
+    per_lr,
+    prepare,
+)
 from archbench.bench.report.curves import curve_tables
 from archbench.bench.report.format import MISSING, cell_raw, cells, markdown, slug, sort_rows
 from archbench.bench.report.hybrid import hybrid_tables
@@ -68,6 +76,7 @@ def _lr_table(out: Outputs, section: str, prefix: str, pl: pd.DataFrame, best: p
     """Every lr of every cell: what the best lr was chosen from."""
     best_of = {tuple(r[c] for c in (*POINT, "model", "depth", "mlp_ratio", "d_model")): r["_lr"]
                for _, r in best.iterrows()}
+    best_text = {key: best_lr_text(r) for key, (_, r) in zip(best_of, best.iterrows(), strict=True)}
     idx = ["model", "depth", "mlp_ratio", "d_model"]
     parts = []
     for (task, n, k), g in _points(pl):
@@ -75,7 +84,7 @@ def _lr_table(out: Outputs, section: str, prefix: str, pl: pd.DataFrame, best: p
         w = g.pivot(index=idx, columns="_lr", values="_v")
         w = w.reindex(columns=sorted(w.columns)).reset_index()
         w.columns = [*idx, *(f"lr={c:g}" for c in w.columns[len(idx):])]
-        w["best lr"] = [f"{best_of.get((task, n, k, *key), np.nan):g}"
+        w["best lr"] = [best_text.get((task, n, k, *key), MISSING)
                         for key in zip(*(w[c] for c in idx), strict=True)]
         body = markdown(sort_rows(w, idx).fillna(MISSING).astype(str))
         parts.append(f"## {task}, n={n}, K={k_text(k)}\n\n{body}\n")
@@ -86,7 +95,8 @@ def _lr_table(out: Outputs, section: str, prefix: str, pl: pd.DataFrame, best: p
     csv = csv[["task", "seq_len", "num_kv_pairs", "model", "family", "depth", "mlp_ratio", "d_model", "lr",
                "accuracy", "acc_min", "acc_max", "seeds", "runs", "failed", "best", "status"]]
     out.table(section, f"{prefix}_lr_sweep", f"accuracy per learning rate, {SPREAD_NOTE}; the best lr has "
-              f"the highest mean (rows model, depth, mlp_ratio, d_model; columns lr); {MARK_NOTE}",
+              f"the highest mean (rows model, depth, mlp_ratio, d_model; columns lr), marked 'lowest' or "
+              f"'highest' where it is that end of the sweep and the cell did not learn; {MARK_NOTE}",
               "\n".join(parts).rstrip("\n"), csv)
 
 

@@ -116,7 +116,8 @@ def test_seeds_are_averaged_and_the_best_lr_is_the_best_mean(report) -> None:
     low = sweep[(sweep["model"] == M8) & (sweep["lr"] == 1e-3)].iloc[0]
     assert low["accuracy"] == pytest.approx(0.6) and low["seeds"] == 2 and not low["best"]
     assert _md_rows((results / f"{RET}_lr_sweep.md").read_text())[M8][4:] == \
-        ["0.600 ±0.400 (2 seeds) ±", "0.800 ±0.050 (2 seeds) ▭", "0.003"]  # ±: one seed learned, one not
+        ["0.600 ±0.400 (2 seeds) ±", "0.800 ±0.050 (2 seeds) ▭", "0.003, highest"]
+    # ±: one seed learned, one not; "highest": the cell did not learn at the top of its sweep
     assert (results / f"{RET}_mqar-v-1024_acc_vs_lr.png").read_bytes().startswith(b"\x89PNG")
 
 

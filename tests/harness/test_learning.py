@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
 from archbench.bench.experiments.diagnostics import watch
+from archbench.bench.report.cells import best_lr_text, lr_edge
 from archbench.bench.report.learning import answer_prior, classify, combine, examples_to
 
 CHANCE, PRIOR = 1 / 128, math.log(128)
@@ -71,3 +73,14 @@ def test_curve_labels_keep_only_what_tells_runs_apart_within_a_family() -> None:
     assert _within_family("gated_deltanet · zoology recipe", "gated_deltanet") == "zoology recipe"
     assert _within_family("gated_deltanet output_gate=sigmoid", "gated_deltanet") == "output_gate=sigmoid"
     assert _within_family("mamba2 · warmup_frac=0", "mamba2") == "warmup_frac=0"
+
+
+@pytest.mark.parametrize(("lr", "cls", "tried", "edge"), [
+    (4.64e-4, "rising", 3, "lowest"), (1e-2, "plateau", 3, "highest"), (2.15e-3, "rising", 3, ""),
+    (4.64e-4, "learned", 3, ""), (1e-2, "rising", 1, "")])
+def test_a_best_lr_at_the_end_of_its_sweep_is_named_where_a_cell_did_not_learn(lr, cls, tried,
+                                                                               edge) -> None:
+    low, high = (4.64e-4, 1e-2) if tried > 1 else (lr, lr)
+    r = pd.Series({"_lr": lr, "learn_class": cls, "lrs_tried": tried, "lr_lowest": low, "lr_highest": high})
+    assert lr_edge(r) == edge
+    assert best_lr_text(r) == f"{lr:g}" + (f", {edge}" if edge else "")
