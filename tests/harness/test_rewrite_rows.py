@@ -144,7 +144,7 @@ def test_the_report_of_rewritten_rows_is_the_schema_2_report(tmp_path, monkeypat
             assert [r for r in snap.fillna("").itertuples(index=False) if r not in pooled] == [], name
         elif name.startswith("retrieval_") and not MARKED.search(name):
             pooled = set((tmp_path / _pooled(name)).read_text().splitlines())
-            lines = (V2_REPORT / name).read_text().splitlines()[3:]  # a table's caption and section line aside
+            lines = (V2_REPORT / name).read_text().splitlines()[3:]  # the caption and section line aside
             assert [ln for ln in lines if ln not in pooled] == [], name
         elif not RESHAPED.search(name) and not name.startswith(("frontier_", "retrieval_")):
             assert (tmp_path / name).read_text() == (V2_REPORT / name).read_text(), name
