@@ -53,7 +53,11 @@ def frame(rows: list[Row], kind: str) -> pd.DataFrame:
     recs = [r.flat() for r in rows if r.kind == kind]
     df = pd.DataFrame.from_records(recs, columns=cols) if recs else pd.DataFrame(columns=cols)
     df["_order"] = np.arange(len(df))
-    df = df.drop_duplicates(["cell", "place"], keep="last")
+    # the newest row of a cell per place: written last (a place may pool machines, whose files are read
+    # one after another: `Row.written_at`), then last in load order
+    written = [r.written_at for r in rows if r.kind == kind]
+    newest = df.assign(_written=written).sort_values(["_written", "_order"], kind="stable")
+    df = df.loc[sorted(newest.drop_duplicates(["cell", "place"], keep="last").index)]
     for col in numeric_columns(kind):
         df[col] = pd.to_numeric(df[col])
     return df.reset_index(drop=True)

@@ -23,7 +23,8 @@ The loop
     cell runs, and a row that cannot be written whole (disk full) stops the sweep (RowWriteError).
 
 Glossary
-  newest   the last row stored for a (cell key, place): the one that counts
+  newest   the row of a (cell key, place) written last (`Row.written_at`, then file order): the one
+           that counts
   series   the cells of one spec but for its length n (`Experiment.series`)
 """
 
@@ -158,7 +159,9 @@ def run_cells(cells: list[Cell], out_dir: Path, *, time_limit_s: float | None = 
     raw = Path(out_dir) / "raw"
     newest: dict[tuple[str, str], Row] = {}
     for row in read_rows(raw) if raw.is_dir() else []:
-        newest[(row.cell, row.place)] = row  # file order: a later row of a cell wins
+        old = newest.get(key := (row.cell, row.place))  # the row written last wins (`Row.written_at`),
+        if old is None or row.written_at >= old.written_at:  # then the later in file order
+            newest[key] = row
     failures = _Failures()
     for row in newest.values():
         if is_failure(row.status) and not retry_failed:  # retried failures must not skip their series

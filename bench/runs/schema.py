@@ -223,6 +223,14 @@ class Row:
         return place(self.kind, self.provenance)
 
     @property
+    def written_at(self) -> str:
+        """When the row was written (its provenance's UTC timestamp, ISO 8601; "" if it has none): of two
+        rows of one cell and place the one written later counts, then the later in file order. It
+        matters where a place pools machines: a retry on one CPU of a cell that failed on another must
+        win, whichever machine's file is read last."""
+        return str(self.provenance.get("timestamp") or "")
+
+    @property
     def ok(self) -> bool:
         return self.status == OK
 

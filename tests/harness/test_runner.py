@@ -211,3 +211,39 @@ def test_a_recall_cell_trained_on_another_cpu_is_done_but_a_timing_there_is_meas
     rows = read_rows(tmp_path / "raw")
     assert sorted((r.kind, r.device_name, r.place) for r in rows) == [
         ("retrieval", "CPU A", "cpu"), ("scaling", "CPU A", "CPU A"), ("scaling", "CPU B", "CPU B")]
+
+
+def test_a_failure_retried_on_another_cpu_is_replaced_by_the_retry_whichever_file_is_read_last(
+        tmp_path: Path, monkeypatch) -> None:
+    """Recall pools CPUs, so one cell's rows may sit in two machines' files: the one written last counts
+    for the run (it is not retried again) and for the report, though "B CPU"'s file is read first."""
+    from helpers.rows import model_spec
+
+    from archbench.bench.experiments.retrieval import Retrieval, RetrievalResult, RetrievalSpec
+    from archbench.bench.experiments.train import TrainConfig
+    from archbench.bench.runs.cell import Cell
+    from archbench.tasks import TaskSpec
+
+    result = RetrievalResult(
+        backend="reference", params=1, steps=1, examples_seen=64, train_seconds=1.0, state_bytes=4,
+        accuracy=0.5, accuracy_by_len={}, test_len=64, accuracy_by_slice={}, final_loss=1.0,
+        stopped_early=False)
+    calls = []
+
+    def train(cls, spec, budget_s, progress=None):
+        calls.append(spec)
+        if len(calls) == 1:
+            raise ValueError("first try fails")
+        return result
+
+    monkeypatch.setattr(Retrieval, "run", classmethod(train))
+    cell = Cell("retrieval", RetrievalSpec(model_spec("attention"), TaskSpec("mqar", {"seq_len": 64}),
+                                           TrainConfig(lr=1e-3), (), "cpu", "float32"))
+    real, ticks = loop.provenance, iter(["2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"])
+    monkeypatch.setattr(loop, "moment", lambda: {"timestamp": next(ticks), "load_1m": 0.0})
+    for machine, retry in (("Z CPU", False), ("B CPU", True)):  # fails on Z, retried on B
+        monkeypatch.setattr(loop, "provenance", lambda d, t, m=machine: {**real(d, t), "device_name": m})
+        loop.run_cells([cell], tmp_path, budget_s=0.01, retry_failed=retry)
+    assert len(calls) == 2
+    assert loop.run_cells([cell], tmp_path, budget_s=0.01, retry_failed=True) == [] and len(calls) == 2
+    assert frame(read_rows(tmp_path / "raw"), "retrieval")["status"].tolist() == ["ok"]
