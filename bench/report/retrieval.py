@@ -74,9 +74,9 @@ def _accuracy_tables(out: Outputs, section: str, prefix: str, dev: str, gd: pd.D
 
 def _lr_table(out: Outputs, section: str, prefix: str, pl: pd.DataFrame, best: pd.DataFrame) -> None:
     """Every lr of every cell: what the best lr was chosen from."""
-    best_of = {tuple(r[c] for c in (*POINT, "model", "depth", "mlp_ratio", "d_model")): r["_lr"]
-               for _, r in best.iterrows()}
-    best_text = {key: best_lr_text(r) for key, (_, r) in zip(best_of, best.iterrows(), strict=True)}
+    cell = (*POINT, "model", "depth", "mlp_ratio", "d_model")
+    best_of = {tuple(r[c] for c in cell): r["_lr"] for _, r in best.iterrows()}
+    best_text = {tuple(r[c] for c in cell): best_lr_text(r) for _, r in best.iterrows()}
     idx = ["model", "depth", "mlp_ratio", "d_model"]
     parts = []
     for (task, n, k), g in _points(pl):
@@ -88,7 +88,7 @@ def _lr_table(out: Outputs, section: str, prefix: str, pl: pd.DataFrame, best: p
                         for key in zip(*(w[c] for c in idx), strict=True)]
         body = markdown(sort_rows(w, idx).fillna(MISSING).astype(str))
         parts.append(f"## {task}, n={n}, K={k_text(k)}\n\n{body}\n")
-    keys = list(zip(*(pl[c] for c in (*POINT, "model", "depth", "mlp_ratio", "d_model")), strict=True))
+    keys = list(zip(*(pl[c] for c in cell), strict=True))
     csv = pl.assign(num_kv_pairs=pl["num_kv_pairs"].map(lambda k: None if k < 0 else k),
                     accuracy=cells(pl, "accuracy", cell_raw),
                     best=[best_of.get(key) == lr for key, lr in zip(keys, pl["_lr"], strict=True)])
@@ -196,8 +196,9 @@ def _machines_table(out: Outputs, section: str, prefix: str, runs: pd.DataFrame)
                                                    ok=("status", lambda s: int((s == "ok").sum())))
     t = t.reset_index().rename(columns={"device_name": "machine"})
     out.table(section, f"{prefix}_machines", "the machines that trained these cells: every retrieval table "
-              "here pools their rows, since a trained model's accuracy is the same experiment on any CPU "
-              "to float rounding (results/METHODS.md); each row's provenance names its machine", t, t)
+              "here pools their rows, since a trained model's accuracy is the same experiment on any machine "
+              "of the kind, to float rounding (results/METHODS.md); each row's provenance names its machine",
+              t, t)
 
 
 def retrieval_tables(out: Outputs, rt: pd.DataFrame, slugs: dict[str, str]) -> None:

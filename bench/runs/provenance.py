@@ -2,9 +2,10 @@
 
 Every row carries it, so a table can say which commit and torch measured it, and timings from two
 machines never mix (the report groups them by `device_name`; recall, which is not the machine's, is
-pooled over the machines of a device kind and each row still names its own: schema `place`). `hostname` names the node that ran the cell:
-under the Ray executor each row's provenance is taken on the worker that ran it, so a sweep over a
-cluster of unlike nodes records each row's own device and host.
+pooled over the machines of a device kind and each row still names its own: schema `place`).
+`hostname` names the node that ran the cell: under the Ray executor each row's provenance is taken on
+the worker that ran it, so a sweep over a cluster of unlike nodes records each row's own device and
+host.
 """
 
 from __future__ import annotations
