@@ -43,7 +43,6 @@ READS = require("retrieval", (*KEYS, "identity", "mixers", "configs", "cell", "s
 # recipe's choices. The budget splits a cell only where one grid point holds several budgets.
 RECIPE_FIELDS = ("recipe", "schedule", "warmup_frac", "min_lr_frac", "betas", "adam_eps", "weight_decay",
                  "decay", "grad_clip", "tie_head", "init", "shuffle", "embed_dropout")
-BUDGET_TAG = r" · \d+k examples$"  # the budget part of a `train_tag`, where `_train_tags` adds one
 SPREAD_NOTE = "mean over seeds ± half their min–max range (seeds that ran ok)"
 
 
@@ -83,7 +82,8 @@ def _train_tags(rt: pd.DataFrame) -> list[str]:
         parts = ([] if recipe == "archbench" else [f"{recipe} recipe"]) + changed
         tags.append(f" · {', '.join(parts)}" if parts else "")
     budget = rt["train_cfg"].map(lambda c: (c or {}).get("max_examples"))
-    several = rt.assign(_b=budget).groupby(KEYS)["_b"].transform("nunique") > 1 if len(rt) else \
+    point = [k for k in KEYS if k != "model"]  # every model at a point, so one grid's cells share a tag
+    several = rt.assign(_b=budget).groupby(point)["_b"].transform("nunique") > 1 if len(rt) else \
         pd.Series([], dtype=bool)
     return [f"{t} · {int(b) // 1000}k examples" if many and b is not None else t
             for t, b, many in zip(tags, budget, several, strict=True)]

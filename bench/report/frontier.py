@@ -21,7 +21,6 @@ Glossary
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +29,6 @@ import pandas as pd
 
 from archbench.bench.report.capacity import capacity_series
 from archbench.bench.report.cells import (
-    BUDGET_TAG,
     SPREAD_NOTE,
     acc_text,
     best_lr,
@@ -304,11 +302,9 @@ def _headline(out: Outputs, section: str, stem: str, title: str, point: tuple, f
     # the families side by side under one training recipe: the one most of them have a cell under here
     # (a grid's recipe, not an older record such as the 40k-example plateau rows), a family without one
     # under another, labelled; then each family's best-swept cell (most lrs, then seeds: a grid's headline
-    # rather than a state-sweep variant run at one lr), at its smallest depth, with the fewest fields set.
-    # The budget is part of the recipe, but a model's tag names it only where its own cells differ in it.
-    recipe = [f"{re.sub(BUDGET_TAG, '', tag)} @ {(cfg or {}).get('max_examples')}"
-              for tag, cfg in zip(pure["train_tag"], pure["train_cfg"], strict=True)]
-    shared = pure.assign(_recipe=recipe).groupby("_recipe")["family"].transform("nunique")
+    # rather than a state-sweep variant run at one lr), at its smallest depth, with the fewest fields set
+    # (`train_tag` names the recipe's choices, and the budget where the point holds several)
+    shared = pure.groupby("train_tag")["family"].transform("nunique")
     pure = pure.assign(_fields=pure["configs"].map(lambda c: sum(len(v) for v in c.values())),
                        _lrs=-pure["lrs_tried"], _seeds=-pure["seeds"], _shared=-shared)
     pure = pure.sort_values(["family", "_shared", "depth", "_lrs", "_seeds", "_fields", "label"])

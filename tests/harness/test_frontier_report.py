@@ -26,10 +26,12 @@ M8, M32 = "mamba2 d_state=8", "mamba2 d_state=32"
 
 
 def _recall(model: str, lr: float, acc: float, seed: int = 0, configs: dict | None = None, depth: int = 2,
-            vocab: int = 1024, state: int = 1000, recipe: str = "archbench", prov: dict = PROV) -> dict:
+            vocab: int = 1024, state: int = 1000, recipe: str = "archbench", prov: dict = PROV,
+            budget: int | None = None) -> dict:
     spec = RetrievalSpec(model_spec(model, depth, configs=configs),
                          TaskSpec("mqar", {"seq_len": 64, "num_kv_pairs": 4, "vocab_size": vocab}),
-                         dataclasses.replace(TrainConfig.for_recipe(recipe), lr=lr, seed=seed),
+                         dataclasses.replace(TrainConfig.for_recipe(recipe), lr=lr, seed=seed,
+                                             **({"max_examples": budget} if budget else {})),
                          test_lens=(128, 256), device="cpu", dtype="float32", seed=seed)
     result = RetrievalResult(
         backend="reference", params=1000, steps=10, examples_seen=640, train_seconds=1.0, state_bytes=state,
@@ -277,3 +279,16 @@ def test_the_headline_sets_the_families_side_by_side_under_the_recipe_most_of_th
                                                  "mamba · zoology recipe"]
     machines = pd.read_csv(results / f"{RET}_machines.csv").set_index("machine")["rows"].to_dict()
     assert machines == {"Another CPU (2 CPUs)": 3, PROV["device_name"]: 3}
+
+
+def test_where_a_point_holds_two_budgets_every_model_there_is_tagged_with_its_own() -> None:
+    """An older 40k-example record beside a grid at 80k: the grid's models all read "· 80k examples",
+    including one the record never ran, so one grid's cells stay one group (orderings, headline)."""
+    from archbench.bench.report.cells import prepare
+    from archbench.bench.report.frame import frame
+
+    rows = [Row.from_json(r) for r in (_recall("mamba2", 1e-3, 0.1, budget=40_000),
+                                       _recall("mamba2", 1e-3, 0.9, budget=80_000),
+                                       _recall("deltanet", 1e-3, 0.9, budget=80_000))]
+    labels = sorted(prepare(frame(rows, "retrieval"))["model"])
+    assert labels == ["deltanet · 80k examples", "mamba2 · 40k examples", "mamba2 · 80k examples"]
