@@ -51,7 +51,7 @@ from rich.text import Text
 from archbench.bench.runs.cell import Job, Outcome, run_job
 from archbench.bench.runs.executors import ExecutorError, ProgressFor
 from archbench.bench.runs.provenance import provenance
-from archbench.bench.runs.schema import experiment
+from archbench.bench.runs.schema import device_kind, experiment
 
 INSTALL_HINT = "--executor ray needs the ray extra: pip install -e \".[ray]\""
 
@@ -83,7 +83,7 @@ def slot(job: Job, threads: int, node_cpus: float = 0.0) -> dict[str, float]:
     the machine's (a timing: `Experiment.machine_bound`) reserves `node_cpus`, the CPUs of the smallest
     node, so on a cluster of like nodes it runs alone on its node while still using T threads: two
     timings sharing a machine's cores and caches would each time the other too."""
-    cuda = _device(job)[0].startswith("cuda")
+    cuda = device_kind(_device(job)[0]) == "cuda"
     alone = not cuda and experiment(job.kind).machine_bound
     return {"CPU": max(float(threads), node_cpus if alone else 0.0), "GPU": 1.0 if cuda else 0.0}
 
